@@ -1,0 +1,31 @@
+"""One way to fail: a clear line on stderr, exit code 2, no traceback.
+
+Library code raises `UsageError` for anything the user can fix (a path, an option, a file);
+`cli` turns it into one line naming what went wrong and what to do.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable, Sequence
+
+
+class UsageError(Exception):
+    """Bad input the user can fix. The message is the whole explanation: name the thing, say what to do."""
+
+
+def cli(main: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[str] | None], int]:
+    """Wrap a command's `main(argv)` so user errors exit 2 with one line and Ctrl-C exits 130 quietly."""
+
+    @functools.wraps(main)
+    def wrapped(argv: Sequence[str] | None = None) -> int:
+        try:
+            return main(argv) or 0
+        except UsageError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return wrapped
