@@ -5,6 +5,7 @@ Library code raises `UsageError` for anything the user can fix (a path, an optio
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from typing import Callable, Sequence
@@ -12,6 +13,13 @@ from typing import Callable, Sequence
 
 class UsageError(Exception):
     """Bad input the user can fix. The message is the whole explanation: name the thing, say what to do."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad option is one `error:` line (via UsageError) instead of usage + error."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 def cli(main: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[str] | None], int]:
