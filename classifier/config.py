@@ -1,0 +1,97 @@
+"""Every training hyper-parameter in one dataclass; the CLI is generated from it.
+
+Each field carries its command-line help, so an option is added in exactly one place, and the
+config saved in `metadata.json` is this dataclass as a dict.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UsageError
+
+
+def option(default: Any, help: str, **argparse_kwargs: Any) -> Any:
+    """A config field with its command-line help (and any extra argparse settings)."""
+    return field(default=default, metadata={"help": help, **argparse_kwargs})
+
+
+@dataclass
+class TrainConfig:
+    # What to learn from and where the model goes.
+    data: str = option(None, "image folder (one subfolder per class, or train/ + validation/), or a built-in dataset name", required=True)
+    csv_dir: str = option(None, "for --data asl: folder holding sign_mnist_train.csv and sign_mnist_test.csv (or set CLASSIFIER_ASL_CSV_DIR)")
+    out: str = option(None, "model folder to write, e.g. models/cats_dogs (default: models/<data folder name>)")
+    overwrite: bool = option(False, "replace an existing model folder (the old one is kept until the new one is complete)")
+
+    # Model.
+    backbone: str = option("inception_v3", "pretrained network to build on")
+    weights: str = option("imagenet", "backbone weights: imagenet (Keras download cache), none (train from scratch), or a Keras weights FILE")
+    cut_layer: str = option(None, "backbone layer whose output feeds the head (default: the backbone's own, mixed7 for inception_v3)")
+    image_size: int = option(150, "square input size in pixels the model resizes every image to")
+    head_pooling: str = option("avg", "how the feature map becomes a vector: avg (global average) or flatten (the course's)", choices=("avg", "flatten"))
+    dense_units: int = option(1024, "units of the Dense relu layer in the head (0: no hidden layer)")
+    dropout: float = option(0.2, "dropout rate after the Dense layer")
+
+    # Optimisation.
+    epochs: int = option(20, "passes over the training images")
+    batch_size: int = option(32, "images per step")
+    learning_rate: float = option(1e-4, "Adam learning rate")
+    validation_split: float = option(0.2, "fraction of each class held out for validation when the data has no validation folder")
+    seed: int = option(0, "seed for the split, shuffling, augmentation and initial weights")
+
+    # On-the-fly augmentation of training images (never of validation or served images).
+    augment: bool = option(True, "augment training images (--no-augment turns every knob below off)")
+    rotation: float = option(40.0, "random rotation, up to this many degrees either way")
+    width_shift: float = option(0.2, "random horizontal shift, as a fraction of the width")
+    height_shift: float = option(0.2, "random vertical shift, as a fraction of the height")
+    shear: float = option(0.2, "random shear factor, either way")
+    zoom: float = option(0.2, "random zoom in or out by up to this fraction")
+    horizontal_flip: bool = option(True, "randomly mirror left-right")
+    vertical_flip: bool = option(False, "randomly mirror top-bottom")
+    brightness: float = option(0.0, "random brightness change, as a fraction of the pixel range")
+
+    def validate(self) -> "TrainConfig":
+        """Refuse values no run could use, naming the option."""
+        checks = [
+            ("image_size", self.image_size >= 1, "must be a positive number of pixels"),
+            ("epochs", self.epochs >= 1, "must be at least 1"),
+            ("batch_size", self.batch_size >= 1, "must be at least 1"),
+            ("learning_rate", self.learning_rate > 0, "must be positive"),
+            ("dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)"),
+            ("dense_units", self.dense_units >= 0, "must be 0 or more"),
+            ("validation_split", 0.0 < self.validation_split < 1.0, "must be between 0 and 1"),
+        ]
+        for name, ok, what in checks:
+            if not ok:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: {what}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Rebuild a config from saved metadata, ignoring keys this version does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """One `--flag` per field, named, typed, defaulted and documented from the dataclass."""
+        for f in dataclasses.fields(cls):
+            extra = dict(f.metadata)
+            help_text = extra.pop("help")
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(f.default, bool):
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+                continue
+            kind = type(f.default) if f.default is not None else str
+            suffix = " (required)" if extra.get("required") else f" (default: {f.default})" if f.default is not None else ""
+            parser.add_argument(flag, type=kind, default=f.default, help=help_text + suffix, **extra)
+
+    @classmethod
+    def from_args(cls, namespace: argparse.Namespace) -> "TrainConfig":
+        return cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)})

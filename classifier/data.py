@@ -1,0 +1,176 @@
+"""Image folders -> labelled file lists -> tf.data pipelines, with augmentation for training only.
+
+A data folder is either one subfolder per class, or `train/` plus `validation/` (or `valid/`,
+`val/`) holding the same class subfolders. Every image is decoded once up front (in threads) so a
+corrupt file is reported by name and skipped instead of killing training in epoch 7.
+"""
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._tf import keras, tf
+from .errors import UsageError
+from .images import check_image_file, decode_rgb_tf, is_image_file, resize
+
+VALIDATION_DIRS = ("validation", "valid", "val")
+
+
+@dataclass
+class Split:
+    """Image files with their integer labels and EXIF orientations, in a fixed order."""
+
+    paths: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    orientations: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, indices) -> "Split":
+        return Split([self.paths[i] for i in indices], [self.labels[i] for i in indices], [self.orientations[i] for i in indices])
+
+
+@dataclass
+class ImageData:
+    """A training set and a validation set over the same classes."""
+
+    root: Path
+    class_names: list[str]
+    train: Split
+    validation: Split
+    skipped: list[tuple[str, str]]  # (path, why) for files that could not be decoded
+    validation_from: str  # "folder" or "split"
+
+
+def find_class_files(folder: Path) -> dict[str, list[Path]]:
+    """Class name -> sorted image files, for each subfolder of `folder` holding at least one image."""
+    classes = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(p for p in sub.rglob("*") if p.is_file() and is_image_file(p))
+        if files:
+            classes[sub.name] = files
+    return classes
+
+
+def load_image_data(data_dir: str | Path, validation_split: float = 0.2, seed: int = 0, quiet: bool = False) -> ImageData:
+    """Find the classes and files under `data_dir`, drop undecodable files, and split train/validation."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise UsageError(f"--data {data_dir}: no such folder")
+    validation_dir = next((root / d for d in VALIDATION_DIRS if (root / d).is_dir()), None)
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    if validation_dir is not None and train_dir == root:
+        raise UsageError(f"--data {data_dir}: has {validation_dir.name}/ but no train/ folder beside it")
+
+    train_classes = find_class_files(train_dir)
+    if not train_classes:
+        raise UsageError(
+            f"--data {data_dir}: no images found; expected one subfolder per class holding "
+            f"{'/'.join(e.lstrip('.') for e in ('.jpg', '.png', '.bmp', '.gif'))} files, or train/ and validation/ folders"
+        )
+    if len(train_classes) < 2:
+        raise UsageError(f"--data {train_dir}: found only one class ({next(iter(train_classes))}); a classifier needs at least 2 class subfolders")
+    class_names = sorted(train_classes)
+
+    val_classes = find_class_files(validation_dir) if validation_dir else {}
+    if validation_dir and set(val_classes) != set(train_classes):
+        only_train = sorted(set(train_classes) - set(val_classes)) or ["-"]
+        only_val = sorted(set(val_classes) - set(train_classes)) or ["-"]
+        raise UsageError(
+            f"--data {data_dir}: train/ and {validation_dir.name}/ have different classes "
+            f"(only in train: {', '.join(only_train)}; only in {validation_dir.name}: {', '.join(only_val)}); make them match"
+        )
+
+    skipped: list[tuple[str, str]] = []
+    train = _checked_split(train_classes, class_names, skipped)
+    if validation_dir:
+        validation, source = _checked_split(val_classes, class_names, skipped), "folder"
+    else:
+        if not 0.0 < validation_split < 1.0:
+            raise UsageError(f"--validation-split {validation_split}: must be between 0 and 1 when the data has no validation folder")
+        train, validation = stratified_split(train, validation_split, seed)
+        source = "split"
+    if skipped and not quiet:
+        print(f"warning: skipped {len(skipped)} unreadable image(s):", file=sys.stderr)
+        for path, why in skipped:
+            print(f"  {path}: {why}", file=sys.stderr)
+    if len(train) == 0 or len(validation) == 0:
+        raise UsageError(f"--data {data_dir}: too few readable images to have both training and validation images")
+    return ImageData(root, class_names, train, validation, skipped, source)
+
+
+def _checked_split(classes: dict[str, list[Path]], class_names: list[str], skipped: list) -> Split:
+    """Decode every file once (threads: Pillow releases the GIL) and keep the readable ones."""
+    items = [(str(path), class_names.index(name)) for name, files in classes.items() for path in files]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda item: check_image_file(Path(item[0])), items))
+    split = Split()
+    for (path, label), (orientation, problem) in zip(items, results):
+        if problem:
+            skipped.append((path, problem))
+            continue
+        split.paths.append(path)
+        split.labels.append(label)
+        split.orientations.append(orientation)
+    return split
+
+
+def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Hold out `fraction` of each class (at least one image where a class has two or more)."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(split.labels)
+    train_idx, val_idx = [], []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        members = members[rng.permutation(len(members))]
+        n_val = int(round(len(members) * fraction))
+        n_val = min(max(n_val, 1 if len(members) > 1 else 0), len(members) - 1)
+        val_idx.extend(members[:n_val])
+        train_idx.extend(members[n_val:])
+    return split.subset(sorted(train_idx)), split.subset(sorted(val_idx))
+
+
+def image_dataset(split: Split, image_size: tuple[int, int], batch_size: int, shuffle: bool = False, seed: int = 0, augmenter=None):
+    """A batched tf.data pipeline of (float pixels 0..255 at `image_size`, label).
+
+    Decoding and resizing run in parallel inside TensorFlow; `augmenter` (training only) runs on
+    whole batches after them.
+    """
+    files = tf.data.Dataset.from_tensor_slices((split.paths, split.orientations, split.labels))
+    if shuffle:
+        files = files.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+
+    def load(path, orientation, label):
+        return resize(decode_rgb_tf(path, orientation), image_size), label
+
+    images = files.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle).batch(batch_size)
+    if augmenter is not None:
+        images = images.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return images.prefetch(tf.data.AUTOTUNE)
+
+
+def make_augmenter(config, seed: int = 0):
+    """Keras preprocessing layers for the config's augmentation knobs, or None when nothing is on."""
+    if not config.augment:
+        return None
+    layers = []
+    fill = dict(fill_mode="nearest")
+    if config.horizontal_flip or config.vertical_flip:
+        mode = "horizontal_and_vertical" if config.horizontal_flip and config.vertical_flip else "horizontal" if config.horizontal_flip else "vertical"
+        layers.append(keras.layers.RandomFlip(mode, seed=seed))
+    if config.rotation:
+        layers.append(keras.layers.RandomRotation(config.rotation / 360.0, seed=seed, **fill))
+    if config.width_shift or config.height_shift:
+        layers.append(keras.layers.RandomTranslation(config.height_shift, config.width_shift, seed=seed, **fill))
+    if config.shear:
+        layers.append(keras.layers.RandomShear(config.shear, config.shear, seed=seed, **fill))
+    if config.zoom:
+        layers.append(keras.layers.RandomZoom(config.zoom, seed=seed, **fill))
+    if config.brightness:
+        layers.append(keras.layers.RandomBrightness(config.brightness, value_range=(0, 255), seed=seed))
+    return keras.Sequential(layers, name="augmentation") if layers else None

@@ -1,0 +1,68 @@
+"""The classifier: raw RGB pixels of any size -> class probabilities, all inside one Keras model.
+
+    image (H, W, 3), 0..255
+      -> Resizing(image_size)           the same op training's tf.data pipeline runs
+      -> Rescaling                      the backbone's own input scaling
+      -> backbone (frozen)              e.g. InceptionV3 up to mixed7
+      -> pooling -> Dense relu -> Dropout -> Dense softmax (one probability per class)
+
+Only built-in Keras layers, so `keras.models.load_model("model.keras")` needs nothing of ours.
+"""
+from __future__ import annotations
+
+from ._tf import keras
+from .backbones import build_feature_extractor, get_backbone
+from .config import TrainConfig
+from .errors import UsageError
+
+HEAD_NAME = "head"
+
+
+def check_model_options(config: TrainConfig):
+    """Fail fast, before any data is read, on a backbone or size the model cannot be built with."""
+    backbone = get_backbone(config.backbone)
+    if min(image_size(config)) < backbone.min_size:
+        raise UsageError(f"--image-size {config.image_size}: {backbone.name} needs at least {backbone.min_size} px")
+    return backbone
+
+
+def build_model(config: TrainConfig, num_classes: int):
+    """Build the full model for `config`; the backbone is frozen unless there are no weights to keep."""
+    backbone = check_model_options(config)
+    size = image_size(config)
+    features = build_feature_extractor(backbone, size, config.weights, config.cut_layer)
+    transfer = config.weights != "none"
+    features.trainable = not transfer
+
+    inputs = keras.Input(shape=(None, None, 3), name="image")
+    x = keras.layers.Resizing(*size, interpolation="bilinear", antialias=True, name="resize")(inputs)
+    scale, offset = backbone.scale
+    x = keras.layers.Rescaling(scale, offset, name="backbone_scaling")(x)
+    # training=False keeps a frozen backbone's BatchNorm in inference mode, even when fine-tuned later.
+    x = features(x, training=False) if transfer else features(x)
+    outputs = build_head(x, config, num_classes)
+    return keras.Model(inputs, outputs, name=f"{config.backbone}_classifier")
+
+
+def build_head(features, config: TrainConfig, num_classes: int):
+    """Pooling, Dense relu, Dropout and the softmax output, applied to a backbone's output tensor."""
+    x = features
+    if len(x.shape) == 4:
+        pool = keras.layers.GlobalAveragePooling2D if config.head_pooling == "avg" else keras.layers.Flatten
+        x = pool(name="pool")(x)
+    if config.dense_units:
+        x = keras.layers.Dense(config.dense_units, activation="relu", name="dense")(x)
+    x = keras.layers.Dropout(config.dropout, name="dropout")(x)
+    return keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+
+
+def image_size(config: TrainConfig) -> tuple[int, int]:
+    return (config.image_size, config.image_size)
+
+
+def compile_model(model, learning_rate: float) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )

@@ -1,0 +1,152 @@
+"""Train a classifier on a frozen pretrained backbone and save a self-contained model folder.
+
+    python -m classifier.train --data PATH_OR_NAME [--out models/NAME] [options]
+
+`train(config)` is the library entry point; `main` is a thin CLI over it.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+from ._tf import keras
+from .artifacts import check_output_dir, save_model_dir, versions
+from .backbones import get_backbone
+from .config import TrainConfig
+from .data import image_dataset, load_image_data, make_augmenter
+from .datasets import resolve_data
+from .errors import ArgumentParser, cli
+from .model import build_model, check_model_options, compile_model, image_size
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    metadata: dict
+    model: object  # the trained keras.Model, as saved
+
+
+def resolve_data_dir(config: TrainConfig) -> Path:
+    """A folder path, or a built-in dataset name prepared (downloaded, converted) on demand."""
+    return resolve_data(config.data, csv_dir=config.csv_dir)
+
+
+def default_out_dir(data_dir: Path) -> Path:
+    name = data_dir.resolve().name
+    if name.endswith("_filtered"):  # cats_and_dogs_filtered -> cats_and_dogs
+        name = name[: -len("_filtered")]
+    return Path("models") / name
+
+
+def train(config: TrainConfig, log=print) -> TrainResult:
+    """Run one training job end to end; raises UsageError for anything the user must fix."""
+    config.validate()
+    check_model_options(config)
+    started = time.time()
+    data_dir = resolve_data_dir(config)
+    out = check_output_dir(config.out or default_out_dir(data_dir), config.overwrite)
+
+    keras.utils.set_random_seed(config.seed)
+    data = load_image_data(data_dir, config.validation_split, config.seed)
+    model = build_model(config, len(data.class_names))
+    log(
+        f"data: {len(data.train)} training and {len(data.validation)} validation images "
+        f"({'validation folder' if data.validation_from == 'folder' else f'{config.validation_split:.0%} held out'}), "
+        f"{len(data.class_names)} classes: {', '.join(data.class_names[:10])}{' ...' if len(data.class_names) > 10 else ''}"
+    )
+    if config.weights == "none":
+        log("note: --weights none has no pretrained features to transfer, so the whole network trains from scratch")
+    else:
+        log(f"model: {config.backbone} ({config.weights} weights) frozen up to {cut_layer(config)}, {config.head_pooling} pooling head")
+
+    size = image_size(config)
+    train_ds = image_dataset(data.train, size, config.batch_size, shuffle=True, seed=config.seed, augmenter=make_augmenter(config, config.seed))
+    val_ds = image_dataset(data.validation, size, config.batch_size)
+    compile_model(model, config.learning_rate)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, shuffle=False, verbose=0, callbacks=[EpochLog(config.epochs, log)])
+
+    history = {name: [float(v) for v in values] for name, values in history.history.items()}
+    metadata = build_metadata(config, data, model, history, time.time() - started)
+    save_model_dir(out, model, metadata)
+    best = max(history["val_accuracy"])
+    log(
+        f"done: best val_accuracy {best:.4f} (epoch {history['val_accuracy'].index(best) + 1}), "
+        f"final {metadata['val_accuracy']:.4f}; {_duration(time.time() - started)}; model saved to {out}"
+    )
+    return TrainResult(out, metadata, model)
+
+
+def cut_layer(config: TrainConfig) -> str | None:
+    return config.cut_layer or get_backbone(config.backbone).default_cut
+
+
+def build_metadata(config: TrainConfig, data, model, history: dict, seconds: float) -> dict:
+    return {
+        "class_names": data.class_names,
+        "image_size": list(image_size(config)),
+        "backbone": config.backbone,
+        "cut_layer": cut_layer(config),
+        "weights": config.weights,
+        "input": "RGB pixels 0..255, any size (the model resizes); float32 batch (N, H, W, 3)",
+        "config": config.to_dict(),
+        "data": {
+            "root": str(data.root),
+            "train_images": len(data.train),
+            "validation_images": len(data.validation),
+            "validation_from": data.validation_from,
+            "skipped": [path for path, _ in data.skipped],
+        },
+        "history": history,
+        "val_accuracy": history["val_accuracy"][-1],
+        "best_val_accuracy": max(history["val_accuracy"]),
+        "epochs_run": len(history["val_accuracy"]),
+        "train_seconds": round(seconds, 1),
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "parameters": {"total": int(model.count_params()), "trainable": int(sum(w.numpy().size for w in model.trainable_weights))},
+        "versions": versions(),
+    }
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One line per epoch: every metric Keras reports, and the epoch's wall time."""
+
+    def __init__(self, epochs: int, log):
+        super().__init__()
+        self.epochs, self.log = epochs, log
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = "  ".join(f"{k} {v:.4f}" for k, v in sorted((logs or {}).items()) if k != "learning_rate")
+        self.log(f"epoch {epoch + 1}/{self.epochs}  {metrics}  ({time.time() - self.started:.1f} s)")
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="python -m classifier.train",
+        description="Train an image classifier on a frozen pretrained backbone, with on-the-fly augmentation.",
+        epilog="Example: python -m classifier.train --data cats_dogs --out models/cats_dogs",
+    )
+    TrainConfig.add_arguments(parser)
+    return parser
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    config = TrainConfig.from_args(build_parser().parse_args(argv))
+    train(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
