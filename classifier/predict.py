@@ -1,0 +1,115 @@
+"""Load a model folder once and classify images: the `Predictor` the CLI and the app share.
+
+    python -m classifier.predict MODEL_DIR IMAGE_OR_FOLDER [...] [--top-k 3] [--json]
+
+Images go through `images.load_rgb` (EXIF, any mode -> RGB, size limits) and `images.resize`,
+the op the training pipeline and the model's own Resizing layer run, then one compiled call.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ._tf import tf
+from .artifacts import load_model, read_metadata
+from .errors import ArgumentParser, UsageError, cli
+from .images import MAX_PIXELS, ImageError, ImageSource, is_image_file, load_rgb, resize
+
+
+class Predictor:
+    """A trained model folder, loaded once, turned into probabilities per class name."""
+
+    def __init__(self, model_dir: str | Path, max_pixels: int = MAX_PIXELS):
+        self.model_dir = Path(model_dir)
+        self.metadata = read_metadata(self.model_dir)
+        self.class_names: list[str] = list(self.metadata["class_names"])
+        self.image_size: tuple[int, int] = tuple(self.metadata["image_size"])
+        self.max_pixels = max_pixels
+        self.model = load_model(self.model_dir)
+        # One traced graph for every batch size: no retracing, no per-call Python overhead of predict().
+        self._probabilities = tf.function(
+            lambda batch: self.model(batch, training=False),
+            input_signature=[tf.TensorSpec([None, *self.image_size, 3], tf.float32)],
+            reduce_retracing=True,
+        )
+
+    def pixels(self, image: ImageSource) -> np.ndarray:
+        """One image (path, bytes, Pillow image or array) -> float32 (H, W, 3) at the model's size."""
+        return resize(load_rgb(image, self.max_pixels), self.image_size).numpy()
+
+    def predict_proba(self, images: Sequence[ImageSource]) -> np.ndarray:
+        """Probabilities (N, classes) for N images, in `class_names` order; raises ImageError on a bad one."""
+        if not images:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        batch = np.stack([self.pixels(image) for image in images])
+        return self.probabilities_of_pixels(batch)
+
+    def probabilities_of_pixels(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities for a batch already at the model's size (N, H, W, 3), floats 0..255."""
+        return self._probabilities(tf.convert_to_tensor(batch, tf.float32)).numpy()
+
+    def predict(self, image: ImageSource, top_k: int | None = None) -> list[tuple[str, float]]:
+        """(class name, probability) pairs for one image, most probable first."""
+        return self.top_k(self.predict_proba([image])[0], top_k)
+
+    def top_k(self, probabilities: np.ndarray, k: int | None = None) -> list[tuple[str, float]]:
+        order = np.argsort(-probabilities, kind="stable")[: k or len(self.class_names)]
+        return [(self.class_names[i], float(probabilities[i])) for i in order]
+
+
+def expand_image_args(paths: Sequence[str]) -> list[Path]:
+    """Files as given; folders become every image file under them, sorted."""
+    found: list[Path] = []
+    for arg in paths:
+        path = Path(arg)
+        if path.is_dir():
+            images = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+            if not images:
+                raise UsageError(f"{arg}: folder holds no image files")
+            found.extend(images)
+        elif path.exists():
+            found.append(path)
+        else:
+            raise UsageError(f"{arg}: no such file or folder")
+    return found
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m classifier.predict", description="Classify images with a trained model folder.")
+    parser.add_argument("model_dir", help="model folder written by python -m classifier.train")
+    parser.add_argument("images", nargs="+", help="image files, or folders to classify every image in")
+    parser.add_argument("--top-k", type=int, default=3, help="how many classes to show per image (default: 3)")
+    parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
+    return parser
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.top_k < 1:
+        raise UsageError(f"--top-k {args.top_k}: must be at least 1")
+    paths = expand_image_args(args.images)
+    predictor = Predictor(args.model_dir)
+    results, failures = [], 0
+    for path in paths:
+        try:
+            top = predictor.predict(path, args.top_k)
+        except ImageError as error:
+            failures += 1
+            print(f"error: {error}", file=sys.stderr)
+            results.append({"image": str(path), "error": str(error)})
+            continue
+        results.append({"image": str(path), "predictions": [{"label": label, "probability": p} for label, p in top]})
+        if not args.json:
+            print(f"{path}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
