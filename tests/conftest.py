@@ -1,0 +1,48 @@
+"""Shared fixtures: small learnable datasets drawn on the spot, and one model trained once per session."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"  # real weights and photos beside the repo (absent on a user's clone)
+sys.path.insert(0, str(ROOT))
+
+from classifier.config import TrainConfig  # noqa: E402
+from classifier.shapes import make_shapes_dataset  # noqa: E402
+from classifier.train import train  # noqa: E402
+
+# Small everywhere: the whole suite runs on 2 CPU cores in a few minutes. Cutting at mixed2 halves
+# graph-building time; the session model below keeps the real default (mixed7).
+TINY = dict(weights="none", cut_layer="mixed2", image_size=75, batch_size=16, dense_units=32, learning_rate=1e-3)
+
+
+def tiny_config(data, out, **overrides) -> TrainConfig:
+    return TrainConfig(data=str(data), out=str(out), **{**TINY, **overrides})
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory) -> Path:
+    """3 classes x 24 images, 64 px, one folder per class."""
+    return make_shapes_dataset(tmp_path_factory.mktemp("data") / "shapes", per_class=24, size=64)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, shapes_dir):
+    """One model trained for 2 epochs on `shapes_dir` (augmentation on), shared by many tests."""
+    out = tmp_path_factory.mktemp("models") / "shapes"
+    return train(tiny_config(shapes_dir, out, epochs=2, cut_layer=None), log=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
+def model_dir(trained) -> Path:
+    return trained.model_dir
+
+
+def run_main(main, argv, capsys) -> tuple[int, str, str]:
+    """Run a command's main(argv) in-process: (exit code, stdout, stderr)."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err

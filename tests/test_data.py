@@ -1,0 +1,82 @@
+"""Finding classes and files, splitting, skipping broken files, and refusing unusable folders."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from conftest import tiny_config
+from PIL import Image
+
+from classifier.data import image_dataset, load_image_data, make_augmenter
+from classifier.errors import UsageError
+from classifier.shapes import make_shapes_dataset
+
+
+def test_class_folders_are_split_deterministically_and_stratified(shapes_dir):
+    first = load_image_data(shapes_dir, validation_split=0.25, seed=3)
+    again = load_image_data(shapes_dir, validation_split=0.25, seed=3)
+    other = load_image_data(shapes_dir, validation_split=0.25, seed=4)
+    assert first.class_names == ["circle", "square", "triangle"]
+    assert first.validation_from == "split"
+    assert first.train.paths == again.train.paths and first.validation.paths == again.validation.paths
+    assert first.validation.paths != other.validation.paths
+    assert np.bincount(first.validation.labels).tolist() == [6, 6, 6]  # 25% of 24 from every class
+    assert not set(first.train.paths) & set(first.validation.paths)
+    assert len(first.train) + len(first.validation) == 72
+
+
+@pytest.mark.parametrize("validation_name", ["validation", "valid", "val"])
+def test_train_and_validation_folders(tmp_path, validation_name):
+    make_shapes_dataset(tmp_path, per_class=5, size=32, validation_per_class=3)
+    if validation_name != "validation":
+        (tmp_path / "validation").rename(tmp_path / validation_name)
+    data = load_image_data(tmp_path)
+    assert data.validation_from == "folder"
+    assert (len(data.train), len(data.validation)) == (15, 9)
+    assert all(f"/{validation_name}/" in p for p in data.validation.paths)
+
+
+def test_non_images_ignored_and_corrupt_images_skipped_with_a_warning(tmp_path, capsys):
+    make_shapes_dataset(tmp_path, per_class=6, size=32, classes=["circle", "square"])
+    (tmp_path / "circle" / "README.txt").write_text("notes")
+    (tmp_path / "circle" / "fake.png").write_text("this is text")
+    broken = tmp_path / "square" / "truncated.jpg"
+    Image.new("RGB", (64, 64), "red").save(broken)
+    broken.write_bytes(broken.read_bytes()[:200])
+    data = load_image_data(tmp_path, validation_split=0.5)
+    err = capsys.readouterr().err
+    assert "skipped 2 unreadable image(s)" in err and "fake.png" in err and "truncated.jpg" in err
+    assert sorted(p.rsplit("/", 1)[-1] for p, _ in data.skipped) == ["fake.png", "truncated.jpg"]
+    assert len(data.train) + len(data.validation) == 12
+    assert not any(p.endswith(".txt") for p in data.train.paths + data.validation.paths)
+
+
+def test_unusable_folders_are_refused_with_a_clear_message(tmp_path):
+    (tmp_path / "empty").mkdir()
+    single = make_shapes_dataset(tmp_path / "single", per_class=3, size=32, classes=["circle"])
+    mismatched = make_shapes_dataset(tmp_path / "mismatched", per_class=3, size=32, validation_per_class=2)
+    shutil.rmtree(mismatched / "validation" / "square")
+    cases = {
+        tmp_path / "missing": "no such folder",
+        tmp_path / "empty": "no images found",
+        single: "only one class",
+        mismatched: "different classes (only in train: square; only in validation: -)",
+    }
+    for folder, message in cases.items():
+        with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            load_image_data(folder)
+
+
+def test_pipeline_yields_float_batches_at_size_and_augments_only_when_asked(shapes_dir):
+    data = load_image_data(shapes_dir)
+    plain = image_dataset(data.validation, (40, 40), batch_size=5)
+    images, labels = next(iter(plain))
+    assert images.shape == (5, 40, 40, 3) and images.dtype.name == "float32"
+    assert 0.0 <= float(images.numpy().min()) and float(images.numpy().max()) <= 255.0
+    again, _ = next(iter(plain))
+    np.testing.assert_array_equal(images, again)  # validation is never augmented or shuffled
+    augmenter = make_augmenter(tiny_config(shapes_dir, "unused"))
+    augmented, _ = next(iter(image_dataset(data.validation, (40, 40), batch_size=5, augmenter=augmenter)))
+    assert augmented.shape == images.shape and not np.allclose(augmented, images)
+    assert make_augmenter(tiny_config(shapes_dir, "unused", augment=False)) is None

@@ -1,0 +1,72 @@
+"""The Predictor and the predict command."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_main
+from PIL import Image
+
+from classifier.errors import UsageError
+from classifier.images import ImageError
+from classifier.predict import Predictor, main
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir):
+    return Predictor(model_dir)
+
+
+def test_predict_returns_every_class_sorted_by_probability(predictor, shapes_dir):
+    ranked = predictor.predict(sorted(shapes_dir.glob("square/*.png"))[0])
+    assert sorted(label for label, _ in ranked) == ["circle", "square", "triangle"]
+    probabilities = [p for _, p in ranked]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert abs(sum(probabilities) - 1.0) < 1e-5
+    assert len(predictor.predict(sorted(shapes_dir.glob("square/*.png"))[0], top_k=2)) == 2
+
+
+def test_accepts_paths_bytes_pillow_images_and_arrays_alike(predictor, shapes_dir):
+    path = sorted(shapes_dir.glob("circle/*.png"))[0]
+    image = Image.open(path)
+    sources = [path, str(path), path.read_bytes(), image, np.asarray(image.convert("RGB"))]
+    probabilities = predictor.predict_proba(sources)
+    for row in probabilities[1:]:
+        np.testing.assert_allclose(row, probabilities[0], atol=1e-6)
+
+
+def test_bad_image_raises_image_error(predictor, tmp_path):
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"\x89PNG not really")
+    with pytest.raises(ImageError, match="junk.png"):
+        predictor.predict(junk)
+
+
+def test_not_a_model_folder(tmp_path):
+    with pytest.raises(UsageError, match="not a model folder"):
+        Predictor(tmp_path)
+
+
+def test_cli_text_json_folders_and_bad_files(model_dir, shapes_dir, tmp_path, capsys):
+    circle = sorted(shapes_dir.glob("circle/*.png"))[0]
+    code, out, _ = run_main(main, [model_dir, circle, "--top-k", 2], capsys)
+    assert code == 0 and out.startswith(f"{circle}: ") and out.count(" 0.") + out.count(" 1.0") == 2
+
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for i, path in enumerate(sorted(shapes_dir.glob("*/*.png"))[:3]):
+        (folder / f"{i}.png").write_bytes(path.read_bytes())
+    (folder / "broken.jpg").write_text("oops")
+    (folder / "notes.txt").write_text("ignored: not an image by extension")
+    code, out, err = run_main(main, [model_dir, folder, "--json"], capsys)
+    results = json.loads(out)
+    assert [r["image"].rsplit("/", 1)[-1] for r in results] == ["0.png", "1.png", "2.png", "broken.jpg"]
+    for result in results[:3]:
+        assert [p["label"] for p in result["predictions"]] and len(result["predictions"]) == 3
+        assert abs(sum(p["probability"] for p in result["predictions"]) - 1) < 1e-5
+    assert "broken.jpg" in results[3]["error"] and "broken.jpg" in err
+    assert code == 1  # one image failed; the others were still predicted
+
+    code, _, err = run_main(main, [model_dir, tmp_path / "absent.png"], capsys)
+    assert code == 2 and "absent.png: no such file" in err

@@ -1,0 +1,169 @@
+"""Training end to end: the model folder, its metadata, learning, atomic writes and bad input."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from conftest import ROOT, TINY, run_main, tiny_config
+
+from classifier import train as train_module
+from classifier.artifacts import staged_dir
+from classifier.predict import Predictor
+from classifier.shapes import make_shapes_dataset
+
+
+def test_model_folder_has_model_metadata_and_labels(trained, model_dir):
+    assert sorted(p.name for p in model_dir.iterdir()) == ["labels.txt", "metadata.json", "model.keras"]
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    assert meta["class_names"] == ["circle", "square", "triangle"]
+    assert (model_dir / "labels.txt").read_text().split() == meta["class_names"]
+    assert meta["image_size"] == [75, 75]
+    assert (meta["backbone"], meta["cut_layer"], meta["weights"]) == ("inception_v3", "mixed7", "none")
+    assert meta["config"]["epochs"] == 2 and meta["config"]["dense_units"] == 32
+    assert set(meta["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(values) == 2 for values in meta["history"].values())
+    assert meta["val_accuracy"] == meta["history"]["val_accuracy"][-1]
+    assert meta["versions"]["keras"] == keras.__version__ and meta["versions"]["tensorflow"]
+    assert meta["data"]["train_images"] + meta["data"]["validation_images"] == 72
+    # Nothing temporary is left beside the model folder.
+    assert [p.name for p in model_dir.parent.iterdir()] == ["shapes"]
+
+
+def test_reloaded_model_predicts_exactly_like_the_trained_one(trained, model_dir, shapes_dir):
+    predictor = Predictor(model_dir)
+    images = sorted(shapes_dir.glob("*/*.png"))[::10]
+    probabilities = predictor.predict_proba(images)
+    assert probabilities.shape == (len(images), 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    batch = np.stack([predictor.pixels(path) for path in images])
+    in_memory = trained.model(batch, training=False).numpy()
+    np.testing.assert_allclose(probabilities, in_memory, atol=1e-5)
+
+
+def test_saved_model_takes_raw_pixels_of_any_size(model_dir, shapes_dir):
+    """The resize and the backbone's scaling live in the model: plain keras loading needs nothing else."""
+    from PIL import Image
+
+    model = keras.models.load_model(model_dir / "model.keras")
+    path = sorted(shapes_dir.glob("circle/*.png"))[0]
+    raw = np.asarray(Image.open(path).convert("RGB").resize((120, 90)), np.float32)
+    direct = model(raw[None], training=False).numpy()[0]
+    np.testing.assert_allclose(direct, Predictor(model_dir).predict_proba([raw])[0], atol=1e-4)
+
+
+def test_training_from_scratch_learns_a_learnable_task(tmp_path):
+    data = make_shapes_dataset(tmp_path / "data", per_class=40, size=64, classes=["circle", "square"])
+    result = train_module.train(tiny_config(data, tmp_path / "model", epochs=6, augment=False), log=lambda *_: None)
+    accuracy = result.metadata["history"]["accuracy"]
+    assert accuracy[-1] >= 0.75 > accuracy[0] - 0.1  # chance is 0.5
+    assert result.metadata["parameters"]["trainable"] == result.metadata["parameters"]["total"] - _frozen_count(result.model)
+
+
+def _frozen_count(model):
+    return sum(w.numpy().size for w in model.non_trainable_weights)
+
+
+def test_train_cli_prints_progress_and_summary(tmp_path, shapes_dir, capsys):
+    code, out, err = run_main(
+        train_module.main,
+        ["--data", shapes_dir, "--out", tmp_path / "m", "--epochs", 1, "--no-augment", *_tiny_flags()],
+        capsys,
+    )
+    assert code == 0, err
+    assert "epoch 1/1" in out and "val_accuracy" in out and "loss" in out
+    assert "trains from scratch" in out
+    assert "done: best val_accuracy" in out and str(tmp_path / "m") in out
+    assert (tmp_path / "m" / "model.keras").is_file()
+
+
+def _tiny_flags():
+    flags = []
+    for name, value in TINY.items():
+        flags += [f"--{name.replace('_', '-')}", value]
+    return flags
+
+
+def test_existing_output_is_refused_then_replaced_with_overwrite(tmp_path, shapes_dir, capsys):
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "old.txt").write_text("previous model")
+    argv = ["--data", shapes_dir, "--out", out, "--epochs", 1, *_tiny_flags()]
+    code, _, err = run_main(train_module.main, argv, capsys)
+    assert code == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert (out / "old.txt").read_text() == "previous model"
+    code, _, err = run_main(train_module.main, argv + ["--overwrite"], capsys)
+    assert code == 0, err
+    assert not (out / "old.txt").exists() and (out / "model.keras").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_a_failed_write_keeps_the_previous_model_and_leaves_no_partial_folder(tmp_path, failure):
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "model.keras").write_text("previous")
+    with pytest.raises(type(failure)):
+        with staged_dir(out) as folder:
+            (folder / "model.keras").write_text("half written")
+            raise failure
+    assert (out / "model.keras").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_ctrl_c_during_training_leaves_nothing_behind(tmp_path, shapes_dir):
+    """A real SIGINT to a real training process: exit 130, one line, no model folder and no debris."""
+    argv = [sys.executable, "-m", "classifier.train", "--data", shapes_dir, "--out", tmp_path / "m", "--epochs", 50, *_tiny_flags()]
+    process = subprocess.Popen([str(a) for a in argv], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:  # wait until training is under way
+        if line.startswith("epoch 1/"):
+            break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and err.strip().endswith("interrupted")
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_input_gets_one_line_and_exit_2(tmp_path, shapes_dir, capsys):
+    (tmp_path / "empty").mkdir()
+    single = make_shapes_dataset(tmp_path / "single", per_class=3, size=32, classes=["circle"])
+    mismatched = make_shapes_dataset(tmp_path / "mismatched", per_class=3, size=32, validation_per_class=2)
+    (mismatched / "validation" / "square").rename(mismatched / "validation" / "hexagon")
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    out = ["--out", tmp_path / "out"]
+    cases = [
+        (["--data", tmp_path / "nowhere", *out], "nowhere"),
+        (["--data", tmp_path / "empty", *out], "no images found"),
+        (["--data", single, *out], "only one class"),
+        (["--data", mismatched, *out], "different classes"),
+        (["--data", shapes_dir, "--backbone", "vgg99", *out], "--backbone vgg99: unknown backbone"),
+        (["--data", shapes_dir, "--image-size", 50, *out], "--image-size 50: inception_v3 needs at least 75 px"),
+        (["--data", shapes_dir, "--out", existing], "--overwrite"),
+        (["--data", shapes_dir, "--weights", tmp_path / "missing.h5", *out], "no such file"),
+        (["--data", shapes_dir, "--epochs", 0, *out], "--epochs 0"),
+        (["--data", shapes_dir, "--head-pooling", "max", *out], "invalid choice"),
+        (["--data", shapes_dir, "--epochs", "many", *out], "invalid int value"),
+    ]
+    for argv, message in cases:
+        code, stdout, err = run_main(train_module.main, argv, capsys)
+        assert code == 2, (argv, err)
+        assert err.startswith("error: ") and message in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        train_module.build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    for flag in ("--data", "--out", "--backbone", "--weights", "--image-size", "--epochs", "--batch-size", "--learning-rate",
+                 "--validation-split", "--seed", "--head-pooling", "--dropout", "--dense-units", "--rotation", "--width-shift",
+                 "--height-shift", "--shear", "--zoom", "--horizontal-flip", "--no-horizontal-flip", "--vertical-flip",
+                 "--brightness", "--no-augment", "--overwrite"):
+        assert flag in text, flag
