@@ -15,7 +15,7 @@ from .backbones import build_feature_extractor, get_backbone
 from .config import TrainConfig
 from .errors import UsageError
 
-HEAD_NAME = "head"
+SCRATCH_BATCHNORM_MOMENTUM = 0.9
 
 
 def check_model_options(config: TrainConfig):
@@ -33,6 +33,12 @@ def build_model(config: TrainConfig, num_classes: int):
     features = build_feature_extractor(backbone, size, config.weights, config.cut_layer)
     transfer = config.weights != "none"
     features.trainable = not transfer
+    if not transfer:
+        # From scratch, BatchNorm's moving statistics must catch up with weights that change fast;
+        # Keras' 0.99 needs thousands of steps, so a small folder would validate at chance for ages.
+        for layer in features.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = SCRATCH_BATCHNORM_MOMENTUM
 
     inputs = keras.Input(shape=(None, None, 3), name="image")
     x = keras.layers.Resizing(*size, interpolation="bilinear", antialias=True, name="resize")(inputs)
