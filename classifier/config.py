@@ -53,6 +53,11 @@ class TrainConfig:
     vertical_flip: bool = option(False, "randomly mirror top-bottom")
     brightness: float = option(0.0, "random brightness change, as a fraction of the pixel range")
 
+    # Feature cache: a frozen backbone's features are computed once per image (and per augmented copy).
+    feature_cache: bool = option(True, "train the head on cached backbone features (frozen backbones only; --no-feature-cache runs the backbone every epoch)")
+    augment_copies: int = option(2, "with the feature cache: augmented variants cached per training image, besides the image itself")
+    cache_dir: str = option(None, "feature cache folder (default: ~/.cache/classifier/features)")
+
     def validate(self) -> "TrainConfig":
         """Refuse values no run could use, naming the option."""
         checks = [
@@ -63,6 +68,7 @@ class TrainConfig:
             ("dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)"),
             ("dense_units", self.dense_units >= 0, "must be 0 or more"),
             ("validation_split", 0.0 < self.validation_split < 1.0, "must be between 0 and 1"),
+            ("augment_copies", self.augment_copies >= 0, "must be 0 or more"),
         ]
         for name, ok, what in checks:
             if not ok:

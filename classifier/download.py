@@ -42,12 +42,12 @@ class VerifyError(Exception):
 
 
 class Progress:
-    """A byte counter on stderr: redrawn in place on a terminal, a single closing line otherwise."""
+    """A counter on stderr (bytes, or any `unit`): redrawn in place on a terminal, one closing line otherwise."""
 
-    def __init__(self, label: str, total: int | None, *, enabled: bool = True):
-        self.label, self.total, self.enabled = label, total, enabled
+    def __init__(self, label: str, total: int | None, *, enabled: bool = True, unit: str = "bytes"):
+        self.label, self.total, self.enabled, self.unit = label, total, enabled, unit
         self.live = enabled and sys.stderr.isatty()
-        self.done, self._drawn_at = 0, 0.0
+        self.done, self._drawn_at, self._started = 0, 0.0, time.monotonic()
 
     def update(self, done: int) -> None:
         self.done = done
@@ -60,13 +60,17 @@ class Progress:
         if self.enabled:
             print(f"\r{self._line()}" if self.live else self._line(), file=sys.stderr, flush=True)
 
+    def _amount(self, count: float) -> str:
+        return f"{count / 1e6:.1f} MB" if self.unit == "bytes" else f"{count:,.0f} {self.unit}"
+
     def _line(self) -> str:
-        done_mb = self.done / 1e6
+        rate = self.done / max(time.monotonic() - self._started, 1e-9)
+        speed = f", {self._amount(rate)}/s"
         if not self.total:
-            return f"{self.label}: {done_mb:.1f} MB"
+            return f"{self.label}: {self._amount(self.done)}{speed}"
         filled = min(30, 30 * self.done // self.total)
         percent = 100 * self.done // self.total
-        return f"{self.label}: [{'#' * filled}{'.' * (30 - filled)}] {percent:3d}% of {self.total / 1e6:.1f} MB"
+        return f"{self.label}: [{'#' * filled}{'.' * (30 - filled)}] {percent:3d}% of {self._amount(self.total)}{speed}"
 
 
 def download(url: str, dest: Path, *, sha256: str | None = None, size: int | None = None,

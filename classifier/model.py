@@ -4,9 +4,11 @@
       -> Resizing(image_size)           the same op training's tf.data pipeline runs
       -> Rescaling                      the backbone's own input scaling
       -> backbone (frozen)              e.g. InceptionV3 up to mixed7
-      -> pooling -> Dense relu -> Dropout -> Dense softmax (one probability per class)
+      -> pooling                        -> "features": fixed for a frozen backbone, so cacheable
+      -> head: Dense relu -> Dropout -> Dense softmax (one probability per class)
 
-Only built-in Keras layers, so `keras.models.load_model("model.keras")` needs nothing of ours.
+The head is a nested model, so it can be trained alone on cached features and still be the head
+of the full model. Only built-in Keras layers: `keras.models.load_model` needs nothing of ours.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from .config import TrainConfig
 from .errors import UsageError
 
 SCRATCH_BATCHNORM_MOMENTUM = 0.9
+FEATURES_LAYER = "pool"
+HEAD_LAYER = "head"
 
 
 def check_model_options(config: TrainConfig):
@@ -46,20 +50,34 @@ def build_model(config: TrainConfig, num_classes: int):
     x = keras.layers.Rescaling(scale, offset, name="backbone_scaling")(x)
     # training=False keeps a frozen backbone's BatchNorm in inference mode, even when fine-tuned later.
     x = features(x, training=False) if transfer else features(x)
-    outputs = build_head(x, config, num_classes)
+    if len(x.shape) == 4:
+        pool = keras.layers.GlobalAveragePooling2D if config.head_pooling == "avg" else keras.layers.Flatten
+        x = pool(name=FEATURES_LAYER)(x)
+    else:  # a backbone that already ends in a vector: name the boundary all the same
+        x = keras.layers.Identity(name=FEATURES_LAYER)(x)
+    outputs = build_head(x.shape[-1], config, num_classes)(x)
     return keras.Model(inputs, outputs, name=f"{config.backbone}_classifier")
 
 
-def build_head(features, config: TrainConfig, num_classes: int):
-    """Pooling, Dense relu, Dropout and the softmax output, applied to a backbone's output tensor."""
+def build_head(feature_dim: int, config: TrainConfig, num_classes: int):
+    """Dense relu, Dropout and the softmax output: a model from a feature vector to probabilities."""
+    features = keras.Input(shape=(feature_dim,), name="features")
     x = features
-    if len(x.shape) == 4:
-        pool = keras.layers.GlobalAveragePooling2D if config.head_pooling == "avg" else keras.layers.Flatten
-        x = pool(name="pool")(x)
     if config.dense_units:
         x = keras.layers.Dense(config.dense_units, activation="relu", name="dense")(x)
     x = keras.layers.Dropout(config.dropout, name="dropout")(x)
-    return keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(features, outputs, name=HEAD_LAYER)
+
+
+def feature_extractor(model):
+    """The full model's frozen part, image -> feature vector: what the feature cache stores."""
+    return keras.Model(model.input, model.get_layer(FEATURES_LAYER).output, name="feature_extractor")
+
+
+def head(model):
+    """The full model's trainable head (shares its weights), feature vector -> probabilities."""
+    return model.get_layer(HEAD_LAYER)
 
 
 def image_size(config: TrainConfig) -> tuple[int, int]:

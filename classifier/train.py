@@ -20,7 +20,9 @@ from .config import TrainConfig
 from .data import image_dataset, load_image_data, make_augmenter
 from .datasets import resolve_data
 from .errors import ArgumentParser, cli
-from .model import build_model, check_model_options, compile_model, image_size
+from .features import feature_cache_applies, training_features
+from .model import build_model, check_model_options, compile_model, feature_extractor, image_size
+from .model import head as model_head
 
 
 @dataclass
@@ -63,14 +65,9 @@ def train(config: TrainConfig, log=print) -> TrainResult:
     else:
         log(f"model: {config.backbone} ({config.weights} weights) frozen up to {cut_layer(config)}, {config.head_pooling} pooling head")
 
-    size = image_size(config)
-    train_ds = image_dataset(data.train, size, config.batch_size, shuffle=True, seed=config.seed, augmenter=make_augmenter(config, config.seed))
-    val_ds = image_dataset(data.validation, size, config.batch_size)
-    compile_model(model, config.learning_rate)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, shuffle=False, verbose=0, callbacks=[EpochLog(config.epochs, log)])
-
-    history = {name: [float(v) for v in values] for name, values in history.history.items()}
+    history, timing = fit_head(model, data, config, log)
     metadata = build_metadata(config, data, model, history, time.time() - started)
+    metadata["timing"] = timing
     save_model_dir(out, model, metadata)
     best = max(history["val_accuracy"])
     log(
@@ -78,6 +75,37 @@ def train(config: TrainConfig, log=print) -> TrainResult:
         f"final {metadata['val_accuracy']:.4f}; {_duration(time.time() - started)}; model saved to {out}"
     )
     return TrainResult(out, metadata, model)
+
+
+def fit_head(model, data, config: TrainConfig, log=print) -> tuple[dict, dict]:
+    """Train the head (the backbone is frozen, or trains too with --weights none): (history, timing).
+
+    With a frozen backbone and the feature cache on, the backbone runs once per image and copy,
+    and the head trains on the cached vectors; otherwise every epoch runs the whole model on images.
+    """
+    epoch_log = EpochLog(config.epochs, log)
+    if feature_cache_applies(config):
+        started = time.time()
+        x_train, y_train, x_val, y_val = training_features(feature_extractor(model), data, config, log)
+        features_seconds = time.time() - started
+        head = model_head(model)
+        compile_model(head, config.learning_rate)
+        history = head.fit(
+            x_train, y_train, batch_size=config.batch_size, epochs=config.epochs, validation_data=(x_val, y_val),
+            shuffle=True, verbose=0, callbacks=[epoch_log],
+        )
+        timing = {"features_seconds": round(features_seconds, 1), "head_seconds": round(time.time() - started - features_seconds, 1),
+                  "cached_training_vectors": len(x_train)}
+    else:
+        started = time.time()
+        size = image_size(config)
+        augmenter = make_augmenter(config, config.seed)
+        train_ds = image_dataset(data.train, size, config.batch_size, shuffle=True, seed=config.seed, augmenter=augmenter)
+        val_ds = image_dataset(data.validation, size, config.batch_size)
+        compile_model(model, config.learning_rate)
+        history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, shuffle=False, verbose=0, callbacks=[epoch_log])
+        timing = {"images_seconds": round(time.time() - started, 1)}
+    return {name: [float(v) for v in values] for name, values in history.history.items()}, timing
 
 
 def cut_layer(config: TrainConfig) -> str | None:

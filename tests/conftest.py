@@ -46,3 +46,18 @@ def run_main(main, argv, capsys) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@pytest.fixture(scope="session")
+def random_inception_weights(tmp_path_factory) -> Path:
+    """A frozen-backbone weights file without any download: InceptionV3's random init, saved.
+
+    Costs exactly what ImageNet weights cost; its features are meaningless, so tests with it check
+    mechanics and exactness, never accuracy.
+    """
+    import keras
+
+    path = tmp_path_factory.mktemp("weights") / "inception_v3_random.weights.h5"
+    keras.utils.set_random_seed(0)
+    keras.applications.InceptionV3(include_top=False, weights=None, input_shape=(75, 75, 3)).save_weights(path)
+    return path

@@ -1,0 +1,75 @@
+"""The feature cache: reused across runs, invalidated by what changes features, exact."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from classifier.data import load_image_data
+from classifier.features import FeatureCache, content_hashes
+from classifier.model import head
+from classifier.predict import Predictor
+from classifier.shapes import make_shapes_dataset
+from classifier.train import train
+from conftest import tiny_config
+
+
+def _run(data, out, weights, cache_dir, **overrides):
+    lines = []
+    config = tiny_config(data, out, weights=str(weights), cache_dir=str(cache_dir), epochs=2, augment_copies=1, overwrite=True, **overrides)
+    return train(config, log=lines.append), lines
+
+
+def _computed(lines) -> list[str]:
+    return [line for line in lines if line.startswith("feature cache: computing")]
+
+
+def test_cache_is_reused_and_invalidated_by_image_size_and_file_content(tmp_path, random_inception_weights):
+    data = make_shapes_dataset(tmp_path / "data", per_class=5, size=48, classes=["circle", "square"], validation_per_class=2)
+    cache = tmp_path / "cache"
+
+    first, lines = _run(data, tmp_path / "m", random_inception_weights, cache)
+    assert _computed(lines) == [
+        f"feature cache: computing 10 of 10 (images) into {FeatureCache.for_config(first_config(first)).root}",
+        f"feature cache: computing 10 of 10 (augmented copy 1) into {FeatureCache.for_config(first_config(first)).root}",
+        f"feature cache: computing 4 of 4 (images) into {FeatureCache.for_config(first_config(first)).root}",
+    ]
+    assert first.metadata["timing"]["cached_training_vectors"] == 20
+
+    _, lines = _run(data, tmp_path / "m", random_inception_weights, cache)
+    assert _computed(lines) == []  # second run: no backbone pass at all
+
+    _, lines = _run(data, tmp_path / "m", random_inception_weights, cache, image_size=80)
+    assert [line.split(" into ")[0] for line in _computed(lines)] == [
+        "feature cache: computing 10 of 10 (images)",
+        "feature cache: computing 10 of 10 (augmented copy 1)",
+        "feature cache: computing 4 of 4 (images)",
+    ]
+
+    changed = sorted((data / "train" / "circle").glob("*.png"))[0]
+    Image.new("RGB", (48, 48), "white").save(changed)
+    _, lines = _run(data, tmp_path / "m", random_inception_weights, cache)
+    assert [line.split(" into ")[0] for line in _computed(lines)] == [
+        "feature cache: computing 1 of 10 (images)",
+        "feature cache: computing 1 of 10 (augmented copy 1)",
+    ]
+
+    _, lines = _run(data, tmp_path / "m", random_inception_weights, cache, rotation=5.0)
+    assert [line.split(" into ")[0] for line in _computed(lines)] == ["feature cache: computing 10 of 10 (augmented copy 1)"]
+
+
+def first_config(result):
+    from classifier.config import TrainConfig
+
+    return TrainConfig.from_dict(result.metadata["config"])
+
+
+def test_model_trained_from_cache_predicts_exactly_like_end_to_end(tmp_path, random_inception_weights):
+    data = make_shapes_dataset(tmp_path / "data", per_class=4, size=48, classes=["circle", "square"], validation_per_class=2)
+    result, _ = _run(data, tmp_path / "m", random_inception_weights, tmp_path / "cache")
+    config = first_config(result)
+    images = load_image_data(data)
+    cache = FeatureCache.for_config(config)
+    cached = np.stack([np.load(cache.entry(sha, 0)) for sha in content_hashes(images.validation.paths)])
+    from_cache = head(result.model)(cached, training=False).numpy()
+    end_to_end = Predictor(result.model_dir).predict_proba(images.validation.paths)
+    np.testing.assert_allclose(end_to_end, from_cache, atol=1e-5)
