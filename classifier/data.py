@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._tf import keras, tf
+from ._tf import tf
 from .errors import UsageError
 from .images import check_image_file, decode_rgb_tf, is_image_file, resize
 
@@ -146,31 +146,9 @@ def image_dataset(split: Split, image_size: tuple[int, int], batch_size: int, sh
         files = files.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
 
     def load(path, orientation, label):
-        return resize(decode_rgb_tf(path, orientation), image_size), label
+        return resize(decode_rgb_tf(path, orientation, max(image_size)), image_size), label
 
     images = files.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle).batch(batch_size)
     if augmenter is not None:
         images = images.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     return images.prefetch(tf.data.AUTOTUNE)
-
-
-def make_augmenter(config, seed: int = 0):
-    """Keras preprocessing layers for the config's augmentation knobs, or None when nothing is on."""
-    if not config.augment:
-        return None
-    layers = []
-    fill = dict(fill_mode="nearest")
-    if config.horizontal_flip or config.vertical_flip:
-        mode = "horizontal_and_vertical" if config.horizontal_flip and config.vertical_flip else "horizontal" if config.horizontal_flip else "vertical"
-        layers.append(keras.layers.RandomFlip(mode, seed=seed))
-    if config.rotation:
-        layers.append(keras.layers.RandomRotation(config.rotation / 360.0, seed=seed, **fill))
-    if config.width_shift or config.height_shift:
-        layers.append(keras.layers.RandomTranslation(config.height_shift, config.width_shift, seed=seed, **fill))
-    if config.shear:
-        layers.append(keras.layers.RandomShear(config.shear, config.shear, seed=seed, **fill))
-    if config.zoom:
-        layers.append(keras.layers.RandomZoom(config.zoom, seed=seed, **fill))
-    if config.brightness:
-        layers.append(keras.layers.RandomBrightness(config.brightness, value_range=(0, 255), seed=seed))
-    return keras.Sequential(layers, name="augmentation") if layers else None

@@ -6,7 +6,10 @@ give the same pixels:
 
 - EXIF orientation is applied (training reads the tag once, when the folder is scanned);
 - grey is repeated into RGB; alpha is composited over white, `rgb * a + 255 * (1 - a)`;
-- 16-bit samples keep their high byte; animations use their first frame.
+- 16-bit samples keep their high byte; animations use their first frame;
+- a JPEG much larger than the model's input is decoded at 1/2, 1/4 or 1/8 scale by libjpeg
+  itself (Pillow's `draft`, TensorFlow's `ratio`): the largest scale r with both sides >= r times
+  the target side. Several times faster than a full decode, and the same rule on both sides.
 
 Resizing and the backbone's own scaling live inside the saved model, not here.
 """
@@ -42,8 +45,11 @@ def is_image_file(path: Path) -> bool:
 # --------------------------------------------------------------------------------------------
 # Serving side: Pillow
 # --------------------------------------------------------------------------------------------
-def open_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open and fully decode `source` (first frame), refusing non-images and oversized images."""
+def open_image(source: ImageSource, max_pixels: int = MAX_PIXELS, target_side: int | None = None) -> Image.Image:
+    """Open and decode `source` (first frame), refusing non-images and oversized images.
+
+    With `target_side`, a large JPEG is decoded at reduced scale (see the module docstring).
+    """
     if isinstance(source, Image.Image):
         image = source
     else:
@@ -64,6 +70,8 @@ def open_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
             )
         try:
             image.seek(0)
+            if target_side and image.format == "JPEG":
+                image.draft(image.mode, (target_side, target_side))
             image.load()
         except (OSError, SyntaxError, ValueError) as error:
             raise ImageError(f"{name}: corrupt or truncated image ({error})") from None
@@ -87,11 +95,15 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     return pixels[..., :3] * alpha + 255.0 * (1.0 - alpha)
 
 
-def load_rgb(source: ImageSource, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Anything image-like (path, bytes, Pillow image, array) -> float32 RGB (H, W, 3) in 0..255."""
+def load_rgb(source: ImageSource, max_pixels: int = MAX_PIXELS, target_side: int | None = None) -> np.ndarray:
+    """Anything image-like (path, bytes, Pillow image, array) -> float32 RGB (H, W, 3) in 0..255.
+
+    Paths and bytes of JPEGs get exactly the pixels training saw; an already decoded Pillow image
+    or array cannot be decoded at reduced scale, so its pixels may differ slightly.
+    """
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source)
-    return to_rgb_array(open_image(source, max_pixels))
+    return to_rgb_array(open_image(source, max_pixels, target_side))
 
 
 def _array_to_rgb(array: np.ndarray) -> np.ndarray:
@@ -134,29 +146,35 @@ def check_image_file(path: Path) -> tuple[int, str | None]:
 # --------------------------------------------------------------------------------------------
 # Training side: tf.data
 # --------------------------------------------------------------------------------------------
-def decode_rgb_tf(path, orientation):
+def decode_rgb_tf(path, orientation, target_side: int | None = None):
     """tf.data twin of `load_rgb`: file path + EXIF orientation -> float32 RGB (H, W, 3) in 0..255."""
     data = tf.io.read_file(path)
     is_jpeg = tf.strings.substr(data, 0, 2) == b"\xff\xd8"
-    # JPEGs go through decode_jpeg so CMYK comes out as RGB the way Pillow converts it; the accurate
-    # integer DCT is libjpeg's default, the one Pillow uses, so both sides get identical pixels.
-    image = tf.cond(
-        is_jpeg,
-        lambda: tf.pad(tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"), [[0, 0], [0, 0], [0, 1]], constant_values=255),
-        lambda: _with_alpha_tf(tf.io.decode_image(data, channels=0, expand_animations=False)),
-    )
-    image = tf.cast(image, tf.float32)
-    alpha = image[..., 3:] / 255.0
-    rgb = image[..., :3] * alpha + 255.0 * (1.0 - alpha)
-    return _apply_orientation_tf(rgb, orientation)
+    rgb = tf.cond(is_jpeg, lambda: _decode_jpeg_tf(data, target_side), lambda: _decode_other_tf(data))
+    return tf.ensure_shape(_apply_orientation_tf(rgb, orientation), [None, None, 3])
 
 
-def _with_alpha_tf(image):
-    """Any decoded image (1-4 channels, uint8) -> RGBA uint8, grey repeated, opaque when no alpha."""
+def _decode_jpeg_tf(data, target_side: int | None):
+    """JPEG -> RGB float, at the scale Pillow's `draft` picks. decode_jpeg turns CMYK into RGB as
+    Pillow does, and the accurate integer DCT is libjpeg's default, the one Pillow uses."""
+
+    def at_ratio(ratio):
+        return lambda: tf.cast(tf.io.decode_jpeg(data, channels=3, ratio=ratio, dct_method="INTEGER_ACCURATE"), tf.float32)
+
+    if not target_side:
+        return at_ratio(1)()
+    shorter = tf.reduce_min(tf.io.extract_jpeg_shape(data)[:2])
+    step = tf.add_n([tf.cast(shorter >= r * target_side, tf.int32) for r in (2, 4, 8)])
+    return tf.switch_case(step, [at_ratio(r) for r in (1, 2, 4, 8)])
+
+
+def _decode_other_tf(data):
+    """PNG, GIF (first frame), BMP with 1-4 channels -> RGB float, grey repeated, alpha over white."""
+    image = tf.cast(tf.io.decode_image(data, channels=0, expand_animations=False), tf.float32)
     channels = tf.shape(image)[-1]
     color = tf.cond(channels >= 3, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3]))
-    alpha = tf.cond(channels % 2 == 0, lambda: image[..., -1:], lambda: tf.fill(tf.shape(image[..., :1]), tf.constant(255, image.dtype)))
-    return tf.concat([color, alpha], axis=-1)
+    alpha = tf.cond(channels % 2 == 0, lambda: image[..., -1:] / 255.0, lambda: tf.ones_like(image[..., :1]))
+    return color * alpha + 255.0 * (1.0 - alpha)
 
 
 def _apply_orientation_tf(image, orientation):

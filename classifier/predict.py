@@ -39,7 +39,7 @@ class Predictor:
 
     def pixels(self, image: ImageSource) -> np.ndarray:
         """One image (path, bytes, Pillow image or array) -> float32 (H, W, 3) at the model's size."""
-        return resize(load_rgb(image, self.max_pixels), self.image_size).numpy()
+        return resize(load_rgb(image, self.max_pixels, max(self.image_size)), self.image_size).numpy()
 
     def predict_proba(self, images: Sequence[ImageSource]) -> np.ndarray:
         """Probabilities (N, classes) for N images, in `class_names` order; raises ImageError on a bad one."""

@@ -106,3 +106,19 @@ def test_decompression_bomb_is_refused(tmp_path):
 def test_resize_is_identity_at_target_size():
     pixels = (RNG.random((1, 20, 30, 3)) * 255).astype(np.float32)
     np.testing.assert_allclose(resize(pixels, (20, 30)).numpy(), pixels, atol=1e-3)
+
+
+@pytest.mark.parametrize("size", [(160, 170), (401, 333), (700, 613), (1300, 1250)])  # scales 1, 2, 4, 8 at 150
+def test_large_jpegs_decode_at_reduced_scale_identically_on_both_sides(tmp_path, size):
+    smooth = Image.fromarray(BASE).resize(size, Image.BILINEAR)
+    files = {"rgb.jpg": _save(tmp_path / "rgb.jpg", smooth, quality=92), "cmyk.jpg": _save(tmp_path / "cmyk.jpg", smooth.convert("CMYK"))}
+    exif = smooth.getexif()
+    exif[0x0112] = 6
+    files["rotated.jpg"] = _save(tmp_path / "rotated.jpg", smooth, exif=exif)
+    for name, path in files.items():
+        served = load_rgb(path, target_side=150)
+        trained = decode_rgb_tf(str(path), exif_orientation(path), 150).numpy()
+        assert served.shape == trained.shape, name
+        assert min(served.shape[:2]) >= 150  # never decoded below the model's input
+        assert min(served.shape[:2]) < 2 * 150 or min(size) < 300  # ...but as small as the rule allows
+        np.testing.assert_allclose(served, trained, atol=1e-3, err_msg=name)
