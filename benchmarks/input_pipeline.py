@@ -13,8 +13,9 @@ from pathlib import Path
 
 from _common import machine
 
+from classifier.augment import make_augmenter
 from classifier.config import TrainConfig
-from classifier.data import image_dataset, load_image_data, make_augmenter
+from classifier.data import image_dataset, load_image_data
 
 
 def ours(data_dir: Path, epochs: int) -> tuple[int, float]:

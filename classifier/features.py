@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from ._tf import keras, tf
+from .augment import make_augmenter
 from .config import TrainConfig
-from .data import Split, image_dataset, make_augmenter
+from .data import Split, image_dataset
 from .download import Progress, sha256_of
 from .model import image_size
 

@@ -15,9 +15,10 @@ from typing import Sequence
 
 from ._tf import keras
 from .artifacts import check_output_dir, save_model_dir, versions
+from .augment import make_augmenter
 from .backbones import get_backbone
 from .config import TrainConfig
-from .data import image_dataset, load_image_data, make_augmenter
+from .data import image_dataset, load_image_data
 from .datasets import resolve_data
 from .errors import ArgumentParser, cli
 from .features import feature_cache_applies, training_features

@@ -8,7 +8,8 @@ import pytest
 from conftest import tiny_config
 from PIL import Image
 
-from classifier.data import image_dataset, load_image_data, make_augmenter
+from classifier.augment import make_augmenter
+from classifier.data import image_dataset, load_image_data
 from classifier.errors import UsageError
 from classifier.shapes import make_shapes_dataset
 
