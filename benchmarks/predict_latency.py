@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from _common import machine, percentile
+from PIL import Image
 
 from classifier.images import is_image_file
 from classifier.predict import Predictor

@@ -33,7 +33,8 @@ from .data import Split, image_dataset
 from .download import Progress, sha256_of
 from .model import image_size
 
-CACHE_FORMAT = 1
+# Part of every key: bump it whenever decoding, resizing or augmentation code changes what an entry holds.
+CACHE_FORMAT = 2
 AUGMENTATION_FIELDS = ("rotation", "width_shift", "height_shift", "shear", "zoom", "horizontal_flip", "vertical_flip", "brightness")
 
 

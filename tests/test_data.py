@@ -81,3 +81,13 @@ def test_pipeline_yields_float_batches_at_size_and_augments_only_when_asked(shap
     augmented, _ = next(iter(image_dataset(data.validation, (40, 40), batch_size=5, augmenter=augmenter)))
     assert augmented.shape == images.shape and not np.allclose(augmented, images)
     assert make_augmenter(tiny_config(shapes_dir, "unused", augment=False)) is None
+
+
+def test_random_affine_is_exact_identity_with_every_knob_at_zero_and_varies_otherwise(shapes_dir):
+    from classifier.augment import RandomAffine
+
+    batch = np.stack([np.asarray(Image.open(p).convert("RGB"), np.float32) for p in sorted(shapes_dir.glob("*/*.png"))[:4]])
+    np.testing.assert_array_equal(np.asarray(RandomAffine()(batch, training=True)), batch)
+    moved = np.asarray(RandomAffine(rotation=40, zoom=0.2, seed=1)(batch, training=True))
+    assert moved.shape == batch.shape and not np.allclose(moved, batch)
+    np.testing.assert_array_equal(np.asarray(RandomAffine(rotation=40)(batch, training=False)), batch)

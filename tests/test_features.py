@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from conftest import tiny_config
 from PIL import Image
 
 from classifier.data import load_image_data
@@ -10,7 +11,6 @@ from classifier.model import head
 from classifier.predict import Predictor
 from classifier.shapes import make_shapes_dataset
 from classifier.train import train
-from conftest import tiny_config
 
 
 def _run(data, out, weights, cache_dir, **overrides):
