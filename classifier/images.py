@@ -136,7 +136,11 @@ def check_image_file(path: Path) -> tuple[int, str | None]:
 # --------------------------------------------------------------------------------------------
 def decode_rgb_tf(path, orientation):
     """tf.data twin of `load_rgb`: file path + EXIF orientation -> float32 RGB (H, W, 3) in 0..255."""
-    data = tf.io.read_file(path)
+    return decode_bytes_rgb_tf(tf.io.read_file(path), orientation)
+
+
+def decode_bytes_rgb_tf(data, orientation):
+    """Encoded image bytes + EXIF orientation -> float32 RGB (H, W, 3) in 0..255 (in-graph, e.g. for serving)."""
     is_jpeg = tf.strings.substr(data, 0, 2) == b"\xff\xd8"
     # JPEGs go through decode_jpeg so CMYK comes out as RGB the way Pillow converts it; the accurate
     # integer DCT is libjpeg's default, the one Pillow uses, so both sides get identical pixels.
