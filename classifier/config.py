@@ -53,6 +53,10 @@ class TrainConfig:
     vertical_flip: bool = option(False, "randomly mirror top-bottom")
     brightness: float = option(0.0, "random brightness change, as a fraction of the pixel range")
 
+    # Where training runs (tf.distribute, see classifier/distribute.py) and at what precision.
+    strategy: str = option("default", "default (one device), mirrored (every local GPU) or multi-worker (MultiWorkerMirroredStrategy, cluster from TF_CONFIG); --batch-size is the global batch", choices=("default", "mirrored", "multi-worker"))
+    mixed_precision: bool = option(False, "compute in float16, keep float32 weights (Keras mixed_float16; GPUs only)")
+
     def validate(self) -> "TrainConfig":
         """Refuse values no run could use, naming the option."""
         checks = [

@@ -19,6 +19,7 @@ from .backbones import get_backbone
 from .config import TrainConfig
 from .data import image_dataset, load_image_data, make_augmenter
 from .datasets import resolve_data
+from .distribute import describe, distribution_strategy, precision_policy, replica_batch_size, worker_out_dir
 from .errors import ArgumentParser, cli
 from .model import build_model, check_model_options, compile_model, image_size
 
@@ -46,13 +47,18 @@ def train(config: TrainConfig, log=print) -> TrainResult:
     """Run one training job end to end; raises UsageError for anything the user must fix."""
     config.validate()
     check_model_options(config)
+    strategy = distribution_strategy(config)
     started = time.time()
     data_dir = resolve_data_dir(config)
     out = check_output_dir(config.out or default_out_dir(data_dir), config.overwrite)
 
     keras.utils.set_random_seed(config.seed)
     data = load_image_data(data_dir, config.validation_split, config.seed)
-    model = build_model(config, len(data.class_names))
+    with strategy.scope(), precision_policy(config.mixed_precision):
+        model = build_model(config, len(data.class_names))
+        compile_model(model, config.learning_rate)
+    if config.strategy != "default":
+        log(f"strategy: {config.strategy}, {strategy.num_replicas_in_sync} replica(s) in sync")
     log(
         f"data: {len(data.train)} training and {len(data.validation)} validation images "
         f"({'validation folder' if data.validation_from == 'folder' else f'{config.validation_split:.0%} held out'}), "
@@ -64,14 +70,16 @@ def train(config: TrainConfig, log=print) -> TrainResult:
         log(f"model: {config.backbone} ({config.weights} weights) frozen up to {cut_layer(config)}, {config.head_pooling} pooling head")
 
     size = image_size(config)
-    train_ds = image_dataset(data.train, size, config.batch_size, shuffle=True, seed=config.seed, augmenter=make_augmenter(config, config.seed))
-    val_ds = image_dataset(data.validation, size, config.batch_size)
-    compile_model(model, config.learning_rate)
+    batch = lambda split: replica_batch_size(config.batch_size, len(split), strategy)  # noqa: E731
+    train_ds = image_dataset(data.train, size, batch(data.train), shuffle=True, seed=config.seed, augmenter=make_augmenter(config, config.seed))
+    val_ds = image_dataset(data.validation, size, batch(data.validation))
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, shuffle=False, verbose=0, callbacks=[EpochLog(config.epochs, log)])
 
     history = {name: [float(v) for v in values] for name, values in history.history.items()}
     metadata = build_metadata(config, data, model, history, time.time() - started)
-    save_model_dir(out, model, metadata)
+    metadata["distribution"] = describe(strategy, config)
+    with worker_out_dir(out, strategy) as save_to:
+        save_model_dir(save_to, model, metadata)
     best = max(history["val_accuracy"])
     log(
         f"done: best val_accuracy {best:.4f} (epoch {history['val_accuracy'].index(best) + 1}), "
