@@ -45,7 +45,7 @@ TOLERANCES = {
     ("savedmodel", "none"): 1e-5,
     ("tflite", "none"): 1e-4,
     ("tflite", "float16"): 1e-2,
-    ("tflite", "dynamic"): 5e-2,
+    ("tflite", "dynamic"): 1e-1,
     ("tflite", "int8"): 1e-1,
 }
 PIXELS_SIGNATURE, BYTES_SIGNATURE = "serving_default", "serving_bytes"
