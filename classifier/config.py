@@ -58,6 +58,10 @@ class TrainConfig:
     augment_copies: int = option(2, "with the feature cache: augmented variants cached per training image, besides the image itself")
     cache_dir: str = option(None, "feature cache folder (default: ~/.cache/classifier/features)")
 
+    # Where training runs (tf.distribute, see classifier/distribute.py) and at what precision.
+    strategy: str = option("default", "default (one device), mirrored (every local GPU) or multi-worker (MultiWorkerMirroredStrategy, cluster from TF_CONFIG); --batch-size is the global batch", choices=("default", "mirrored", "multi-worker"))
+    mixed_precision: bool = option(False, "compute in float16, keep float32 weights (Keras mixed_float16; GPUs only)")
+
     def validate(self) -> "TrainConfig":
         """Refuse values no run could use, naming the option."""
         checks = [

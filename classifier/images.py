@@ -148,7 +148,11 @@ def check_image_file(path: Path) -> tuple[int, str | None]:
 # --------------------------------------------------------------------------------------------
 def decode_rgb_tf(path, orientation, target_side: int | None = None):
     """tf.data twin of `load_rgb`: file path + EXIF orientation -> float32 RGB (H, W, 3) in 0..255."""
-    data = tf.io.read_file(path)
+    return decode_bytes_rgb_tf(tf.io.read_file(path), orientation, target_side)
+
+
+def decode_bytes_rgb_tf(data, orientation, target_side: int | None = None):
+    """Encoded image bytes + EXIF orientation -> float32 RGB (H, W, 3) in 0..255 (in-graph, e.g. for serving)."""
     is_jpeg = tf.strings.substr(data, 0, 2) == b"\xff\xd8"
     rgb = tf.cond(is_jpeg, lambda: _decode_jpeg_tf(data, target_side), lambda: _decode_other_tf(data))
     return tf.ensure_shape(_apply_orientation_tf(rgb, orientation), [None, None, 3])

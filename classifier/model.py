@@ -66,7 +66,8 @@ def build_head(feature_dim: int, config: TrainConfig, num_classes: int):
     if config.dense_units:
         x = keras.layers.Dense(config.dense_units, activation="relu", name="dense")(x)
     x = keras.layers.Dropout(config.dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    # float32 even under mixed precision: a float16 softmax loses small probabilities.
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(features, outputs, name=HEAD_LAYER)
 
 

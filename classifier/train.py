@@ -20,6 +20,7 @@ from .backbones import get_backbone
 from .config import TrainConfig
 from .data import image_dataset, load_image_data
 from .datasets import resolve_data
+from .distribute import describe, distribution_strategy, precision_policy, replica_batch_size, worker_out_dir
 from .errors import ArgumentParser, cli
 from .features import feature_cache_applies, training_features
 from .model import build_model, check_model_options, compile_model, feature_extractor, image_size
@@ -49,13 +50,18 @@ def train(config: TrainConfig, log=print) -> TrainResult:
     """Run one training job end to end; raises UsageError for anything the user must fix."""
     config.validate()
     check_model_options(config)
+    strategy = distribution_strategy(config)
     started = time.time()
     data_dir = resolve_data_dir(config)
     out = check_output_dir(config.out or default_out_dir(data_dir), config.overwrite)
 
     keras.utils.set_random_seed(config.seed)
     data = load_image_data(data_dir, config.validation_split, config.seed)
-    model = build_model(config, len(data.class_names))
+    with strategy.scope(), precision_policy(config.mixed_precision):
+        model = build_model(config, len(data.class_names))
+        compile_model(model, config.learning_rate)
+    if config.strategy != "default":
+        log(f"strategy: {config.strategy}, {strategy.num_replicas_in_sync} replica(s) in sync")
     log(
         f"data: {len(data.train)} training and {len(data.validation)} validation images "
         f"({'validation folder' if data.validation_from == 'folder' else f'{config.validation_split:.0%} held out'}), "
@@ -66,10 +72,12 @@ def train(config: TrainConfig, log=print) -> TrainResult:
     else:
         log(f"model: {config.backbone} ({config.weights} weights) frozen up to {cut_layer(config)}, {config.head_pooling} pooling head")
 
-    history, timing = fit_head(model, data, config, log)
+    history, timing = fit_head(model, data, config, strategy, log)
     metadata = build_metadata(config, data, model, history, time.time() - started)
     metadata["timing"] = timing
-    save_model_dir(out, model, metadata)
+    metadata["distribution"] = describe(strategy, config)
+    with worker_out_dir(out, strategy) as save_to:
+        save_model_dir(save_to, model, metadata)
     best = max(history["val_accuracy"])
     log(
         f"done: best val_accuracy {best:.4f} (epoch {history['val_accuracy'].index(best) + 1}), "
@@ -78,32 +86,33 @@ def train(config: TrainConfig, log=print) -> TrainResult:
     return TrainResult(out, metadata, model)
 
 
-def fit_head(model, data, config: TrainConfig, log=print) -> tuple[dict, dict]:
+def fit_head(model, data, config: TrainConfig, strategy, log=print) -> tuple[dict, dict]:
     """Train the head (the backbone is frozen, or trains too with --weights none): (history, timing).
 
     With a frozen backbone and the feature cache on, the backbone runs once per image and copy,
-    and the head trains on the cached vectors; otherwise every epoch runs the whole model on images.
+    and the head trains on the cached vectors; otherwise every epoch runs the whole (already
+    compiled) model on images.
     """
     epoch_log = EpochLog(config.epochs, log)
+    started = time.time()
     if feature_cache_applies(config):
-        started = time.time()
         x_train, y_train, x_val, y_val = training_features(feature_extractor(model), data, config, log)
         features_seconds = time.time() - started
         head = model_head(model)
-        compile_model(head, config.learning_rate)
+        with strategy.scope():
+            compile_model(head, config.learning_rate)
         history = head.fit(
-            x_train, y_train, batch_size=config.batch_size, epochs=config.epochs, validation_data=(x_val, y_val),
-            shuffle=True, verbose=0, callbacks=[epoch_log],
+            x_train, y_train, batch_size=replica_batch_size(config.batch_size, len(x_train), strategy), epochs=config.epochs,
+            validation_data=(x_val, y_val), shuffle=True, verbose=0, callbacks=[epoch_log],
         )
         timing = {"features_seconds": round(features_seconds, 1), "head_seconds": round(time.time() - started - features_seconds, 1),
                   "cached_training_vectors": len(x_train)}
     else:
-        started = time.time()
         size = image_size(config)
+        batch = lambda split: replica_batch_size(config.batch_size, len(split), strategy)  # noqa: E731
         augmenter = make_augmenter(config, config.seed)
-        train_ds = image_dataset(data.train, size, config.batch_size, shuffle=True, seed=config.seed, augmenter=augmenter)
-        val_ds = image_dataset(data.validation, size, config.batch_size)
-        compile_model(model, config.learning_rate)
+        train_ds = image_dataset(data.train, size, batch(data.train), shuffle=True, seed=config.seed, augmenter=augmenter)
+        val_ds = image_dataset(data.validation, size, batch(data.validation))
         history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, shuffle=False, verbose=0, callbacks=[epoch_log])
         timing = {"images_seconds": round(time.time() - started, 1)}
     return {name: [float(v) for v in values] for name, values in history.history.items()}, timing

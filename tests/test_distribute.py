@@ -1,0 +1,112 @@
+"""Training on tf.distribute: mirrored over two logical CPUs for real, and the checks around it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from conftest import ROOT, TINY, run_main, tiny_config
+
+from classifier import train as train_module
+from classifier._tf import keras, tf
+from classifier.distribute import is_chief, precision_policy, replica_batch_size
+from classifier.model import build_model
+from classifier.predict import Predictor
+
+# The InceptionV3 stem only: the strategy is under test, not the network. Keras numbers unnamed
+# layers per process, so this name holds in the fresh training process, not in the test session.
+STEM_CUT = "max_pooling2d"
+
+
+def _flags(**overrides):
+    flags = []
+    for name, value in {**TINY, **overrides}.items():
+        flags += [f"--{name.replace('_', '-')}", str(value)]
+    return flags
+
+
+def test_mirrored_strategy_trains_over_two_logical_cpu_devices(tmp_path, shapes_dir):
+    out = tmp_path / "mirrored"
+    argv = [sys.executable, str(ROOT / "tests" / "logical_cpus.py"), "2", "--data", str(shapes_dir), "--out", str(out),
+            "--strategy", "mirrored", "--epochs", "1", "--no-augment", *_flags(cut_layer=STEM_CUT)]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "strategy: mirrored, 2 replica(s) in sync" in done.stdout
+    distribution = json.loads((out / "metadata.json").read_text())["distribution"]
+    assert distribution["strategy"] == "mirrored" and distribution["replicas"] == 2
+    assert [device.rsplit("/", 1)[-1] for device in distribution["devices"]] == ["device:CPU:0", "device:CPU:1"]
+    probabilities = Predictor(out).predict_proba(sorted(shapes_dir.glob("*/*.png"))[:4])
+    assert probabilities.shape == (4, 3) and np.all(np.isfinite(probabilities))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_default_training_records_one_replica(trained):
+    distribution = trained.metadata["distribution"]
+    assert (distribution["strategy"], distribution["replicas"], distribution["mixed_precision"]) == ("default", 1, False)
+
+
+def test_batches_divide_evenly_over_replicas():
+    two = SimpleNamespace(num_replicas_in_sync=2)
+    assert replica_batch_size(32, 1000, SimpleNamespace(num_replicas_in_sync=1)) == 32
+    assert replica_batch_size(16, 57, two) == 16  # 16 16 16 9: every replica gets images
+    assert replica_batch_size(16, 15, two) == 12  # not 14, which would leave a last batch of 1 for 2 replicas
+    assert 15 % replica_batch_size(16, 15, two) >= 2
+
+
+def test_chief_is_the_chief_task_or_worker_0():
+    def strategy(cluster, task_type, task_id):
+        spec = tf.train.ClusterSpec(cluster)
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(spec, task_type=task_type, task_id=task_id)
+        return SimpleNamespace(cluster_resolver=resolver)
+
+    workers = {"worker": ["a:1", "b:1"]}
+    assert is_chief(strategy(workers, "worker", 0)) and not is_chief(strategy(workers, "worker", 1))
+    with_chief = {"chief": ["c:1"], "worker": ["a:1"]}
+    assert is_chief(strategy(with_chief, "chief", 0)) and not is_chief(strategy(with_chief, "worker", 0))
+    assert is_chief(tf.distribute.get_strategy())
+
+
+def test_mixed_precision_computes_in_float16_but_outputs_float32_probabilities(tmp_path):
+    with precision_policy(True):
+        model = build_model(tiny_config(tmp_path, tmp_path / "m", cut_layer="mixed0"), 3)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored for whatever comes next
+    assert model.get_layer("head").get_layer("dense").compute_dtype == "float16" and model.get_layer("head").get_layer("dense").variable_dtype == "float32"
+    probabilities = model(np.zeros((2, 75, 75, 3), np.float32), training=False)
+    assert probabilities.dtype == "float32"
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+
+
+@pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="refusal is for machines without a GPU")
+def test_mixed_precision_without_a_gpu_is_refused(tmp_path, shapes_dir, capsys):
+    code, _, err = run_main(train_module.main, ["--data", shapes_dir, "--out", tmp_path / "m", "--mixed-precision"], capsys)
+    assert code == 2 and err.startswith("error: --mixed-precision: TensorFlow sees no GPU") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "tf_config, message",
+    [
+        (None, "set TF_CONFIG on every worker"),
+        ("{not json", "TF_CONFIG: not valid JSON"),
+        (json.dumps({"cluster": {}, "task": {"type": "worker", "index": 0}}), "cluster lists no worker addresses"),
+        (json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "ps", "index": 0}}), "task must have type worker"),
+        (json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}), "task index 3 is not one of"),
+    ],
+)
+def test_multi_worker_needs_a_usable_tf_config(tmp_path, shapes_dir, capsys, monkeypatch, tf_config, message):
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    code, _, err = run_main(train_module.main, ["--data", shapes_dir, "--out", tmp_path / "m", "--strategy", "multi-worker"], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "m").exists()
+
+
+def test_unknown_strategy_and_uneven_batch_are_refused(tmp_path, shapes_dir, capsys):
+    code, _, err = run_main(train_module.main, ["--data", shapes_dir, "--strategy", "tpu"], capsys)
+    assert code == 2 and "--strategy: invalid choice: 'tpu'" in err
+    with pytest.raises(Exception, match="--batch-size 15: with 2 replicas in sync it must be a multiple of 2"):
+        replica_batch_size(15, 100, SimpleNamespace(num_replicas_in_sync=2))
