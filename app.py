@@ -14,8 +14,6 @@ from typing import Sequence
 
 from classifier.errors import ArgumentParser, UsageError, cli
 
-MAX_UPLOAD = "50mb"  # far above any photo; stops a multi-gigabyte upload before it reaches disk
-
 
 def build_parser() -> ArgumentParser:
     env = os.environ.get
@@ -59,7 +57,7 @@ def find_served_models(args) -> dict[str, Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     models = find_served_models(args)
-    from classifier.app_ui import build_app
+    from classifier.app_ui import build_app, launch
     from classifier.serving import ModelLibrary
 
     library = ModelLibrary(models)
@@ -69,13 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"no model folder in {args.models_dir}/ yet: the page says how to train one", file=sys.stderr)
     demo = build_app(library, args.models_dir, args.concurrency, args.max_queue)
-    demo.launch(
-        server_name=args.host,
-        server_port=args.port,
-        share=args.share,
-        max_file_size=MAX_UPLOAD,
-        allowed_paths=[str(path.resolve()) for path in models.values()],  # curves.png and examples/
-    )
+    launch(demo, library, args.host, args.port, args.share)
     return 0
 
 

@@ -11,8 +11,10 @@ import base64
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 
+from .artifacts import read_metadata
 from .images import ImageError, is_image_file
 from .serving import ModelLibrary
 
@@ -24,6 +26,7 @@ DEMO_COMMAND = (
     "python -m classifier.shapes datasets/shapes && python -m classifier.train --data datasets/shapes "
     "--out {models_dir}/shapes --weights none --cut-layer mixed2 --image-size 75 --epochs 12 --learning-rate 1e-3 --no-augment"
 )
+MAX_UPLOAD = "50mb"  # far above any photo; a multi-gigabyte upload is refused before it reaches disk
 BATCH_COLUMNS = ["file", "prediction", "confidence", f"top {TOP_K}", "error"]
 
 
@@ -89,8 +92,6 @@ class App:
             except ImageError as error:
                 rows[-1][4] = _shown(error, path, name)
         if pixels:
-            import numpy as np
-
             for row, probabilities in zip(good, predictor.probabilities_of_pixels(np.stack(pixels))):
                 ranked = predictor.top_k(probabilities, TOP_K)
                 rows[row][1:4] = [ranked[0][0], round(ranked[0][1], 4), ", ".join(f"{label} {p:.3f}" for label, p in ranked)]
@@ -103,10 +104,14 @@ class App:
         folder = self.library.paths[model or self.library.names[0]] / EXAMPLES_DIR
         return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p)) if folder.is_dir() else []
 
+    def metadata(self, model: str | None) -> dict:
+        """metadata.json of `model`, read without loading the network (the card needs no weights)."""
+        return read_metadata(self.library.paths[model or self.library.names[0]])
+
     def card(self, model: str | None) -> str:
         if not self.library.names:
             return no_model_message(self.models_dir)
-        meta = self.predictor(model).metadata
+        meta = self.metadata(model)
         classes = meta["class_names"]
         shown = ", ".join(classes[:30]) + (f" ... ({len(classes)} in all)" if len(classes) > 30 else "")
         data = meta.get("data", {})
@@ -127,7 +132,7 @@ class App:
         path = self.library.paths[model or self.library.names[0]] / CURVES_FILE
         if path.is_file():
             return str(path), None
-        history = self.predictor(model).metadata.get("history", {})
+        history = self.metadata(model).get("history", {})
         rows = [(epoch + 1, metric, value) for metric, values in history.items() if "accuracy" in metric for epoch, value in enumerate(values)]
         return None, (pd.DataFrame(rows, columns=["epoch", "metric", "value"]) if rows else None)
 
@@ -181,6 +186,19 @@ def build_app(library: ModelLibrary, models_dir: str | Path = "models", concurre
         model.change(app.model_view, model, view, api_visibility="private")
     demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
     return demo
+
+
+def launch(demo: gr.Blocks, library: ModelLibrary, host: str, port: int, share: bool = False, block: bool = True):
+    """Serve `demo`; uploads are capped and only the model folders are readable besides Gradio's cache."""
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        max_file_size=MAX_UPLOAD,
+        allowed_paths=[str(path.resolve()) for path in library.paths.values()],  # curves.png, examples/
+        prevent_thread_lock=not block,
+        quiet=not block,
+    )
 
 
 def _shown(error: ImageError, source, name: str) -> str:

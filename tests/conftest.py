@@ -1,6 +1,7 @@
 """Shared fixtures: small learnable datasets drawn on the spot, and one model trained once per session."""
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -46,3 +47,10 @@ def run_main(main, argv, capsys) -> tuple[int, str, str]:
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def free_port() -> int:
+    """A free loopback port for a test server."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
