@@ -1,6 +1,7 @@
 """Shared fixtures: small learnable datasets drawn on the spot, and one model trained once per session."""
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -61,3 +62,10 @@ def random_inception_weights(tmp_path_factory) -> Path:
     keras.utils.set_random_seed(0)
     keras.applications.InceptionV3(include_top=False, weights=None, input_shape=(75, 75, 3)).save_weights(path)
     return path
+
+
+def free_port() -> int:
+    """A free loopback port for a test server."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

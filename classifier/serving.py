@@ -1,0 +1,114 @@
+"""Serving many users from one process: every model loaded once, concurrent requests batched.
+
+`ModelLibrary` finds the model folders the app can offer and loads each at most once, shared by
+every request. `BatchedPredictor` puts one worker thread in front of a `Predictor`'s model call:
+requests decode their own uploads in parallel (`Predictor.pixels`, the one preprocessing path),
+then hand the pixels over. The worker runs whatever is waiting as one batch, so a lone request
+runs at once (no waiting window) and requests that pile up behind a busy model share its next
+call. A bad upload fails only its own request, which Gradio's `batch=True` cannot promise.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import METADATA_FILE, MODEL_FILE
+from .images import ImageSource
+from .predict import Predictor
+
+MAX_BATCH = 16  # images per model call; bounds the latency one big request adds to the others
+
+
+class BatchedPredictor:
+    """A `Predictor` whose model calls from many threads are merged into batches."""
+
+    def __init__(self, predictor: Predictor, max_batch: int = MAX_BATCH):
+        self.predictor = predictor
+        self.max_batch = max_batch
+        self.calls = 0  # model calls made; with `images` it shows how much batching happened
+        self.images = 0
+        self._pending: queue.SimpleQueue[tuple[np.ndarray, Future]] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name=f"batcher-{predictor.model_dir.name}", daemon=True).start()
+
+    def __getattr__(self, name):  # class_names, metadata, pixels, top_k, model_dir ...
+        return getattr(self.predictor, name)
+
+    def predict_proba(self, images: list[ImageSource]) -> np.ndarray:
+        """Like `Predictor.predict_proba`: decoding happens here, in the caller's thread."""
+        if not images:
+            return np.zeros((0, len(self.predictor.class_names)), np.float32)
+        return self.probabilities_of_pixels(np.stack([self.predictor.pixels(image) for image in images]))
+
+    def probabilities_of_pixels(self, batch: np.ndarray) -> np.ndarray:
+        """Queue (N, H, W, 3) pixels for the worker and wait for their (N, classes) probabilities."""
+        future: Future = Future()
+        self._pending.put((batch, future))
+        return future.result()
+
+    def _serve(self) -> None:
+        while True:
+            jobs = [self._pending.get()]
+            size = len(jobs[0][0])
+            while size < self.max_batch:
+                try:
+                    job = self._pending.get_nowait()
+                except queue.Empty:
+                    break
+                jobs.append(job)
+                size += len(job[0])
+            try:
+                # Big requests (the batch tab) are cut into max_batch slices; small ones are merged.
+                stacked = np.concatenate([pixels for pixels, _ in jobs])
+                chunks = [self.predictor.probabilities_of_pixels(stacked[i : i + self.max_batch]) for i in range(0, len(stacked), self.max_batch)]
+                probabilities = np.concatenate(chunks)
+                self.calls += len(chunks)
+                self.images += len(stacked)
+            except Exception as error:  # a failed model call fails the requests that were in it, not the worker
+                for _, future in jobs:
+                    future.set_exception(error)
+                continue
+            start = 0
+            for pixels, future in jobs:
+                future.set_result(probabilities[start : start + len(pixels)])
+                start += len(pixels)
+
+
+def is_model_dir(path: Path) -> bool:
+    return (path / METADATA_FILE).is_file() and (path / MODEL_FILE).is_file()
+
+
+def find_models(models_dir: str | Path) -> dict[str, Path]:
+    """Model folders directly under `models_dir` (or `models_dir` itself), by folder name, sorted."""
+    root = Path(models_dir)
+    if is_model_dir(root):
+        return {root.name: root}
+    if not root.is_dir():
+        return {}
+    return {path.name: path for path in sorted(root.iterdir()) if path.is_dir() and not path.name.startswith(".") and is_model_dir(path)}
+
+
+class ModelLibrary:
+    """The models the app offers, by name; each is loaded on first use and then shared."""
+
+    def __init__(self, models: dict[str, Path]):
+        self.paths = dict(models)
+        self._loaded: dict[str, BatchedPredictor] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.paths)
+
+    def get(self, name: str | None) -> BatchedPredictor:
+        """The shared predictor for `name` (the first model when None); loads it once."""
+        name = name or self.names[0]
+        if name not in self.paths:
+            raise KeyError(f"unknown model {name!r}; this app serves: {', '.join(self.names)}")
+        with self._lock:  # two first requests must not load the same model twice
+            if name not in self._loaded:
+                self._loaded[name] = BatchedPredictor(Predictor(self.paths[name]))
+            return self._loaded[name]

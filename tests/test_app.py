@@ -1,0 +1,247 @@
+"""The real app on a loopback port, called the way users call it: gradio_client and a browser."""
+from __future__ import annotations
+
+import shutil
+import threading
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, free_port, run_main
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+from test_images import _variants
+
+import app as app_cli
+from classifier.app_ui import App, build_app, launch
+from classifier.deploy import gradio_pin, read_front_matter
+from classifier.predict import Predictor
+from classifier.serving import BatchedPredictor, ModelLibrary, find_models
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def serve(models_dir: Path):
+    """Launch the app as `python app.py` would, but without blocking: (demo, library, url)."""
+    library = ModelLibrary(find_models(models_dir))
+    demo = build_app(library, models_dir)
+    launch(demo, library, "127.0.0.1", free_port(), block=False)
+    return demo, library, demo.local_url
+
+
+@pytest.fixture(scope="module")
+def models_dir(model_dir, shapes_dir, tmp_path_factory) -> Path:
+    """Two copies of the session's model (so the page has a picker), the first with examples."""
+    root = tmp_path_factory.mktemp("served")
+    for name in ("shapes", "shapes_copy"):
+        shutil.copytree(model_dir, root / name)
+    (root / "shapes" / "examples").mkdir()
+    for path in sorted(shapes_dir.glob("*/*_000.png")):
+        shutil.copy(path, root / "shapes" / "examples" / path.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(models_dir):
+    demo, library, url = serve(models_dir)
+    yield url, library
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server[0], verbose=False)
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir):
+    return Predictor(model_dir)
+
+
+def confidences(result: dict) -> dict[str, float]:
+    return {item["label"]: item["confidence"] for item in result["confidences"]}
+
+
+def assert_same_prediction(result: dict, probabilities: np.ndarray, class_names, what=""):
+    expected = dict(zip(class_names, probabilities.tolist()))
+    assert result["label"] == max(expected, key=expected.get), what
+    for label, confidence in confidences(result).items():
+        assert confidence == pytest.approx(expected[label], abs=1e-5), what
+
+
+def test_good_image_returns_label_and_confidences(client, predictor, shapes_dir):
+    path = sorted(shapes_dir.glob("triangle/*.png"))[0]
+    result = client.predict(handle_file(str(path)), api_name="/predict")
+    assert set(confidences(result)) == set(predictor.class_names)
+    assert_same_prediction(result, predictor.predict_proba([path])[0], predictor.class_names)
+    # The picker's second model answers too, by name.
+    other = client.predict(handle_file(str(path)), "shapes_copy", api_name="/predict")
+    assert other["label"] == result["label"]
+
+
+def test_every_upload_kind_goes_through_the_predictors_rules(client, predictor, tmp_path):
+    files = _variants(tmp_path)
+    for name, path in files.items():
+        result = client.predict(handle_file(str(path)), api_name="/predict")
+        assert_same_prediction(result, predictor.predict_proba([path])[0], predictor.class_names, name)
+
+    # Independent references for the rules that change pixels most: the app must apply each.
+    raw = np.asarray(Image.open(files["exif6.jpg"]).convert("RGB"), np.float32)
+    rgba = np.asarray(Image.open(files["rgba.png"]), np.float32)
+    over_white = rgba[..., :3] * rgba[..., 3:] / 255 + 255 * (1 - rgba[..., 3:] / 255)
+    first_frame = np.asarray(Image.open(files["animated.gif"]).convert("RGB"), np.float32)
+    for name, pixels in [("exif6.jpg", np.rot90(raw, k=-1)), ("rgba.png", over_white), ("animated.gif", first_frame)]:
+        result = client.predict(handle_file(str(files[name])), api_name="/predict")
+        assert_same_prediction(result, predictor.predict_proba([pixels])[0], predictor.class_names, name)
+
+
+def bad_uploads(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Each kind of bad upload, with the words its error must contain."""
+    text = folder / "notes.png"
+    text.write_text("not an image at all")
+    png = folder / "truncated.png"
+    Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)).save(png)
+    png.write_bytes(png.read_bytes()[:-400])
+    huge = folder / "huge.png"
+    Image.new("1", (11_000, 10_000)).save(huge)  # 110 M pixels: a small file, above the 100 M limit
+    bomb = folder / "bomb.png"
+    Image.new("1", (20_000, 20_000)).save(bomb)  # 400 M pixels: Pillow's decompression-bomb error
+    return {
+        "non-image": (text, "notes.png: not an image"),
+        "corrupt": (png, "truncated.png: corrupt or truncated"),
+        "too many pixels": (huge, "huge.png: 11000x10000 is 110,000,000 pixels, above the limit"),
+        "decompression bomb": (bomb, "bomb.png: refused, the image is a decompression bomb"),
+    }
+
+
+def test_bad_uploads_get_a_clear_message_and_the_server_keeps_serving(client, shapes_dir, tmp_path):
+    for kind, (path, message) in bad_uploads(tmp_path).items():
+        with pytest.raises(AppError) as caught:
+            client.predict(handle_file(str(path)), api_name="/predict")
+        assert message in str(caught.value), kind
+        assert "/tmp" not in str(caught.value) and "Traceback" not in str(caught.value), kind
+    good = sorted(shapes_dir.glob("circle/*.png"))[0]
+    assert client.predict(handle_file(str(good)), api_name="/predict")["label"]
+
+
+def test_concurrent_calls_all_answered_correctly(client, predictor, shapes_dir, tmp_path):
+    paths = sorted(shapes_dir.glob("*/*.png"))[:12]
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"\xff\xd8 not a jpeg")
+    jobs = [client.submit(handle_file(str(path)), api_name="/predict") for path in paths]
+    bad = client.submit(handle_file(str(junk)), api_name="/predict")  # fails alone, mid-stream
+    expected = predictor.predict_proba(paths)
+    for job, probabilities in zip(jobs, expected):
+        assert_same_prediction(job.result(timeout=60), probabilities, predictor.class_names)
+    with pytest.raises(AppError, match="junk.jpg"):
+        bad.result(timeout=60)
+
+
+def test_batcher_merges_requests_that_wait_for_a_busy_model(predictor, shapes_dir):
+    batcher = BatchedPredictor(predictor, max_batch=16)
+    pixels = np.stack([predictor.pixels(p) for p in sorted(shapes_dir.glob("*/*.png"))[:16]])
+    expected = predictor.probabilities_of_pixels(pixels)
+    results: dict[int, np.ndarray] = {}
+    start = threading.Barrier(9)
+
+    def one(i):
+        start.wait()
+        results[i] = batcher.probabilities_of_pixels(pixels[i : i + 1])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    busy = batcher.probabilities_of_pixels(pixels)  # 16 images: the 8 single requests queue behind it
+    for thread in threads:
+        thread.join()
+    np.testing.assert_allclose(busy, expected, atol=1e-5)
+    for i in range(8):
+        np.testing.assert_allclose(results[i][0], expected[i], atol=1e-5)
+    assert batcher.images == 24 and batcher.calls < 9  # fewer model calls than requests
+
+
+def test_batch_tab_reports_each_file(client, shapes_dir, tmp_path):
+    good = sorted(shapes_dir.glob("*/*_001.png"))
+    broken = tmp_path / "broken.gif"
+    broken.write_bytes(b"GIF89a")
+    table = client.predict([handle_file(str(p)) for p in [*good, broken]], api_name="/predict_batch")
+    rows = {row[0]: row for row in table["data"]}
+    assert set(rows) == {p.name for p in good} | {"broken.gif"}
+    for path in good:
+        file, label, confidence, top, error = rows[path.name]
+        assert label in ("circle", "square", "triangle") and 0 < confidence <= 1 and top.startswith(label) and not error
+    assert "broken.gif" in rows["broken.gif"][4] and not rows["broken.gif"][1]
+
+
+def test_card_examples_and_curves_come_from_the_model_folder(models_dir, model_dir):
+    app = App(ModelLibrary(find_models(models_dir)), models_dir)
+    card = app.card("shapes")
+    assert "circle, square, triangle" in card and "inception_v3" in card and "75 x 75" in card
+    meta = Predictor(model_dir).metadata
+    assert f"{meta['val_accuracy']:.3f}" in card and meta["trained_at"] in card
+    assert [p.name for p in app.examples("shapes")] == ["circle_000.png", "square_000.png", "triangle_000.png"]
+    assert app.examples("shapes_copy") == []
+    picture, history = app.curves("shapes")  # no curves.png: the history from metadata.json
+    assert picture is None and set(history["metric"]) == {"accuracy", "val_accuracy"}
+    Image.new("RGB", (8, 8)).save(models_dir / "shapes_copy" / "curves.png")
+    assert app.curves("shapes_copy")[0].endswith("curves.png")
+
+
+def test_without_a_model_the_page_says_how_to_train_one(tmp_path, shapes_dir):
+    demo, _, url = serve(tmp_path / "models")
+    try:
+        page_config = urllib.request.urlopen(url + "config", timeout=10).read().decode()
+        assert "No trained model yet" in page_config and "python -m classifier.train --data" in page_config
+        with pytest.raises(AppError, match="python -m classifier.train"):
+            Client(url, verbose=False).predict(handle_file(str(sorted(shapes_dir.glob("*/*.png"))[0])), api_name="/predict")
+    finally:
+        demo.close()
+
+
+def test_command_line_errors_are_one_line(tmp_path, capsys):
+    for argv, message in [
+        (["--port", "http"], "--port http: not a port number"),
+        (["--port", "70000"], "--port 70000: must be between 1 and 65535"),
+        (["--model", tmp_path], "not a model folder"),
+    ]:
+        code, _, err = run_main(app_cli.main, argv, capsys)
+        assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_readme_is_a_space_pinned_to_the_requirements_gradio():
+    meta = read_front_matter((ROOT / "README.md").read_text())
+    assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
+    assert meta["sdk_version"] == gradio_pin((ROOT / "requirements.txt").read_text())
+    assert {"title", "emoji", "colorFrom", "colorTo", "pinned", "license"} <= set(meta)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (CI installs it: apt-get install chromium)")
+def test_browser_uploads_an_image_and_reads_the_label(server, predictor, shapes_dir):
+    sync_playwright = pytest.importorskip("playwright.sync_api", reason="needs the playwright Python package").sync_playwright
+    url, _ = server
+    path = sorted(shapes_dir.glob("square/*.png"))[0]
+    expected = predictor.predict(path)[0][0]
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url)
+            page.wait_for_selector("input[type=file]", state="attached", timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "app_loaded.png"), full_page=True)
+            assert "circle, square, triangle" in page.inner_text("body")  # the model card
+            page.locator("input[type=file]").first.set_input_files(str(path))
+            label = page.locator('[data-testid="label-output-value"]')
+            label.wait_for(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "app_predicted.png"), full_page=True)
+            assert label.inner_text().splitlines()[0].strip() == expected
+        finally:
+            browser.close()

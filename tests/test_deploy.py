@@ -1,0 +1,76 @@
+"""The staged Hugging Face Space: a folder that runs `python app.py` on its own, tested by running it."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from conftest import ROOT, free_port, run_main
+from gradio_client import Client, handle_file
+
+from classifier.deploy import gradio_pin, main, read_front_matter, stage_space
+from classifier.predict import Predictor
+
+
+def start_space(folder, port: int, log) -> subprocess.Popen:
+    """`python app.py` in the Space folder with nothing of the checkout on its path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLASSIFIER_", "GRADIO_", "PYTHON"))}
+    return subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_until_serving(process: subprocess.Popen, url: str, log_path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        try:
+            urllib.request.urlopen(url + "config", timeout=5)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"the Space did not start (exit code {process.poll()}):\n{log_path.read_text()}")
+
+
+def test_staged_space_runs_alone_and_answers(model_dir, shapes_dir, tmp_path):
+    space = stage_space(model_dir, tmp_path / "space", title="Shapes demo")
+    names = {p.relative_to(space).as_posix() for p in space.rglob("*") if p.is_file()}
+    assert {"app.py", "requirements.txt", "README.md", ".gitattributes", "classifier/predict.py", "classifier/app_ui.py"} <= names
+    assert {f"models/{model_dir.name}/{f}" for f in ("model.keras", "metadata.json", "labels.txt")} <= names
+    assert not any("__pycache__" in name for name in names)
+    readme = (space / "README.md").read_text()
+    meta = read_front_matter(readme)
+    assert meta["title"] == "Shapes demo" and meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
+    assert meta["sdk_version"] == gradio_pin((ROOT / "requirements.txt").read_text())
+    assert (space / "requirements.txt").read_text() == (ROOT / "requirements.txt").read_text()
+
+    port, log_path = free_port(), tmp_path / "space.log"
+    url = f"http://127.0.0.1:{port}/"
+    with open(log_path, "w") as log:
+        process = start_space(space, port, log)
+    try:
+        wait_until_serving(process, url, log_path)
+        image = sorted(shapes_dir.glob("circle/*.png"))[0]
+        result = Client(url, verbose=False).predict(handle_file(str(image)), api_name="/predict")
+        assert result["label"] == Predictor(model_dir).predict(image)[0][0]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_deploy_command_errors_are_one_line(model_dir, tmp_path, capsys):
+    code, _, err = run_main(main, [tmp_path, "--out", tmp_path / "space"], capsys)
+    assert code == 2 and "not a model folder" in err and err.count("\n") == 1
+    (tmp_path / "taken").mkdir()
+    code, _, err = run_main(main, [model_dir, "--out", tmp_path / "taken"], capsys)
+    assert code == 2 and "--out" in err and "already exists" in err
+    code, out, _ = run_main(main, [model_dir, "--out", tmp_path / "taken", "--overwrite"], capsys)
+    assert code == 0 and (tmp_path / "taken" / "app.py").is_file() and "python app.py" in out
+
+
+@pytest.mark.parametrize("requirements", ["gradio>=6\n", "numpy==2.4.6\n"])
+def test_gradio_must_be_pinned_exactly(requirements):
+    from classifier.errors import UsageError
+
+    with pytest.raises(UsageError, match="gradio==VERSION"):
+        gradio_pin(requirements)
