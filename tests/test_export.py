@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import keras
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
@@ -22,6 +23,7 @@ from classifier.predict import Predictor
 def small_model_dir(tmp_path_factory, shapes_dir):
     """The real architecture cut at mixed0, untrained (conversion fidelity does not need learning),
     so each export takes seconds; its metadata points at `shapes_dir` like a trained model's does."""
+    keras.utils.set_random_seed(0)  # the same weights whatever ran before: int8 error depends on them
     model = build_model(tiny_config(shapes_dir, None, cut_layer="mixed0"), 3)
     metadata = {"class_names": ["circle", "square", "triangle"], "image_size": [75, 75], "data": {"root": str(shapes_dir)}}
     return save_model_dir(tmp_path_factory.mktemp("export") / "small", model, metadata)
@@ -82,7 +84,10 @@ def test_tflite_runs_in_the_interpreter_and_agrees_with_keras(tmp_path, small_mo
 
     tolerance = export_module.TOLERANCES["tflite", quantize]
     assert np.abs(probabilities - reference).max() <= tolerance
-    assert (probabilities.argmax(1) == reference.argmax(1)).mean() >= 0.9
+    # Top-1 may flip only on near-ties: where Keras' own lead is within twice the tolerance (the check's rule).
+    ordered = np.sort(reference, axis=1)
+    clear_lead = ordered[:, -1] - ordered[:, -2] > 2 * tolerance
+    assert np.all(probabilities.argmax(1)[clear_lead] == reference.argmax(1)[clear_lead])
     figures = result.metadata["check"]["signatures"]["tflite"]
     assert figures["passed"] and figures["images"] > 0 and figures["tolerance"] == tolerance
     assert result.metadata["quantize"] == quantize and result.metadata["image_size"] == [75, 75]
