@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -15,11 +16,14 @@ from typing import Sequence
 
 from ._tf import keras
 from .artifacts import check_output_dir, save_model_dir, versions
-from .backbones import get_backbone
+from .backbones import HUB_PREFIX, get_backbone
 from .config import TrainConfig
+from .control import Checkpoint, class_weights, early_stop_note, training_callbacks
 from .data import image_dataset, load_image_data, make_augmenter
 from .datasets import resolve_data
 from .errors import ArgumentParser, cli
+from .evaluate import classification_metrics, most_wrong, write_report
+from .finetune import fine_tune_layer, unfreeze_from
 from .model import build_model, check_model_options, compile_model, image_size
 
 
@@ -45,14 +49,19 @@ def default_out_dir(data_dir: Path) -> Path:
 def train(config: TrainConfig, log=print) -> TrainResult:
     """Run one training job end to end; raises UsageError for anything the user must fix."""
     config.validate()
-    check_model_options(config)
+    backbone = check_model_options(config)
+    if not backbone.pretrained and config.weights != "none":
+        log(f"note: {backbone.name} has no pretrained weights; --weights {config.weights} is ignored and it trains from scratch")
+        config = dataclasses.replace(config, weights="none")
     started = time.time()
     data_dir = resolve_data_dir(config)
     out = check_output_dir(config.out or default_out_dir(data_dir), config.overwrite)
+    checkpoint = Checkpoint(out, config)
 
     keras.utils.set_random_seed(config.seed)
     data = load_image_data(data_dir, config.validation_split, config.seed)
     model = build_model(config, len(data.class_names))
+    fine_tune_from = fine_tune_layer(model, backbone, config)
     log(
         f"data: {len(data.train)} training and {len(data.validation)} validation images "
         f"({'validation folder' if data.validation_from == 'folder' else f'{config.validation_split:.0%} held out'}), "
@@ -61,23 +70,61 @@ def train(config: TrainConfig, log=print) -> TrainResult:
     if config.weights == "none":
         log("note: --weights none has no pretrained features to transfer, so the whole network trains from scratch")
     else:
-        log(f"model: {config.backbone} ({config.weights} weights) frozen up to {cut_layer(config)}, {config.head_pooling} pooling head")
+        weights = "" if backbone.name.startswith(HUB_PREFIX) else f" ({config.weights} weights)"
+        log(f"model: {config.backbone}{weights} frozen up to {cut_layer(config) or 'its output'}, {config.head_pooling} pooling head")
 
     size = image_size(config)
     train_ds = image_dataset(data.train, size, config.batch_size, shuffle=True, seed=config.seed, augmenter=make_augmenter(config, config.seed))
     val_ds = image_dataset(data.validation, size, config.batch_size)
-    compile_model(model, config.learning_rate)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, shuffle=False, verbose=0, callbacks=[EpochLog(config.epochs, log)])
+    fit_args = dict(x=train_ds, validation_data=val_ds, class_weight=class_weights(config, data.train.labels, len(data.class_names)))
+    try:
+        stages = [run_stage("head", model, checkpoint, config, config.learning_rate, 0, config.epochs, fit_args, log)]
+        if fine_tune_from:
+            start = checkpoint.epochs_done
+            layers = unfreeze_from(model, fine_tune_from)
+            log(f"fine-tuning: {layers} backbone layers from {fine_tune_from} on train (BatchNorm stays frozen) at learning rate {config.fine_tune_learning_rate:g}")
+            stage = run_stage("fine_tune", model, checkpoint, config, config.fine_tune_learning_rate, start, start + config.fine_tune_epochs, fit_args, log)
+            stages.append({**stage, "from_layer": fine_tune_from})
+    except KeyboardInterrupt:
+        raise checkpoint.interrupted() from None
 
-    history = {name: [float(v) for v in values] for name, values in history.history.items()}
-    metadata = build_metadata(config, data, model, history, time.time() - started)
-    save_model_dir(out, model, metadata)
-    best = max(history["val_accuracy"])
+    probabilities = model.predict(val_ds, verbose=0)
+    metrics = {**classification_metrics(data.validation.labels, probabilities, data.class_names), "split": "validation", "data": str(data_dir)}
+    metadata = build_metadata(config, data, model, checkpoint.history, time.time() - started)
+    metadata.update(stages=stages, fine_tune_start_epoch=stages[1]["first_epoch"] - 1 if len(stages) > 1 else None,
+                    validation_metrics={"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_avg"]["f1"]})
+    wrong = most_wrong(data.validation.paths, data.validation.labels, probabilities)
+    save_model_dir(out, model, metadata, extra=lambda folder: write_report(folder, metrics, metadata, wrong))
+    checkpoint.remove()
+    best = max(metadata["history"]["val_accuracy"])
     log(
-        f"done: best val_accuracy {best:.4f} (epoch {history['val_accuracy'].index(best) + 1}), "
-        f"final {metadata['val_accuracy']:.4f}; {_duration(time.time() - started)}; model saved to {out}"
+        f"done: best val_accuracy {best:.4f} (epoch {metadata['history']['val_accuracy'].index(best) + 1}), "
+        f"saved model's {metrics['accuracy']:.4f}; {_duration(time.time() - started)}; model, metrics and plots saved to {out}"
     )
     return TrainResult(out, metadata, model)
+
+
+def run_stage(name: str, model, checkpoint: Checkpoint, config: TrainConfig, learning_rate: float, first: int, last: int, fit_args: dict, log) -> dict:
+    """Fit epochs [first, last) at `learning_rate`, resumable; a stage finished before an interruption is restored instead."""
+    done = checkpoint.finished(name)
+    if done:
+        log(f"resume: the {name} stage had finished (epochs {done['first_epoch']}-{done['last_epoch']}); its weights are restored")
+        return checkpoint.restore_stage(name, model)
+    compile_model(model, learning_rate)
+    callbacks = checkpoint.stage_callbacks(name)
+    if checkpoint.epochs_done > first:
+        log(f"resume: continuing the {name} stage after epoch {checkpoint.epochs_done}")
+        model.optimizer.learning_rate = checkpoint.history["learning_rate"][-1]
+    control = training_callbacks(config)
+    model._initial_epoch = None  # Keras keeps the epoch BackupAndRestore restored on the model, even into the next fit
+    total = config.epochs + config.fine_tune_epochs
+    model.fit(**fit_args, initial_epoch=first, epochs=last, shuffle=False, verbose=0, callbacks=[*callbacks, EpochLog(total, log), *control])
+    note = early_stop_note(control)
+    if note:
+        log(note)
+    info = {"name": name, "first_epoch": first + 1, "last_epoch": checkpoint.epochs_done, "learning_rate": learning_rate}
+    checkpoint.finish_stage(name, model, info)
+    return info
 
 
 def cut_layer(config: TrainConfig) -> str | None:
