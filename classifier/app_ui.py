@@ -8,6 +8,7 @@ raises `gr.Error`, shown on the page and returned to API callers; the server kee
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import gradio as gr
@@ -15,11 +16,13 @@ import numpy as np
 import pandas as pd
 
 from .artifacts import read_metadata
+from .evaluate import METRICS_FILE, format_table
 from .images import ImageError, is_image_file
 from .serving import ModelLibrary
 
 TOP_K = 5
 CURVES_FILE = "curves.png"
+CONFUSION_FILE = "confusion_matrix.png"
 EXAMPLES_DIR = "examples"
 TRAIN_COMMAND = "python -m classifier.train --data PATH_OR_NAME --out {models_dir}/NAME"
 DEMO_COMMAND = (
@@ -136,14 +139,26 @@ class App:
         rows = [(epoch + 1, metric, value) for metric, values in history.items() if "accuracy" in metric for epoch, value in enumerate(values)]
         return None, (pd.DataFrame(rows, columns=["epoch", "metric", "value"]) if rows else None)
 
+    def evaluation(self, model: str | None):
+        """(metrics table as Markdown or None, confusion_matrix.png or None): what training measured on validation."""
+        if not self.library.names:
+            return None, None
+        folder = self.library.paths[model or self.library.names[0]]
+        metrics_file, confusion = folder / METRICS_FILE, folder / CONFUSION_FILE
+        table = f"**Validation metrics**\n\n```\n{format_table(json.loads(metrics_file.read_text()))}\n```" if metrics_file.is_file() else None
+        return table, (str(confusion) if confusion.is_file() else None)
+
     def model_view(self, model: str | None):
         """Every model-dependent output, for the page load and the picker."""
         picture, history = self.curves(model)
+        table, confusion = self.evaluation(model)
         examples = self.examples(model)
         return (
             self.card(model),
             gr.Image(value=picture, visible=picture is not None),
             gr.LinePlot(value=history, visible=history is not None),
+            gr.Markdown(value=table or "", visible=table is not None),
+            gr.Image(value=confusion, visible=confusion is not None),
             gr.Dataset(samples=[[str(p)] for p in examples], visible=bool(examples)),
         )
 
@@ -174,6 +189,8 @@ def build_app(library: ModelLibrary, models_dir: str | Path = "models", concurre
                 card = gr.Markdown(app.card(names[0] if names else None))
                 curves = gr.Image(label="Training curves", interactive=False, visible=False)
                 history = gr.LinePlot(x="epoch", y="value", color="metric", label="Training curves", visible=False)
+                metrics = gr.Markdown(visible=False)
+                confusion = gr.Image(label="Confusion matrix (validation)", interactive=False, visible=False)
 
         predict = dict(fn=app.classify, inputs=[image, model], outputs=label, preprocess=False, concurrency_limit=concurrency, concurrency_id="predict")
         button.click(**predict, api_name="predict")
@@ -181,7 +198,7 @@ def build_app(library: ModelLibrary, models_dir: str | Path = "models", concurre
         image.change(**{**predict, "fn": app.classify_if_any}, api_visibility="private")
         examples.click(app.example, [examples, model], image, api_visibility="private")
         batch_button.click(app.classify_files, [files, model], table, api_name="predict_batch", concurrency_limit=concurrency, concurrency_id="predict")
-        view = [card, curves, history, examples]
+        view = [card, curves, history, metrics, confusion, examples]
         demo.load(app.model_view, model, view, api_visibility="private")
         model.change(app.model_view, model, view, api_visibility="private")
     demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)

@@ -79,6 +79,8 @@ def read_metadata(model_dir: str | Path) -> dict:
 
 def load_model(model_dir: str | Path):
     """The Keras model of a model folder."""
+    from . import hub  # noqa: F401  registers HubFeatures, the layer of hub: backbones
+
     path = Path(model_dir) / MODEL_FILE
     if not path.is_file():
         raise UsageError(f"{model_dir}: no {MODEL_FILE} in it; train a model with python -m classifier.train")

@@ -1,8 +1,8 @@
-"""Pretrained backbones: one entry each, so adding a backbone is one small, local change.
+"""Backbones: one registry entry each, so adding a network is one small, local change.
 
 A backbone here is a function from a 0..255 RGB image batch at a fixed size to a feature map or
-vector. Its own input scaling is part of it (inside the saved model), so nobody who loads a model
-can feed it pixels scaled the wrong way.
+vector. Its own input preprocessing is a layer inside the saved model, so nobody who loads a model
+can feed it pixels scaled the wrong way. `hub:HANDLE` builds a TF-Hub feature vector (see hub.py).
 """
 from __future__ import annotations
 
@@ -10,8 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from ._tf import keras
 from .errors import UsageError
+
+HUB_PREFIX = "hub:"
+TOP = "top"  # --cut-layer top: the whole network
 
 
 @dataclass(frozen=True)
@@ -19,33 +24,116 @@ class Backbone:
     """How to build one backbone and what it needs."""
 
     name: str
-    build: Callable[..., "keras.Model"]  # (input_shape, weights) -> full keras.applications model
-    scale: tuple[float, float]  # pixels * scale + offset, the network's own preprocessing
+    build: Callable[..., "keras.Model"]  # (input_shape, weights, alpha) -> the network, without its classifier top
+    preprocessing: Callable[[], "keras.layers.Layer"]  # a fresh layer: 0..255 RGB -> what the network was trained on
     min_size: int  # smallest image side the network accepts
     default_cut: str | None  # layer whose output we use; None = the network's last layer
     default_size: int  # the size it was pretrained at (a good --image-size)
+    fine_tune_from: Callable[[str | None], str | None] = lambda cut: None  # cut layer -> first layer to unfreeze
+    pretrained: bool = True  # False: no weights exist, it always trains from scratch
+    takes_alpha: bool = False  # --alpha (width multiplier) applies
 
 
-def _inception_v3(input_shape, weights):
+def scaling(scale: float, offset: float) -> Callable[[], "keras.layers.Layer"]:
+    """pixels * scale + offset (InceptionV3, MobileNetV2: [-1, 1]; TF-Hub: [0, 1])."""
+    return lambda: keras.layers.Rescaling(scale, offset, name="backbone_scaling")
+
+
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def caffe_preprocessing() -> "keras.layers.Layer":
+    """ResNet50's "caffe" mode, RGB -> BGR minus the ImageNet mean, as a fixed 1x1 convolution.
+
+    A built-in layer with constant weights, so `keras.models.load_model` needs nothing of ours.
+    """
+    layer = keras.layers.Conv2D(3, 1, name="backbone_scaling", trainable=False)
+    layer.build((None, None, None, 3))
+    layer.set_weights([np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3), -np.asarray(CAFFE_MEAN_BGR, "float32")])
+    return layer
+
+
+def _inception_v3(input_shape, weights, alpha):
     return keras.applications.InceptionV3(include_top=False, weights=weights, input_shape=input_shape)
+
+
+def _inception_fine_tune_from(cut: str | None) -> str:
+    """The block just below the cut trains (cut mixedN: from mixedN-1); the whole network: the top two blocks, as in the Keras guide."""
+    if cut in (None, TOP, "mixed10"):
+        return "mixed8"
+    if cut.startswith("mixed") and cut[5:].isdigit() and int(cut[5:]) > 0:
+        return f"mixed{int(cut[5:]) - 1}"
+    return cut
+
+
+def _mobilenet_v2(input_shape, weights, alpha):
+    return keras.applications.MobileNetV2(include_top=False, weights=weights, input_shape=input_shape, alpha=alpha)
+
+
+def _efficientnet_b0(input_shape, weights, alpha):
+    return keras.applications.EfficientNetB0(include_top=False, weights=weights, input_shape=input_shape)
+
+
+def _resnet50(input_shape, weights, alpha):
+    return keras.applications.ResNet50(include_top=False, weights=weights, input_shape=input_shape)
+
+
+SIMPLE_CNN_FILTERS = (16, 32, 64)
+
+
+def _simple_cnn(input_shape, weights, alpha):
+    """The course's from-scratch baseline: Conv2D -> BatchNorm -> MaxPool -> Dropout blocks."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for i, filters in enumerate(SIMPLE_CNN_FILTERS, start=1):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{i}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+        x = keras.layers.Dropout(0.1, name=f"block{i}_dropout")(x)
+    return keras.Model(inputs, x, name="simple_cnn")
 
 
 BACKBONES: dict[str, Backbone] = {
     "inception_v3": Backbone(
-        "inception_v3", _inception_v3, scale=(1 / 127.5, -1.0), min_size=75, default_cut="mixed7", default_size=299
+        "inception_v3", _inception_v3, scaling(1 / 127.5, -1.0), min_size=75, default_cut="mixed7", default_size=299,
+        fine_tune_from=_inception_fine_tune_from,
+    ),
+    "mobilenet_v2": Backbone(
+        "mobilenet_v2", _mobilenet_v2, scaling(1 / 127.5, -1.0), min_size=32, default_cut=None, default_size=224,
+        fine_tune_from=lambda cut: "block_11_expand",  # the last ~third, as TensorFlow's transfer-learning tutorial (layer 100 of 154)
+        takes_alpha=True,
+    ),
+    "efficientnet_b0": Backbone(
+        # Keras' EfficientNet rescales and normalises inside the network, so it takes 0..255 as is.
+        "efficientnet_b0", _efficientnet_b0, scaling(1.0, 0.0), min_size=32, default_cut=None, default_size=224,
+        fine_tune_from=lambda cut: "block7a_expand_conv",  # about the top 20 layers, as the Keras EfficientNet fine-tuning guide
+    ),
+    "resnet50": Backbone(
+        "resnet50", _resnet50, caffe_preprocessing, min_size=32, default_cut=None, default_size=224,
+        fine_tune_from=lambda cut: "conv5_block1_1_conv",  # the last stage (conv5)
+    ),
+    "simple_cnn": Backbone(
+        "simple_cnn", _simple_cnn, scaling(1 / 255.0, 0.0), min_size=2 ** len(SIMPLE_CNN_FILTERS), default_cut=None,
+        default_size=150, pretrained=False,
     ),
 }
 
 
 def get_backbone(name: str) -> Backbone:
+    if name.startswith(HUB_PREFIX):
+        from .hub import hub_backbone
+
+        return hub_backbone(name[len(HUB_PREFIX):])
     try:
         return BACKBONES[name]
     except KeyError:
-        raise UsageError(f"--backbone {name}: unknown backbone (choose from {', '.join(sorted(BACKBONES))})") from None
+        raise UsageError(
+            f"--backbone {name}: unknown backbone (choose from {', '.join(sorted(BACKBONES))}, or hub:URL_OR_FOLDER)"
+        ) from None
 
 
-def build_feature_extractor(backbone: Backbone, image_size: tuple[int, int], weights: str, cut_layer: str | None):
-    """The backbone as a Keras model from scaled pixels to features, with `weights` loaded.
+def build_feature_extractor(backbone: Backbone, image_size: tuple[int, int], weights: str, cut_layer: str | None, alpha: float = 1.0):
+    """The backbone as a Keras model named "backbone", from preprocessed pixels to features, with `weights` loaded.
 
     `weights` is "imagenet" (Keras' download cache), "none" (random init) or a local weights file.
     """
@@ -54,24 +142,24 @@ def build_feature_extractor(backbone: Backbone, image_size: tuple[int, int], wei
     if keras_weights not in ("imagenet", None) and not Path(keras_weights).is_file():
         raise UsageError(f"--weights {weights}: no such file (use imagenet, none, or a Keras weights file)")
     try:
-        network = backbone.build(input_shape, keras_weights)
+        network = backbone.build(input_shape, keras_weights, alpha)
     except UsageError:
         raise
     except Exception as error:  # Keras raises bare Exception for failed downloads
         if keras_weights == "imagenet":
             raise UsageError(
-                f"--weights imagenet: could not download the {backbone.name} ImageNet weights ({_first_line(error)}); "
+                f"--weights imagenet: could not get the {backbone.name} ImageNet weights ({_first_line(error)}); "
                 "pass --weights FILE with a local Keras weights file, or --weights none to train from scratch"
             ) from None
         raise UsageError(f"--weights {weights}: cannot load into {backbone.name} ({_first_line(error)})") from None
     cut = cut_layer or backbone.default_cut
-    if cut is None:
-        return network
+    if cut in (None, TOP):
+        return keras.Model(network.inputs, network.output, name="backbone")
     try:
         output = network.get_layer(cut).output
     except ValueError:
-        raise UsageError(f"--cut-layer {cut}: {backbone.name} has no layer of that name") from None
-    return keras.Model(network.inputs, output, name=f"{backbone.name}_to_{cut}")
+        raise UsageError(f"--cut-layer {cut}: {backbone.name} has no layer of that name (or use top for the whole network)") from None
+    return keras.Model(network.inputs, output, name="backbone")
 
 
 def _first_line(error: Exception) -> str:

@@ -62,6 +62,16 @@ class TrainConfig:
     strategy: str = option("default", "default (one device), mirrored (every local GPU) or multi-worker (MultiWorkerMirroredStrategy, cluster from TF_CONFIG); --batch-size is the global batch", choices=("default", "mirrored", "multi-worker"))
     mixed_precision: bool = option(False, "compute in float16, keep float32 weights (Keras mixed_float16; GPUs only)")
 
+    # More backbones, fine-tuning and training control (see finetune.py and control.py).
+    alpha: float = option(1.0, "mobilenet_v2 width multiplier: 0.35, 0.5, 0.75, 1.0, 1.3 or 1.4 have ImageNet weights")
+    fine_tune_epochs: int = option(0, "after the head has trained, this many more epochs with the top of the backbone unfrozen (0: no fine-tuning)")
+    fine_tune_from: str = option(None, "first backbone layer to unfreeze when fine-tuning (default: the backbone's own, mixed6 for inception_v3 cut at mixed7)")
+    fine_tune_learning_rate: float = option(1e-5, "Adam learning rate while fine-tuning")
+    patience: int = option(0, "stop when validation loss has not improved for this many epochs and keep the best epoch's weights (0: never stop early)")
+    reduce_lr_on_plateau: bool = option(False, "divide the learning rate by 5 whenever validation loss stalls for 2 epochs")
+    class_weight: str = option("none", "weight each class's loss: none, or balanced (inverse to its share of the training images)", choices=("none", "balanced"))
+    resume: bool = option(False, "continue an interrupted run of the same command from its last completed epoch (saved in <out>.checkpoint/)")
+
     def validate(self) -> "TrainConfig":
         """Refuse values no run could use, naming the option."""
         checks = [
@@ -73,6 +83,10 @@ class TrainConfig:
             ("dense_units", self.dense_units >= 0, "must be 0 or more"),
             ("validation_split", 0.0 < self.validation_split < 1.0, "must be between 0 and 1"),
             ("augment_copies", self.augment_copies >= 0, "must be 0 or more"),
+            ("alpha", self.alpha > 0, "must be positive"),
+            ("fine_tune_epochs", self.fine_tune_epochs >= 0, "must be 0 or more"),
+            ("fine_tune_learning_rate", self.fine_tune_learning_rate > 0, "must be positive"),
+            ("patience", self.patience >= 0, "must be 0 or more"),
         ]
         for name, ok, what in checks:
             if not ok:

@@ -32,8 +32,8 @@ def cli(main: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequenc
         except UsageError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
+        except KeyboardInterrupt as interrupt:  # its message, if any, says what was kept and how to go on
+            print(f"interrupted: {interrupt}" if str(interrupt) else "interrupted", file=sys.stderr)
             return 130
 
     return wrapped

@@ -2,15 +2,18 @@
 
     image (H, W, 3), 0..255
       -> Resizing(image_size)           the same op training's tf.data pipeline runs
-      -> Rescaling                      the backbone's own input scaling
+      -> backbone_scaling               the backbone's own input preprocessing (Rescaling, or a fixed 1x1 conv for caffe mode)
       -> backbone (frozen)              e.g. InceptionV3 up to mixed7
       -> pooling                        -> "features": fixed for a frozen backbone, so cacheable
       -> head: Dense relu -> Dropout -> Dense softmax (one probability per class)
 
 The head is a nested model, so it can be trained alone on cached features and still be the head
-of the full model. Only built-in Keras layers: `keras.models.load_model` needs nothing of ours.
+of the full model. Only built-in Keras layers, so `keras.models.load_model("model.keras")` needs
+nothing of ours (except a `hub:` backbone, whose layer registers itself when `classifier.hub` is imported).
 """
 from __future__ import annotations
+
+import re
 
 from ._tf import keras
 from .backbones import build_feature_extractor, get_backbone
@@ -27,6 +30,8 @@ def check_model_options(config: TrainConfig):
     backbone = get_backbone(config.backbone)
     if min(image_size(config)) < backbone.min_size:
         raise UsageError(f"--image-size {config.image_size}: {backbone.name} needs at least {backbone.min_size} px")
+    if config.alpha != 1.0 and not backbone.takes_alpha:
+        raise UsageError(f"--alpha {config.alpha}: only mobilenet_v2 has a width multiplier, not {backbone.name}")
     return backbone
 
 
@@ -34,7 +39,7 @@ def build_model(config: TrainConfig, num_classes: int):
     """Build the full model for `config`; the backbone is frozen unless there are no weights to keep."""
     backbone = check_model_options(config)
     size = image_size(config)
-    features = build_feature_extractor(backbone, size, config.weights, config.cut_layer)
+    features = build_feature_extractor(backbone, size, config.weights, config.cut_layer, config.alpha)
     transfer = config.weights != "none"
     features.trainable = not transfer
     if not transfer:
@@ -46,8 +51,7 @@ def build_model(config: TrainConfig, num_classes: int):
 
     inputs = keras.Input(shape=(None, None, 3), name="image")
     x = keras.layers.Resizing(*size, interpolation="bilinear", antialias=True, name="resize")(inputs)
-    scale, offset = backbone.scale
-    x = keras.layers.Rescaling(scale, offset, name="backbone_scaling")(x)
+    x = backbone.preprocessing()(x)
     # training=False keeps a frozen backbone's BatchNorm in inference mode, even when fine-tuned later.
     x = features(x, training=False) if transfer else features(x)
     if len(x.shape) == 4:
@@ -56,7 +60,7 @@ def build_model(config: TrainConfig, num_classes: int):
     else:  # a backbone that already ends in a vector: name the boundary all the same
         x = keras.layers.Identity(name=FEATURES_LAYER)(x)
     outputs = build_head(x.shape[-1], config, num_classes)(x)
-    return keras.Model(inputs, outputs, name=f"{config.backbone}_classifier")
+    return keras.Model(inputs, outputs, name=re.sub(r"\W+", "_", f"{backbone.name}_classifier"))
 
 
 def build_head(feature_dim: int, config: TrainConfig, num_classes: int):

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -16,13 +17,16 @@ from typing import Sequence
 from ._tf import keras
 from .artifacts import check_output_dir, save_model_dir, versions
 from .augment import make_augmenter
-from .backbones import get_backbone
+from .backbones import HUB_PREFIX, get_backbone
 from .config import TrainConfig
+from .control import Checkpoint, class_weights, early_stop_note, training_callbacks
 from .data import image_dataset, load_image_data
 from .datasets import resolve_data
 from .distribute import describe, distribution_strategy, precision_policy, replica_batch_size, worker_out_dir
 from .errors import ArgumentParser, cli
+from .evaluate import classification_metrics, most_wrong, write_report
 from .features import feature_cache_applies, training_features
+from .finetune import fine_tune_layer, unfreeze_from
 from .model import build_model, check_model_options, compile_model, feature_extractor, image_size
 from .model import head as model_head
 
@@ -49,17 +53,21 @@ def default_out_dir(data_dir: Path) -> Path:
 def train(config: TrainConfig, log=print) -> TrainResult:
     """Run one training job end to end; raises UsageError for anything the user must fix."""
     config.validate()
-    check_model_options(config)
+    backbone = check_model_options(config)
+    if not backbone.pretrained and config.weights != "none":
+        log(f"note: {backbone.name} has no pretrained weights; --weights {config.weights} is ignored and it trains from scratch")
+        config = dataclasses.replace(config, weights="none")
     strategy = distribution_strategy(config)
     started = time.time()
     data_dir = resolve_data_dir(config)
     out = check_output_dir(config.out or default_out_dir(data_dir), config.overwrite)
+    checkpoint = Checkpoint(out, config)
 
     keras.utils.set_random_seed(config.seed)
     data = load_image_data(data_dir, config.validation_split, config.seed)
     with strategy.scope(), precision_policy(config.mixed_precision):
         model = build_model(config, len(data.class_names))
-        compile_model(model, config.learning_rate)
+    fine_tune_from = fine_tune_layer(model, backbone, config)
     if config.strategy != "default":
         log(f"strategy: {config.strategy}, {strategy.num_replicas_in_sync} replica(s) in sync")
     log(
@@ -70,52 +78,90 @@ def train(config: TrainConfig, log=print) -> TrainResult:
     if config.weights == "none":
         log("note: --weights none has no pretrained features to transfer, so the whole network trains from scratch")
     else:
-        log(f"model: {config.backbone} ({config.weights} weights) frozen up to {cut_layer(config)}, {config.head_pooling} pooling head")
+        weights = "" if backbone.name.startswith(HUB_PREFIX) else f" ({config.weights} weights)"
+        log(f"model: {config.backbone}{weights} frozen up to {cut_layer(config) or 'its output'}, {config.head_pooling} pooling head")
 
-    history, timing = fit_head(model, data, config, strategy, log)
-    metadata = build_metadata(config, data, model, history, time.time() - started)
-    metadata["timing"] = timing
-    metadata["distribution"] = describe(strategy, config)
+    weights = class_weights(config, data.train.labels, len(data.class_names))
+    batch = lambda count: replica_batch_size(config.batch_size, count, strategy)  # noqa: E731
+    images = lambda: dict(  # noqa: E731  the image pipelines, for the head without the cache and for fine-tuning
+        x=image_dataset(data.train, image_size(config), batch(len(data.train)), shuffle=True, seed=config.seed, augmenter=make_augmenter(config, config.seed)),
+        validation_data=image_dataset(data.validation, image_size(config), batch(len(data.validation))),
+        class_weight=weights,
+        shuffle=False,  # the training pipeline shuffles itself
+    )
+    timing = {}
+    try:
+        if feature_cache_applies(config):
+            # The backbone is frozen: run it once per image and copy, then train the head on vectors.
+            tick = time.time()
+            x_train, y_train, x_val, y_val = training_features(feature_extractor(model), data, config, log)
+            timing["features_seconds"] = round(time.time() - tick, 1)
+            timing["cached_training_vectors"] = len(x_train)
+            head_fit = dict(x=x_train, y=y_train, batch_size=batch(len(x_train)), validation_data=(x_val, y_val), class_weight=weights, shuffle=True)
+            tick = time.time()
+            stages = [run_stage("head", model, model_head(model), head_fit, checkpoint, strategy, config, config.learning_rate, 0, config.epochs, log)]
+            timing["head_seconds"] = round(time.time() - tick, 1)
+        else:
+            tick = time.time()
+            stages = [run_stage("head", model, model, images(), checkpoint, strategy, config, config.learning_rate, 0, config.epochs, log)]
+            timing["head_seconds"] = round(time.time() - tick, 1)
+        if fine_tune_from:  # fine-tuning changes the backbone, so it trains on images, never on the cache
+            tick, start = time.time(), checkpoint.epochs_done
+            layers = unfreeze_from(model, fine_tune_from)
+            log(f"fine-tuning: {layers} backbone layers from {fine_tune_from} on train (BatchNorm stays frozen) at learning rate {config.fine_tune_learning_rate:g}")
+            stage = run_stage("fine_tune", model, model, images(), checkpoint, strategy, config, config.fine_tune_learning_rate,
+                              start, start + config.fine_tune_epochs, log)
+            stages.append({**stage, "from_layer": fine_tune_from})
+            timing["fine_tune_seconds"] = round(time.time() - tick, 1)
+    except KeyboardInterrupt:
+        raise checkpoint.interrupted() from None
+
+    if feature_cache_applies(config) and not fine_tune_from:  # the head on cached features is exactly the model on images
+        probabilities = model_head(model).predict(x_val, verbose=0)
+    else:
+        probabilities = model.predict(images()["validation_data"], verbose=0)
+    metrics = {**classification_metrics(data.validation.labels, probabilities, data.class_names), "split": "validation", "data": str(data_dir)}
+    metadata = build_metadata(config, data, model, checkpoint.history, time.time() - started)
+    metadata.update(stages=stages, fine_tune_start_epoch=stages[1]["first_epoch"] - 1 if len(stages) > 1 else None,
+                    validation_metrics={"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_avg"]["f1"]},
+                    timing=timing, distribution=describe(strategy, config))
+    wrong = most_wrong(data.validation.paths, data.validation.labels, probabilities)
     with worker_out_dir(out, strategy) as save_to:
-        save_model_dir(save_to, model, metadata)
-    best = max(history["val_accuracy"])
+        save_model_dir(save_to, model, metadata, extra=lambda folder: write_report(folder, metrics, metadata, wrong))
+    checkpoint.remove()
+    best = max(metadata["history"]["val_accuracy"])
     log(
-        f"done: best val_accuracy {best:.4f} (epoch {history['val_accuracy'].index(best) + 1}), "
-        f"final {metadata['val_accuracy']:.4f}; {_duration(time.time() - started)}; model saved to {out}"
+        f"done: best val_accuracy {best:.4f} (epoch {metadata['history']['val_accuracy'].index(best) + 1}), "
+        f"saved model's {metrics['accuracy']:.4f}; {_duration(time.time() - started)}; model, metrics and plots saved to {out}"
     )
     return TrainResult(out, metadata, model)
 
 
-def fit_head(model, data, config: TrainConfig, strategy, log=print) -> tuple[dict, dict]:
-    """Train the head (the backbone is frozen, or trains too with --weights none): (history, timing).
-
-    With a frozen backbone and the feature cache on, the backbone runs once per image and copy,
-    and the head trains on the cached vectors; otherwise every epoch runs the whole (already
-    compiled) model on images.
-    """
-    epoch_log = EpochLog(config.epochs, log)
-    started = time.time()
-    if feature_cache_applies(config):
-        x_train, y_train, x_val, y_val = training_features(feature_extractor(model), data, config, log)
-        features_seconds = time.time() - started
-        head = model_head(model)
-        with strategy.scope():
-            compile_model(head, config.learning_rate)
-        history = head.fit(
-            x_train, y_train, batch_size=replica_batch_size(config.batch_size, len(x_train), strategy), epochs=config.epochs,
-            validation_data=(x_val, y_val), shuffle=True, verbose=0, callbacks=[epoch_log],
-        )
-        timing = {"features_seconds": round(features_seconds, 1), "head_seconds": round(time.time() - started - features_seconds, 1),
-                  "cached_training_vectors": len(x_train)}
-    else:
-        size = image_size(config)
-        batch = lambda split: replica_batch_size(config.batch_size, len(split), strategy)  # noqa: E731
-        augmenter = make_augmenter(config, config.seed)
-        train_ds = image_dataset(data.train, size, batch(data.train), shuffle=True, seed=config.seed, augmenter=augmenter)
-        val_ds = image_dataset(data.validation, size, batch(data.validation))
-        history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, shuffle=False, verbose=0, callbacks=[epoch_log])
-        timing = {"images_seconds": round(time.time() - started, 1)}
-    return {name: [float(v) for v in values] for name, values in history.history.items()}, timing
+def run_stage(name: str, model, fit_model, fit_args: dict, checkpoint: Checkpoint, strategy, config: TrainConfig,
+              learning_rate: float, first: int, last: int, log) -> dict:
+    """Fit epochs [first, last) of `fit_model` (the full model, or its head on cached features) at
+    `learning_rate`, resumable; a stage finished before an interruption is restored instead.
+    Checkpoints always hold the full `model`'s weights."""
+    done = checkpoint.finished(name)
+    if done:
+        log(f"resume: the {name} stage had finished (epochs {done['first_epoch']}-{done['last_epoch']}); its weights are restored")
+        return checkpoint.restore_stage(name, model)
+    with strategy.scope():
+        compile_model(fit_model, learning_rate)
+    callbacks = checkpoint.stage_callbacks(name)
+    if checkpoint.epochs_done > first:
+        log(f"resume: continuing the {name} stage after epoch {checkpoint.epochs_done}")
+        fit_model.optimizer.learning_rate = checkpoint.history["learning_rate"][-1]
+    control = training_callbacks(config)
+    fit_model._initial_epoch = None  # Keras keeps the epoch BackupAndRestore restored on the model, even into the next fit
+    total = config.epochs + config.fine_tune_epochs
+    fit_model.fit(**fit_args, initial_epoch=first, epochs=last, verbose=0, callbacks=[*callbacks, EpochLog(total, log), *control])
+    note = early_stop_note(control)
+    if note:
+        log(note)
+    info = {"name": name, "first_epoch": first + 1, "last_epoch": checkpoint.epochs_done, "learning_rate": learning_rate}
+    checkpoint.finish_stage(name, model, info)
+    return info
 
 
 def cut_layer(config: TrainConfig) -> str | None:

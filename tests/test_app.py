@@ -189,10 +189,15 @@ def test_card_examples_and_curves_come_from_the_model_folder(models_dir, model_d
     assert f"{meta['val_accuracy']:.3f}" in card and meta["trained_at"] in card
     assert [p.name for p in app.examples("shapes")] == ["circle_000.png", "square_000.png", "triangle_000.png"]
     assert app.examples("shapes_copy") == []
-    picture, history = app.curves("shapes")  # no curves.png: the history from metadata.json
+    assert app.curves("shapes")[0].endswith("curves.png")  # training wrote it
+    (models_dir / "shapes_copy" / "curves.png").unlink()
+    picture, history = app.curves("shapes_copy")  # no curves.png: the history from metadata.json
     assert picture is None and set(history["metric"]) == {"accuracy", "val_accuracy"}
-    Image.new("RGB", (8, 8)).save(models_dir / "shapes_copy" / "curves.png")
-    assert app.curves("shapes_copy")[0].endswith("curves.png")
+    table, confusion = app.evaluation("shapes")
+    assert "circle" in table and "triangle" in table and "accuracy" in table and confusion.endswith("confusion_matrix.png")
+    (models_dir / "shapes_copy" / "metrics.json").unlink()
+    (models_dir / "shapes_copy" / "confusion_matrix.png").unlink()
+    assert app.evaluation("shapes_copy") == (None, None)
 
 
 def test_without_a_model_the_page_says_how_to_train_one(tmp_path, shapes_dir):

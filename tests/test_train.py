@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,14 +20,16 @@ from classifier.shapes import make_shapes_dataset
 
 
 def test_model_folder_has_model_metadata_and_labels(trained, model_dir):
-    assert sorted(p.name for p in model_dir.iterdir()) == ["labels.txt", "metadata.json", "model.keras"]
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        "confusion_matrix.png", "curves.png", "labels.txt", "metadata.json", "metrics.json", "model.keras", "most_wrong.png"]
     meta = json.loads((model_dir / "metadata.json").read_text())
     assert meta["class_names"] == ["circle", "square", "triangle"]
     assert (model_dir / "labels.txt").read_text().split() == meta["class_names"]
     assert meta["image_size"] == [75, 75]
     assert (meta["backbone"], meta["cut_layer"], meta["weights"]) == ("inception_v3", "mixed7", "none")
     assert meta["config"]["epochs"] == 2 and meta["config"]["dense_units"] == 32
-    assert set(meta["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(meta["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
+    assert meta["stages"] == [{"name": "head", "first_epoch": 1, "last_epoch": 2, "learning_rate": 1e-3}] and meta["fine_tune_start_epoch"] is None
     assert all(len(values) == 2 for values in meta["history"].values())
     assert meta["val_accuracy"] == meta["history"]["val_accuracy"][-1]
     assert meta["versions"]["keras"] == keras.__version__ and meta["versions"]["tensorflow"]
@@ -116,17 +119,37 @@ def test_a_failed_write_keeps_the_previous_model_and_leaves_no_partial_folder(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
-def test_ctrl_c_during_training_leaves_nothing_behind(tmp_path, shapes_dir):
-    """A real SIGINT to a real training process: exit 130, one line, no model folder and no debris."""
-    argv = [sys.executable, "-m", "classifier.train", "--data", shapes_dir, "--out", tmp_path / "m", "--epochs", 50, *_tiny_flags()]
-    process = subprocess.Popen([str(a) for a in argv], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in process.stdout:  # wait until training is under way
-        if line.startswith("epoch 1/"):
+def test_ctrl_c_saves_a_checkpoint_and_resume_continues_at_the_next_epoch(tmp_path, shapes_dir, capsys):
+    """A real SIGINT to a real training process, then --resume in-process: same epochs, one history."""
+    out = tmp_path / "m"
+    argv = ["--data", shapes_dir, "--out", out, "--backbone", "simple_cnn", "--image-size", 32, "--batch-size", 16, "--dense-units", 8, "--no-augment"]
+    command = [sys.executable, "-m", "classifier.train", *argv, "--epochs", 50]
+    process = subprocess.Popen([str(a) for a in command], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:  # wait until two epochs are done
+        if line.startswith("epoch 2/"):
             break
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 130 and err.strip().endswith("interrupted")
-    assert os.listdir(tmp_path) == []
+    assert process.returncode == 130 and "--resume" in err and len(err.strip().splitlines()) == 1, err
+    done = int(re.search(r"epoch (\d+) was the last to complete", err).group(1))
+    assert done >= 2 and os.listdir(tmp_path) == ["m.checkpoint"]
+
+    code, stdout, err = run_main(train_module.main, [*argv, "--epochs", done + 1, "--resume"], capsys)
+    assert code == 0, err
+    assert f"continuing the head stage after epoch {done}" in stdout and f"epoch {done + 1}/{done + 1}" in stdout
+    assert f"epoch {done}/" not in stdout  # nothing trained twice
+    meta = json.loads((out / "metadata.json").read_text())
+    assert all(len(values) == done + 1 for values in meta["history"].values())
+    assert os.listdir(tmp_path) == ["m"]  # the checkpoint goes once the model folder is written
+
+
+def test_resume_needs_a_checkpoint_and_a_checkpoint_needs_resume(tmp_path, shapes_dir, capsys):
+    out = tmp_path / "m"
+    code, _, err = run_main(train_module.main, ["--data", shapes_dir, "--out", out, "--resume"], capsys)
+    assert code == 2 and "--resume: no interrupted run" in err
+    (tmp_path / "m.checkpoint").mkdir()
+    code, _, err = run_main(train_module.main, ["--data", shapes_dir, "--out", out], capsys)
+    assert code == 2 and "add --resume to continue it" in err and len(err.strip().splitlines()) == 1
 
 
 def test_bad_input_gets_one_line_and_exit_2(tmp_path, shapes_dir, capsys):
@@ -149,6 +172,13 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path, shapes_dir, capsys):
         (["--data", shapes_dir, "--epochs", 0, *out], "--epochs 0"),
         (["--data", shapes_dir, "--head-pooling", "max", *out], "invalid choice"),
         (["--data", shapes_dir, "--epochs", "many", *out], "invalid int value"),
+        (["--data", shapes_dir, "--alpha", 0.5, *out], "--alpha 0.5: only mobilenet_v2"),
+        (["--data", shapes_dir, "--image-size", 16, "--backbone", "mobilenet_v2", *out], "mobilenet_v2 needs at least 32 px"),
+        (["--data", shapes_dir, "--class-weight", "inverse", *out], "invalid choice"),
+        (["--data", shapes_dir, "--patience", -1, *out], "--patience -1"),
+        (["--data", shapes_dir, "--backbone", "hub:", *out], "needs a handle"),
+        (["--data", shapes_dir, "--backbone", f"hub:{tmp_path / 'no_model'}", *out], "cannot load it as a TF-Hub model"),
+        (["--data", shapes_dir, "--weights", "none", "--fine-tune-epochs", 1, "--cut-layer", "mixed2", *out], "nothing to unfreeze"),
     ]
     for argv, message in cases:
         code, stdout, err = run_main(train_module.main, argv, capsys)
@@ -165,5 +195,6 @@ def test_help_explains_every_option(capsys):
     for flag in ("--data", "--out", "--backbone", "--weights", "--image-size", "--epochs", "--batch-size", "--learning-rate",
                  "--validation-split", "--seed", "--head-pooling", "--dropout", "--dense-units", "--rotation", "--width-shift",
                  "--height-shift", "--shear", "--zoom", "--horizontal-flip", "--no-horizontal-flip", "--vertical-flip",
-                 "--brightness", "--no-augment", "--overwrite"):
+                 "--brightness", "--no-augment", "--overwrite", "--alpha", "--fine-tune-epochs", "--fine-tune-from",
+                 "--fine-tune-learning-rate", "--patience", "--reduce-lr-on-plateau", "--class-weight", "--resume"):
         assert flag in text, flag

@@ -1,0 +1,95 @@
+"""Evaluation: metrics against hand-counted answers, the report files, and the CLI."""
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import run_main
+from painted import paint, solid
+from PIL import Image
+
+from classifier import evaluate as evaluate_module
+from classifier.artifacts import save_model_dir
+from classifier.evaluate import classification_metrics, evaluate
+
+BLUE, RED = solid((20, 20, 230)), solid((230, 20, 20))
+
+
+def test_metrics_match_hand_counts():
+    labels = [0, 0, 0, 1, 1, 2]
+    predicted = [0, 0, 1, 1, 1, 0]
+    metrics = classification_metrics(labels, np.eye(3)[predicted], ["a", "b", "c"])
+    assert metrics["confusion_matrix"] == [[2, 1, 0], [0, 2, 0], [1, 0, 0]]
+    assert metrics["accuracy"] == pytest.approx(4 / 6)
+    a, b, c = (metrics["per_class"][k] for k in "abc")
+    assert (a["precision"], a["recall"], a["f1"], a["support"]) == pytest.approx((2 / 3, 2 / 3, 2 / 3, 3))
+    assert (b["precision"], b["recall"], b["f1"]) == pytest.approx((2 / 3, 1.0, 0.8))
+    assert (c["precision"], c["recall"], c["f1"], c["support"]) == (0.0, 0.0, 0.0, 1)  # never predicted: 0, not NaN
+    assert metrics["macro_avg"]["f1"] == pytest.approx((2 / 3 + 0.8) / 3)
+    assert metrics["weighted_avg"]["recall"] == pytest.approx(4 / 6)
+
+
+@pytest.fixture(scope="module")
+def colour_model(tmp_path_factory):
+    """A model whose answer is known: "red" when the red channel outweighs the blue one, and a dataset with one mislabelled image."""
+    root = tmp_path_factory.mktemp("colours")
+    data = root / "data"
+    paint(data / "train", {"blue": BLUE, "red": RED}, per_class=2)
+    paint(data / "validation", {"blue": BLUE, "red": RED}, per_class=3, seed=1)
+    paint(data / "validation", {"red": BLUE}, per_class=1, seed=2)  # overwrites red/000.png with a blue image: a wrong label
+    inputs = keras.Input((None, None, 3))
+    logits = keras.layers.Dense(2, name="colour")(keras.layers.GlobalAveragePooling2D()(inputs))
+    model = keras.Model(inputs, keras.layers.Softmax()(logits))
+    model.get_layer("colour").set_weights([np.array([[-0.1, 0.1], [0, 0], [0.1, -0.1]]), np.zeros(2)])  # columns: blue, red
+    history = {"accuracy": [0.5, 0.9], "val_accuracy": [0.5, 0.8], "loss": [0.7, 0.3], "val_loss": [0.7, 0.4]}
+    metadata = {"class_names": ["blue", "red"], "image_size": [24, 24], "config": {"batch_size": 4}, "history": history,
+                "data": {"root": str(data)}}
+    return save_model_dir(root / "model", model, metadata), data
+
+
+def test_evaluate_counts_a_known_model_right(colour_model, tmp_path):
+    model_dir, data = colour_model
+    metrics = evaluate(model_dir, str(data), out=tmp_path, log=lambda *_: None)
+    assert metrics["class_names"] == ["blue", "red"]
+    assert metrics["confusion_matrix"] == [[3, 0], [1, 2]]  # the blue image filed under red is the one error
+    assert metrics["per_class"]["blue"]["f1"] == pytest.approx(2 * 0.75 * 1 / 1.75)
+    assert metrics["per_class"]["red"]["f1"] == pytest.approx(0.8)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert {"accuracy", "per_class", "confusion_matrix", "class_names"} <= set(saved) and saved["accuracy"] == pytest.approx(5 / 6)
+    _assert_pngs(tmp_path)
+
+
+def _assert_pngs(folder):
+    for name in ("curves.png", "confusion_matrix.png", "most_wrong.png"):
+        with Image.open(folder / name) as image:
+            image.verify()
+        with Image.open(folder / name) as image:
+            assert image.format == "PNG" and 300 <= image.width <= 2000 and 300 <= image.height <= 2000, (name, image.size)
+
+
+def test_evaluate_cli_prints_a_table_and_refuses_bad_input(colour_model, tmp_path, capsys):
+    model_dir, data = colour_model
+    code, out, err = run_main(evaluate_module.main, [model_dir, "--data", data, "--out", tmp_path], capsys)
+    assert code == 0, err
+    assert "precision" in out and "macro avg" in out and "weighted avg" in out and "0.833" in out
+    cases = [
+        ([tmp_path / "nowhere"], "no such model folder"),
+        ([tmp_path], "not a model folder"),
+        ([model_dir, "--data", tmp_path / "missing"], "missing"),
+        ([model_dir, "--split", "test"], "invalid choice"),
+    ]
+    for argv, message in cases:
+        code, _, err = run_main(evaluate_module.main, argv, capsys)
+        assert code == 2 and err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_training_writes_the_report_and_evaluate_reuses_its_split(trained, model_dir, tmp_path):
+    """The session model: train wrote metrics and plots; evaluate on the plain folder scores the same held-out images."""
+    _assert_pngs(model_dir)
+    written = json.loads((model_dir / "metrics.json").read_text())
+    meta = trained.metadata
+    assert written["images"] == meta["data"]["validation_images"]
+    again = evaluate(model_dir, out=tmp_path, log=lambda *_: None)
+    assert again["confusion_matrix"] == written["confusion_matrix"]
