@@ -81,45 +81,44 @@ def train(config: TrainConfig, log=print) -> TrainResult:
         weights = "" if backbone.name.startswith(HUB_PREFIX) else f" ({config.weights} weights)"
         log(f"model: {config.backbone}{weights} frozen up to {cut_layer(config) or 'its output'}, {config.head_pooling} pooling head")
 
-    weights = class_weights(config, data.train.labels, len(data.class_names))
+    class_weight = class_weights(config, data.train.labels, len(data.class_names))
     batch = lambda count: replica_batch_size(config.batch_size, count, strategy)  # noqa: E731
-    images = lambda: dict(  # noqa: E731  the image pipelines, for the head without the cache and for fine-tuning
+    # The image pipelines (lazy until iterated): for the head without the cache, fine-tuning and evaluation.
+    image_fit = dict(
         x=image_dataset(data.train, image_size(config), batch(len(data.train)), shuffle=True, seed=config.seed, augmenter=make_augmenter(config, config.seed)),
         validation_data=image_dataset(data.validation, image_size(config), batch(len(data.validation))),
-        class_weight=weights,
+        class_weight=class_weight,
         shuffle=False,  # the training pipeline shuffles itself
     )
+    cached = feature_cache_applies(config)
     timing = {}
     try:
-        if feature_cache_applies(config):
+        fit_model, fit_args = model, image_fit
+        if cached:
             # The backbone is frozen: run it once per image and copy, then train the head on vectors.
             tick = time.time()
             x_train, y_train, x_val, y_val = training_features(feature_extractor(model), data, config, log)
-            timing["features_seconds"] = round(time.time() - tick, 1)
-            timing["cached_training_vectors"] = len(x_train)
-            head_fit = dict(x=x_train, y=y_train, batch_size=batch(len(x_train)), validation_data=(x_val, y_val), class_weight=weights, shuffle=True)
-            tick = time.time()
-            stages = [run_stage("head", model, model_head(model), head_fit, checkpoint, strategy, config, config.learning_rate, 0, config.epochs, log)]
-            timing["head_seconds"] = round(time.time() - tick, 1)
-        else:
-            tick = time.time()
-            stages = [run_stage("head", model, model, images(), checkpoint, strategy, config, config.learning_rate, 0, config.epochs, log)]
-            timing["head_seconds"] = round(time.time() - tick, 1)
+            timing.update(features_seconds=round(time.time() - tick, 1), cached_training_vectors=len(x_train))
+            fit_model = model_head(model)
+            fit_args = dict(x=x_train, y=y_train, batch_size=batch(len(x_train)), validation_data=(x_val, y_val), class_weight=class_weight, shuffle=True)
+        tick = time.time()
+        stages = [run_stage("head", model, fit_model, fit_args, checkpoint, strategy, config, config.learning_rate, 0, config.epochs, log)]
+        timing["head_seconds"] = round(time.time() - tick, 1)
         if fine_tune_from:  # fine-tuning changes the backbone, so it trains on images, never on the cache
             tick, start = time.time(), checkpoint.epochs_done
             layers = unfreeze_from(model, fine_tune_from)
             log(f"fine-tuning: {layers} backbone layers from {fine_tune_from} on train (BatchNorm stays frozen) at learning rate {config.fine_tune_learning_rate:g}")
-            stage = run_stage("fine_tune", model, model, images(), checkpoint, strategy, config, config.fine_tune_learning_rate,
+            stage = run_stage("fine_tune", model, model, image_fit, checkpoint, strategy, config, config.fine_tune_learning_rate,
                               start, start + config.fine_tune_epochs, log)
             stages.append({**stage, "from_layer": fine_tune_from})
             timing["fine_tune_seconds"] = round(time.time() - tick, 1)
     except KeyboardInterrupt:
         raise checkpoint.interrupted() from None
 
-    if feature_cache_applies(config) and not fine_tune_from:  # the head on cached features is exactly the model on images
+    if cached and not fine_tune_from:  # the head on cached features is exactly the model on images
         probabilities = model_head(model).predict(x_val, verbose=0)
     else:
-        probabilities = model.predict(images()["validation_data"], verbose=0)
+        probabilities = model.predict(image_fit["validation_data"], verbose=0)
     metrics = {**classification_metrics(data.validation.labels, probabilities, data.class_names), "split": "validation", "data": str(data_dir)}
     metadata = build_metadata(config, data, model, checkpoint.history, time.time() - started)
     metadata.update(stages=stages, fine_tune_start_epoch=stages[1]["first_epoch"] - 1 if len(stages) > 1 else None,
