@@ -17,7 +17,7 @@ import numpy as np
 from _common import machine, percentile
 from PIL import Image
 
-from classifier.images import is_image_file
+from classifier.images import image_files
 from classifier.predict import Predictor
 
 
@@ -42,7 +42,7 @@ def main() -> None:
     predictor = Predictor(args.model_dir)
     rng = np.random.default_rng(0)
     if args.images:
-        files = sorted(p for p in args.images.rglob("*") if is_image_file(p))[: args.n]
+        files = image_files(args.images)[: args.n]
     else:
         folder = Path(tempfile.mkdtemp())
         files = []

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._tf import tf
 from .errors import UsageError
-from .images import check_image_file, decode_rgb_tf, is_image_file, resize
+from .images import check_image_file, decode_rgb_tf, image_files, resize
 
 VALIDATION_DIRS = ("validation", "valid", "val")
 
@@ -51,7 +51,7 @@ def find_class_files(folder: Path) -> dict[str, list[Path]]:
     """Class name -> sorted image files, for each subfolder of `folder` holding at least one image."""
     classes = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in sub.rglob("*") if p.is_file() and is_image_file(p))
+        files = image_files(sub)
         if files:
             classes[sub.name] = files
     return classes

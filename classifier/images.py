@@ -42,6 +42,11 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
+def image_files(folder: Path) -> list[Path]:
+    """Every image file under `folder`, at any depth, sorted (a stable order for splits and output)."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_file(p))
+
+
 # --------------------------------------------------------------------------------------------
 # Serving side: Pillow
 # --------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 from ._tf import tf
 from .artifacts import load_model, read_metadata
 from .errors import ArgumentParser, UsageError, cli
-from .images import MAX_PIXELS, ImageError, ImageSource, is_image_file, load_rgb, resize
+from .images import MAX_PIXELS, ImageError, ImageSource, image_files, load_rgb, resize
 
 
 class Predictor:
@@ -67,7 +67,7 @@ def expand_image_args(paths: Sequence[str]) -> list[Path]:
     for arg in paths:
         path = Path(arg)
         if path.is_dir():
-            images = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p))
+            images = image_files(path)
             if not images:
                 raise UsageError(f"{arg}: folder holds no image files")
             found.extend(images)
