@@ -34,7 +34,7 @@ from .download import Progress, sha256_of
 from .model import image_size
 
 # Part of every key: bump it whenever decoding, resizing or augmentation code changes what an entry holds.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 AUGMENTATION_FIELDS = ("rotation", "width_shift", "height_shift", "shear", "zoom", "horizontal_flip", "vertical_flip", "brightness")
 
 
