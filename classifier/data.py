@@ -139,15 +139,14 @@ def image_dataset(split: Split, image_size: tuple[int, int], batch_size: int, sh
     """A batched tf.data pipeline of (float pixels 0..255 at `image_size`, label).
 
     Decoding and resizing run in parallel inside TensorFlow; `augmenter` (training only) runs on
-    whole batches after them. Images that will be augmented are resized without antialiasing (see
-    `images.resize`); every other image gets exactly the model's own resize.
+    whole batches after them.
     """
     files = tf.data.Dataset.from_tensor_slices((split.paths, split.orientations, split.labels))
     if shuffle:
         files = files.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
 
     def load(path, orientation, label):
-        return resize(decode_rgb_tf(path, orientation, max(image_size)), image_size, antialias=augmenter is None), label
+        return resize(decode_rgb_tf(path, orientation, max(image_size)), image_size), label
 
     images = files.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle).batch(batch_size)
     if augmenter is not None:

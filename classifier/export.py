@@ -30,6 +30,7 @@ from .artifacts import LABELS_FILE, check_output_dir, load_model, read_metadata,
 from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli
 from .images import decode_bytes_rgb_tf, resize
+from .model import resize_antialias
 
 FORMATS = ("savedmodel", "tflite")
 QUANTIZE = ("none", "float16", "dynamic", "int8")
@@ -135,7 +136,8 @@ def write_savedmodel(model, size: tuple[int, int], folder: Path) -> None:
 
     def from_bytes(image_bytes):
         # EXIF orientation is not read in-graph: send upright images (training applies the tag).
-        decode = lambda data: resize(decode_bytes_rgb_tf(data, 1, max(size)), size)  # noqa: E731
+        antialias = resize_antialias(model)
+        decode = lambda data: resize(decode_bytes_rgb_tf(data, 1, max(size)), size, antialias)  # noqa: E731
         images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([*size, 3], tf.float32))
         return {"probabilities": model(images, training=False)}
 
@@ -168,7 +170,7 @@ def convert_tflite(model, size: tuple[int, int], quantize: str, calibration=None
     """The model from pixels at its size to probabilities, as a TFLite flatbuffer.
 
     The model's Resizing layer is left out: at the model's size it is the identity (the check
-    proves it), and its antialiased resize has no TFLite kernel. int8 is full-integer with uint8
+    proves it), and models saved before the resize rule changed antialias, which has no TFLite kernel. int8 is full-integer with uint8
     pixels in and uint8 probabilities out (for integer-only accelerators), calibrated on
     `calibration` (a Split of training images).
     """

@@ -11,7 +11,13 @@ give the same pixels:
   itself (Pillow's `draft`, TensorFlow's `ratio`): the largest scale r with both sides >= r times
   the target side. Several times faster than a full decode, and the same rule on both sides.
 
-Resizing and the backbone's own scaling live inside the saved model, not here.
+Then `resize` brings the image to the model's size: bilinear, without antialiasing, the op the
+model's own Resizing layer runs. That is how the ImageNet backbones saw their training images
+(TF-slim and Keras resize bilinearly), and it measured better than antialiasing, not just
+faster: on the cats_dogs photos, a logistic probe on frozen MobileNetV2 1.0 features at 224 px
+got 0.990-0.991 against 0.985-0.989, InceptionV3 mixed7 at 150 px 0.967-0.968 against
+0.965-0.967, and the resize's cost fell from about 1 ms of CPU per image to 0.2 ms. A decoded
+JPEG is less than twice the target size, so plain bilinear skips no detail worth keeping there.
 """
 from __future__ import annotations
 
@@ -202,10 +208,13 @@ def _apply_orientation_tf(image, orientation):
     return tf.switch_case(tf.clip_by_value(tf.cast(orientation, tf.int32) - 1, 0, 7), branches)
 
 
-def resize(images, size, antialias: bool = True):
-    """Bilinear, antialiased resize to `size` (height, width): the op the model's Resizing layer runs.
+RESIZE_ANTIALIAS = False  # the model's Resizing layer is built with this (see the module docstring)
 
-    `antialias=False` is for images about to be augmented: the affine transform resamples them
-    again anyway, and the antialiased kernel costs about 1 ms of CPU per image, half the pipeline.
+
+def resize(images, size, antialias: bool = RESIZE_ANTIALIAS):
+    """Bilinear resize to `size` (height, width): the op the model's Resizing layer runs.
+
+    `antialias` follows a loaded model's own layer (`model.resize_antialias`): models saved before
+    the rule changed antialias, and are served the way they were trained.
     """
     return tf.image.resize(images, size, method="bilinear", antialias=antialias)

@@ -19,9 +19,11 @@ from ._tf import keras
 from .backbones import build_feature_extractor, get_backbone
 from .config import TrainConfig
 from .errors import UsageError
+from .images import RESIZE_ANTIALIAS
 
 SCRATCH_BATCHNORM_MOMENTUM = 0.9
 FEATURES_LAYER = "pool"
+RESIZE_LAYER = "resize"
 HEAD_LAYER = "head"
 
 
@@ -50,7 +52,7 @@ def build_model(config: TrainConfig, num_classes: int):
                 layer.momentum = SCRATCH_BATCHNORM_MOMENTUM
 
     inputs = keras.Input(shape=(None, None, 3), name="image")
-    x = keras.layers.Resizing(*size, interpolation="bilinear", antialias=True, name="resize")(inputs)
+    x = keras.layers.Resizing(*size, interpolation="bilinear", antialias=RESIZE_ANTIALIAS, name=RESIZE_LAYER)(inputs)
     x = backbone.preprocessing()(x)
     # training=False keeps a frozen backbone's BatchNorm in inference mode, even when fine-tuned later.
     x = features(x, training=False) if transfer else features(x)
@@ -83,6 +85,11 @@ def feature_extractor(model):
 def head(model):
     """The full model's trainable head (shares its weights), feature vector -> probabilities."""
     return model.get_layer(HEAD_LAYER)
+
+
+def resize_antialias(model) -> bool:
+    """Whether `model`'s Resizing layer antialiases, so serving resizes exactly as the model was trained."""
+    return bool(model.get_layer(RESIZE_LAYER).antialias)
 
 
 def image_size(config: TrainConfig) -> tuple[int, int]:

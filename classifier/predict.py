@@ -18,6 +18,7 @@ from ._tf import tf
 from .artifacts import load_model, read_metadata
 from .errors import ArgumentParser, UsageError, cli
 from .images import MAX_PIXELS, ImageError, ImageSource, image_files, load_rgb, resize
+from .model import resize_antialias
 
 
 class Predictor:
@@ -30,6 +31,7 @@ class Predictor:
         self.image_size: tuple[int, int] = tuple(self.metadata["image_size"])
         self.max_pixels = max_pixels
         self.model = load_model(self.model_dir)
+        self.antialias = resize_antialias(self.model)
         # One traced graph for every batch size: no retracing, no per-call Python overhead of predict().
         self._probabilities = tf.function(
             lambda batch: self.model(batch, training=False),
@@ -39,7 +41,7 @@ class Predictor:
 
     def pixels(self, image: ImageSource) -> np.ndarray:
         """One image (path, bytes, Pillow image or array) -> float32 (H, W, 3) at the model's size."""
-        return resize(load_rgb(image, self.max_pixels, max(self.image_size)), self.image_size).numpy()
+        return resize(load_rgb(image, self.max_pixels, max(self.image_size)), self.image_size, self.antialias).numpy()
 
     def predict_proba(self, images: Sequence[ImageSource]) -> np.ndarray:
         """Probabilities (N, classes) for N images, in `class_names` order; raises ImageError on a bad one."""

@@ -70,3 +70,24 @@ def test_cli_text_json_folders_and_bad_files(model_dir, shapes_dir, tmp_path, ca
 
     code, _, err = run_main(main, [model_dir, tmp_path / "absent.png"], capsys)
     assert code == 2 and "absent.png: no such file" in err
+
+
+def test_serving_resizes_the_way_the_model_was_built(model_dir, shapes_dir, tmp_path):
+    """Models now resize without antialiasing; one saved with an antialiasing Resizing layer is served with it."""
+    import shutil
+
+    from classifier._tf import keras, tf
+    from classifier.images import load_rgb
+
+    assert Predictor(model_dir).antialias is False
+    old = tmp_path / "old"
+    shutil.copytree(model_dir, old)
+    model = keras.models.load_model(old / "model.keras")
+    model.get_layer("resize").antialias = True
+    model.save(old / "model.keras")
+    predictor = Predictor(old)
+    image = sorted(shapes_dir.glob("*/*.png"))[0]
+    expected = tf.image.resize(load_rgb(image), predictor.image_size, antialias=True).numpy()
+    assert predictor.antialias is True
+    assert not np.array_equal(expected, tf.image.resize(load_rgb(image), predictor.image_size).numpy())  # the difference is real
+    np.testing.assert_array_equal(predictor.pixels(image), expected)
