@@ -38,7 +38,8 @@ def run_ours(data: str, weights: str, overrides: dict, cache_dir: str) -> dict:
     timing = meta["timing"]
     passes = timing.get("cached_training_vectors", 0) + meta["data"]["validation_images"]
     return {
-        "config": {k: v for k, v in meta["config"].items() if k in ("backbone", "image_size", "head_pooling", "dense_units", "epochs", "augment_copies", "learning_rate")},
+        "config": {**{k: v for k, v in meta["config"].items() if k in ("backbone", "alpha", "head_pooling", "dense_units", "epochs", "augment_copies", "learning_rate")},
+                   "image_size": meta["image_size"][0]},
         "val_accuracy": meta["val_accuracy"],
         "best_val_accuracy": meta["best_val_accuracy"],
         "seconds": seconds,

@@ -28,7 +28,7 @@ class Backbone:
     preprocessing: Callable[[], "keras.layers.Layer"]  # a fresh layer: 0..255 RGB -> what the network was trained on
     min_size: int  # smallest image side the network accepts
     default_cut: str | None  # layer whose output we use; None = the network's last layer
-    default_size: int  # the size it was pretrained at (a good --image-size)
+    default_size: int  # --image-size when none is given: the size it was pretrained at, except where noted
     fine_tune_from: Callable[[str | None], str | None] = lambda cut: None  # cut layer -> first layer to unfreeze
     pretrained: bool = True  # False: no weights exist, it always trains from scratch
     takes_alpha: bool = False  # --alpha (width multiplier) applies
@@ -95,7 +95,9 @@ def _simple_cnn(input_shape, weights, alpha):
 
 BACKBONES: dict[str, Backbone] = {
     "inception_v3": Backbone(
-        "inception_v3", _inception_v3, scaling(1 / 127.5, -1.0), min_size=75, default_cut="mixed7", default_size=299,
+        # 150 px, the course's size, not its pretraining size 299: a third of the pixels, and frozen
+        # mixed7 features still reach 0.967 on cats_dogs with a linear probe (0.988 at 299).
+        "inception_v3", _inception_v3, scaling(1 / 127.5, -1.0), min_size=75, default_cut="mixed7", default_size=150,
         fine_tune_from=_inception_fine_tune_from,
     ),
     "mobilenet_v2": Backbone(

@@ -30,7 +30,7 @@ class TrainConfig:
     backbone: str = option("inception_v3", "pretrained network to build on")
     weights: str = option("imagenet", "backbone weights: imagenet (Keras download cache), none (train from scratch), or a Keras weights FILE")
     cut_layer: str = option(None, "backbone layer whose output feeds the head (default: the backbone's own, mixed7 for inception_v3)")
-    image_size: int = option(150, "square input size in pixels the model resizes every image to")
+    image_size: int = option(None, "square input size in pixels the model resizes every image to (default: the backbone's: 150 for inception_v3, as the course; 224 for the others, their pretraining size)", type=int)
     head_pooling: str = option("avg", "how the feature map becomes a vector: avg (global average) or flatten (the course's)", choices=("avg", "flatten"))
     dense_units: int = option(1024, "units of the Dense relu layer in the head (0: no hidden layer)")
     dropout: float = option(0.2, "dropout rate after the Dense layer")
@@ -75,7 +75,7 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Refuse values no run could use, naming the option."""
         checks = [
-            ("image_size", self.image_size >= 1, "must be a positive number of pixels"),
+            ("image_size", self.image_size is None or self.image_size >= 1, "must be a positive number of pixels"),
             ("epochs", self.epochs >= 1, "must be at least 1"),
             ("batch_size", self.batch_size >= 1, "must be at least 1"),
             ("learning_rate", self.learning_rate > 0, "must be positive"),
@@ -112,7 +112,7 @@ class TrainConfig:
             if isinstance(f.default, bool):
                 parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
                 continue
-            kind = type(f.default) if f.default is not None else str
+            kind = extra.pop("type", type(f.default) if f.default is not None else str)
             suffix = " (required)" if extra.get("required") else f" (default: {f.default})" if f.default is not None else ""
             parser.add_argument(flag, type=kind, default=f.default, help=help_text + suffix, **extra)
 

@@ -31,7 +31,7 @@ def check_model_options(config: TrainConfig):
     """Fail fast, before any data is read, on a backbone or size the model cannot be built with."""
     backbone = get_backbone(config.backbone)
     if min(image_size(config)) < backbone.min_size:
-        raise UsageError(f"--image-size {config.image_size}: {backbone.name} needs at least {backbone.min_size} px")
+        raise UsageError(f"--image-size {min(image_size(config))}: {backbone.name} needs at least {backbone.min_size} px")
     if config.alpha != 1.0 and not backbone.takes_alpha:
         raise UsageError(f"--alpha {config.alpha}: only mobilenet_v2 has a width multiplier, not {backbone.name}")
     return backbone
@@ -93,7 +93,9 @@ def resize_antialias(model) -> bool:
 
 
 def image_size(config: TrainConfig) -> tuple[int, int]:
-    return (config.image_size, config.image_size)
+    """(height, width): `--image-size`, or the backbone's own default size."""
+    side = config.image_size or get_backbone(config.backbone).default_size
+    return (side, side)
 
 
 def compile_model(model, learning_rate: float) -> None:
