@@ -22,7 +22,7 @@ from .config import TrainConfig
 from .control import Checkpoint, class_weights, early_stop_note, training_callbacks
 from .data import image_dataset, load_image_data
 from .datasets import resolve_data
-from .distribute import describe, distribution_strategy, precision_policy, replica_batch_size, worker_out_dir
+from .distribute import describe, distribution_strategy, multi_worker_fit, precision_policy, replica_batch_size, worker_out_dir
 from .errors import ArgumentParser, cli
 from .evaluate import classification_metrics, most_wrong, write_report
 from .features import feature_cache_applies, training_features
@@ -154,7 +154,8 @@ def run_stage(name: str, model, fit_model, fit_args: dict, checkpoint: Checkpoin
     control = training_callbacks(config)
     fit_model._initial_epoch = None  # Keras keeps the epoch BackupAndRestore restored on the model, even into the next fit
     total = config.epochs + config.fine_tune_epochs
-    fit_model.fit(**fit_args, initial_epoch=first, epochs=last, verbose=0, callbacks=[*callbacks, EpochLog(total, log), *control])
+    with multi_worker_fit(strategy):
+        fit_model.fit(**fit_args, initial_epoch=first, epochs=last, verbose=0, callbacks=[*callbacks, EpochLog(total, log), *control])
     note = early_stop_note(control)
     if note:
         log(note)
