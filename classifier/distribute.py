@@ -25,7 +25,7 @@ from .errors import UsageError
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
-def distribution_strategy(config) -> "tf.distribute.Strategy":
+def distribution_strategy(config, log=print) -> "tf.distribute.Strategy":
     """The tf.distribute strategy `config.strategy` names; checks TF_CONFIG and mixed precision first."""
     if config.strategy not in STRATEGIES:
         raise UsageError(f"--strategy {config.strategy}: choose one of {', '.join(STRATEGIES)}")
@@ -38,8 +38,18 @@ def distribution_strategy(config) -> "tf.distribute.Strategy":
     if config.strategy == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])
-    read_tf_config()
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    tf_config = read_tf_config()
+    task, cluster = tf_config["task"], tf_config["cluster"]
+    workers = sum(len(cluster.get(role) or []) for role in ("chief", "worker"))
+    log(f"strategy: multi-worker, {task['type']} {task.get('index', 0)} of {workers} in TF_CONFIG; waiting until every worker has joined")
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except tf.errors.OpError as error:  # e.g. "Could not start gRPC server": the port is taken
+        address = cluster[task["type"]][task.get("index", 0)]
+        raise UsageError(
+            f"TF_CONFIG: TensorFlow could not start {task['type']} {task.get('index', 0)} at {address} ({error.message}); "
+            "the address must be this machine's and its port free"
+        ) from None
 
 
 def replica_batch_size(batch_size: int, images: int, strategy) -> int:
@@ -87,6 +97,16 @@ def read_tf_config() -> dict:
     if not isinstance(index, int) or not 0 <= index < len(addresses):
         raise UsageError(f"TF_CONFIG: task index {index} is not one of the cluster's {len(addresses)} {task['type']} address(es)")
     return tf_config
+
+
+# What TensorFlow's collectives raise when another worker dies or stops answering mid-run.
+WORKER_LOST = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError, tf.errors.CancelledError)
+
+
+def worker_lost(error: Exception, kept: str) -> UsageError:
+    """The one line for a multi-worker run that lost a worker; `kept` says how to resume ("" if nothing is kept)."""
+    cause = f"--strategy multi-worker: another worker failed or stopped answering ({type(error).__name__}; see that worker's output)"
+    return UsageError(f"{cause}; {kept} (on every worker)" if kept else f"{cause}; no epoch had completed, so start every worker again")
 
 
 def is_chief(strategy) -> bool:
