@@ -8,6 +8,11 @@
 
 The model is built and compiled under `strategy.scope()` and Keras' `fit` does the rest: each
 `--batch-size` batch is the global batch, split across replicas, and nothing is scaled by hand.
+
+Multi-worker: Keras 3 cannot start `fit` under MultiWorkerMirroredStrategy (keras-team/keras#20585);
+`multi_worker_fit` replaces the two Keras steps that fail, during fit only and on the Keras releases
+whose code was checked (KERAS_PATCHED), and training itself stays Keras' and tf.distribute's. Only the
+chief keeps the model folder (`worker_out_dir`); a taken port or a lost worker is one `error:` line.
 """
 from __future__ import annotations
 
