@@ -118,10 +118,15 @@ class Checkpoint:
 
     def interrupted(self) -> KeyboardInterrupt:
         """The KeyboardInterrupt to re-raise: how to resume, or nothing kept when no epoch had finished."""
+        return KeyboardInterrupt(*filter(None, [self.stopped()]))
+
+    def stopped(self) -> str:
+        """After a run stopped early: how to resume from its last completed epoch, or "" (and nothing
+        kept) when no epoch had finished."""
         if self.epochs_done == 0:
             self.remove()
-            return KeyboardInterrupt()
-        return KeyboardInterrupt(
+            return ""
+        return (
             f"epoch {self.epochs_done} was the last to complete and is saved in {self.folder}; "
             "run the same command with --resume to continue from there"
         )

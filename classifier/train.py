@@ -22,7 +22,17 @@ from .config import TrainConfig
 from .control import Checkpoint, class_weights, early_stop_note, training_callbacks
 from .data import image_dataset, load_image_data
 from .datasets import resolve_data
-from .distribute import describe, distribution_strategy, precision_policy, replica_batch_size, worker_out_dir
+from .distribute import (
+    WORKER_LOST,
+    describe,
+    distribution_strategy,
+    is_chief,
+    multi_worker_fit,
+    precision_policy,
+    replica_batch_size,
+    worker_lost,
+    worker_out_dir,
+)
 from .errors import ArgumentParser, cli
 from .evaluate import classification_metrics, most_wrong, write_report
 from .features import feature_cache_applies, training_features
@@ -57,7 +67,7 @@ def train(config: TrainConfig, log=print) -> TrainResult:
     if not backbone.pretrained and config.weights != "none":
         log(f"note: {backbone.name} has no pretrained weights; --weights {config.weights} is ignored and it trains from scratch")
         config = dataclasses.replace(config, weights="none")
-    strategy = distribution_strategy(config)
+    strategy = distribution_strategy(config, log)
     started = time.time()
     data_dir = resolve_data_dir(config)
     out = check_output_dir(config.out or default_out_dir(data_dir), config.overwrite)
@@ -112,26 +122,30 @@ def train(config: TrainConfig, log=print) -> TrainResult:
                               start, start + config.fine_tune_epochs, log)
             stages.append({**stage, "from_layer": fine_tune_from})
             timing["fine_tune_seconds"] = round(time.time() - tick, 1)
+        if cached and not fine_tune_from:  # the head on cached features is exactly the model on images
+            probabilities = model_head(model).predict(x_val, verbose=0)
+        else:
+            probabilities = model.predict(image_fit["validation_data"], verbose=0)
+        metrics = {**classification_metrics(data.validation.labels, probabilities, data.class_names), "split": "validation", "data": str(data_dir)}
+        metadata = build_metadata(config, data, model, checkpoint.history, time.time() - started)
+        metadata.update(stages=stages, fine_tune_start_epoch=stages[1]["first_epoch"] - 1 if len(stages) > 1 else None,
+                        validation_metrics={"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_avg"]["f1"]},
+                        timing=timing, distribution=describe(strategy, config))
+        wrong = most_wrong(data.validation.paths, data.validation.labels, probabilities)
+        with worker_out_dir(out, strategy) as save_to:
+            save_model_dir(save_to, model, metadata, extra=lambda folder: write_report(folder, metrics, metadata, wrong))
     except KeyboardInterrupt:
         raise checkpoint.interrupted() from None
-
-    if cached and not fine_tune_from:  # the head on cached features is exactly the model on images
-        probabilities = model_head(model).predict(x_val, verbose=0)
-    else:
-        probabilities = model.predict(image_fit["validation_data"], verbose=0)
-    metrics = {**classification_metrics(data.validation.labels, probabilities, data.class_names), "split": "validation", "data": str(data_dir)}
-    metadata = build_metadata(config, data, model, checkpoint.history, time.time() - started)
-    metadata.update(stages=stages, fine_tune_start_epoch=stages[1]["first_epoch"] - 1 if len(stages) > 1 else None,
-                    validation_metrics={"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_avg"]["f1"]},
-                    timing=timing, distribution=describe(strategy, config))
-    wrong = most_wrong(data.validation.paths, data.validation.labels, probabilities)
-    with worker_out_dir(out, strategy) as save_to:
-        save_model_dir(save_to, model, metadata, extra=lambda folder: write_report(folder, metrics, metadata, wrong))
+    except WORKER_LOST as error:
+        if config.strategy != "multi-worker":
+            raise
+        raise worker_lost(error, checkpoint.stopped()) from None
     checkpoint.remove()
     best = max(metadata["history"]["val_accuracy"])
     log(
         f"done: best val_accuracy {best:.4f} (epoch {metadata['history']['val_accuracy'].index(best) + 1}), "
-        f"saved model's {metrics['accuracy']:.4f}; {_duration(time.time() - started)}; model, metrics and plots saved to {out}"
+        f"saved model's {metrics['accuracy']:.4f}; {_duration(time.time() - started)}; "
+        + (f"model, metrics and plots saved to {out}" if is_chief(strategy) else "the chief worker saves the model")
     )
     return TrainResult(out, metadata, model)
 
@@ -154,7 +168,8 @@ def run_stage(name: str, model, fit_model, fit_args: dict, checkpoint: Checkpoin
     control = training_callbacks(config)
     fit_model._initial_epoch = None  # Keras keeps the epoch BackupAndRestore restored on the model, even into the next fit
     total = config.epochs + config.fine_tune_epochs
-    fit_model.fit(**fit_args, initial_epoch=first, epochs=last, verbose=0, callbacks=[*callbacks, EpochLog(total, log), *control])
+    with multi_worker_fit(strategy):
+        fit_model.fit(**fit_args, initial_epoch=first, epochs=last, verbose=0, callbacks=[*callbacks, EpochLog(total, log), *control])
     note = early_stop_note(control)
     if note:
         log(note)

@@ -1,9 +1,15 @@
-"""Training on tf.distribute: mirrored over two logical CPUs for real, and the checks around it."""
+"""Training on tf.distribute: mirrored over two logical CPUs and two workers on localhost for real,
+and the checks around it."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import socket
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -38,6 +44,61 @@ def test_mirrored_strategy_trains_over_two_logical_cpu_devices(tmp_path, shapes_
     distribution = json.loads((out / "metadata.json").read_text())["distribution"]
     assert distribution["strategy"] == "mirrored" and distribution["replicas"] == 2
     assert [device.rsplit("/", 1)[-1] for device in distribution["devices"]] == ["device:CPU:0", "device:CPU:1"]
+    probabilities = Predictor(out).predict_proba(sorted(shapes_dir.glob("*/*.png"))[:4])
+    assert probabilities.shape == (4, 3) and np.all(np.isfinite(probabilities))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (all bound at once, so none is handed out twice)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def _run_workers(argv, tmp_path, workers: int, timeout: float) -> list[tuple[int, str, str]]:
+    """Run `argv` as every worker of a localhost cluster (its own TF_CONFIG, `{index}` in argv
+    filled in); (exit code, stdout, stderr) per worker. A worker that fails stops the others, which
+    would otherwise wait for it until the timeout."""
+    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(workers)]}
+    processes, logs = [], []
+    for index in range(workers):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        out, err = tmp_path / f"worker{index}.out", tmp_path / f"worker{index}.err"
+        with out.open("w") as stdout, err.open("w") as stderr:
+            processes.append(subprocess.Popen([arg.format(index=index) for arg in argv], cwd=ROOT, env=env, stdout=stdout, stderr=stderr, text=True))
+        logs.append((out, err))
+    deadline = time.monotonic() + timeout
+    while any(process.poll() is None for process in processes):
+        if time.monotonic() > deadline or any(process.poll() for process in processes):
+            break
+        time.sleep(0.5)
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    return [(process.returncode, out.read_text(), err.read_text()) for process, (out, err) in zip(processes, logs, strict=True)]
+
+
+def test_multi_worker_strategy_trains_two_workers_on_localhost(tmp_path, shapes_dir, random_inception_weights):
+    """Two worker processes, one replica each: the head trains on cached features (numpy arrays to
+    fit) and fine-tuning on images (a tf.data pipeline); only worker 0 keeps the model."""
+    argv = [sys.executable, "-m", "classifier.train", "--data", str(shapes_dir), "--out", str(tmp_path / "worker{index}"),
+            "--strategy", "multi-worker", "--epochs", "1", "--no-augment", "--cache-dir", str(tmp_path / "cache{index}"),
+            "--fine-tune-epochs", "1", "--fine-tune-from", "conv2d_2", *_flags(cut_layer=STEM_CUT, weights=random_inception_weights)]
+    (code0, out0, err0), (code1, out1, err1) = _run_workers(argv, tmp_path, workers=2, timeout=300)
+    assert code0 == 0 and code1 == 0, f"worker 0: {err0[-2000:]}\nworker 1: {err1[-2000:]}"
+    assert "strategy: multi-worker, 2 replica(s) in sync" in out0 and "feature cache: computing" in out0 and "fine-tuning:" in out0
+    epochs = [re.sub(r"\(.*? s\)", "", line) for line in out0.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 2 and epochs == [re.sub(r"\(.*? s\)", "", line) for line in out1.splitlines() if line.startswith("epoch ")]  # metrics all-reduced
+    assert "the chief worker saves the model" in out1
+    assert not (tmp_path / "worker1").exists() and not (tmp_path / "worker1.checkpoint").exists()
+    out = tmp_path / "worker0"
+    assert not (tmp_path / "worker0.checkpoint").exists()
+    distribution = json.loads((out / "metadata.json").read_text())["distribution"]
+    assert distribution["strategy"] == "multi-worker" and distribution["replicas"] == 2
     probabilities = Predictor(out).predict_proba(sorted(shapes_dir.glob("*/*.png"))[:4])
     assert probabilities.shape == (4, 3) and np.all(np.isfinite(probabilities))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
@@ -102,6 +163,19 @@ def test_multi_worker_needs_a_usable_tf_config(tmp_path, shapes_dir, capsys, mon
         monkeypatch.setenv("TF_CONFIG", tf_config)
     code, _, err = run_main(train_module.main, ["--data", shapes_dir, "--out", tmp_path / "m", "--strategy", "multi-worker"], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "m").exists()
+
+
+def test_multi_worker_address_in_use_is_one_line(tmp_path, shapes_dir):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        cluster = {"worker": [f"localhost:{busy.getsockname()[1]}", f"localhost:{_free_ports(1)[0]}"]}
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})}
+        argv = [sys.executable, "-m", "classifier.train", "--data", str(shapes_dir), "--out", str(tmp_path / "m"), "--strategy", "multi-worker"]
+        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr[-2000:]
+    assert done.stderr.startswith(f"error: TF_CONFIG: TensorFlow could not start worker 0 at {cluster['worker'][0]} (")
     assert not (tmp_path / "m").exists()
 
 
