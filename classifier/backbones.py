@@ -32,6 +32,7 @@ class Backbone:
     fine_tune_from: Callable[[str | None], str | None] = lambda cut: None  # cut layer -> first layer to unfreeze
     pretrained: bool = True  # False: no weights exist, it always trains from scratch
     takes_alpha: bool = False  # --alpha (width multiplier) applies
+    augment_copies: Callable[[float], int] = lambda alpha: 2  # alpha -> --augment-copies when none is given (README: results)
 
 
 def scaling(scale: float, offset: float) -> Callable[[], "keras.layers.Layer"]:
@@ -104,6 +105,9 @@ BACKBONES: dict[str, Backbone] = {
         "mobilenet_v2", _mobilenet_v2, scaling(1 / 127.5, -1.0), min_size=32, default_cut=None, default_size=224,
         fine_tune_from=lambda cut: "block_11_expand",  # the last ~third, as TensorFlow's transfer-learning tutorial (layer 100 of 154)
         takes_alpha=True,
+        # The narrow widths are the fast choice: on cats_dogs, 0.35's head got nothing from augmented
+        # copies (0.973 without, 0.968 with 1 or 2) and they triple its feature pass; 1.0 gains a little.
+        augment_copies=lambda alpha: 0 if alpha < 1 else 2,
     ),
     "efficientnet_b0": Backbone(
         # Keras' EfficientNet rescales and normalises inside the network, so it takes 0..255 as is.

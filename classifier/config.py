@@ -55,7 +55,7 @@ class TrainConfig:
 
     # Feature cache: a frozen backbone's features are computed once per image (and per augmented copy).
     feature_cache: bool = option(True, "train the head on cached backbone features (frozen backbones only; --no-feature-cache runs the backbone every epoch)")
-    augment_copies: int = option(2, "with the feature cache: augmented variants cached per training image, besides the image itself")
+    augment_copies: int = option(None, "with the feature cache: augmented variants cached per training image, besides the image itself (default: the backbone's: 2, or 0 for mobilenet_v2 narrower than --alpha 1)", type=int)
     cache_dir: str = option(None, "feature cache folder (default: ~/.cache/classifier/features)")
 
     # Where training runs (tf.distribute, see classifier/distribute.py) and at what precision.
@@ -82,7 +82,7 @@ class TrainConfig:
             ("dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)"),
             ("dense_units", self.dense_units >= 0, "must be 0 or more"),
             ("validation_split", 0.0 < self.validation_split < 1.0, "must be between 0 and 1"),
-            ("augment_copies", self.augment_copies >= 0, "must be 0 or more"),
+            ("augment_copies", self.augment_copies is None or self.augment_copies >= 0, "must be 0 or more"),
             ("alpha", self.alpha > 0, "must be positive"),
             ("fine_tune_epochs", self.fine_tune_epochs >= 0, "must be 0 or more"),
             ("fine_tune_learning_rate", self.fine_tune_learning_rate > 0, "must be positive"),

@@ -13,6 +13,7 @@ nothing of ours (except a `hub:` backbone, whose layer registers itself when `cl
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from ._tf import keras
@@ -90,6 +91,13 @@ def head(model):
 def resize_antialias(model) -> bool:
     """Whether `model`'s Resizing layer antialiases, so serving resizes exactly as the model was trained."""
     return bool(model.get_layer(RESIZE_LAYER).antialias)
+
+
+def with_backbone_defaults(config: TrainConfig) -> TrainConfig:
+    """`config` with the options it leaves to the backbone (None) set from the backbone's registry entry."""
+    backbone = get_backbone(config.backbone)
+    copies = backbone.augment_copies(config.alpha) if config.augment_copies is None else config.augment_copies
+    return dataclasses.replace(config, image_size=image_size(config)[0], augment_copies=copies)
 
 
 def image_size(config: TrainConfig) -> tuple[int, int]:

@@ -37,7 +37,7 @@ from .errors import ArgumentParser, cli
 from .evaluate import classification_metrics, most_wrong, write_report
 from .features import feature_cache_applies, training_features
 from .finetune import fine_tune_layer, unfreeze_from
-from .model import build_model, check_model_options, compile_model, feature_extractor, image_size
+from .model import build_model, check_model_options, compile_model, feature_extractor, image_size, with_backbone_defaults
 from .model import head as model_head
 
 
@@ -62,7 +62,7 @@ def default_out_dir(data_dir: Path) -> Path:
 
 def train(config: TrainConfig, log=print) -> TrainResult:
     """Run one training job end to end; raises UsageError for anything the user must fix."""
-    config.validate()
+    config = with_backbone_defaults(config.validate())
     backbone = check_model_options(config)
     if not backbone.pretrained and config.weights != "none":
         log(f"note: {backbone.name} has no pretrained weights; --weights {config.weights} is ignored and it trains from scratch")
