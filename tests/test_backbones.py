@@ -71,3 +71,18 @@ def test_hub_backbone_round_trip(tmp_path, tiny_data):
     np.testing.assert_allclose(predictor.predict_proba(images), result.model(batch).numpy(), atol=1e-6)
     reloaded = keras.models.load_model(result.model_dir / "model.keras")  # plain Keras, once classifier.hub is imported
     np.testing.assert_allclose(reloaded(batch).numpy(), result.model(batch).numpy(), atol=1e-6)
+
+
+def test_options_left_unset_take_the_backbones_defaults():
+    from classifier.config import TrainConfig
+    from classifier.model import with_backbone_defaults
+
+    def resolved(**options):
+        config = with_backbone_defaults(TrainConfig(data="unused", **options))
+        return config.image_size, config.augment_copies
+
+    assert resolved() == (150, 2)  # inception_v3: the course's size
+    assert resolved(backbone="mobilenet_v2") == (224, 2)
+    assert resolved(backbone="mobilenet_v2", alpha=0.35) == (224, 0)  # the fast width caches no copies
+    assert resolved(backbone="resnet50") == (224, 2)
+    assert resolved(backbone="mobilenet_v2", alpha=0.35, image_size=160, augment_copies=3) == (160, 3)  # given values win
