@@ -1,7 +1,7 @@
 """Real transfer learning, measured: this project's default recipe against the course's, same data and weights.
 
     python benchmarks/accuracy.py ../shared/data/cats_dogs --weights ../shared/weights/inception_v3_no_top_to_mixed8.h5
-    python benchmarks/accuracy.py DATA --weights FILE --backbone mobilenet_v2 --alpha 0.35 --image-size 224
+    python benchmarks/accuracy.py DATA --weights FILE --backbone mobilenet_v2 --alpha 0.35
 
 Prints validation accuracy, wall time split into the backbone feature pass and head training,
 and images/s, for a cold feature cache and a warm one; then runs the course recipe (tf_keras
@@ -56,8 +56,8 @@ def main() -> int:
     parser.add_argument("--weights", required=True, help="Keras weights file of the backbone (e.g. ../shared/weights/...)")
     parser.add_argument("--backbone", default="inception_v3")
     parser.add_argument("--alpha", type=float, help="MobileNetV2 width")
-    parser.add_argument("--image-size", type=int, help="our recipe's image size (default: the project's default)")
-    parser.add_argument("--augment-copies", type=int, help="our recipe's cached augmented copies (default: the project's)")
+    parser.add_argument("--image-size", type=int, help="our recipe's image size (default: the backbone's)")
+    parser.add_argument("--augment-copies", type=int, help="our recipe's cached augmented copies (default: the backbone's)")
     parser.add_argument("--epochs", type=int, help="our recipe's head epochs (default: the project's)")
     parser.add_argument("--course-epochs", type=int, default=20, help="epochs of the course recipe (default 20, as the course)")
     parser.add_argument("--no-course", action="store_true", help="skip the course recipe")
