@@ -134,9 +134,10 @@ def write_savedmodel(model, size: tuple[int, int], folder: Path) -> None:
     def from_pixels(images):
         return {"probabilities": model(images, training=False)}
 
+    antialias = resize_antialias(model)
+
     def from_bytes(image_bytes):
         # EXIF orientation is not read in-graph: send upright images (training applies the tag).
-        antialias = resize_antialias(model)
         decode = lambda data: resize(decode_bytes_rgb_tf(data, 1, max(size)), size, antialias)  # noqa: E731
         images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([*size, 3], tf.float32))
         return {"probabilities": model(images, training=False)}
@@ -170,9 +171,9 @@ def convert_tflite(model, size: tuple[int, int], quantize: str, calibration=None
     """The model from pixels at its size to probabilities, as a TFLite flatbuffer.
 
     The model's Resizing layer is left out: at the model's size it is the identity (the check
-    proves it), and models saved before the resize rule changed antialias, which has no TFLite kernel. int8 is full-integer with uint8
-    pixels in and uint8 probabilities out (for integer-only accelerators), calibrated on
-    `calibration` (a Split of training images).
+    proves it), and models saved before the resize rule changed antialias, which has no TFLite
+    kernel. int8 is full-integer with uint8 pixels in and uint8 probabilities out (for
+    integer-only accelerators), calibrated on `calibration` (a Split of training images).
     """
     at_size = keras.Model(model.get_layer("backbone_scaling").input, model.output)
     with tempfile.TemporaryDirectory(prefix="classifier-tflite-") as saved:
