@@ -5,6 +5,7 @@
 Environment: CLASSIFIER_MODEL, CLASSIFIER_MODELS_DIR, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT
 (flags win). The page itself lives in classifier/app_ui.py; this file only parses and launches.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,13 +19,31 @@ from classifier.errors import ArgumentParser, UsageError, cli
 def build_parser() -> ArgumentParser:
     env = os.environ.get
     parser = ArgumentParser(prog="python app.py", description="Serve trained models on a Gradio page (and its API).")
-    parser.add_argument("--model", default=env("CLASSIFIER_MODEL"), help="serve this one model folder (env CLASSIFIER_MODEL)")
-    parser.add_argument("--models-dir", default=env("CLASSIFIER_MODELS_DIR", "models"), help="offer every model folder in here, with a picker (env CLASSIFIER_MODELS_DIR; default: models)")
-    parser.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to listen on; 0.0.0.0 for every interface (env GRADIO_SERVER_NAME; default: 127.0.0.1)")
-    parser.add_argument("--port", default=env("GRADIO_SERVER_PORT", "7860"), help="port to listen on (env GRADIO_SERVER_PORT; default: 7860)")
+    parser.add_argument(
+        "--model", default=env("CLASSIFIER_MODEL"), help="serve this one model folder (env CLASSIFIER_MODEL)"
+    )
+    parser.add_argument(
+        "--models-dir",
+        default=env("CLASSIFIER_MODELS_DIR", "models"),
+        help="offer every model folder in here, with a picker (env CLASSIFIER_MODELS_DIR; default: models)",
+    )
+    parser.add_argument(
+        "--host",
+        default=env("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="address to listen on; 0.0.0.0 for every interface (env GRADIO_SERVER_NAME; default: 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port",
+        default=env("GRADIO_SERVER_PORT", "7860"),
+        help="port to listen on (env GRADIO_SERVER_PORT; default: 7860)",
+    )
     parser.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
-    parser.add_argument("--concurrency", type=int, default=4, help="predictions run at once; more wait in the queue (default: 4)")
-    parser.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more are turned away (default: 64)")
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="predictions run at once; more wait in the queue (default: 4)"
+    )
+    parser.add_argument(
+        "--max-queue", type=int, default=64, help="requests that may wait; more are turned away (default: 64)"
+    )
     return parser
 
 
@@ -48,7 +67,10 @@ def find_served_models(args) -> dict[str, Path]:
     if args.model:
         path = Path(args.model)
         if not is_model_dir(path):
-            raise UsageError(f"--model {args.model}: not a model folder (needs metadata.json and model.keras); train one with python -m classifier.train")
+            raise UsageError(
+                f"--model {args.model}: not a model folder (needs metadata.json and model.keras); train one with "
+                "python -m classifier.train"
+            )
         return {path.resolve().name: path}
     return find_models(args.models_dir)
 

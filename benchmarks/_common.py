@@ -1,4 +1,5 @@
 """Small helpers the benchmark scripts share: import path, machine line, subsets of a data folder."""
+
 from __future__ import annotations
 
 import os

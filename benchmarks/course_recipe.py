@@ -6,6 +6,7 @@ Flatten -> Dense 1024 relu -> Dropout 0.2 -> Dense 1 sigmoid; RMSprop 1e-4; bina
 (The course rescales to [0, 1] while InceptionV3 was trained on [-1, 1]; we keep that as is, since
 reproducing the recipe is the point.)
 """
+
 from __future__ import annotations
 
 import os
@@ -25,11 +26,26 @@ def generators(data_dir: str | Path, augment: bool = True):
     data_dir = Path(data_dir)
     train_gen = ImageDataGenerator(
         rescale=1.0 / 255,
-        **(dict(rotation_range=40, width_shift_range=0.2, height_shift_range=0.2, shear_range=0.2, zoom_range=0.2, horizontal_flip=True) if augment else {}),
+        **(
+            dict(
+                rotation_range=40,
+                width_shift_range=0.2,
+                height_shift_range=0.2,
+                shear_range=0.2,
+                zoom_range=0.2,
+                horizontal_flip=True,
+            )
+            if augment
+            else {}
+        ),
     )
     val_gen = ImageDataGenerator(rescale=1.0 / 255)
-    train = train_gen.flow_from_directory(data_dir / "train", batch_size=BATCH_SIZE, class_mode="binary", target_size=IMAGE_SIZE)
-    validation = val_gen.flow_from_directory(data_dir / "validation", batch_size=BATCH_SIZE, class_mode="binary", target_size=IMAGE_SIZE)
+    train = train_gen.flow_from_directory(
+        data_dir / "train", batch_size=BATCH_SIZE, class_mode="binary", target_size=IMAGE_SIZE
+    )
+    validation = val_gen.flow_from_directory(
+        data_dir / "validation", batch_size=BATCH_SIZE, class_mode="binary", target_size=IMAGE_SIZE
+    )
     return train, validation
 
 
@@ -55,11 +71,15 @@ def model(weights: str, cut_layer: str = "mixed7", backbone: str = "inception_v3
     x = tf_keras.layers.Dropout(0.2)(x)
     outputs = tf_keras.layers.Dense(1, activation="sigmoid")(x)
     net = tf_keras.Model(base.input, outputs)
-    net.compile(optimizer=tf_keras.optimizers.RMSprop(learning_rate=1e-4), loss="binary_crossentropy", metrics=["accuracy"])
+    net.compile(
+        optimizer=tf_keras.optimizers.RMSprop(learning_rate=1e-4), loss="binary_crossentropy", metrics=["accuracy"]
+    )
     return net
 
 
-def run(data_dir, weights: str, epochs: int = 20, backbone: str = "inception_v3", alpha: float = 1.0, log=print) -> dict:
+def run(
+    data_dir, weights: str, epochs: int = 20, backbone: str = "inception_v3", alpha: float = 1.0, log=print
+) -> dict:
     """Train the course recipe; returns wall time, per-epoch seconds and validation accuracy."""
     import tf_keras
 
@@ -74,7 +94,10 @@ def run(data_dir, weights: str, epochs: int = 20, backbone: str = "inception_v3"
 
         def on_epoch_end(self, epoch, logs=None):
             epoch_seconds.append(time.time() - self.t)
-            log(f"  course epoch {epoch + 1}/{epochs}: val_accuracy {logs['val_accuracy']:.4f} ({epoch_seconds[-1]:.0f} s)")
+            log(
+                f"  course epoch {epoch + 1}/{epochs}: val_accuracy {logs['val_accuracy']:.4f} "
+                f"({epoch_seconds[-1]:.0f} s)"
+            )
 
     history = net.fit(train, validation_data=validation, epochs=epochs, verbose=0, callbacks=[Timer()])
     return {

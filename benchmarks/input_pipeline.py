@@ -5,6 +5,7 @@
 Both decode, resize to 150x150 and apply the course's augmentation (rotation 40, shifts, shear and
 zoom 0.2, horizontal flip) to every training image; no model runs, so this is the input side alone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="passes over the training images for each (default 2)")
     args = parser.parse_args()
     print(f"machine: {machine()}\ndata: {args.data}")
-    results = {"tf.data (this project)": ours(args.data, args.epochs), "ImageDataGenerator (course)": course(args.data, args.epochs)}
+    results = {
+        "tf.data (this project)": ours(args.data, args.epochs),
+        "ImageDataGenerator (course)": course(args.data, args.epochs),
+    }
     for name, (count, seconds) in results.items():
         print(f"{name:30} {count:6d} images in {seconds:6.1f} s: {count / seconds:7.1f} images/s")
     (a, ta), (b, tb) = results.values()

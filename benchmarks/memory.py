@@ -8,6 +8,7 @@ validation images; peak RSS comes from the kernel's accounting of the child proc
 --weights, a random-init InceptionV3 file is saved and used: memory and time are what real weights
 cost, accuracy is meaningless.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,21 @@ def main() -> None:
         for n in (args.n, 10 * args.n):
             data = subset(args.data, work / f"data{n}", n)
             subset(args.data, data, args.n, split="validation")
-            argv = [sys.executable, "-m", "classifier.train", "--data", str(data), "--out", str(work / f"model{n}"),
-                    "--weights", str(weights), "--epochs", str(args.epochs), "--cache-dir", str(work / f"cache{n}")]
+            argv = [
+                sys.executable,
+                "-m",
+                "classifier.train",
+                "--data",
+                str(data),
+                "--out",
+                str(work / f"model{n}"),
+                "--weights",
+                str(weights),
+                "--epochs",
+                str(args.epochs),
+                "--cache-dir",
+                str(work / f"cache{n}"),
+            ]
             peaks[n] = peak_rss_mb(argv)
             print(f"N = {n:5d} training images per class: peak RSS {peaks[n]:7.0f} MB")
     small, large = peaks.values()

@@ -6,6 +6,7 @@ Two single-image figures: the compiled model call alone on pixels already at the
 the whole `Predictor.predict(path)` (read, decode, EXIF, resize, call). Without a folder the images
 are random pixels of 375x500.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,14 +54,20 @@ def main() -> None:
     pixels = predictor.pixels(files[0])[None]
     batch = np.repeat(pixels, args.batch_size, axis=0)
 
-    print(f"machine: {machine()}\nmodel: {args.model_dir} ({predictor.metadata['backbone']}, {predictor.image_size[0]} px)")
+    print(
+        f"machine: {machine()}\nmodel: {args.model_dir} ({predictor.metadata['backbone']}, {predictor.image_size[0]} "
+        "px)"
+    )
     call = timed(lambda: predictor.probabilities_of_pixels(pixels), args.n)
     counter = iter(range(10**9))
     whole = timed(lambda: predictor.predict(files[next(counter) % len(files)]), args.n)
     for name, samples in (("compiled call, 1 image", call), ("Predictor.predict(path)", whole)):
         print(f"{name:26} p50 {percentile(samples, 50):6.1f} ms   p99 {percentile(samples, 99):6.1f} ms")
     batches = timed(lambda: predictor.probabilities_of_pixels(batch), max(5, args.n // 20))
-    print(f"batches of {args.batch_size:<3}              {args.batch_size / (np.median(batches) / 1000):6.1f} images/s (median batch {np.median(batches):.0f} ms)")
+    print(
+        f"batches of {args.batch_size:<3}              {args.batch_size / (np.median(batches) / 1000):6.1f} images/s "
+        f"(median batch {np.median(batches):.0f} ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ TensorFlow's C++ start-up notes (oneDNN, CUDA stubs) go to file descriptor 2 bef
 applies and would bury the one line our commands print for a bad option, so fd 2 is silenced for
 the import alone. Python errors still propagate. CLASSIFIER_TF_VERBOSE=1 shows the notes.
 """
+
 import os
 import sys
 

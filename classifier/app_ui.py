@@ -5,6 +5,7 @@ Every upload goes to the shared `Predictor` as the file the browser sent: the ev
 preprocessing path (`images.load_rgb`: EXIF, every mode to RGB, size limits, bombs). A bad upload
 raises `gr.Error`, shown on the page and returned to API callers; the server keeps serving.
 """
+
 from __future__ import annotations
 
 import base64
@@ -27,7 +28,8 @@ EXAMPLES_DIR = "examples"
 TRAIN_COMMAND = "python -m classifier.train --data PATH_OR_NAME --out {models_dir}/NAME"
 DEMO_COMMAND = (
     "python -m classifier.shapes datasets/shapes && python -m classifier.train --data datasets/shapes "
-    "--out {models_dir}/shapes --weights none --cut-layer mixed2 --image-size 75 --epochs 12 --learning-rate 1e-3 --no-augment"
+    "--out {models_dir}/shapes --weights none --cut-layer mixed2 --image-size 75 --epochs 12 --learning-rate 1e-3 "
+    "--no-augment"
 )
 MAX_UPLOAD = "50mb"  # far above any photo; a multi-gigabyte upload is refused before it reaches disk
 BATCH_COLUMNS = ["file", "prediction", "confidence", f"top {TOP_K}", "error"]
@@ -95,9 +97,13 @@ class App:
             except ImageError as error:
                 rows[-1][4] = _shown(error, path, name)
         if pixels:
-            for row, probabilities in zip(good, predictor.probabilities_of_pixels(np.stack(pixels))):
+            for row, probabilities in zip(good, predictor.probabilities_of_pixels(np.stack(pixels)), strict=True):
                 ranked = predictor.top_k(probabilities, TOP_K)
-                rows[row][1:4] = [ranked[0][0], round(ranked[0][1], 4), ", ".join(f"{label} {p:.3f}" for label, p in ranked)]
+                rows[row][1:4] = [
+                    ranked[0][0],
+                    round(ranked[0][1], 4),
+                    ", ".join(f"{label} {p:.3f}" for label, p in ranked),
+                ]
         return pd.DataFrame(rows, columns=BATCH_COLUMNS)
 
     # -- the model's card, curves and examples --------------------------------------------------
@@ -123,8 +129,10 @@ class App:
             f"- **Classes ({len(classes)}):** {shown}",
             f"- **Backbone:** {meta.get('backbone')} cut at `{meta.get('cut_layer')}`, weights: {meta.get('weights')}",
             f"- **Image size:** {' x '.join(str(s) for s in meta['image_size'])} px",
-            f"- **Validation accuracy:** {_fraction(meta.get('val_accuracy'))} after the last epoch, {_fraction(meta.get('best_val_accuracy'))} at the best",
-            f"- **Trained:** {meta.get('trained_at', 'unknown')}, {meta.get('epochs_run', '?')} epochs on {data.get('train_images', '?')} images",
+            f"- **Validation accuracy:** {_fraction(meta.get('val_accuracy'))} after the last epoch, "
+            f"{_fraction(meta.get('best_val_accuracy'))} at the best",
+            f"- **Trained:** {meta.get('trained_at', 'unknown')}, {meta.get('epochs_run', '?')} epochs on "
+            f"{data.get('train_images', '?')} images",
         ]
         return "\n".join(lines)
 
@@ -136,7 +144,12 @@ class App:
         if path.is_file():
             return str(path), None
         history = self.metadata(model).get("history", {})
-        rows = [(epoch + 1, metric, value) for metric, values in history.items() if "accuracy" in metric for epoch, value in enumerate(values)]
+        rows = [
+            (epoch + 1, metric, value)
+            for metric, values in history.items()
+            if "accuracy" in metric
+            for epoch, value in enumerate(values)
+        ]
         return None, (pd.DataFrame(rows, columns=["epoch", "metric", "value"]) if rows else None)
 
     def evaluation(self, model: str | None):
@@ -145,7 +158,11 @@ class App:
             return None, None
         folder = self.library.paths[model or self.library.names[0]]
         metrics_file, confusion = folder / METRICS_FILE, folder / CONFUSION_FILE
-        table = f"**Validation metrics**\n\n```\n{format_table(json.loads(metrics_file.read_text()))}\n```" if metrics_file.is_file() else None
+        table = (
+            f"**Validation metrics**\n\n```\n{format_table(json.loads(metrics_file.read_text()))}\n```"
+            if metrics_file.is_file()
+            else None
+        )
         return table, (str(confusion) if confusion.is_file() else None)
 
     def model_view(self, model: str | None):
@@ -167,7 +184,9 @@ class App:
         return str(examples[index]) if index is not None and 0 <= index < len(examples) else None
 
 
-def build_app(library: ModelLibrary, models_dir: str | Path = "models", concurrency: int = 4, max_queue: int = 64) -> gr.Blocks:
+def build_app(
+    library: ModelLibrary, models_dir: str | Path = "models", concurrency: int = 4, max_queue: int = 64
+) -> gr.Blocks:
     """The Blocks page with an explicit queue: `concurrency` requests run at once, `max_queue` wait."""
     app = App(library, models_dir)
     names = library.names
@@ -177,10 +196,18 @@ def build_app(library: ModelLibrary, models_dir: str | Path = "models", concurre
         with gr.Row():
             with gr.Column():
                 with gr.Tab("One image"):
-                    image = gr.Image(sources=["upload", "clipboard", "webcam"], type="filepath", image_mode=None, label="Image", height=320)
+                    image = gr.Image(
+                        sources=["upload", "clipboard", "webcam"],
+                        type="filepath",
+                        image_mode=None,
+                        label="Image",
+                        height=320,
+                    )
                     button = gr.Button("Classify", variant="primary")
                     label = gr.Label(num_top_classes=TOP_K, label="Prediction")
-                    examples = gr.Dataset(components=[gr.Image(visible=False)], samples=[], type="index", label="Examples", visible=False)
+                    examples = gr.Dataset(
+                        components=[gr.Image(visible=False)], samples=[], type="index", label="Examples", visible=False
+                    )
                 with gr.Tab("Many images"):
                     files = gr.File(file_count="multiple", type="filepath", label="Images")
                     batch_button = gr.Button("Classify all", variant="primary")
@@ -192,12 +219,26 @@ def build_app(library: ModelLibrary, models_dir: str | Path = "models", concurre
                 metrics = gr.Markdown(visible=False)
                 confusion = gr.Image(label="Confusion matrix (validation)", interactive=False, visible=False)
 
-        predict = dict(fn=app.classify, inputs=[image, model], outputs=label, preprocess=False, concurrency_limit=concurrency, concurrency_id="predict")
+        predict = dict(
+            fn=app.classify,
+            inputs=[image, model],
+            outputs=label,
+            preprocess=False,
+            concurrency_limit=concurrency,
+            concurrency_id="predict",
+        )
         button.click(**predict, api_name="predict")
         # Any new image (drop, upload, paste, webcam, an example) is classified without a click.
         image.change(**{**predict, "fn": app.classify_if_any}, api_visibility="private")
         examples.click(app.example, [examples, model], image, api_visibility="private")
-        batch_button.click(app.classify_files, [files, model], table, api_name="predict_batch", concurrency_limit=concurrency, concurrency_id="predict")
+        batch_button.click(
+            app.classify_files,
+            [files, model],
+            table,
+            api_name="predict_batch",
+            concurrency_limit=concurrency,
+            concurrency_id="predict",
+        )
         view = [card, curves, history, metrics, confusion, examples]
         demo.load(app.model_view, model, view, api_visibility="private")
         model.change(app.model_view, model, view, api_visibility="private")

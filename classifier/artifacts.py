@@ -4,6 +4,7 @@ The folder is built under a temporary name beside the target and renamed into pl
 complete, so a crash or Ctrl-C never leaves a half-written model and never destroys the previous
 one (it is moved aside first and deleted only after the new folder is in place).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,7 +28,10 @@ def check_output_dir(out: str | Path, overwrite: bool) -> Path:
     """Refuse an existing model folder up front (before any training) unless `overwrite`."""
     out = Path(out)
     if out.exists() and not overwrite:
-        raise UsageError(f"--out {out}: already exists; pass --overwrite to replace it (the old model stays until the new one is complete)")
+        raise UsageError(
+            f"--out {out}: already exists; pass --overwrite to replace it (the old model stays until the new one is "
+            "complete)"
+        )
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
     return out
@@ -70,7 +74,9 @@ def save_model_dir(out: str | Path, model, metadata: dict, extra=None) -> Path:
 def read_metadata(model_dir: str | Path) -> dict:
     path = Path(model_dir) / METADATA_FILE
     if not path.is_file():
-        raise UsageError(f"{model_dir}: not a model folder (no {METADATA_FILE}); train one with python -m classifier.train")
+        raise UsageError(
+            f"{model_dir}: not a model folder (no {METADATA_FILE}); train one with python -m classifier.train"
+        )
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
@@ -94,4 +100,9 @@ def write_json(path: Path, data) -> None:
 def versions() -> dict[str, str]:
     from . import __version__
 
-    return {"classifier": __version__, "tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()}
+    return {
+        "classifier": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+    }

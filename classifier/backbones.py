@@ -4,6 +4,7 @@ A backbone here is a function from a 0..255 RGB image batch at a fixed size to a
 vector. Its own input preprocessing is a layer inside the saved model, so nobody who loads a model
 can feed it pixels scaled the wrong way. `hub:HANDLE` builds a TF-Hub feature vector (see hub.py).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ class Backbone:
     fine_tune_from: Callable[[str | None], str | None] = lambda cut: None  # cut layer -> first layer to unfreeze
     pretrained: bool = True  # False: no weights exist, it always trains from scratch
     takes_alpha: bool = False  # --alpha (width multiplier) applies
-    augment_copies: Callable[[float], int] = lambda alpha: 2  # alpha -> --augment-copies when none is given (README: results)
+    augment_copies: Callable[[float], int] = lambda alpha: (
+        2
+    )  # alpha -> --augment-copies when none is given (README: results)
 
 
 def scaling(scale: float, offset: float) -> Callable[[], "keras.layers.Layer"]:
@@ -59,7 +62,8 @@ def _inception_v3(input_shape, weights, alpha):
 
 
 def _inception_fine_tune_from(cut: str | None) -> str:
-    """The block just below the cut trains (cut mixedN: from mixedN-1); the whole network: the top two blocks, as in the Keras guide."""
+    """The block just below the cut trains (cut mixedN: from mixedN-1); for the whole network, the top two
+    blocks, as in the Keras guide."""
     if cut in (None, TOP, "mixed10"):
         return "mixed8"
     if cut.startswith("mixed") and cut[5:].isdigit() and int(cut[5:]) > 0:
@@ -98,12 +102,24 @@ BACKBONES: dict[str, Backbone] = {
     "inception_v3": Backbone(
         # 150 px, the course's size, not its pretraining size 299: a third of the pixels, and frozen
         # mixed7 features still reach 0.967 on cats_dogs with a linear probe (0.988 at 299).
-        "inception_v3", _inception_v3, scaling(1 / 127.5, -1.0), min_size=75, default_cut="mixed7", default_size=150,
+        "inception_v3",
+        _inception_v3,
+        scaling(1 / 127.5, -1.0),
+        min_size=75,
+        default_cut="mixed7",
+        default_size=150,
         fine_tune_from=_inception_fine_tune_from,
     ),
     "mobilenet_v2": Backbone(
-        "mobilenet_v2", _mobilenet_v2, scaling(1 / 127.5, -1.0), min_size=32, default_cut=None, default_size=224,
-        fine_tune_from=lambda cut: "block_11_expand",  # the last ~third, as TensorFlow's transfer-learning tutorial (layer 100 of 154)
+        "mobilenet_v2",
+        _mobilenet_v2,
+        scaling(1 / 127.5, -1.0),
+        min_size=32,
+        default_cut=None,
+        default_size=224,
+        fine_tune_from=lambda cut: (
+            "block_11_expand"
+        ),  # the last ~third, as TensorFlow's transfer-learning tutorial (layer 100 of 154)
         takes_alpha=True,
         # The narrow widths are the fast choice: on cats_dogs, 0.35's head got nothing from augmented
         # copies (0.973 without, 0.968 with 1 or 2) and they triple its feature pass; 1.0 gains a little.
@@ -111,16 +127,33 @@ BACKBONES: dict[str, Backbone] = {
     ),
     "efficientnet_b0": Backbone(
         # Keras' EfficientNet rescales and normalises inside the network, so it takes 0..255 as is.
-        "efficientnet_b0", _efficientnet_b0, scaling(1.0, 0.0), min_size=32, default_cut=None, default_size=224,
-        fine_tune_from=lambda cut: "block7a_expand_conv",  # about the top 20 layers, as the Keras EfficientNet fine-tuning guide
+        "efficientnet_b0",
+        _efficientnet_b0,
+        scaling(1.0, 0.0),
+        min_size=32,
+        default_cut=None,
+        default_size=224,
+        fine_tune_from=lambda cut: (
+            "block7a_expand_conv"
+        ),  # about the top 20 layers, as the Keras EfficientNet fine-tuning guide
     ),
     "resnet50": Backbone(
-        "resnet50", _resnet50, caffe_preprocessing, min_size=32, default_cut=None, default_size=224,
+        "resnet50",
+        _resnet50,
+        caffe_preprocessing,
+        min_size=32,
+        default_cut=None,
+        default_size=224,
         fine_tune_from=lambda cut: "conv5_block1_1_conv",  # the last stage (conv5)
     ),
     "simple_cnn": Backbone(
-        "simple_cnn", _simple_cnn, scaling(1 / 255.0, 0.0), min_size=2 ** len(SIMPLE_CNN_FILTERS), default_cut=None,
-        default_size=150, pretrained=False,
+        "simple_cnn",
+        _simple_cnn,
+        scaling(1 / 255.0, 0.0),
+        min_size=2 ** len(SIMPLE_CNN_FILTERS),
+        default_cut=None,
+        default_size=150,
+        pretrained=False,
     ),
 }
 
@@ -129,7 +162,7 @@ def get_backbone(name: str) -> Backbone:
     if name.startswith(HUB_PREFIX):
         from .hub import hub_backbone
 
-        return hub_backbone(name[len(HUB_PREFIX):])
+        return hub_backbone(name[len(HUB_PREFIX) :])
     try:
         return BACKBONES[name]
     except KeyError:
@@ -138,7 +171,9 @@ def get_backbone(name: str) -> Backbone:
         ) from None
 
 
-def build_feature_extractor(backbone: Backbone, image_size: tuple[int, int], weights: str, cut_layer: str | None, alpha: float = 1.0):
+def build_feature_extractor(
+    backbone: Backbone, image_size: tuple[int, int], weights: str, cut_layer: str | None, alpha: float = 1.0
+):
     """The backbone as a Keras model named "backbone", from preprocessed pixels to features, with `weights` loaded.
 
     `weights` is "imagenet" (Keras' download cache), "none" (random init) or a local weights file.
@@ -164,7 +199,9 @@ def build_feature_extractor(backbone: Backbone, image_size: tuple[int, int], wei
     try:
         output = network.get_layer(cut).output
     except ValueError:
-        raise UsageError(f"--cut-layer {cut}: {backbone.name} has no layer of that name (or use top for the whole network)") from None
+        raise UsageError(
+            f"--cut-layer {cut}: {backbone.name} has no layer of that name (or use top for the whole network)"
+        ) from None
     return keras.Model(network.inputs, output, name="backbone")
 
 

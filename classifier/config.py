@@ -3,6 +3,7 @@
 Each field carries its command-line help, so an option is added in exactly one place, and the
 config saved in `metadata.json` is this dataclass as a dict.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,17 +22,40 @@ def option(default: Any, help: str, **argparse_kwargs: Any) -> Any:
 @dataclass
 class TrainConfig:
     # What to learn from and where the model goes.
-    data: str = option(None, "image folder (one subfolder per class, or train/ + validation/), or a built-in dataset name", required=True)
-    csv_dir: str = option(None, "for --data asl: folder holding sign_mnist_train.csv and sign_mnist_test.csv (or set CLASSIFIER_ASL_CSV_DIR)")
+    data: str = option(
+        None,
+        "image folder (one subfolder per class, or train/ + validation/), or a built-in dataset name",
+        required=True,
+    )
+    csv_dir: str = option(
+        None,
+        "for --data asl: folder holding sign_mnist_train.csv and sign_mnist_test.csv (or set CLASSIFIER_ASL_CSV_DIR)",
+    )
     out: str = option(None, "model folder to write, e.g. models/cats_dogs (default: models/<data folder name>)")
-    overwrite: bool = option(False, "replace an existing model folder (the old one is kept until the new one is complete)")
+    overwrite: bool = option(
+        False, "replace an existing model folder (the old one is kept until the new one is complete)"
+    )
 
     # Model.
     backbone: str = option("inception_v3", "pretrained network to build on")
-    weights: str = option("imagenet", "backbone weights: imagenet (Keras download cache), none (train from scratch), or a Keras weights FILE")
-    cut_layer: str = option(None, "backbone layer whose output feeds the head (default: the backbone's own, mixed7 for inception_v3)")
-    image_size: int = option(None, "square input size in pixels the model resizes every image to (default: the backbone's: 150 for inception_v3, as the course; 224 for the others, their pretraining size)", type=int)
-    head_pooling: str = option("avg", "how the feature map becomes a vector: avg (global average) or flatten (the course's)", choices=("avg", "flatten"))
+    weights: str = option(
+        "imagenet",
+        "backbone weights: imagenet (Keras download cache), none (train from scratch), or a Keras weights FILE",
+    )
+    cut_layer: str = option(
+        None, "backbone layer whose output feeds the head (default: the backbone's own, mixed7 for inception_v3)"
+    )
+    image_size: int = option(
+        None,
+        "square input size in pixels the model resizes every image to (default: the backbone's: 150 for "
+        "inception_v3, as the course; 224 for the others, their pretraining size)",
+        type=int,
+    )
+    head_pooling: str = option(
+        "avg",
+        "how the feature map becomes a vector: avg (global average) or flatten (the course's)",
+        choices=("avg", "flatten"),
+    )
     dense_units: int = option(1024, "units of the Dense relu layer in the head (0: no hidden layer)")
     dropout: float = option(0.2, "dropout rate after the Dense layer")
 
@@ -39,7 +63,9 @@ class TrainConfig:
     epochs: int = option(20, "passes over the training images")
     batch_size: int = option(32, "images per step")
     learning_rate: float = option(1e-4, "Adam learning rate")
-    validation_split: float = option(0.2, "fraction of each class held out for validation when the data has no validation folder")
+    validation_split: float = option(
+        0.2, "fraction of each class held out for validation when the data has no validation folder"
+    )
     seed: int = option(0, "seed for the split, shuffling, augmentation and initial weights")
 
     # On-the-fly augmentation of training images (never of validation or served images).
@@ -54,23 +80,56 @@ class TrainConfig:
     brightness: float = option(0.0, "random brightness change, as a fraction of the pixel range")
 
     # Feature cache: a frozen backbone's features are computed once per image (and per augmented copy).
-    feature_cache: bool = option(True, "train the head on cached backbone features (frozen backbones only; --no-feature-cache runs the backbone every epoch)")
-    augment_copies: int = option(None, "with the feature cache: augmented variants cached per training image, besides the image itself (default: the backbone's: 2, or 0 for mobilenet_v2 narrower than --alpha 1)", type=int)
+    feature_cache: bool = option(
+        True,
+        "train the head on cached backbone features (frozen backbones only; --no-feature-cache runs the backbone "
+        "every epoch)",
+    )
+    augment_copies: int = option(
+        None,
+        "with the feature cache: augmented variants cached per training image, besides the image itself (default: "
+        "the backbone's: 2, or 0 for mobilenet_v2 narrower than --alpha 1)",
+        type=int,
+    )
     cache_dir: str = option(None, "feature cache folder (default: ~/.cache/classifier/features)")
 
     # Where training runs (tf.distribute, see classifier/distribute.py) and at what precision.
-    strategy: str = option("default", "default (one device), mirrored (every local GPU) or multi-worker (MultiWorkerMirroredStrategy, cluster from TF_CONFIG); --batch-size is the global batch", choices=("default", "mirrored", "multi-worker"))
+    strategy: str = option(
+        "default",
+        "default (one device), mirrored (every local GPU) or multi-worker (MultiWorkerMirroredStrategy, cluster from "
+        "TF_CONFIG); --batch-size is the global batch",
+        choices=("default", "mirrored", "multi-worker"),
+    )
     mixed_precision: bool = option(False, "compute in float16, keep float32 weights (Keras mixed_float16; GPUs only)")
 
     # More backbones, fine-tuning and training control (see finetune.py and control.py).
     alpha: float = option(1.0, "mobilenet_v2 width multiplier: 0.35, 0.5, 0.75, 1.0, 1.3 or 1.4 have ImageNet weights")
-    fine_tune_epochs: int = option(0, "after the head has trained, this many more epochs with the top of the backbone unfrozen (0: no fine-tuning)")
-    fine_tune_from: str = option(None, "first backbone layer to unfreeze when fine-tuning (default: the backbone's own, mixed6 for inception_v3 cut at mixed7)")
+    fine_tune_epochs: int = option(
+        0, "after the head has trained, this many more epochs with the top of the backbone unfrozen (0: no fine-tuning)"
+    )
+    fine_tune_from: str = option(
+        None,
+        "first backbone layer to unfreeze when fine-tuning (default: the backbone's own, mixed6 for inception_v3 cut "
+        "at mixed7)",
+    )
     fine_tune_learning_rate: float = option(1e-5, "Adam learning rate while fine-tuning")
-    patience: int = option(0, "stop when validation loss has not improved for this many epochs and keep the best epoch's weights (0: never stop early)")
-    reduce_lr_on_plateau: bool = option(False, "divide the learning rate by 5 whenever validation loss stalls for 2 epochs")
-    class_weight: str = option("none", "weight each class's loss: none, or balanced (inverse to its share of the training images)", choices=("none", "balanced"))
-    resume: bool = option(False, "continue an interrupted run of the same command from its last completed epoch (saved in <out>.checkpoint/)")
+    patience: int = option(
+        0,
+        "stop when validation loss has not improved for this many epochs and keep the best epoch's weights (0: never "
+        "stop early)",
+    )
+    reduce_lr_on_plateau: bool = option(
+        False, "divide the learning rate by 5 whenever validation loss stalls for 2 epochs"
+    )
+    class_weight: str = option(
+        "none",
+        "weight each class's loss: none, or balanced (inverse to its share of the training images)",
+        choices=("none", "balanced"),
+    )
+    resume: bool = option(
+        False,
+        "continue an interrupted run of the same command from its last completed epoch (saved in <out>.checkpoint/)",
+    )
 
     def validate(self) -> "TrainConfig":
         """Refuse values no run could use, naming the option."""
@@ -113,7 +172,9 @@ class TrainConfig:
                 parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
                 continue
             kind = extra.pop("type", type(f.default) if f.default is not None else str)
-            suffix = " (required)" if extra.get("required") else f" (default: {f.default})" if f.default is not None else ""
+            suffix = (
+                " (required)" if extra.get("required") else f" (default: {f.default})" if f.default is not None else ""
+            )
             parser.add_argument(flag, type=kind, default=f.default, help=help_text + suffix, **extra)
 
     @classmethod

@@ -8,6 +8,7 @@ finished stage leaves `<stage>.weights.h5`. The folder is removed when the model
 unfinished one at its next epoch. Early stopping's and the plateau's counters restart on resume;
 the learning rate continues from the last completed epoch's.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,9 @@ def training_callbacks(config: TrainConfig) -> list:
     """The callbacks `--patience` and `--reduce-lr-on-plateau` ask for (fresh ones per stage)."""
     callbacks = []
     if config.patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
+        )
     if config.reduce_lr_on_plateau:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", **PLATEAU))
     return callbacks
@@ -41,7 +44,8 @@ def early_stop_note(callbacks: list) -> str | None:
     for callback in callbacks:
         if isinstance(callback, keras.callbacks.EarlyStopping) and callback.stopped_epoch:
             return (
-                f"early stopping: val_loss did not improve for {callback.patience} epochs after epoch {callback.best_epoch + 1}; "
+                f"early stopping: val_loss did not improve for {callback.patience} epochs after epoch "
+                f"{callback.best_epoch + 1}; "
                 f"stopped after epoch {callback.stopped_epoch + 1} and kept epoch {callback.best_epoch + 1}'s weights"
             )
     return None
@@ -67,17 +71,28 @@ class Checkpoint:
         self.state_file = self.folder / "state.json"
         if config.resume:
             if not self.state_file.is_file():
-                raise UsageError(f"--resume: no interrupted run to continue ({self.folder} does not exist); run without --resume")
+                raise UsageError(
+                    f"--resume: no interrupted run to continue ({self.folder} does not exist); run without --resume"
+                )
             self.state = json.loads(self.state_file.read_text())
-            changed = sorted(k for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES and self.state["config"].get(k) != v)
+            changed = sorted(
+                k
+                for k, v in config.to_dict().items()
+                if k not in RESUMABLE_CHANGES and self.state["config"].get(k) != v
+            )
             if changed:
                 raise UsageError(
-                    f"--resume: {', '.join('--' + k.replace('_', '-') for k in changed)} differ from the interrupted run's; "
-                    f"repeat its options (saved in {self.state_file}) or drop --resume and pass --overwrite to start over"
+                    f"--resume: {', '.join('--' + k.replace('_', '-') for k in changed)} differ from the interrupted "
+                    "run's; "
+                    f"repeat its options (saved in {self.state_file}) or drop --resume and pass --overwrite to start "
+                    "over"
                 )
         else:
             if self.folder.exists() and not config.overwrite:
-                raise UsageError(f"--out {out}: an interrupted run left {self.folder}; add --resume to continue it, or --overwrite to start over")
+                raise UsageError(
+                    f"--out {out}: an interrupted run left {self.folder}; add --resume to continue it, or "
+                    "--overwrite to start over"
+                )
             shutil.rmtree(self.folder, ignore_errors=True)
             self.state = {"config": config.to_dict(), "history": {}, "finished_stages": {}}
 

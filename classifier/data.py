@@ -4,6 +4,7 @@ A data folder is either one subfolder per class, or `train/` plus `validation/` 
 `val/`) holding the same class subfolders. Every image is decoded once up front (in threads) so a
 corrupt file is reported by name and skipped instead of killing training in epoch 7.
 """
+
 from __future__ import annotations
 
 import sys
@@ -32,7 +33,9 @@ class Split:
         return len(self.paths)
 
     def subset(self, indices) -> "Split":
-        return Split([self.paths[i] for i in indices], [self.labels[i] for i in indices], [self.orientations[i] for i in indices])
+        return Split(
+            [self.paths[i] for i in indices], [self.labels[i] for i in indices], [self.orientations[i] for i in indices]
+        )
 
 
 @dataclass
@@ -57,7 +60,9 @@ def find_class_files(folder: Path) -> dict[str, list[Path]]:
     return classes
 
 
-def load_image_data(data_dir: str | Path, validation_split: float = 0.2, seed: int = 0, quiet: bool = False) -> ImageData:
+def load_image_data(
+    data_dir: str | Path, validation_split: float = 0.2, seed: int = 0, quiet: bool = False
+) -> ImageData:
     """Find the classes and files under `data_dir`, drop undecodable files, and split train/validation."""
     root = Path(data_dir)
     if not root.is_dir():
@@ -71,10 +76,14 @@ def load_image_data(data_dir: str | Path, validation_split: float = 0.2, seed: i
     if not train_classes:
         raise UsageError(
             f"--data {data_dir}: no images found; expected one subfolder per class holding "
-            f"{'/'.join(e.lstrip('.') for e in ('.jpg', '.png', '.bmp', '.gif'))} files, or train/ and validation/ folders"
+            f"{'/'.join(e.lstrip('.') for e in ('.jpg', '.png', '.bmp', '.gif'))} files, or train/ and validation/ "
+            "folders"
         )
     if len(train_classes) < 2:
-        raise UsageError(f"--data {train_dir}: found only one class ({next(iter(train_classes))}); a classifier needs at least 2 class subfolders")
+        raise UsageError(
+            f"--data {train_dir}: found only one class ({next(iter(train_classes))}); a classifier needs at least 2 "
+            "class subfolders"
+        )
     class_names = sorted(train_classes)
 
     val_classes = find_class_files(validation_dir) if validation_dir else {}
@@ -83,7 +92,8 @@ def load_image_data(data_dir: str | Path, validation_split: float = 0.2, seed: i
         only_val = sorted(set(val_classes) - set(train_classes)) or ["-"]
         raise UsageError(
             f"--data {data_dir}: train/ and {validation_dir.name}/ have different classes "
-            f"(only in train: {', '.join(only_train)}; only in {validation_dir.name}: {', '.join(only_val)}); make them match"
+            f"(only in train: {', '.join(only_train)}; only in {validation_dir.name}: {', '.join(only_val)}); make "
+            "them match"
         )
 
     skipped: list[tuple[str, str]] = []
@@ -92,7 +102,9 @@ def load_image_data(data_dir: str | Path, validation_split: float = 0.2, seed: i
         validation, source = _checked_split(val_classes, class_names, skipped), "folder"
     else:
         if not 0.0 < validation_split < 1.0:
-            raise UsageError(f"--validation-split {validation_split}: must be between 0 and 1 when the data has no validation folder")
+            raise UsageError(
+                f"--validation-split {validation_split}: must be between 0 and 1 when the data has no validation folder"
+            )
         train, validation = stratified_split(train, validation_split, seed)
         source = "split"
     if skipped and not quiet:
@@ -110,7 +122,7 @@ def _checked_split(classes: dict[str, list[Path]], class_names: list[str], skipp
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda item: check_image_file(Path(item[0])), items))
     split = Split()
-    for (path, label), (orientation, problem) in zip(items, results):
+    for (path, label), (orientation, problem) in zip(items, results, strict=True):
         if problem:
             skipped.append((path, problem))
             continue
@@ -135,7 +147,9 @@ def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, S
     return split.subset(sorted(train_idx)), split.subset(sorted(val_idx))
 
 
-def image_dataset(split: Split, image_size: tuple[int, int], batch_size: int, shuffle: bool = False, seed: int = 0, augmenter=None):
+def image_dataset(
+    split: Split, image_size: tuple[int, int], batch_size: int, shuffle: bool = False, seed: int = 0, augmenter=None
+):
     """A batched tf.data pipeline of (float pixels 0..255 at `image_size`, label).
 
     Decoding and resizing run in parallel inside TensorFlow; `augmenter` (training only) runs on

@@ -13,6 +13,7 @@ interrupted run never leaves something a later run mistakes for complete.
 Environment: CLASSIFIER_DATA_HOME (where data goes), CLASSIFIER_DATASETS_REGISTRY (another registry
 file), CLASSIFIER_DATASETS_MIRROR (base URL that replaces every download's location).
 """
+
 from __future__ import annotations
 
 import json
@@ -49,28 +50,31 @@ KINDS = ("zip", "pixels_csv")
 
 # -- the registry -----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SourceFile:
     """One file a dataset is built from: a zip (with its `layout`) or a pixels CSV (filling `split`)."""
-    file: str                         # name in the download cache, in --csv-dir and for --from-file
+
+    file: str  # name in the download cache, in --csv-dir and for --from-file
     url: str | None = None
     sha256: str | None = None
     size: int | None = None
-    aliases: tuple[str, ...] = ()     # other names accepted for the same file
+    aliases: tuple[str, ...] = ()  # other names accepted for the same file
     layout: tuple[tuple[str, str], ...] = ()  # zip: (folder in the archive, folder in the dataset)
-    split: str | None = None          # pixels_csv: the split this CSV becomes
+    split: str | None = None  # pixels_csv: the split this CSV becomes
 
 
 @dataclass(frozen=True)
 class Dataset:
     """A registry entry: where its files come from and what the prepared folder must hold."""
+
     name: str
     kind: str
     folder: str
     files: tuple[SourceFile, ...]
-    counts: dict                      # split -> total images, or split -> {class: images}
+    counts: dict  # split -> total images, or split -> {class: images}
     title: str = ""
-    classes: tuple[str | None, ...] | None = None   # pixels_csv: folder name per label, None = never used
+    classes: tuple[str | None, ...] | None = None  # pixels_csv: folder name per label, None = never used
     image_shape: tuple[int, int] = (28, 28)
     csv_dir_env: str | None = None
     source: str = ""
@@ -106,18 +110,31 @@ def _parse_dataset(name: str, raw: dict) -> Dataset:
     if raw["kind"] == "pixels_csv" and any(f.split not in SPLITS for f in files):
         raise ValueError(f"{name}: each CSV file needs a split: {' or '.join(SPLITS)}")
     classes = raw.get("classes")
-    return Dataset(name=name, kind=raw["kind"], folder=_plain_name(raw.get("folder", name)), files=files,
-                   counts=raw.get("counts", {}), title=raw.get("title", ""),
-                   classes=tuple(c if c is None else _plain_name(c) for c in classes) if classes else None,
-                   image_shape=tuple(raw.get("image_shape", (28, 28))), csv_dir_env=raw.get("csv_dir_env"),
-                   source=raw.get("source", ""), license=raw.get("license", ""))
+    return Dataset(
+        name=name,
+        kind=raw["kind"],
+        folder=_plain_name(raw.get("folder", name)),
+        files=files,
+        counts=raw.get("counts", {}),
+        title=raw.get("title", ""),
+        classes=tuple(c if c is None else _plain_name(c) for c in classes) if classes else None,
+        image_shape=tuple(raw.get("image_shape", (28, 28))),
+        csv_dir_env=raw.get("csv_dir_env"),
+        source=raw.get("source", ""),
+        license=raw.get("license", ""),
+    )
 
 
 def _parse_file(raw: dict) -> SourceFile:
-    return SourceFile(file=_plain_name(raw["file"]), url=raw.get("url"), sha256=raw.get("sha256"), size=raw.get("size"),
-                      aliases=tuple(map(_plain_name, raw.get("aliases", ()))),
-                      layout=tuple((src, _inside(dst)) for src, dst in raw.get("layout", {}).items()),
-                      split=raw.get("split"))
+    return SourceFile(
+        file=_plain_name(raw["file"]),
+        url=raw.get("url"),
+        sha256=raw.get("sha256"),
+        size=raw.get("size"),
+        aliases=tuple(map(_plain_name, raw.get("aliases", ()))),
+        layout=tuple((src, _inside(dst)) for src, dst in raw.get("layout", {}).items()),
+        split=raw.get("split"),
+    )
 
 
 def _plain_name(name: str) -> str:
@@ -157,6 +174,7 @@ def read_marker(folder: Path) -> dict | None:
 
 # -- preparing --------------------------------------------------------------------------------------
 
+
 def resolve_data(spec: str, *, csv_dir: str | None = None, quiet: bool = False) -> Path:
     """Turn `--data` into a folder: an existing folder as is, a built-in name prepared on first use."""
     if Path(spec).is_dir():
@@ -176,8 +194,10 @@ def prepare(name: str, *, csv_dir: str | None = None, from_files: Sequence[str] 
     if read_marker(target) is not None:
         return target
     if target.exists():
-        raise UsageError(f"{target} exists but is not a prepared copy of {name} (no {MARKER}); "
-                         "move it away and run again, or pass it with --data")
+        raise UsageError(
+            f"{target} exists but is not a prepared copy of {name} (no {MARKER}); "
+            "move it away and run again, or pass it with --data"
+        )
     sources = _gather_sources(dataset, csv_dir=csv_dir, from_files=from_files, quiet=quiet)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{dataset.folder}.", suffix=".tmp"))
@@ -198,7 +218,7 @@ def prepare(name: str, *, csv_dir: str | None = None, from_files: Sequence[str] 
 class _Source:
     spec: SourceFile
     path: Path
-    cached: bool          # in our download cache, so ours to delete if its content proves bad
+    cached: bool  # in our download cache, so ours to delete if its content proves bad
 
 
 def _gather_sources(dataset: Dataset, *, csv_dir, from_files, quiet) -> list[_Source]:
@@ -264,16 +284,20 @@ def _fetch(dataset: Dataset, spec: SourceFile, csv_folder: Path | None, *, quiet
     if url is None:
         raise _no_source(dataset, spec, csv_folder)
     _say(quiet, f"{dataset.name}: downloading {url}")
-    by_hand = (f"download it by hand and run `python -m classifier.datasets prepare {dataset.name} "
-               "--from-file FILE`, or pass --data with a folder")
+    by_hand = (
+        f"download it by hand and run `python -m classifier.datasets prepare {dataset.name} "
+        "--from-file FILE`, or pass --data with a folder"
+    )
     try:
         return download(url, cached, sha256=spec.sha256, size=spec.size, quiet=quiet)
     except DownloadError as error:
         advice = "no network? Then" if error.network else "run again to retry, or"
         raise UsageError(f"could not download {dataset.name} from {url} ({error}): {advice} {by_hand}") from None
     except VerifyError as error:
-        raise UsageError(f"{dataset.name}: {error} (from {url}); the download was deleted. "
-                         f"If the file changed upstream, update sha256/size in {registry_path()}") from None
+        raise UsageError(
+            f"{dataset.name}: {error} (from {url}); the download was deleted. "
+            f"If the file changed upstream, update sha256/size in {registry_path()}"
+        ) from None
 
 
 def _url_of(spec: SourceFile) -> str | None:
@@ -287,14 +311,18 @@ def _url_of(spec: SourceFile) -> str | None:
 
 def _no_source(dataset: Dataset, spec: SourceFile, csv_folder: Path | None) -> UsageError:
     if dataset.kind != "pixels_csv":
-        return UsageError(f"{dataset.name}: no URL for {spec.file} in {registry_path()}; "
-                          f"run `python -m classifier.datasets prepare {dataset.name} --from-file FILE`")
+        return UsageError(
+            f"{dataset.name}: no URL for {spec.file} in {registry_path()}; "
+            f"run `python -m classifier.datasets prepare {dataset.name} --from-file FILE`"
+        )
     env = f" or set {dataset.csv_dir_env}" if dataset.csv_dir_env else ""
     wanted = ", ".join(" or ".join((f.file, *f.aliases)) for f in dataset.files)
     missing = " or ".join((spec.file, *spec.aliases))
     where = f"{missing} is not in {csv_folder}" if csv_folder else "no CSV folder was given"
-    return UsageError(f"{dataset.name} needs its CSV files ({wanted}) and {where}; they are distributed behind a "
-                      f"login at {dataset.source or 'the source'}: download them, then pass --csv-dir DIR{env}")
+    return UsageError(
+        f"{dataset.name} needs its CSV files ({wanted}) and {where}; they are distributed behind a "
+        f"login at {dataset.source or 'the source'}: download them, then pass --csv-dir DIR{env}"
+    )
 
 
 def _forget_unverified(sources: list[_Source]) -> None:
@@ -323,8 +351,11 @@ def count_images(root: Path) -> dict[str, dict[str, int]]:
     counts = {}
     for split in SPLITS:
         if (root / split).is_dir():
-            counts[split] = {d.name: sum(1 for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-                             for d in sorted((root / split).iterdir()) if d.is_dir()}
+            counts[split] = {
+                d.name: sum(1 for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+                for d in sorted((root / split).iterdir())
+                if d.is_dir()
+            }
     return counts
 
 
@@ -343,9 +374,12 @@ def _check_counts(dataset: Dataset, counts: dict) -> None:
 
 def _write_marker(staging: Path, dataset: Dataset, counts: dict, sources: list[_Source]) -> None:
     """Record what was built from what; written last, and its presence alone means 'prepared'."""
-    manifest = {"dataset": dataset.name, "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "counts": counts,
-                "sources": [{"file": s.path.name, "size": s.path.stat().st_size, "sha256": sha256_of(s.path)}
-                            for s in sources]}
+    manifest = {
+        "dataset": dataset.name,
+        "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "counts": counts,
+        "sources": [{"file": s.path.name, "size": s.path.stat().st_size, "sha256": sha256_of(s.path)} for s in sources],
+    }
     (staging / MARKER).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
@@ -359,6 +393,7 @@ def _move_into_place(staging: Path, target: Path) -> None:
 
 
 # -- command line -----------------------------------------------------------------------------------
+
 
 def _say(quiet: bool, message: str) -> None:
     if not quiet:
@@ -385,12 +420,21 @@ def _list() -> None:
 def _info(name: str) -> None:
     dataset = get_dataset(name)
     status, counts = _status(dataset)
-    rows = [("title", dataset.title), ("kind", dataset.kind), ("folder", str(prepared_folder(dataset))),
-            ("status", f"{status} ({counts})" if counts else status),
-            ("expected", json.dumps(dataset.counts)), ("source", dataset.source), ("license", dataset.license)]
+    rows = [
+        ("title", dataset.title),
+        ("kind", dataset.kind),
+        ("folder", str(prepared_folder(dataset))),
+        ("status", f"{status} ({counts})" if counts else status),
+        ("expected", json.dumps(dataset.counts)),
+        ("source", dataset.source),
+        ("license", dataset.license),
+    ]
     for spec in dataset.files:
-        details = [f"url {_url_of(spec) or '(none: bring the file yourself)'}", f"size {spec.size or '?'}",
-                   f"sha256 {spec.sha256 or '?'}"] + ([f"also named {', '.join(spec.aliases)}"] if spec.aliases else [])
+        details = [
+            f"url {_url_of(spec) or '(none: bring the file yourself)'}",
+            f"size {spec.size or '?'}",
+            f"sha256 {spec.sha256 or '?'}",
+        ] + ([f"also named {', '.join(spec.aliases)}"] if spec.aliases else [])
         rows.append(("file", f"{spec.file}: " + "; ".join(details)))
     for source in (read_marker(prepared_folder(dataset)) or {}).get("sources", []):
         rows.append(("built from", f"{source['file']} ({source['size']} bytes, sha256 {source['sha256']})"))

@@ -7,6 +7,7 @@ makes it a Gradio Space (sdk_version = the gradio pinned in requirements.txt), .
 sending big files through Git LFS, and the model under models/NAME. Push it with git or
 `huggingface-cli upload`. Written atomically, like a model folder.
 """
+
 from __future__ import annotations
 
 import re
@@ -64,7 +65,8 @@ def space_readme(title: str, sdk_version: str, model_name: str, metadata: dict) 
     accuracy = metadata.get("val_accuracy")
     return front_matter(title, sdk_version) + (
         f"\n# {title}\n\n"
-        f"An image classifier for {len(classes)} classes ({', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}): "
+        f"An image classifier for {len(classes)} classes "
+        f"({', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}): "
         f"{metadata.get('backbone')} backbone cut at `{metadata.get('cut_layer')}` with a small trained head"
         + (f", validation accuracy {accuracy:.3f}" if isinstance(accuracy, (int, float)) else "")
         + ".\n\n"
@@ -73,7 +75,8 @@ def space_readme(title: str, sdk_version: str, model_name: str, metadata: dict) 
         "from gradio_client import Client, handle_file\n\n"
         'Client("OWNER/SPACE").predict(handle_file("photo.jpg"), api_name="/predict")\n'
         "```\n\n"
-        f"Run it locally from this folder: `pip install -r requirements.txt && python app.py` (model: `models/{model_name}/`).\n"
+        "Run it locally from this folder: `pip install -r requirements.txt && python app.py` (model: "
+        f"`models/{model_name}/`).\n"
     )
 
 
@@ -81,10 +84,16 @@ def stage_space(model_dir: str | Path, out: str | Path, title: str | None = None
     """Write the Space folder `out` for the model folder `model_dir`; returns `out`."""
     model_dir = Path(model_dir)
     if not is_model_dir(model_dir):
-        raise UsageError(f"{model_dir}: not a model folder (needs metadata.json and model.keras); train one with python -m classifier.train")
+        raise UsageError(
+            f"{model_dir}: not a model folder (needs metadata.json and model.keras); train one with python -m "
+            "classifier.train"
+        )
     missing = [name for name in SPACE_FILES if not (ROOT / name).is_file()]
     if missing:
-        raise UsageError(f"{ROOT}: no {', '.join(missing)} here; run python -m classifier.deploy from a source checkout of the project")
+        raise UsageError(
+            f"{ROOT}: no {', '.join(missing)} here; run python -m classifier.deploy from a source checkout of the "
+            "project"
+        )
     out = check_output_dir(out, overwrite)
     if out.resolve() == model_dir.resolve() or model_dir.resolve() in out.resolve().parents:
         raise UsageError(f"--out {out}: must not be inside the model folder {model_dir}")
@@ -97,7 +106,9 @@ def stage_space(model_dir: str | Path, out: str | Path, title: str | None = None
         shutil.copytree(PACKAGE, folder / "classifier", ignore=IGNORE)
         shutil.copytree(model_dir, folder / "models" / name, ignore=IGNORE)
         (folder / "README.md").write_text(space_readme(title or f"{name} classifier", sdk_version, name, metadata))
-        (folder / ".gitattributes").write_text("".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in LFS_PATTERNS))
+        (folder / ".gitattributes").write_text(
+            "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in LFS_PATTERNS)
+        )
     return out
 
 
@@ -105,7 +116,10 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="python -m classifier.deploy",
         description="Stage a self-contained Hugging Face Space folder for a trained model.",
-        epilog="Then: cd DIR && huggingface-cli upload OWNER/SPACE . --repo-type space  (or git push to the Space's repository)",
+        epilog=(
+            "Then: cd DIR && huggingface-cli upload OWNER/SPACE . --repo-type space  (or git push to the Space's "
+            "repository)"
+        ),
     )
     parser.add_argument("model_dir", help="model folder written by python -m classifier.train")
     parser.add_argument("--out", required=True, help="Space folder to write (must not exist unless --overwrite)")

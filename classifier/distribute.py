@@ -14,6 +14,7 @@ Multi-worker: Keras 3 cannot start `fit` under MultiWorkerMirroredStrategy (kera
 whose code was checked (KERAS_PATCHED), and training itself stays Keras' and tf.distribute's. Only the
 chief keeps the model folder (`worker_out_dir`); a taken port or a lost worker is one `error:` line.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,7 +37,8 @@ def distribution_strategy(config, log=print) -> "tf.distribute.Strategy":
         raise UsageError(f"--strategy {config.strategy}: choose one of {', '.join(STRATEGIES)}")
     if config.mixed_precision and not tf.config.list_physical_devices("GPU"):
         raise UsageError(
-            "--mixed-precision: TensorFlow sees no GPU, and float16 on a CPU is slower, not faster; drop the option on this machine"
+            "--mixed-precision: TensorFlow sees no GPU, and float16 on a CPU is slower, not faster; drop the option "
+            "on this machine"
         )
     if config.strategy == "default":
         return tf.distribute.get_strategy()
@@ -46,13 +48,17 @@ def distribution_strategy(config, log=print) -> "tf.distribute.Strategy":
     tf_config = read_tf_config()
     task, cluster = tf_config["task"], tf_config["cluster"]
     workers = sum(len(cluster.get(role) or []) for role in ("chief", "worker"))
-    log(f"strategy: multi-worker, {task['type']} {task.get('index', 0)} of {workers} in TF_CONFIG; waiting until every worker has joined")
+    log(
+        f"strategy: multi-worker, {task['type']} {task.get('index', 0)} of {workers} in TF_CONFIG; waiting until "
+        "every worker has joined"
+    )
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     except tf.errors.OpError as error:  # e.g. "Could not start gRPC server": the port is taken
         address = cluster[task["type"]][task.get("index", 0)]
         raise UsageError(
-            f"TF_CONFIG: TensorFlow could not start {task['type']} {task.get('index', 0)} at {address} ({error.message}); "
+            f"TF_CONFIG: TensorFlow could not start {task['type']} {task.get('index', 0)} at {address} "
+            f"({error.message}); "
             "the address must be this machine's and its port free"
         ) from None
 
@@ -78,40 +84,62 @@ def replica_batch_size(batch_size: int, images: int, strategy) -> int:
     for size in range(min(batch_size, images // replicas * replicas), 0, -replicas):
         if images % size == 0 or images % size >= replicas:
             return size
-    raise UsageError(f"--data: a split of {images} image(s) cannot give each of {replicas} replicas a share of every batch; add images or train on fewer devices")
+    raise UsageError(
+        f"--data: a split of {images} image(s) cannot give each of {replicas} replicas a share of every batch; add "
+        "images or train on fewer devices"
+    )
 
 
 def read_tf_config() -> dict:
-    """TF_CONFIG as a dict, refusing (one line, naming what is wrong) anything MultiWorkerMirroredStrategy cannot use."""
+    """TF_CONFIG as a dict, refusing (one line, naming what is wrong) anything MultiWorkerMirroredStrategy
+    cannot use."""
     raw = os.environ.get("TF_CONFIG", "")
     hint = 'e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
     if not raw.strip():
-        raise UsageError(f"--strategy multi-worker: set TF_CONFIG on every worker to the cluster and that worker's task, {hint}")
+        raise UsageError(
+            f"--strategy multi-worker: set TF_CONFIG on every worker to the cluster and that worker's task, {hint}"
+        )
     try:
         tf_config = json.loads(raw)
     except json.JSONDecodeError as error:
         raise UsageError(f"TF_CONFIG: not valid JSON ({error}); {hint}") from None
     cluster = tf_config.get("cluster") if isinstance(tf_config, dict) else None
     task = tf_config.get("task") if isinstance(tf_config, dict) else None
-    if not isinstance(cluster, dict) or not any(isinstance(cluster.get(role), list) and cluster[role] for role in ("chief", "worker")):
+    if not isinstance(cluster, dict) or not any(
+        isinstance(cluster.get(role), list) and cluster[role] for role in ("chief", "worker")
+    ):
         raise UsageError(f"TF_CONFIG: cluster lists no worker addresses; {hint}")
     if not isinstance(task, dict) or task.get("type") not in ("chief", "worker"):
         raise UsageError(f"TF_CONFIG: task must have type worker (or chief) and an index; {hint}")
     addresses = cluster.get(task["type"]) or []
     index = task.get("index", 0)
     if not isinstance(index, int) or not 0 <= index < len(addresses):
-        raise UsageError(f"TF_CONFIG: task index {index} is not one of the cluster's {len(addresses)} {task['type']} address(es)")
+        raise UsageError(
+            f"TF_CONFIG: task index {index} is not one of the cluster's {len(addresses)} {task['type']} address(es)"
+        )
     return tf_config
 
 
 # What TensorFlow's collectives raise when another worker dies or stops answering mid-run.
-WORKER_LOST = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError, tf.errors.CancelledError)
+WORKER_LOST = (
+    tf.errors.UnavailableError,
+    tf.errors.AbortedError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.CancelledError,
+)
 
 
 def worker_lost(error: Exception, kept: str) -> UsageError:
     """The one line for a multi-worker run that lost a worker; `kept` says how to resume ("" if nothing is kept)."""
-    cause = f"--strategy multi-worker: another worker failed or stopped answering ({type(error).__name__}; see that worker's output)"
-    return UsageError(f"{cause}; {kept} (on every worker)" if kept else f"{cause}; no epoch had completed, so start every worker again")
+    cause = (
+        "--strategy multi-worker: another worker failed or stopped answering "
+        f"({type(error).__name__}; see that worker's output)"
+    )
+    return UsageError(
+        f"{cause}; {kept} (on every worker)"
+        if kept
+        else f"{cause}; no epoch had completed, so start every worker again"
+    )
 
 
 def is_chief(strategy) -> bool:
@@ -195,8 +223,10 @@ def multi_worker_fit(strategy) -> Iterator[None]:
                 raise
             (major, low), (_, high) = KERAS_PATCHED
             raise UsageError(
-                f"--strategy multi-worker: Keras {keras.version()} fails in fit under MultiWorkerMirroredStrategy (keras-team/keras#20585), "
-                f"and this project's workaround is checked on Keras {major}.{low} to {major}.{high} only; pip install 'keras>={major}.{low},<{major}.{high + 1}'"
+                f"--strategy multi-worker: Keras {keras.version()} fails in fit under MultiWorkerMirroredStrategy "
+                "(keras-team/keras#20585), "
+                f"and this project's workaround is checked on Keras {major}.{low} to {major}.{high} only; pip "
+                f"install 'keras>={major}.{low},<{major}.{high + 1}'"
             ) from None
         return
     from keras.src.backend.tensorflow import trainer
@@ -207,7 +237,9 @@ def multi_worker_fit(strategy) -> Iterator[None]:
         if iterator is not None:
             local = model.distribute_strategy.experimental_local_results
             for _, _, batches in iterator:  # as Keras reads the first batch
-                data_batch = keras.tree.map_structure(lambda value: None if value is None else local(value)[0], next(batches))
+                data_batch = keras.tree.map_structure(
+                    lambda value: None if value is None else local(value)[0], next(batches)
+                )
                 break
         return keras_build(model, data_batch=data_batch)
 
@@ -216,7 +248,10 @@ def multi_worker_fit(strategy) -> Iterator[None]:
             return keras.tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
         return keras_reduce(values, strategy, reduction)
 
-    trainer.TensorFlowTrainer._maybe_symbolic_build, trainer.reduce_per_replica = build_from_local_batch, mean_over_replicas
+    trainer.TensorFlowTrainer._maybe_symbolic_build, trainer.reduce_per_replica = (
+        build_from_local_batch,
+        mean_over_replicas,
+    )
     try:
         yield
     finally:

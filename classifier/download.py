@@ -8,6 +8,7 @@ a `..` component or a symlink before it writes a single file.
 This module knows nothing about datasets: it raises `DownloadError` (the bytes did not arrive) or
 `VerifyError` (they arrived but are not what was expected), and the caller words the advice.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -73,8 +74,7 @@ class Progress:
         return f"{self.label}: [{'#' * filled}{'.' * (30 - filled)}] {percent:3d}% of {self._amount(self.total)}{speed}"
 
 
-def download(url: str, dest: Path, *, sha256: str | None = None, size: int | None = None,
-             quiet: bool = False) -> Path:
+def download(url: str, dest: Path, *, sha256: str | None = None, size: int | None = None, quiet: bool = False) -> Path:
     """Fetch `url` to `dest` atomically; on any failure nothing is left under `dest`'s name."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, part_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")

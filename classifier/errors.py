@@ -3,6 +3,7 @@
 Library code raises `UsageError` for anything the user can fix (a path, an option, a file);
 `cli` turns it into one line naming what went wrong and what to do.
 """
+
 from __future__ import annotations
 
 import argparse

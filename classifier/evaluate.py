@@ -8,6 +8,7 @@ without train/validation folders is split exactly as training split it (the vali
 and seed saved in the model's metadata), so `--split validation` is never an image it trained on.
 Training calls `write_report` on its validation predictions, so every model folder has these.
 """
+
 from __future__ import annotations
 
 import sys
@@ -42,7 +43,8 @@ def classification_metrics(labels: Sequence[int], probabilities: np.ndarray, cla
         "images": int(len(y_true)),
         "class_names": list(class_names),
         "per_class": {
-            name: {**{k: float(v[i]) for k, v in scores.items()}, "support": int(support[i])} for i, name in enumerate(class_names)
+            name: {**{k: float(v[i]) for k, v in scores.items()}, "support": int(support[i])}
+            for i, name in enumerate(class_names)
         },
         "macro_avg": {k: float(v.mean()) for k, v in scores.items()},
         "weighted_avg": {k: float((v * weights).sum()) for k, v in scores.items()},
@@ -55,16 +57,23 @@ def format_table(metrics: dict) -> str:
     width = max(12, *(len(name) for name in metrics["class_names"]))
     lines = [f"{'':<{width}}  precision  recall     f1  support"]
     for name, row in metrics["per_class"].items():
-        lines.append(f"{name:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}  {row['support']:7d}")
+        lines.append(
+            f"{name:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}  {row['support']:7d}"
+        )
     lines.append("")
     for key in ("macro_avg", "weighted_avg"):
         row = metrics[key]
-        lines.append(f"{key.replace('_', ' '):<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}  {metrics['images']:7d}")
+        lines.append(
+            f"{key.replace('_', ' '):<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}  "
+            f"{metrics['images']:7d}"
+        )
     lines.append(f"{'accuracy':<{width}}  {'':9}  {'':6}  {metrics['accuracy']:5.3f}  {metrics['images']:7d}")
     return "\n".join(lines)
 
 
-def most_wrong(paths: Sequence[str], labels: Sequence[int], probabilities: np.ndarray, k: int = MOST_WRONG) -> list[tuple[str, int, int, float]]:
+def most_wrong(
+    paths: Sequence[str], labels: Sequence[int], probabilities: np.ndarray, k: int = MOST_WRONG
+) -> list[tuple[str, int, int, float]]:
     """(path, true label, predicted label, its probability) of the k most confidently wrong predictions."""
     predicted = probabilities.argmax(axis=1)
     confidence = probabilities.max(axis=1)
@@ -93,8 +102,11 @@ def write_report(folder: Path, metrics: dict, metadata: dict, wrong: list[tuple[
     ]
 
 
-def evaluate(model_dir: str | Path, data: str | None = None, split: str = "validation", out: str | Path | None = None, log=print) -> dict:
-    """Score a model folder on a dataset split, write the report into `out` (default: the model folder), return the metrics."""
+def evaluate(
+    model_dir: str | Path, data: str | None = None, split: str = "validation", out: str | Path | None = None, log=print
+) -> dict:
+    """Score a model folder on a dataset split, write the report into `out` (default: the model folder);
+    return the metrics."""
     from .data import image_dataset, load_image_data
     from .datasets import resolve_data
 
@@ -111,8 +123,14 @@ def evaluate(model_dir: str | Path, data: str | None = None, split: str = "valid
     model = load_model(model_dir)
     dataset = image_dataset(images, tuple(metadata["image_size"]), config.get("batch_size", 32))
     probabilities = model.predict(dataset, verbose=0)
-    metrics = {**classification_metrics(images.labels, probabilities, image_data.class_names), "split": split, "data": str(data_dir)}
-    written = write_report(Path(out or model_dir), metrics, metadata, most_wrong(images.paths, images.labels, probabilities))
+    metrics = {
+        **classification_metrics(images.labels, probabilities, image_data.class_names),
+        "split": split,
+        "data": str(data_dir),
+    }
+    written = write_report(
+        Path(out or model_dir), metrics, metadata, most_wrong(images.paths, images.labels, probabilities)
+    )
     log(format_table(metrics))
     log(f"wrote {', '.join(str(path) for path in written)}")
     return metrics
@@ -121,11 +139,21 @@ def evaluate(model_dir: str | Path, data: str | None = None, split: str = "valid
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="python -m classifier.evaluate",
-        description="Evaluate a trained model folder: per-class metrics, confusion matrix, learning curves, most confidently wrong images.",
+        description=(
+            "Evaluate a trained model folder: per-class metrics, confusion matrix, learning curves, most "
+            "confidently wrong images."
+        ),
     )
     parser.add_argument("model_dir", help="model folder written by python -m classifier.train")
-    parser.add_argument("--data", help="image folder or built-in dataset name (default: the data the model was trained on)")
-    parser.add_argument("--split", choices=("validation", "train"), default="validation", help="which images to score (default: validation)")
+    parser.add_argument(
+        "--data", help="image folder or built-in dataset name (default: the data the model was trained on)"
+    )
+    parser.add_argument(
+        "--split",
+        choices=("validation", "train"),
+        default="validation",
+        help="which images to score (default: validation)",
+    )
     parser.add_argument("--out", help="folder for metrics.json and the plots (default: the model folder)")
     return parser
 

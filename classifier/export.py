@@ -12,6 +12,7 @@ the LiteRT interpreter), run on sample images and compared with the Keras model 
 `exportcheck`). The figures are printed and saved in `export.json`; a failed check is an error
 (exit 1) and leaves nothing at `--out`.
 """
+
 from __future__ import annotations
 
 import sys
@@ -87,7 +88,10 @@ def export_model(
     size = tuple(metadata["image_size"])
     train_folder, check_folder, why_none = _data_folders(metadata, data)
     if quantize == "int8" and train_folder is None:
-        raise UsageError(f"--quantize int8 needs real images to calibrate on, and {why_none}; pass --data FOLDER with images like the training ones")
+        raise UsageError(
+            f"--quantize int8 needs real images to calibrate on, and {why_none}; pass --data FOLDER with images like "
+            "the training ones"
+        )
     model = load_model(model_dir)
     samples = exportcheck.image_samples(check_folder, size, CHECK_IMAGES, why_none)
     reference = model(samples.pixels, training=False).numpy()
@@ -100,7 +104,9 @@ def export_model(
         else:
             calibration = exportcheck.sample_split(train_folder, CALIBRATION_IMAGES) if quantize == "int8" else None
             (folder / TFLITE_FILE).write_bytes(convert_tflite(model, size, quantize, calibration))
-            results = {"tflite": exportcheck.compare(run_tflite(folder / TFLITE_FILE, samples.pixels), reference, tolerance)}
+            results = {
+                "tflite": exportcheck.compare(run_tflite(folder / TFLITE_FILE, samples.pixels), reference, tolerance)
+            }
         for name, figures in results.items():
             log(f"check {exportcheck.describe(name, figures)}")
         record = export_metadata(model_dir, metadata, format, quantize, exportcheck.check(results, samples.source))
@@ -181,7 +187,9 @@ def convert_tflite(model, size: tuple[int, int], quantize: str, calibration=None
         # function of a Keras 3 model would keep them as uninitialised resource variables).
         archive = keras.export.ExportArchive()
         archive.track(at_size)
-        archive.add_endpoint(PIXELS_SIGNATURE, lambda images: {"probabilities": at_size(images, training=False)}, [_pixels_spec(size)])
+        archive.add_endpoint(
+            PIXELS_SIGNATURE, lambda images: {"probabilities": at_size(images, training=False)}, [_pixels_spec(size)]
+        )
         archive.write_out(saved, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[PIXELS_SIGNATURE])
         _configure(converter, size, quantize, calibration)
@@ -229,7 +237,12 @@ def export_metadata(model_dir: Path, metadata: dict, format: str, quantize: str,
     size = metadata["image_size"]
     pixels = f"float32 (N, {size[0]}, {size[1]}, 3), RGB pixels 0..255 at the model's size"
     if format == "savedmodel":
-        inputs = {PIXELS_SIGNATURE: {"images": pixels}, BYTES_SIGNATURE: {"image_bytes": "string (N,), encoded JPEG/PNG/GIF/BMP files, upright (EXIF orientation is not applied)"}}
+        inputs = {
+            PIXELS_SIGNATURE: {"images": pixels},
+            BYTES_SIGNATURE: {
+                "image_bytes": "string (N,), encoded JPEG/PNG/GIF/BMP files, upright (EXIF orientation is not applied)"
+            },
+        }
     else:
         inputs = {"images": pixels.replace("float32", "uint8 (quantised)") if quantize == "int8" else pixels}
     return {
@@ -250,15 +263,38 @@ def export_metadata(model_dir: Path, metadata: dict, format: str, quantize: str,
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="python -m classifier.export",
-        description="Export a model folder as a TF Serving SavedModel or a TFLite model, checked against the Keras model.",
+        description=(
+            "Export a model folder as a TF Serving SavedModel or a TFLite model, checked against the Keras model."
+        ),
         epilog="Example: python -m classifier.export models/cats_dogs --format tflite --quantize int8",
     )
     parser.add_argument("model_dir", help="model folder written by python -m classifier.train")
-    parser.add_argument("--format", choices=FORMATS, default="savedmodel", help="savedmodel (TF Serving) or tflite (default: savedmodel)")
-    parser.add_argument("--quantize", choices=QUANTIZE, default="none", help="tflite only: none, float16 weights, dynamic (int8 weights), int8 (full integer) (default: none)")
-    parser.add_argument("--out", help="export folder to write (default: MODEL_DIR/export/savedmodel or MODEL_DIR/export/tflite_<quantize>)")
-    parser.add_argument("--data", help="image folder (or built-in dataset name) to check and calibrate on (default: the training folder in the model's metadata)")
-    parser.add_argument("--tolerance", type=float, help="largest accepted |p_export - p_keras| (default: per format, see README)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="savedmodel",
+        help="savedmodel (TF Serving) or tflite (default: savedmodel)",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZE,
+        default="none",
+        help="tflite only: none, float16 weights, dynamic (int8 weights), int8 (full integer) (default: none)",
+    )
+    parser.add_argument(
+        "--out",
+        help="export folder to write (default: MODEL_DIR/export/savedmodel or MODEL_DIR/export/tflite_<quantize>)",
+    )
+    parser.add_argument(
+        "--data",
+        help=(
+            "image folder (or built-in dataset name) to check and calibrate on (default: the training folder in the "
+            "model's metadata)"
+        ),
+    )
+    parser.add_argument(
+        "--tolerance", type=float, help="largest accepted |p_export - p_keras| (default: per format, see README)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
     return parser
 

@@ -9,6 +9,7 @@ An export passes when every probability is within the format's tolerance of the 
 top-1 agrees wherever the Keras model's top class beats its runner-up by more than twice the
 tolerance (a closer call may legitimately flip inside the tolerance).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,7 +68,9 @@ def image_samples(folder: Path | None, image_size: tuple[int, int], count: int, 
     """Samples to check an export on: real images from `folder`, else deterministic synthetic ones."""
     split = sample_split(folder, count) if folder is not None else Split()
     if len(split):
-        encoded = [Path(p).read_bytes() if o == 1 else None for p, o in zip(split.paths, split.orientations)]
+        encoded = [
+            Path(p).read_bytes() if o == 1 else None for p, o in zip(split.paths, split.orientations, strict=True)
+        ]
         return Samples(split_pixels(split, image_size), encoded, f"{len(split)} images from {folder}")
     # Integer pixels, so PNG-encoding them for the bytes signature is lossless.
     rng = np.random.default_rng(0)

@@ -14,6 +14,7 @@ image size, pooling, versions); the augmentation key hashes the augmentation set
 per file content, so editing one image recomputes that image only, and entries are written to a
 temporary name and renamed, so an interrupted fill never leaves a wrong one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,7 +36,16 @@ from .model import image_size
 
 # Part of every key: bump it whenever decoding, resizing or augmentation code changes what an entry holds.
 CACHE_FORMAT = 3
-AUGMENTATION_FIELDS = ("rotation", "width_shift", "height_shift", "shear", "zoom", "horizontal_flip", "vertical_flip", "brightness")
+AUGMENTATION_FIELDS = (
+    "rotation",
+    "width_shift",
+    "height_shift",
+    "shear",
+    "zoom",
+    "horizontal_flip",
+    "vertical_flip",
+    "brightness",
+)
 
 
 def default_cache_dir() -> Path:
@@ -88,7 +98,9 @@ class FeatureCache:
         return self.root / f"aug-{self.augmentation}" / f"{sha}-{copy}.npy"
 
 
-def cached_features(extract, split: Split, hashes: list[str], cache: FeatureCache, copy: int, config: TrainConfig, log=print) -> np.ndarray:
+def cached_features(
+    extract, split: Split, hashes: list[str], cache: FeatureCache, copy: int, config: TrainConfig, log=print
+) -> np.ndarray:
     """Features (N, D) of every image in `split` for one copy, computing and caching the missing ones."""
     paths = [cache.entry(sha, copy) for sha in hashes]
     missing = [i for i, path in enumerate(paths) if not path.is_file()]
@@ -126,7 +138,9 @@ def training_features(extractor, data, config: TrainConfig, log=print):
     )
     train_hashes = content_hashes(data.train.paths)
     copies = range(0, 1 + (config.augment_copies if config.augment else 0))
-    x_train = np.concatenate([cached_features(extract, data.train, train_hashes, cache, k, config, log) for k in copies])
+    x_train = np.concatenate(
+        [cached_features(extract, data.train, train_hashes, cache, k, config, log) for k in copies]
+    )
     y_train = np.tile(np.asarray(data.train.labels), len(copies))
     x_val = cached_features(extract, data.validation, content_hashes(data.validation.paths), cache, 0, config, log)
     return x_train, y_train, x_val, np.asarray(data.validation.labels)

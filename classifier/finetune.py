@@ -7,6 +7,7 @@ trainable=False keeps their gamma and beta fixed, as the Keras transfer-learning
 otherwise a few small batches would wreck what the network learnt. The small learning rate
 (`--fine-tune-learning-rate`, 1e-5) keeps the pretrained weights close to where they were.
 """
+
 from __future__ import annotations
 
 from ._tf import keras
@@ -22,14 +23,23 @@ def fine_tune_layer(model, backbone: Backbone, config: TrainConfig) -> str | Non
     if not config.fine_tune_epochs:
         return None
     if config.weights == "none":
-        raise UsageError(f"--fine-tune-epochs {config.fine_tune_epochs}: with --weights none the whole network already trains; there is nothing to unfreeze")
+        raise UsageError(
+            f"--fine-tune-epochs {config.fine_tune_epochs}: with --weights none the whole network already trains; "
+            "there is nothing to unfreeze"
+        )
     if backbone.name.startswith(HUB_PREFIX):
-        raise UsageError(f"--fine-tune-epochs {config.fine_tune_epochs}: a hub: backbone is one frozen layer and cannot be fine-tuned")
+        raise UsageError(
+            f"--fine-tune-epochs {config.fine_tune_epochs}: a hub: backbone is one frozen layer and cannot be "
+            "fine-tuned"
+        )
     cut = config.cut_layer or backbone.default_cut or TOP
     start = config.fine_tune_from or backbone.fine_tune_from(cut)
     names = [layer.name for layer in model.get_layer(BACKBONE_LAYER).layers]
     if start not in names:
-        raise UsageError(f"--fine-tune-from {start}: {backbone.name} cut at {cut} has no layer of that name; pick one from its summary()")
+        raise UsageError(
+            f"--fine-tune-from {start}: {backbone.name} cut at {cut} has no layer of that name; pick one from its "
+            "summary()"
+        )
     return start
 
 

@@ -10,6 +10,7 @@ that, so plain `keras.models.load_model` only needs `import classifier.hub` firs
 The hub model stays frozen: its variables are not Keras variables, and TF-Hub feature vectors take
 images scaled to [0, 1], which the Rescaling layer in front of it provides.
 """
+
 from __future__ import annotations
 
 from ._tf import keras, tf
@@ -26,9 +27,13 @@ def load_hub_module(handle: str):
     try:
         module = hub.load(handle)
     except Exception as error:  # network, missing folder, not a SavedModel: hub raises many kinds
-        raise UsageError(f"--backbone hub:{handle}: cannot load it as a TF-Hub model ({str(error).strip().splitlines()[0][:200]})") from None
+        raise UsageError(
+            f"--backbone hub:{handle}: cannot load it as a TF-Hub model ({str(error).strip().splitlines()[0][:200]})"
+        ) from None
     if not callable(module):
-        raise UsageError(f"--backbone hub:{handle}: not a TF2 image feature-vector model (the loaded SavedModel is not callable)")
+        raise UsageError(
+            f"--backbone hub:{handle}: not a TF2 image feature-vector model (the loaded SavedModel is not callable)"
+        )
     return module
 
 
@@ -55,14 +60,23 @@ def hub_backbone(handle: str):
     from .backbones import Backbone, scaling
 
     if not handle:
-        raise UsageError("--backbone hub: needs a handle after the colon, e.g. hub:https://tfhub.dev/... or hub:path/to/saved_model")
+        raise UsageError(
+            "--backbone hub: needs a handle after the colon, e.g. hub:https://tfhub.dev/... or hub:path/to/saved_model"
+        )
 
     def build(input_shape, weights, alpha):
         if weights != "imagenet":
-            raise UsageError(f"--weights {weights or 'none'}: a hub: backbone brings its own weights; leave --weights at its default")
+            raise UsageError(
+                f"--weights {weights or 'none'}: a hub: backbone brings its own weights; leave --weights at its default"
+            )
         inputs = keras.Input(input_shape)
         return keras.Model(inputs, HubFeatures(handle, name="hub_features")(inputs), name="hub")
 
     return Backbone(
-        f"hub:{handle}", build, scaling(1 / 255.0, 0.0), min_size=HUB_MIN_SIZE, default_cut=None, default_size=HUB_DEFAULT_SIZE,
+        f"hub:{handle}",
+        build,
+        scaling(1 / 255.0, 0.0),
+        min_size=HUB_MIN_SIZE,
+        default_cut=None,
+        default_size=HUB_DEFAULT_SIZE,
     )

@@ -19,6 +19,7 @@ got 0.990-0.991 against 0.985-0.989, InceptionV3 mixed7 at 150 px 0.967-0.968 ag
 0.965-0.967, and the resize's cost fell from about 1 ms of CPU per image to 0.2 ms. A decoded
 JPEG is less than twice the target size, so plain bilinear skips no detail worth keeping there.
 """
+
 from __future__ import annotations
 
 import io
@@ -174,7 +175,9 @@ def _decode_jpeg_tf(data, target_side: int | None):
     Pillow does, and the accurate integer DCT is libjpeg's default, the one Pillow uses."""
 
     def at_ratio(ratio):
-        return lambda: tf.cast(tf.io.decode_jpeg(data, channels=3, ratio=ratio, dct_method="INTEGER_ACCURATE"), tf.float32)
+        return lambda: tf.cast(
+            tf.io.decode_jpeg(data, channels=3, ratio=ratio, dct_method="INTEGER_ACCURATE"), tf.float32
+        )
 
     if not target_side:
         return at_ratio(1)()
@@ -196,14 +199,14 @@ def _apply_orientation_tf(image, orientation):
     """EXIF orientation 1..8 -> upright image; the same transforms as `ImageOps.exif_transpose`."""
     transpose = lambda x: tf.transpose(x, [1, 0, 2])  # noqa: E731
     branches = [
-        lambda: image,                                        # 1: upright
-        lambda: tf.reverse(image, [1]),                       # 2: mirrored left-right
-        lambda: tf.image.rot90(image, 2),                     # 3: rotated 180
-        lambda: tf.reverse(image, [0]),                       # 4: mirrored top-bottom
-        lambda: transpose(image),                             # 5: transposed
-        lambda: tf.image.rot90(image, 3),                     # 6: needs 90 clockwise
-        lambda: tf.image.rot90(transpose(image), 2),          # 7: transversed
-        lambda: tf.image.rot90(image, 1),                     # 8: needs 90 counter-clockwise
+        lambda: image,  # 1: upright
+        lambda: tf.reverse(image, [1]),  # 2: mirrored left-right
+        lambda: tf.image.rot90(image, 2),  # 3: rotated 180
+        lambda: tf.reverse(image, [0]),  # 4: mirrored top-bottom
+        lambda: transpose(image),  # 5: transposed
+        lambda: tf.image.rot90(image, 3),  # 6: needs 90 clockwise
+        lambda: tf.image.rot90(transpose(image), 2),  # 7: transversed
+        lambda: tf.image.rot90(image, 1),  # 8: needs 90 counter-clockwise
     ]
     return tf.switch_case(tf.clip_by_value(tf.cast(orientation, tf.int32) - 1, 0, 7), branches)
 

@@ -2,7 +2,8 @@
 
     image (H, W, 3), 0..255
       -> Resizing(image_size)           the same op training's tf.data pipeline runs
-      -> backbone_scaling               the backbone's own input preprocessing (Rescaling, or a fixed 1x1 conv for caffe mode)
+      -> backbone_scaling               the backbone's own input preprocessing
+                                        (Rescaling, or a fixed 1x1 conv for caffe mode)
       -> backbone (frozen)              e.g. InceptionV3 up to mixed7
       -> pooling                        -> "features": fixed for a frozen backbone, so cacheable
       -> head: Dense relu -> Dropout -> Dense softmax (one probability per class)
@@ -11,6 +12,7 @@ The head is a nested model, so it can be trained alone on cached features and st
 of the full model. Only built-in Keras layers, so `keras.models.load_model("model.keras")` needs
 nothing of ours (except a `hub:` backbone, whose layer registers itself when `classifier.hub` is imported).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,7 +34,9 @@ def check_model_options(config: TrainConfig):
     """Fail fast, before any data is read, on a backbone or size the model cannot be built with."""
     backbone = get_backbone(config.backbone)
     if min(image_size(config)) < backbone.min_size:
-        raise UsageError(f"--image-size {min(image_size(config))}: {backbone.name} needs at least {backbone.min_size} px")
+        raise UsageError(
+            f"--image-size {min(image_size(config))}: {backbone.name} needs at least {backbone.min_size} px"
+        )
     if config.alpha != 1.0 and not backbone.takes_alpha:
         raise UsageError(f"--alpha {config.alpha}: only mobilenet_v2 has a width multiplier, not {backbone.name}")
     return backbone

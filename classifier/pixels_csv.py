@@ -3,6 +3,7 @@
 Sign Language MNIST ships this way (28x28 grey, labels 0..24 for the letters A..Y without J);
 any CSV of the same shape converts the same way, so training treats it like any image folder.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -51,8 +52,10 @@ def read_pixels_csv(csv_path: Path, image_shape=(28, 28)) -> tuple[np.ndarray, n
     except ValueError as error:
         raise UsageError(f"{csv_path}: not a pixels CSV: {error}") from None
     if table.shape[0] == 0 or table.shape[1] != len(expected):
-        raise UsageError(f"{csv_path}: expected rows of {len(expected)} numbers under the header, "
-                         f"found {table.shape[0]} rows of {table.shape[1]}")
+        raise UsageError(
+            f"{csv_path}: expected rows of {len(expected)} numbers under the header, "
+            f"found {table.shape[0]} rows of {table.shape[1]}"
+        )
     table = table if order is None else table[:, order]
     pixels = table[:, 1:]
     outside = (pixels < 0) | (pixels > 255)
@@ -70,11 +73,16 @@ def _column_order(csv_path: Path, header: list[str], expected: list[str], image_
         return [header.index(c) for c in expected]
     missing = [c for c in expected if c not in header]
     extra = [c for c in header if c not in expected]
-    detail = "; ".join(f"{what}: {', '.join(cols[:3])}{', ...' if len(cols) > 3 else ''} ({len(cols)})"
-                       for what, cols in (("missing", missing), ("unexpected", extra)) if cols)
+    detail = "; ".join(
+        f"{what}: {', '.join(cols[:3])}{', ...' if len(cols) > 3 else ''} ({len(cols)})"
+        for what, cols in (("missing", missing), ("unexpected", extra))
+        if cols
+    )
     shape = "x".join(map(str, image_shape))
-    raise UsageError(f"{csv_path}: not a pixels CSV for {shape} images: expected columns label, "
-                     f"pixel1..pixel{len(expected) - 1}; {detail or 'duplicate columns'}")
+    raise UsageError(
+        f"{csv_path}: not a pixels CSV for {shape} images: expected columns label, "
+        f"pixel1..pixel{len(expected) - 1}; {detail or 'duplicate columns'}"
+    )
 
 
 def _label_folders(csv_path: Path, labels: np.ndarray, class_names) -> list[str]:

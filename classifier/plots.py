@@ -3,6 +3,7 @@
 matplotlib is imported inside `_pyplot()` with the Agg backend (files only, no display), so
 importing this module is free and training pays for matplotlib only when it draws.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,7 +27,7 @@ def plot_curves(history: dict[str, list[float]], path: Path, fine_tune_start: in
     """Training vs validation accuracy and loss per epoch; a dashed line where fine-tuning began."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=DPI)
-    for ax, metric in zip(axes, ("accuracy", "loss")):
+    for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
         for key, label, style in ((metric, "training", "o-"), (f"val_{metric}", "validation", "s-")):
             values = history.get(key, [])
             ax.plot(range(1, len(values) + 1), values, style, markersize=3, label=label)
@@ -56,8 +57,15 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
     ax.set_title(f"confusion matrix ({int(counts.sum())} images)")
     if n <= 30:
         for (row, col), count in np.ndenumerate(counts):
-            ax.text(col, row, str(count), ha="center", va="center", fontsize=8 if n > 12 else 10,
-                    color="white" if shares[row, col] > 0.5 else "black")
+            ax.text(
+                col,
+                row,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=8 if n > 12 else 10,
+                color="white" if shares[row, col] > 0.5 else "black",
+            )
     fig.tight_layout()
     return _save(fig, path)
 
@@ -69,7 +77,7 @@ def plot_images(images: Sequence[np.ndarray], titles: Sequence[str], path: Path,
     fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), dpi=DPI, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, title in zip(axes.flat, images, titles):
+    for ax, image, title in zip(axes.flat, images, titles, strict=False):
         ax.imshow(np.clip(image, 0, 255).astype(np.uint8))
         ax.set_title(title, fontsize=9)
     if not images:

@@ -5,6 +5,7 @@
 Images go through `images.load_rgb` (EXIF, any mode -> RGB, size limits) and `images.resize`,
 the op the training pipeline and the model's own Resizing layer run, then one compiled call.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,7 +82,9 @@ def expand_image_args(paths: Sequence[str]) -> list[Path]:
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m classifier.predict", description="Classify images with a trained model folder.")
+    parser = ArgumentParser(
+        prog="python -m classifier.predict", description="Classify images with a trained model folder."
+    )
     parser.add_argument("model_dir", help="model folder written by python -m classifier.train")
     parser.add_argument("images", nargs="+", help="image files, or folders to classify every image in")
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to show per image (default: 3)")

@@ -7,6 +7,7 @@ then hand the pixels over. The worker runs whatever is waiting as one batch, so 
 runs at once (no waiting window) and requests that pile up behind a busy model share its next
 call. A bad upload fails only its own request, which Gradio's `batch=True` cannot promise.
 """
+
 from __future__ import annotations
 
 import queue
@@ -63,7 +64,10 @@ class BatchedPredictor:
             try:
                 # Big requests (the batch tab) are cut into max_batch slices; small ones are merged.
                 stacked = np.concatenate([pixels for pixels, _ in jobs])
-                chunks = [self.predictor.probabilities_of_pixels(stacked[i : i + self.max_batch]) for i in range(0, len(stacked), self.max_batch)]
+                chunks = [
+                    self.predictor.probabilities_of_pixels(stacked[i : i + self.max_batch])
+                    for i in range(0, len(stacked), self.max_batch)
+                ]
                 probabilities = np.concatenate(chunks)
                 self.calls += len(chunks)
                 self.images += len(stacked)
@@ -88,7 +92,11 @@ def find_models(models_dir: str | Path) -> dict[str, Path]:
         return {root.name: root}
     if not root.is_dir():
         return {}
-    return {path.name: path for path in sorted(root.iterdir()) if path.is_dir() and not path.name.startswith(".") and is_model_dir(path)}
+    return {
+        path.name: path
+        for path in sorted(root.iterdir())
+        if path.is_dir() and not path.name.startswith(".") and is_model_dir(path)
+    }
 
 
 class ModelLibrary:

@@ -5,6 +5,7 @@
 Each class is one shape (circle, square, triangle, ...) in a random colour, size and place on a
 random plain background, so a model has to learn shape, not colour or position.
 """
+
 from __future__ import annotations
 
 import sys
@@ -63,7 +64,9 @@ def make_shapes_dataset(
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python -m classifier.shapes", description="Draw a small shapes dataset (one folder per class).")
+    parser = ArgumentParser(
+        prog="python -m classifier.shapes", description="Draw a small shapes dataset (one folder per class)."
+    )
     parser.add_argument("out_dir", help="folder to write (class subfolders go inside)")
     parser.add_argument("--per-class", type=int, default=60, help="images per class (default: 60)")
     parser.add_argument("--classes", default=",".join(SHAPES[:3]), help=f"comma-separated, from {', '.join(SHAPES)}")

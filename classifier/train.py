@@ -4,6 +4,7 @@
 
 `train(config)` is the library entry point; `main` is a thin CLI over it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,7 +38,14 @@ from .errors import ArgumentParser, cli
 from .evaluate import classification_metrics, most_wrong, write_report
 from .features import feature_cache_applies, training_features
 from .finetune import fine_tune_layer, unfreeze_from
-from .model import build_model, check_model_options, compile_model, feature_extractor, image_size, with_backbone_defaults
+from .model import (
+    build_model,
+    check_model_options,
+    compile_model,
+    feature_extractor,
+    image_size,
+    with_backbone_defaults,
+)
 from .model import head as model_head
 
 
@@ -65,7 +73,10 @@ def train(config: TrainConfig, log=print) -> TrainResult:
     config = with_backbone_defaults(config.validate())
     backbone = check_model_options(config)
     if not backbone.pretrained and config.weights != "none":
-        log(f"note: {backbone.name} has no pretrained weights; --weights {config.weights} is ignored and it trains from scratch")
+        log(
+            f"note: {backbone.name} has no pretrained weights; --weights {config.weights} is ignored and it trains "
+            "from scratch"
+        )
         config = dataclasses.replace(config, weights="none")
     strategy = distribution_strategy(config, log)
     started = time.time()
@@ -83,19 +94,30 @@ def train(config: TrainConfig, log=print) -> TrainResult:
     log(
         f"data: {len(data.train)} training and {len(data.validation)} validation images "
         f"({'validation folder' if data.validation_from == 'folder' else f'{config.validation_split:.0%} held out'}), "
-        f"{len(data.class_names)} classes: {', '.join(data.class_names[:10])}{' ...' if len(data.class_names) > 10 else ''}"
+        f"{len(data.class_names)} classes: "
+        f"{', '.join(data.class_names[:10])}{' ...' if len(data.class_names) > 10 else ''}"
     )
     if config.weights == "none":
         log("note: --weights none has no pretrained features to transfer, so the whole network trains from scratch")
     else:
         weights = "" if backbone.name.startswith(HUB_PREFIX) else f" ({config.weights} weights)"
-        log(f"model: {config.backbone}{weights} frozen up to {cut_layer(config) or 'its output'}, {config.head_pooling} pooling head")
+        log(
+            f"model: {config.backbone}{weights} frozen up to {cut_layer(config) or 'its output'}, "
+            f"{config.head_pooling} pooling head"
+        )
 
     class_weight = class_weights(config, data.train.labels, len(data.class_names))
     batch = lambda count: replica_batch_size(config.batch_size, count, strategy)  # noqa: E731
     # The image pipelines (lazy until iterated): for the head without the cache, fine-tuning and evaluation.
     image_fit = dict(
-        x=image_dataset(data.train, image_size(config), batch(len(data.train)), shuffle=True, seed=config.seed, augmenter=make_augmenter(config, config.seed)),
+        x=image_dataset(
+            data.train,
+            image_size(config),
+            batch(len(data.train)),
+            shuffle=True,
+            seed=config.seed,
+            augmenter=make_augmenter(config, config.seed),
+        ),
         validation_data=image_dataset(data.validation, image_size(config), batch(len(data.validation))),
         class_weight=class_weight,
         shuffle=False,  # the training pipeline shuffles itself
@@ -110,30 +132,75 @@ def train(config: TrainConfig, log=print) -> TrainResult:
             x_train, y_train, x_val, y_val = training_features(feature_extractor(model), data, config, log)
             timing.update(features_seconds=round(time.time() - tick, 1), cached_training_vectors=len(x_train))
             fit_model = model_head(model)
-            fit_args = dict(x=x_train, y=y_train, batch_size=batch(len(x_train)), validation_data=(x_val, y_val), class_weight=class_weight, shuffle=True)
+            fit_args = dict(
+                x=x_train,
+                y=y_train,
+                batch_size=batch(len(x_train)),
+                validation_data=(x_val, y_val),
+                class_weight=class_weight,
+                shuffle=True,
+            )
         tick = time.time()
-        stages = [run_stage("head", model, fit_model, fit_args, checkpoint, strategy, config, config.learning_rate, 0, config.epochs, log)]
+        stages = [
+            run_stage(
+                "head",
+                model,
+                fit_model,
+                fit_args,
+                checkpoint,
+                strategy,
+                config,
+                config.learning_rate,
+                0,
+                config.epochs,
+                log,
+            )
+        ]
         timing["head_seconds"] = round(time.time() - tick, 1)
         if fine_tune_from:  # fine-tuning changes the backbone, so it trains on images, never on the cache
             tick, start = time.time(), checkpoint.epochs_done
             layers = unfreeze_from(model, fine_tune_from)
-            log(f"fine-tuning: {layers} backbone layers from {fine_tune_from} on train (BatchNorm stays frozen) at learning rate {config.fine_tune_learning_rate:g}")
-            stage = run_stage("fine_tune", model, model, image_fit, checkpoint, strategy, config, config.fine_tune_learning_rate,
-                              start, start + config.fine_tune_epochs, log)
+            log(
+                f"fine-tuning: {layers} backbone layers from {fine_tune_from} on train (BatchNorm stays frozen) at "
+                f"learning rate {config.fine_tune_learning_rate:g}"
+            )
+            stage = run_stage(
+                "fine_tune",
+                model,
+                model,
+                image_fit,
+                checkpoint,
+                strategy,
+                config,
+                config.fine_tune_learning_rate,
+                start,
+                start + config.fine_tune_epochs,
+                log,
+            )
             stages.append({**stage, "from_layer": fine_tune_from})
             timing["fine_tune_seconds"] = round(time.time() - tick, 1)
         if cached and not fine_tune_from:  # the head on cached features is exactly the model on images
             probabilities = model_head(model).predict(x_val, verbose=0)
         else:
             probabilities = model.predict(image_fit["validation_data"], verbose=0)
-        metrics = {**classification_metrics(data.validation.labels, probabilities, data.class_names), "split": "validation", "data": str(data_dir)}
+        metrics = {
+            **classification_metrics(data.validation.labels, probabilities, data.class_names),
+            "split": "validation",
+            "data": str(data_dir),
+        }
         metadata = build_metadata(config, data, model, checkpoint.history, time.time() - started)
-        metadata.update(stages=stages, fine_tune_start_epoch=stages[1]["first_epoch"] - 1 if len(stages) > 1 else None,
-                        validation_metrics={"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_avg"]["f1"]},
-                        timing=timing, distribution=describe(strategy, config))
+        metadata.update(
+            stages=stages,
+            fine_tune_start_epoch=stages[1]["first_epoch"] - 1 if len(stages) > 1 else None,
+            validation_metrics={"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_avg"]["f1"]},
+            timing=timing,
+            distribution=describe(strategy, config),
+        )
         wrong = most_wrong(data.validation.paths, data.validation.labels, probabilities)
         with worker_out_dir(out, strategy) as save_to:
-            save_model_dir(save_to, model, metadata, extra=lambda folder: write_report(folder, metrics, metadata, wrong))
+            save_model_dir(
+                save_to, model, metadata, extra=lambda folder: write_report(folder, metrics, metadata, wrong)
+            )
     except KeyboardInterrupt:
         raise checkpoint.interrupted() from None
     except WORKER_LOST as error:
@@ -150,14 +217,28 @@ def train(config: TrainConfig, log=print) -> TrainResult:
     return TrainResult(out, metadata, model)
 
 
-def run_stage(name: str, model, fit_model, fit_args: dict, checkpoint: Checkpoint, strategy, config: TrainConfig,
-              learning_rate: float, first: int, last: int, log) -> dict:
+def run_stage(
+    name: str,
+    model,
+    fit_model,
+    fit_args: dict,
+    checkpoint: Checkpoint,
+    strategy,
+    config: TrainConfig,
+    learning_rate: float,
+    first: int,
+    last: int,
+    log,
+) -> dict:
     """Fit epochs [first, last) of `fit_model` (the full model, or its head on cached features) at
     `learning_rate`, resumable; a stage finished before an interruption is restored instead.
     Checkpoints always hold the full `model`'s weights."""
     done = checkpoint.finished(name)
     if done:
-        log(f"resume: the {name} stage had finished (epochs {done['first_epoch']}-{done['last_epoch']}); its weights are restored")
+        log(
+            f"resume: the {name} stage had finished (epochs {done['first_epoch']}-{done['last_epoch']}); its weights "
+            "are restored"
+        )
         return checkpoint.restore_stage(name, model)
     with strategy.scope():
         compile_model(fit_model, learning_rate)
@@ -166,14 +247,27 @@ def run_stage(name: str, model, fit_model, fit_args: dict, checkpoint: Checkpoin
         log(f"resume: continuing the {name} stage after epoch {checkpoint.epochs_done}")
         fit_model.optimizer.learning_rate = checkpoint.history["learning_rate"][-1]
     control = training_callbacks(config)
-    fit_model._initial_epoch = None  # Keras keeps the epoch BackupAndRestore restored on the model, even into the next fit
+    fit_model._initial_epoch = (
+        None  # Keras keeps the epoch BackupAndRestore restored on the model, even into the next fit
+    )
     total = config.epochs + config.fine_tune_epochs
     with multi_worker_fit(strategy):
-        fit_model.fit(**fit_args, initial_epoch=first, epochs=last, verbose=0, callbacks=[*callbacks, EpochLog(total, log), *control])
+        fit_model.fit(
+            **fit_args,
+            initial_epoch=first,
+            epochs=last,
+            verbose=0,
+            callbacks=[*callbacks, EpochLog(total, log), *control],
+        )
     note = early_stop_note(control)
     if note:
         log(note)
-    info = {"name": name, "first_epoch": first + 1, "last_epoch": checkpoint.epochs_done, "learning_rate": learning_rate}
+    info = {
+        "name": name,
+        "first_epoch": first + 1,
+        "last_epoch": checkpoint.epochs_done,
+        "learning_rate": learning_rate,
+    }
     checkpoint.finish_stage(name, model, info)
     return info
 
@@ -204,7 +298,10 @@ def build_metadata(config: TrainConfig, data, model, history: dict, seconds: flo
         "epochs_run": len(history["val_accuracy"]),
         "train_seconds": round(seconds, 1),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "parameters": {"total": int(model.count_params()), "trainable": int(sum(w.numpy().size for w in model.trainable_weights))},
+        "parameters": {
+            "total": int(model.count_params()),
+            "trainable": int(sum(w.numpy().size for w in model.trainable_weights)),
+        },
         "versions": versions(),
     }
 

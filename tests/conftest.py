@@ -1,4 +1,5 @@
 """Shared fixtures: small learnable datasets drawn on the spot, and one model trained once per session."""
+
 from __future__ import annotations
 
 import socket

@@ -3,6 +3,7 @@
 Logical devices must be configured before TensorFlow initialises its runtime, hence a fresh process.
 This is how CI gives MirroredStrategy two devices without a GPU.
 """
+
 import sys
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Tiny image folders painted with numpy for tests whose right answer is known in advance."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +15,7 @@ def solid(rgb):
 
 def stripes(axis: int):
     """A painter: two random colours in stripes across `axis` (0: horizontal, 1: vertical), random period and phase."""
+
     def paint(rng, size):
         period, phase = rng.integers(4, 9), rng.integers(0, 8)
         band = ((np.arange(size) + phase) // (period // 2)) % 2
@@ -21,6 +23,7 @@ def stripes(axis: int):
         mask = np.broadcast_to(mask, (size, size))[..., None]
         a, b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
         return np.where(mask, a, b) + rng.normal(0, 6, (size, size, 3))
+
     return paint
 
 

@@ -1,4 +1,5 @@
 """The real app on a loopback port, called the way users call it: gradio_client and a browser."""
+
 from __future__ import annotations
 
 import shutil
@@ -23,8 +24,14 @@ from classifier.serving import BatchedPredictor, ModelLibrary, find_models
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -70,7 +77,7 @@ def confidences(result: dict) -> dict[str, float]:
 
 
 def assert_same_prediction(result: dict, probabilities: np.ndarray, class_names, what=""):
-    expected = dict(zip(class_names, probabilities.tolist()))
+    expected = dict(zip(class_names, probabilities.tolist(), strict=True))
     assert result["label"] == max(expected, key=expected.get), what
     for label, confidence in confidences(result).items():
         assert confidence == pytest.approx(expected[label], abs=1e-5), what
@@ -138,7 +145,7 @@ def test_concurrent_calls_all_answered_correctly(client, predictor, shapes_dir, 
     jobs = [client.submit(handle_file(str(path)), api_name="/predict") for path in paths]
     bad = client.submit(handle_file(str(junk)), api_name="/predict")  # fails alone, mid-stream
     expected = predictor.predict_proba(paths)
-    for job, probabilities in zip(jobs, expected):
+    for job, probabilities in zip(jobs, expected, strict=True):
         assert_same_prediction(job.result(timeout=60), probabilities, predictor.class_names)
     with pytest.raises(AppError, match="junk.jpg"):
         bad.result(timeout=60)
@@ -194,7 +201,9 @@ def test_card_examples_and_curves_come_from_the_model_folder(models_dir, model_d
     picture, history = app.curves("shapes_copy")  # no curves.png: the history from metadata.json
     assert picture is None and set(history["metric"]) == {"accuracy", "val_accuracy"}
     table, confusion = app.evaluation("shapes")
-    assert "circle" in table and "triangle" in table and "accuracy" in table and confusion.endswith("confusion_matrix.png")
+    assert (
+        "circle" in table and "triangle" in table and "accuracy" in table and confusion.endswith("confusion_matrix.png")
+    )
     (models_dir / "shapes_copy" / "metrics.json").unlink()
     (models_dir / "shapes_copy" / "confusion_matrix.png").unlink()
     assert app.evaluation("shapes_copy") == (None, None)
@@ -206,7 +215,9 @@ def test_without_a_model_the_page_says_how_to_train_one(tmp_path, shapes_dir):
         page_config = urllib.request.urlopen(url + "config", timeout=10).read().decode()
         assert "No trained model yet" in page_config and "python -m classifier.train --data" in page_config
         with pytest.raises(AppError, match="python -m classifier.train"):
-            Client(url, verbose=False).predict(handle_file(str(sorted(shapes_dir.glob("*/*.png"))[0])), api_name="/predict")
+            Client(url, verbose=False).predict(
+                handle_file(str(sorted(shapes_dir.glob("*/*.png"))[0])), api_name="/predict"
+            )
     finally:
         demo.close()
 
@@ -228,9 +239,14 @@ def test_readme_is_a_space_pinned_to_the_requirements_gradio():
     assert {"title", "emoji", "colorFrom", "colorTo", "pinned", "license"} <= set(meta)
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (CI installs it: apt-get install chromium)")
+@pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="needs Debian's chromium at /usr/bin/chromium (CI installs it: apt-get install chromium)",
+)
 def test_browser_uploads_an_image_and_reads_the_label(server, predictor, shapes_dir):
-    sync_playwright = pytest.importorskip("playwright.sync_api", reason="needs the playwright Python package").sync_playwright
+    sync_playwright = pytest.importorskip(
+        "playwright.sync_api", reason="needs the playwright Python package"
+    ).sync_playwright
     url, _ = server
     path = sorted(shapes_dir.glob("square/*.png"))[0]
     expected = predictor.predict(path)[0][0]

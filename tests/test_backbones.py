@@ -1,4 +1,5 @@
 """Every backbone builds, trains and reloads at its minimum size; simple_cnn learns; a TF-Hub model round-trips."""
+
 from __future__ import annotations
 
 import keras
@@ -19,18 +20,34 @@ QUIET = dict(log=lambda *_: None)
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     """2 classes x 5 images: 8 training images, one batch of 8."""
-    return make_shapes_dataset(tmp_path_factory.mktemp("tiny") / "shapes", per_class=5, size=32, classes=["circle", "square"])
+    return make_shapes_dataset(
+        tmp_path_factory.mktemp("tiny") / "shapes", per_class=5, size=32, classes=["circle", "square"]
+    )
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_every_backbone_trains_an_epoch_at_its_minimum_size(name, tiny_data, tmp_path):
     size = BACKBONES[name].min_size
-    config = tiny_config(tiny_data, tmp_path / name, backbone=name, cut_layer=None, image_size=size, epochs=1, batch_size=8, dense_units=8, augment=False)
+    config = tiny_config(
+        tiny_data,
+        tmp_path / name,
+        backbone=name,
+        cut_layer=None,
+        image_size=size,
+        epochs=1,
+        batch_size=8,
+        dense_units=8,
+        augment=False,
+    )
     result = train(config, **QUIET)
     assert result.metadata["epochs_run"] == 1 and result.metadata["image_size"] == [size, size]
     predictor = Predictor(result.model_dir)
     image = sorted(tiny_data.glob("circle/*.png"))[0]
-    np.testing.assert_allclose(predictor.predict_proba([image])[0], result.model(predictor.pixels(image)[None], training=False).numpy()[0], atol=1e-4)
+    np.testing.assert_allclose(
+        predictor.predict_proba([image])[0],
+        result.model(predictor.pixels(image)[None], training=False).numpy()[0],
+        atol=1e-4,
+    )
 
 
 def test_resnet50_caffe_preprocessing_matches_keras():
@@ -42,8 +59,17 @@ def test_resnet50_caffe_preprocessing_matches_keras():
 def test_simple_cnn_learns_an_easy_task(tmp_path):
     """The offline proof that the whole loop learns: stripe orientation, from scratch, in a few epochs."""
     data = paint(tmp_path / "stripes", {"horizontal": stripes(0), "vertical": stripes(1)}, per_class=40)
-    config = tiny_config(data, tmp_path / "m", backbone="simple_cnn", cut_layer=None, image_size=24, epochs=8, batch_size=8,
-                         learning_rate=3e-3, augment=False)
+    config = tiny_config(
+        data,
+        tmp_path / "m",
+        backbone="simple_cnn",
+        cut_layer=None,
+        image_size=24,
+        epochs=8,
+        batch_size=8,
+        learning_rate=3e-3,
+        augment=False,
+    )
     result = train(config, **QUIET)
     assert max(result.metadata["history"]["val_accuracy"]) >= 0.9, result.metadata["history"]
 
@@ -62,8 +88,18 @@ class _TinyFeatures(tf.Module):
 def test_hub_backbone_round_trip(tmp_path, tiny_data):
     hub_dir = tmp_path / "hub_model"
     tf.saved_model.save(_TinyFeatures(), str(hub_dir))
-    config = tiny_config(tiny_data, tmp_path / "m", backbone=f"hub:{hub_dir}", weights="imagenet", cut_layer=None, image_size=32,
-                         epochs=1, batch_size=8, dense_units=8, augment=False)
+    config = tiny_config(
+        tiny_data,
+        tmp_path / "m",
+        backbone=f"hub:{hub_dir}",
+        weights="imagenet",
+        cut_layer=None,
+        image_size=32,
+        epochs=1,
+        batch_size=8,
+        dense_units=8,
+        augment=False,
+    )
     result = train(config, **QUIET)
     images = sorted(tiny_data.glob("*/*.png"))[:3]
     predictor = Predictor(result.model_dir)  # reloads the hub layer from its handle, nothing else needed
@@ -85,4 +121,7 @@ def test_options_left_unset_take_the_backbones_defaults():
     assert resolved(backbone="mobilenet_v2") == (224, 2)
     assert resolved(backbone="mobilenet_v2", alpha=0.35) == (224, 0)  # the fast width caches no copies
     assert resolved(backbone="resnet50") == (224, 2)
-    assert resolved(backbone="mobilenet_v2", alpha=0.35, image_size=160, augment_copies=3) == (160, 3)  # given values win
+    assert resolved(backbone="mobilenet_v2", alpha=0.35, image_size=160, augment_copies=3) == (
+        160,
+        3,
+    )  # given values win

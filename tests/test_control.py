@@ -1,4 +1,5 @@
 """Fine-tuning touches only what it unfreezes; early stopping stops; class weights balance."""
+
 from __future__ import annotations
 
 import keras
@@ -18,16 +19,35 @@ def test_fine_tuning_moves_only_unfrozen_layers_and_leaves_batchnorm_alone(tmp_p
     data = paint(tmp_path / "data", {"blue": solid((20, 20, 230)), "red": solid((230, 20, 20))}, per_class=5, size=32)
     weights = tmp_path / "mobilenet.weights.h5"
     keras.utils.set_random_seed(1)
-    keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(weights)
-    config = tiny_config(data, tmp_path / "m", backbone="mobilenet_v2", alpha=0.35, weights=str(weights), cut_layer=None, image_size=32,
-                         epochs=1, fine_tune_epochs=1, fine_tune_learning_rate=1e-2, batch_size=8, dense_units=8, augment=False)
+    keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(
+        weights
+    )
+    config = tiny_config(
+        data,
+        tmp_path / "m",
+        backbone="mobilenet_v2",
+        alpha=0.35,
+        weights=str(weights),
+        cut_layer=None,
+        image_size=32,
+        epochs=1,
+        fine_tune_epochs=1,
+        fine_tune_learning_rate=1e-2,
+        batch_size=8,
+        dense_units=8,
+        augment=False,
+    )
     result = train(config, **QUIET)
     meta = result.metadata
-    assert [stage["name"] for stage in meta["stages"]] == ["head", "fine_tune"] and meta["stages"][1]["from_layer"] == "block_11_expand"
+    assert [stage["name"] for stage in meta["stages"]] == ["head", "fine_tune"] and meta["stages"][1][
+        "from_layer"
+    ] == "block_11_expand"
     assert meta["fine_tune_start_epoch"] == 1 and len(meta["history"]["loss"]) == 2
     assert meta["history"]["learning_rate"] == pytest.approx([1e-3, 1e-2])
 
-    original = keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=str(weights), input_shape=(32, 32, 3))
+    original = keras.applications.MobileNetV2(
+        alpha=0.35, include_top=False, weights=str(weights), input_shape=(32, 32, 3)
+    )
     tuned = result.model.get_layer("backbone")
     names = [layer.name for layer in tuned.layers]
     first = names.index("block_11_expand")
@@ -35,7 +55,10 @@ def test_fine_tuning_moves_only_unfrozen_layers_and_leaves_batchnorm_alone(tmp_p
     for index, layer in enumerate(tuned.layers):
         if not layer.weights:
             continue
-        same = all(np.array_equal(a, b) for a, b in zip(layer.get_weights(), original.get_layer(layer.name).get_weights()))
+        same = all(
+            np.array_equal(a, b)
+            for a, b in zip(layer.get_weights(), original.get_layer(layer.name).get_weights(), strict=True)
+        )
         if isinstance(layer, keras.layers.BatchNormalization) or index < first:
             assert same, f"{layer.name} changed but should be frozen"
         else:
@@ -49,7 +72,17 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(tmp_path):
     data = tmp_path / "data"
     paint(data / "train", {"blue": blue, "red": red}, per_class=16)
     paint(data / "validation", {"blue": red, "red": blue}, per_class=4, seed=1)
-    config = tiny_config(data, tmp_path / "m", backbone="simple_cnn", cut_layer=None, image_size=16, epochs=15, patience=2, learning_rate=1e-2, augment=False)
+    config = tiny_config(
+        data,
+        tmp_path / "m",
+        backbone="simple_cnn",
+        cut_layer=None,
+        image_size=16,
+        epochs=15,
+        patience=2,
+        learning_rate=1e-2,
+        augment=False,
+    )
     result = train(config, **QUIET)
     history = result.metadata["history"]
     run = result.metadata["epochs_run"]

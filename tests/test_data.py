@@ -1,4 +1,5 @@
 """Finding classes and files, splitting, skipping broken files, and refusing unusable folders."""
+
 from __future__ import annotations
 
 import shutil
@@ -86,7 +87,9 @@ def test_pipeline_yields_float_batches_at_size_and_augments_only_when_asked(shap
 def test_random_affine_is_exact_identity_with_every_knob_at_zero_and_varies_otherwise(shapes_dir):
     from classifier.augment import RandomAffine
 
-    batch = np.stack([np.asarray(Image.open(p).convert("RGB"), np.float32) for p in sorted(shapes_dir.glob("*/*.png"))[:4]])
+    batch = np.stack(
+        [np.asarray(Image.open(p).convert("RGB"), np.float32) for p in sorted(shapes_dir.glob("*/*.png"))[:4]]
+    )
     np.testing.assert_array_equal(np.asarray(RandomAffine()(batch, training=True)), batch)
     moved = np.asarray(RandomAffine(rotation=40, zoom=0.2, seed=1)(batch, training=True))
     assert moved.shape == batch.shape and not np.allclose(moved, batch)

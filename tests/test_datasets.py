@@ -3,6 +3,7 @@
 No mocks: the registry is a JSON file pointed at by CLASSIFIER_DATASETS_REGISTRY, the data home is
 a tmp folder (CLASSIFIER_DATA_HOME), and downloads go through the same code path as the real ones.
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,6 +33,7 @@ LETTERS = [None if c == "J" else c for c in "ABCDEFGHIJKLMNOPQRSTUVWXY"]
 
 # -- test data --------------------------------------------------------------------------------------
 
+
 def png(shade: int) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (4, 4), (shade, 255 - shade, 0)).save(buffer, format="PNG")
@@ -49,8 +51,11 @@ def pets_zip(path: Path, cats: int = 3) -> Path:
     """Laid out like cats_and_dogs_filtered.zip: one top folder, train/validation inside, a stray file."""
     entries = {f"pets_filtered/train/cats/cat.{i}.png": png(i) for i in range(cats)}
     entries |= {f"pets_filtered/train/dogs/dog.{i}.png": png(100 + i) for i in range(2)}
-    entries |= {"pets_filtered/validation/cats/cat.9.png": png(9), "pets_filtered/validation/dogs/dog.9.png": png(99),
-                "pets_filtered/vectorize.py": b"print('not an image')\n"}
+    entries |= {
+        "pets_filtered/validation/cats/cat.9.png": png(9),
+        "pets_filtered/validation/dogs/dog.9.png": png(99),
+        "pets_filtered/vectorize.py": b"print('not an image')\n",
+    }
     return make_zip(path, entries)
 
 
@@ -79,12 +84,25 @@ PETS_COUNTS = {"train": {"cats": 3, "dogs": 2}, "validation": {"cats": 1, "dogs"
 def letters_entry(url_base: str | None, train: int, validation: int) -> dict:
     def url(name):
         return f"{url_base}/{name}" if url_base else None
-    return {"kind": "pixels_csv", "folder": "letters", "image_shape": [28, 28], "classes": LETTERS,
-            "csv_dir_env": "CLASSIFIER_ASL_CSV_DIR", "source": "https://example.invalid/login",
-            "files": [{"file": "sign_mnist_train.csv", "split": "train", "url": url("sign_mnist_train.csv")},
-                      {"file": "sign_mnist_valid.csv", "aliases": ["sign_mnist_test.csv"], "split": "validation",
-                       "url": url("sign_mnist_valid.csv")}],
-            "counts": {"train": train, "validation": validation}}
+
+    return {
+        "kind": "pixels_csv",
+        "folder": "letters",
+        "image_shape": [28, 28],
+        "classes": LETTERS,
+        "csv_dir_env": "CLASSIFIER_ASL_CSV_DIR",
+        "source": "https://example.invalid/login",
+        "files": [
+            {"file": "sign_mnist_train.csv", "split": "train", "url": url("sign_mnist_train.csv")},
+            {
+                "file": "sign_mnist_valid.csv",
+                "aliases": ["sign_mnist_test.csv"],
+                "split": "validation",
+                "url": url("sign_mnist_valid.csv"),
+            },
+        ],
+        "counts": {"train": train, "validation": validation},
+    }
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -100,6 +118,7 @@ def dead_url(name: str) -> str:
 
 
 # -- fixtures ---------------------------------------------------------------------------------------
+
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     """Serves the folder; a name in server.cut gets its full Content-Length but only the first N bytes."""
@@ -153,6 +172,7 @@ def ds_env(tmp_path, monkeypatch):
 
 # -- zip datasets -----------------------------------------------------------------------------------
 
+
 def test_happy_path_uses_the_declared_layout_and_marks_the_folder_prepared(ds_env, ds_server):
     pets_zip(ds_server.root / "pets.zip")
     ds_env(pets=zip_entry(f"{ds_server.base}/pets.zip", PETS_LAYOUT, PETS_COUNTS))
@@ -171,12 +191,19 @@ def test_happy_path_uses_the_declared_layout_and_marks_the_folder_prepared(ds_en
 
 
 def test_two_archives_are_assembled_into_train_and_validation(ds_env, ds_server):
-    make_zip(ds_server.root / "horse-or-human.zip", {"horses/h1.png": png(1), "horses/h2.png": png(2),
-                                                     "humans/p1.png": png(3)})
+    make_zip(
+        ds_server.root / "horse-or-human.zip",
+        {"horses/h1.png": png(1), "horses/h2.png": png(2), "humans/p1.png": png(3)},
+    )
     make_zip(ds_server.root / "validation-horse-or-human.zip", {"horses/h9.png": png(4), "humans/p9.png": png(5)})
-    files = [{"file": f"{prefix}horse-or-human.zip", "url": f"{ds_server.base}/{prefix}horse-or-human.zip",
-              "layout": {"horses": f"{split}/horses", "humans": f"{split}/humans"}}
-             for prefix, split in (("", "train"), ("validation-", "validation"))]
+    files = [
+        {
+            "file": f"{prefix}horse-or-human.zip",
+            "url": f"{ds_server.base}/{prefix}horse-or-human.zip",
+            "layout": {"horses": f"{split}/horses", "humans": f"{split}/humans"},
+        }
+        for prefix, split in (("", "train"), ("validation-", "validation"))
+    ]
     counts = {"train": {"horses": 2, "humans": 1}, "validation": {"horses": 1, "humans": 1}}
     ds_env(horses={"kind": "zip", "folder": "horse-or-human", "files": files, "counts": counts})
 
@@ -227,11 +254,14 @@ def test_matching_checksum_is_accepted(ds_env, ds_server):
     assert (datasets.resolve_data("pets", quiet=True) / ".prepared.json").is_file()
 
 
-@pytest.mark.parametrize("how, message", [
-    ("connection cut", "transfer stopped after"),        # server promised more bytes than it sent
-    ("short file, size known", "bytes, expected"),       # registry size catches it
-    ("short file, size unknown", "not a readable zip"),  # only the archive itself can tell
-])
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("connection cut", "transfer stopped after"),  # server promised more bytes than it sent
+        ("short file, size known", "bytes, expected"),  # registry size catches it
+        ("short file, size unknown", "not a readable zip"),  # only the archive itself can tell
+    ],
+)
 def test_truncated_download_leaves_nothing(ds_env, ds_server, how, message):
     full = pets_zip(ds_server.root / "full.zip").read_bytes()
     (ds_server.root / "pets.zip").write_bytes(full if how == "connection cut" else full[: len(full) // 2])
@@ -258,8 +288,9 @@ def _symlink_zip(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("unsafe", ["../evil.png", "pets_filtered/train/cats/../../../../evil.png",
-                                    "/tmp/evil.png", "symlink"])
+@pytest.mark.parametrize(
+    "unsafe", ["../evil.png", "pets_filtered/train/cats/../../../../evil.png", "/tmp/evil.png", "symlink"]
+)
 def test_archive_entries_outside_the_target_are_refused(ds_env, ds_server, tmp_path, unsafe):
     if unsafe == "symlink":
         _symlink_zip(ds_server.root / "pets.zip")
@@ -323,6 +354,7 @@ def test_a_folder_not_made_here_is_never_overwritten(ds_env, ds_server):
 
 # -- resolve_data -----------------------------------------------------------------------------------
 
+
 def test_an_existing_folder_is_returned_unchanged(ds_env, tmp_path):
     ds_env()
     assert datasets.resolve_data(str(tmp_path)) == Path(str(tmp_path))
@@ -340,21 +372,29 @@ def test_the_shipped_registry_defines_the_course_datasets(monkeypatch):
     registry = datasets.load_registry()
 
     assert datasets.known_names() == ["asl", "cats_dogs", "horses_humans"]
-    totals = {name: {split: n if isinstance(n, int) else sum(n.values()) for split, n in d.counts.items()}
-              for name, d in registry.items()}
-    assert totals == {"asl": {"train": 27455, "validation": 7172}, "cats_dogs": {"train": 2000, "validation": 1000},
-                      "horses_humans": {"train": 1027, "validation": 256}}
+    totals = {
+        name: {split: n if isinstance(n, int) else sum(n.values()) for split, n in d.counts.items()}
+        for name, d in registry.items()
+    }
+    assert totals == {
+        "asl": {"train": 27455, "validation": 7172},
+        "cats_dogs": {"train": 2000, "validation": 1000},
+        "horses_humans": {"train": 1027, "validation": 256},
+    }
     assert [f.url for f in registry["cats_dogs"].files] == [
-        "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"]
+        "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
+    ]
     assert [f.url for f in registry["horses_humans"].files] == [
         "https://storage.googleapis.com/learning-datasets/horse-or-human.zip",
-        "https://storage.googleapis.com/learning-datasets/validation-horse-or-human.zip"]
+        "https://storage.googleapis.com/learning-datasets/validation-horse-or-human.zip",
+    ]
     asl = registry["asl"]
     assert [c for c in asl.classes if c] == list("ABCDEFGHIKLMNOPQRSTUVWXY") and asl.classes[9] is None
     assert registry["cats_dogs"].folder == "cats_and_dogs_filtered"
 
 
 # -- pixels CSV -------------------------------------------------------------------------------------
+
 
 def test_convert_pixels_csv_keeps_every_pixel_and_names_folders_by_letter(tmp_path):
     labels = [0, 1, 1, 24, 10, 0, 24, 24]  # A, B, B, Y, K, A, Y, Y
@@ -401,11 +441,17 @@ def _bad_csv(path: Path, problem: str) -> Path:
     return path
 
 
-BAD_CSV = {"missing column": "missing: pixel784", "no label column": "missing: label",
-           "label 25": "label 25 in data row 2 is out of range .valid: 0-8, 10-24",
-           "label 9 (J)": "label 9 in data row 2 is out of range", "label -1": "label -1 in data row 2",
-           "pixel 256": "pixel values must be 0-255", "not a number": "not a pixels CSV",
-           "ragged row": "not a pixels CSV", "header only": "found 0 rows"}
+BAD_CSV = {
+    "missing column": "missing: pixel784",
+    "no label column": "missing: label",
+    "label 25": "label 25 in data row 2 is out of range .valid: 0-8, 10-24",
+    "label 9 (J)": "label 9 in data row 2 is out of range",
+    "label -1": "label -1 in data row 2",
+    "pixel 256": "pixel values must be 0-255",
+    "not a number": "not a pixels CSV",
+    "ragged row": "not a pixels CSV",
+    "header only": "found 0 rows",
+}
 
 
 @pytest.mark.parametrize("problem", BAD_CSV)
@@ -457,8 +503,9 @@ def test_asl_from_a_configured_url(ds_env, ds_server):
 
 def test_asl_without_csvs_says_where_to_get_them(ds_env):
     ds_env(asl=letters_entry(None, 5, 2))
-    with pytest.raises(UsageError, match="login at https://example.invalid/login.*--csv-dir DIR or set "
-                                         "CLASSIFIER_ASL_CSV_DIR"):
+    with pytest.raises(
+        UsageError, match="login at https://example.invalid/login.*--csv-dir DIR or set CLASSIFIER_ASL_CSV_DIR"
+    ):
         datasets.resolve_data("asl")
 
 
@@ -475,6 +522,7 @@ def test_asl_with_a_bad_csv_exits_2_and_leaves_nothing(ds_env, tmp_path, capsys)
 
 
 # -- command line -----------------------------------------------------------------------------------
+
 
 def test_cli_list_info_prepare(ds_env, ds_server, capsys):
     archive = pets_zip(ds_server.root / "pets.zip")
@@ -519,8 +567,14 @@ def test_module_entry_point(ds_env, ds_server):
     ds_env(pets=zip_entry(f"{ds_server.base}/pets.zip", PETS_LAYOUT, PETS_COUNTS))
     env = dict(os.environ, PYTHONPATH=str(REPO))
 
-    result = subprocess.run([sys.executable, "-m", "classifier.datasets", "list"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "classifier.datasets", "list"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[:3] == ["pets", "not", "prepared"]

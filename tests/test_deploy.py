@@ -1,4 +1,5 @@
 """The staged Hugging Face Space: a folder that runs `python app.py` on its own, tested by running it."""
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,9 @@ from classifier.predict import Predictor
 def start_space(folder, port: int, log) -> subprocess.Popen:
     """`python app.py` in the Space folder with nothing of the checkout on its path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLASSIFIER_", "GRADIO_", "PYTHON"))}
-    return subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port)], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
 
 
 def wait_until_serving(process: subprocess.Popen, url: str, log_path, timeout: float = 120) -> None:
@@ -35,7 +38,14 @@ def wait_until_serving(process: subprocess.Popen, url: str, log_path, timeout: f
 def test_staged_space_runs_alone_and_answers(model_dir, shapes_dir, tmp_path):
     space = stage_space(model_dir, tmp_path / "space", title="Shapes demo")
     names = {p.relative_to(space).as_posix() for p in space.rglob("*") if p.is_file()}
-    assert {"app.py", "requirements.txt", "README.md", ".gitattributes", "classifier/predict.py", "classifier/app_ui.py"} <= names
+    assert {
+        "app.py",
+        "requirements.txt",
+        "README.md",
+        ".gitattributes",
+        "classifier/predict.py",
+        "classifier/app_ui.py",
+    } <= names
     assert {f"models/{model_dir.name}/{f}" for f in ("model.keras", "metadata.json", "labels.txt")} <= names
     assert not any("__pycache__" in name for name in names)
     readme = (space / "README.md").read_text()

@@ -1,5 +1,6 @@
 """Training on tf.distribute: mirrored over two logical CPUs and two workers on localhost for real,
 and the checks around it."""
+
 from __future__ import annotations
 
 import contextlib
@@ -36,8 +37,21 @@ def _flags(**overrides):
 
 def test_mirrored_strategy_trains_over_two_logical_cpu_devices(tmp_path, shapes_dir):
     out = tmp_path / "mirrored"
-    argv = [sys.executable, str(ROOT / "tests" / "logical_cpus.py"), "2", "--data", str(shapes_dir), "--out", str(out),
-            "--strategy", "mirrored", "--epochs", "1", "--no-augment", *_flags(cut_layer=STEM_CUT)]
+    argv = [
+        sys.executable,
+        str(ROOT / "tests" / "logical_cpus.py"),
+        "2",
+        "--data",
+        str(shapes_dir),
+        "--out",
+        str(out),
+        "--strategy",
+        "mirrored",
+        "--epochs",
+        "1",
+        "--no-augment",
+        *_flags(cut_layer=STEM_CUT),
+    ]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "strategy: mirrored, 2 replica(s) in sync" in done.stdout
@@ -68,7 +82,16 @@ def _run_workers(argv, tmp_path, workers: int, timeout: float) -> list[tuple[int
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         out, err = tmp_path / f"worker{index}.out", tmp_path / f"worker{index}.err"
         with out.open("w") as stdout, err.open("w") as stderr:
-            processes.append(subprocess.Popen([arg.format(index=index) for arg in argv], cwd=ROOT, env=env, stdout=stdout, stderr=stderr, text=True))
+            processes.append(
+                subprocess.Popen(
+                    [arg.format(index=index) for arg in argv],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=stdout,
+                    stderr=stderr,
+                    text=True,
+                )
+            )
         logs.append((out, err))
     deadline = time.monotonic() + timeout
     while any(process.poll() is None for process in processes):
@@ -79,20 +102,47 @@ def _run_workers(argv, tmp_path, workers: int, timeout: float) -> list[tuple[int
         if process.poll() is None:
             process.kill()
         process.wait()
-    return [(process.returncode, out.read_text(), err.read_text()) for process, (out, err) in zip(processes, logs, strict=True)]
+    return [
+        (process.returncode, out.read_text(), err.read_text())
+        for process, (out, err) in zip(processes, logs, strict=True)
+    ]
 
 
 def test_multi_worker_strategy_trains_two_workers_on_localhost(tmp_path, shapes_dir, random_inception_weights):
     """Two worker processes, one replica each: the head trains on cached features (numpy arrays to
     fit) and fine-tuning on images (a tf.data pipeline); only worker 0 keeps the model."""
-    argv = [sys.executable, "-m", "classifier.train", "--data", str(shapes_dir), "--out", str(tmp_path / "worker{index}"),
-            "--strategy", "multi-worker", "--epochs", "1", "--no-augment", "--cache-dir", str(tmp_path / "cache{index}"),
-            "--fine-tune-epochs", "1", "--fine-tune-from", "conv2d_2", *_flags(cut_layer=STEM_CUT, weights=random_inception_weights)]
+    argv = [
+        sys.executable,
+        "-m",
+        "classifier.train",
+        "--data",
+        str(shapes_dir),
+        "--out",
+        str(tmp_path / "worker{index}"),
+        "--strategy",
+        "multi-worker",
+        "--epochs",
+        "1",
+        "--no-augment",
+        "--cache-dir",
+        str(tmp_path / "cache{index}"),
+        "--fine-tune-epochs",
+        "1",
+        "--fine-tune-from",
+        "conv2d_2",
+        *_flags(cut_layer=STEM_CUT, weights=random_inception_weights),
+    ]
     (code0, out0, err0), (code1, out1, err1) = _run_workers(argv, tmp_path, workers=2, timeout=300)
     assert code0 == 0 and code1 == 0, f"worker 0: {err0[-2000:]}\nworker 1: {err1[-2000:]}"
-    assert "strategy: multi-worker, 2 replica(s) in sync" in out0 and "feature cache: computing" in out0 and "fine-tuning:" in out0
+    assert (
+        "strategy: multi-worker, 2 replica(s) in sync" in out0
+        and "feature cache: computing" in out0
+        and "fine-tuning:" in out0
+    )
     epochs = [re.sub(r"\(.*? s\)", "", line) for line in out0.splitlines() if line.startswith("epoch ")]
-    assert len(epochs) == 2 and epochs == [re.sub(r"\(.*? s\)", "", line) for line in out1.splitlines() if line.startswith("epoch ")]  # metrics all-reduced
+    assert len(epochs) == 2 and epochs == [
+        re.sub(r"\(.*? s\)", "", line) for line in out1.splitlines() if line.startswith("epoch ")
+    ]  # metrics all-reduced
     assert "the chief worker saves the model" in out1
     assert not (tmp_path / "worker1").exists() and not (tmp_path / "worker1.checkpoint").exists()
     out = tmp_path / "worker0"
@@ -106,7 +156,11 @@ def test_multi_worker_strategy_trains_two_workers_on_localhost(tmp_path, shapes_
 
 def test_default_training_records_one_replica(trained):
     distribution = trained.metadata["distribution"]
-    assert (distribution["strategy"], distribution["replicas"], distribution["mixed_precision"]) == ("default", 1, False)
+    assert (distribution["strategy"], distribution["replicas"], distribution["mixed_precision"]) == (
+        "default",
+        1,
+        False,
+    )
 
 
 def test_batches_divide_evenly_over_replicas():
@@ -134,7 +188,10 @@ def test_mixed_precision_computes_in_float16_but_outputs_float32_probabilities(t
     with precision_policy(True):
         model = build_model(tiny_config(tmp_path, tmp_path / "m", cut_layer="mixed0"), 3)
     assert keras.mixed_precision.global_policy().name == "float32"  # restored for whatever comes next
-    assert model.get_layer("head").get_layer("dense").compute_dtype == "float16" and model.get_layer("head").get_layer("dense").variable_dtype == "float32"
+    assert (
+        model.get_layer("head").get_layer("dense").compute_dtype == "float16"
+        and model.get_layer("head").get_layer("dense").variable_dtype == "float32"
+    )
     probabilities = model(np.zeros((2, 75, 75, 3), np.float32), training=False)
     assert probabilities.dtype == "float32"
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
@@ -142,8 +199,14 @@ def test_mixed_precision_computes_in_float16_but_outputs_float32_probabilities(t
 
 @pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="refusal is for machines without a GPU")
 def test_mixed_precision_without_a_gpu_is_refused(tmp_path, shapes_dir, capsys):
-    code, _, err = run_main(train_module.main, ["--data", shapes_dir, "--out", tmp_path / "m", "--mixed-precision"], capsys)
-    assert code == 2 and err.startswith("error: --mixed-precision: TensorFlow sees no GPU") and len(err.strip().splitlines()) == 1
+    code, _, err = run_main(
+        train_module.main, ["--data", shapes_dir, "--out", tmp_path / "m", "--mixed-precision"], capsys
+    )
+    assert (
+        code == 2
+        and err.startswith("error: --mixed-precision: TensorFlow sees no GPU")
+        and len(err.strip().splitlines()) == 1
+    )
 
 
 @pytest.mark.parametrize(
@@ -152,8 +215,14 @@ def test_mixed_precision_without_a_gpu_is_refused(tmp_path, shapes_dir, capsys):
         (None, "set TF_CONFIG on every worker"),
         ("{not json", "TF_CONFIG: not valid JSON"),
         (json.dumps({"cluster": {}, "task": {"type": "worker", "index": 0}}), "cluster lists no worker addresses"),
-        (json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "ps", "index": 0}}), "task must have type worker"),
-        (json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}), "task index 3 is not one of"),
+        (
+            json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "ps", "index": 0}}),
+            "task must have type worker",
+        ),
+        (
+            json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}),
+            "task index 3 is not one of",
+        ),
     ],
 )
 def test_multi_worker_needs_a_usable_tf_config(tmp_path, shapes_dir, capsys, monkeypatch, tf_config, message):
@@ -161,7 +230,9 @@ def test_multi_worker_needs_a_usable_tf_config(tmp_path, shapes_dir, capsys, mon
         monkeypatch.delenv("TF_CONFIG", raising=False)
     else:
         monkeypatch.setenv("TF_CONFIG", tf_config)
-    code, _, err = run_main(train_module.main, ["--data", shapes_dir, "--out", tmp_path / "m", "--strategy", "multi-worker"], capsys)
+    code, _, err = run_main(
+        train_module.main, ["--data", shapes_dir, "--out", tmp_path / "m", "--strategy", "multi-worker"], capsys
+    )
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "m").exists()
 
@@ -172,7 +243,17 @@ def test_multi_worker_address_in_use_is_one_line(tmp_path, shapes_dir):
         busy.listen()
         cluster = {"worker": [f"localhost:{busy.getsockname()[1]}", f"localhost:{_free_ports(1)[0]}"]}
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})}
-        argv = [sys.executable, "-m", "classifier.train", "--data", str(shapes_dir), "--out", str(tmp_path / "m"), "--strategy", "multi-worker"]
+        argv = [
+            sys.executable,
+            "-m",
+            "classifier.train",
+            "--data",
+            str(shapes_dir),
+            "--out",
+            str(tmp_path / "m"),
+            "--strategy",
+            "multi-worker",
+        ]
         done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr[-2000:]
     assert done.stderr.startswith(f"error: TF_CONFIG: TensorFlow could not start worker 0 at {cluster['worker'][0]} (")

@@ -1,4 +1,5 @@
 """Evaluation: metrics against hand-counted answers, the report files, and the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -33,19 +34,29 @@ def test_metrics_match_hand_counts():
 
 @pytest.fixture(scope="module")
 def colour_model(tmp_path_factory):
-    """A model whose answer is known: "red" when the red channel outweighs the blue one, and a dataset with one mislabelled image."""
+    """A model whose answer is known ("red" when the red channel outweighs the blue one), and a dataset with
+    one mislabelled image."""
     root = tmp_path_factory.mktemp("colours")
     data = root / "data"
     paint(data / "train", {"blue": BLUE, "red": RED}, per_class=2)
     paint(data / "validation", {"blue": BLUE, "red": RED}, per_class=3, seed=1)
-    paint(data / "validation", {"red": BLUE}, per_class=1, seed=2)  # overwrites red/000.png with a blue image: a wrong label
+    paint(
+        data / "validation", {"red": BLUE}, per_class=1, seed=2
+    )  # overwrites red/000.png with a blue image: a wrong label
     inputs = keras.Input((None, None, 3))
     logits = keras.layers.Dense(2, name="colour")(keras.layers.GlobalAveragePooling2D()(inputs))
     model = keras.Model(inputs, keras.layers.Softmax()(logits))
-    model.get_layer("colour").set_weights([np.array([[-0.1, 0.1], [0, 0], [0.1, -0.1]]), np.zeros(2)])  # columns: blue, red
+    model.get_layer("colour").set_weights(
+        [np.array([[-0.1, 0.1], [0, 0], [0.1, -0.1]]), np.zeros(2)]
+    )  # columns: blue, red
     history = {"accuracy": [0.5, 0.9], "val_accuracy": [0.5, 0.8], "loss": [0.7, 0.3], "val_loss": [0.7, 0.4]}
-    metadata = {"class_names": ["blue", "red"], "image_size": [24, 24], "config": {"batch_size": 4}, "history": history,
-                "data": {"root": str(data)}}
+    metadata = {
+        "class_names": ["blue", "red"],
+        "image_size": [24, 24],
+        "config": {"batch_size": 4},
+        "history": history,
+        "data": {"root": str(data)},
+    }
     return save_model_dir(root / "model", model, metadata), data
 
 
@@ -57,7 +68,9 @@ def test_evaluate_counts_a_known_model_right(colour_model, tmp_path):
     assert metrics["per_class"]["blue"]["f1"] == pytest.approx(2 * 0.75 * 1 / 1.75)
     assert metrics["per_class"]["red"]["f1"] == pytest.approx(0.8)
     saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert {"accuracy", "per_class", "confusion_matrix", "class_names"} <= set(saved) and saved["accuracy"] == pytest.approx(5 / 6)
+    assert {"accuracy", "per_class", "confusion_matrix", "class_names"} <= set(saved) and saved[
+        "accuracy"
+    ] == pytest.approx(5 / 6)
     _assert_pngs(tmp_path)
 
 
@@ -66,7 +79,10 @@ def _assert_pngs(folder):
         with Image.open(folder / name) as image:
             image.verify()
         with Image.open(folder / name) as image:
-            assert image.format == "PNG" and 300 <= image.width <= 2000 and 300 <= image.height <= 2000, (name, image.size)
+            assert image.format == "PNG" and 300 <= image.width <= 2000 and 300 <= image.height <= 2000, (
+                name,
+                image.size,
+            )
 
 
 def test_evaluate_cli_prints_a_table_and_refuses_bad_input(colour_model, tmp_path, capsys):
@@ -86,7 +102,8 @@ def test_evaluate_cli_prints_a_table_and_refuses_bad_input(colour_model, tmp_pat
 
 
 def test_training_writes_the_report_and_evaluate_reuses_its_split(trained, model_dir, tmp_path):
-    """The session model: train wrote metrics and plots; evaluate on the plain folder scores the same held-out images."""
+    """The session model: train wrote metrics and plots; evaluate on the plain folder scores the same
+    held-out images."""
     _assert_pngs(model_dir)
     written = json.loads((model_dir / "metrics.json").read_text())
     meta = trained.metadata

@@ -1,4 +1,5 @@
 """Exports round-trip: the SavedModel through tf.saved_model.load, TFLite through the LiteRT interpreter."""
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,11 @@ def small_model_dir(tmp_path_factory, shapes_dir):
     so each export takes seconds; its metadata points at `shapes_dir` like a trained model's does."""
     keras.utils.set_random_seed(0)  # the same weights whatever ran before: int8 error depends on them
     model = build_model(tiny_config(shapes_dir, None, cut_layer="mixed0"), 3)
-    metadata = {"class_names": ["circle", "square", "triangle"], "image_size": [75, 75], "data": {"root": str(shapes_dir)}}
+    metadata = {
+        "class_names": ["circle", "square", "triangle"],
+        "image_size": [75, 75],
+        "data": {"root": str(shapes_dir)},
+    }
     return save_model_dir(tmp_path_factory.mktemp("export") / "small", model, metadata)
 
 
@@ -44,7 +49,11 @@ def test_savedmodel_serves_pixels_and_encoded_images_like_the_keras_model(tmp_pa
     out = tmp_path / "savedmodel"
     code, stdout, err = run_main(export_module.main, [small_model_dir, "--format", "savedmodel", "--out", out], capsys)
     assert code == 0, err
-    assert "check serving_default: max |p - p_keras|" in stdout and "check serving_bytes:" in stdout and "FAILED" not in stdout
+    assert (
+        "check serving_default: max |p - p_keras|" in stdout
+        and "check serving_bytes:" in stdout
+        and "FAILED" not in stdout
+    )
     assert {"saved_model.pb", "variables", "labels.txt", "export.json"} <= {p.name for p in out.iterdir()}
     assert (out / "labels.txt").read_text().split() == ["circle", "square", "triangle"]
 
@@ -58,7 +67,11 @@ def test_savedmodel_serves_pixels_and_encoded_images_like_the_keras_model(tmp_pa
     np.testing.assert_allclose(from_bytes, reference, atol=1e-5)
 
     record = json.loads((out / "export.json").read_text())
-    assert (record["format"], record["quantize"], record["class_names"]) == ("savedmodel", "none", ["circle", "square", "triangle"])
+    assert (record["format"], record["quantize"], record["class_names"]) == (
+        "savedmodel",
+        "none",
+        ["circle", "square", "triangle"],
+    )
     assert record["check"]["passed"] and "images from" in record["check"]["samples"]
     for figures in record["check"]["signatures"].values():
         assert figures["max_abs_difference"] <= figures["tolerance"] == 1e-5 and figures["top1_agreement"] == 1.0
@@ -66,7 +79,9 @@ def test_savedmodel_serves_pixels_and_encoded_images_like_the_keras_model(tmp_pa
 
 @pytest.mark.parametrize("quantize", ["none", "float16", "int8"])
 def test_tflite_runs_in_the_interpreter_and_agrees_with_keras(tmp_path, small_model_dir, samples, quantize):
-    result = export_module.export_model(small_model_dir, "tflite", quantize, out=tmp_path / "tflite", log=lambda *_: None)
+    result = export_module.export_model(
+        small_model_dir, "tflite", quantize, out=tmp_path / "tflite", log=lambda *_: None
+    )
     assert sorted(p.name for p in result.path.iterdir()) == ["export.json", "labels.txt", "model.tflite"]
 
     _, pixels, reference = samples
@@ -76,7 +91,9 @@ def test_tflite_runs_in_the_interpreter_and_agrees_with_keras(tmp_path, small_mo
     interpreter.resize_tensor_input(source["index"], [len(pixels), 75, 75, 3])
     interpreter.allocate_tensors()
     scale, zero = source["quantization"]
-    interpreter.set_tensor(source["index"], np.clip(np.round(pixels / scale + zero), 0, 255).astype(np.uint8) if scale else pixels)
+    interpreter.set_tensor(
+        source["index"], np.clip(np.round(pixels / scale + zero), 0, 255).astype(np.uint8) if scale else pixels
+    )
     interpreter.invoke()
     output = interpreter.get_tensor(target["index"]).astype(np.float32)
     scale, zero = target["quantization"]

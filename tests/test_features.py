@@ -1,4 +1,5 @@
 """The feature cache: reused across runs, invalidated by what changes features, exact."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,7 +16,16 @@ from classifier.train import train
 
 def _run(data, out, weights, cache_dir, **overrides):
     lines = []
-    config = tiny_config(data, out, weights=str(weights), cache_dir=str(cache_dir), epochs=2, augment_copies=1, overwrite=True, **overrides)
+    config = tiny_config(
+        data,
+        out,
+        weights=str(weights),
+        cache_dir=str(cache_dir),
+        epochs=2,
+        augment_copies=1,
+        overwrite=True,
+        **overrides,
+    )
     return train(config, log=lines.append), lines
 
 
@@ -24,13 +34,16 @@ def _computed(lines) -> list[str]:
 
 
 def test_cache_is_reused_and_invalidated_by_image_size_and_file_content(tmp_path, random_inception_weights):
-    data = make_shapes_dataset(tmp_path / "data", per_class=5, size=48, classes=["circle", "square"], validation_per_class=2)
+    data = make_shapes_dataset(
+        tmp_path / "data", per_class=5, size=48, classes=["circle", "square"], validation_per_class=2
+    )
     cache = tmp_path / "cache"
 
     first, lines = _run(data, tmp_path / "m", random_inception_weights, cache)
     assert _computed(lines) == [
         f"feature cache: computing 10 of 10 (images) into {FeatureCache.for_config(first_config(first)).root}",
-        f"feature cache: computing 10 of 10 (augmented copy 1) into {FeatureCache.for_config(first_config(first)).root}",
+        "feature cache: computing 10 of 10 (augmented copy 1) into "
+        f"{FeatureCache.for_config(first_config(first)).root}",
         f"feature cache: computing 4 of 4 (images) into {FeatureCache.for_config(first_config(first)).root}",
     ]
     assert first.metadata["timing"]["cached_training_vectors"] == 20
@@ -54,7 +67,9 @@ def test_cache_is_reused_and_invalidated_by_image_size_and_file_content(tmp_path
     ]
 
     _, lines = _run(data, tmp_path / "m", random_inception_weights, cache, rotation=5.0)
-    assert [line.split(" into ")[0] for line in _computed(lines)] == ["feature cache: computing 10 of 10 (augmented copy 1)"]
+    assert [line.split(" into ")[0] for line in _computed(lines)] == [
+        "feature cache: computing 10 of 10 (augmented copy 1)"
+    ]
 
 
 def first_config(result):
@@ -64,7 +79,9 @@ def first_config(result):
 
 
 def test_model_trained_from_cache_predicts_exactly_like_end_to_end(tmp_path, random_inception_weights):
-    data = make_shapes_dataset(tmp_path / "data", per_class=4, size=48, classes=["circle", "square"], validation_per_class=2)
+    data = make_shapes_dataset(
+        tmp_path / "data", per_class=4, size=48, classes=["circle", "square"], validation_per_class=2
+    )
     result, _ = _run(data, tmp_path / "m", random_inception_weights, tmp_path / "cache")
     config = first_config(result)
     images = load_image_data(data)

@@ -1,4 +1,5 @@
 """Training (tf.data) and serving (Pillow) must turn the same file into the same pixels."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,7 +40,9 @@ def _variants(folder):
         "palette_transparent.png": _save(folder / "palette_transparent.png", rgb.convert("P"), transparency=3),
         "one_bit.png": _save(folder / "one_bit.png", rgb.convert("1")),
         "cmyk.jpg": _save(folder / "cmyk.jpg", rgb.convert("CMYK")),
-        "sixteen_bit.png": _save(folder / "sixteen_bit.png", Image.fromarray((RNG.random((37, 53)) * 65535).astype(np.uint16))),
+        "sixteen_bit.png": _save(
+            folder / "sixteen_bit.png", Image.fromarray((RNG.random((37, 53)) * 65535).astype(np.uint16))
+        ),
         "bitmap.bmp": _save(folder / "bitmap.bmp", rgb),
         "animated.gif": _save(folder / "animated.gif", frames[0], save_all=True, append_images=frames[1:]),
     }
@@ -111,7 +114,10 @@ def test_resize_is_identity_at_target_size():
 @pytest.mark.parametrize("size", [(160, 170), (401, 333), (700, 613), (1300, 1250)])  # scales 1, 2, 4, 8 at 150
 def test_large_jpegs_decode_at_reduced_scale_identically_on_both_sides(tmp_path, size):
     smooth = Image.fromarray(BASE).resize(size, Image.BILINEAR)
-    files = {"rgb.jpg": _save(tmp_path / "rgb.jpg", smooth, quality=92), "cmyk.jpg": _save(tmp_path / "cmyk.jpg", smooth.convert("CMYK"))}
+    files = {
+        "rgb.jpg": _save(tmp_path / "rgb.jpg", smooth, quality=92),
+        "cmyk.jpg": _save(tmp_path / "cmyk.jpg", smooth.convert("CMYK")),
+    }
     exif = smooth.getexif()
     exif[0x0112] = 6
     files["rotated.jpg"] = _save(tmp_path / "rotated.jpg", smooth, exif=exif)

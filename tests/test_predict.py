@@ -1,4 +1,5 @@
 """The Predictor and the predict command."""
+
 from __future__ import annotations
 
 import json
@@ -89,5 +90,7 @@ def test_serving_resizes_the_way_the_model_was_built(model_dir, shapes_dir, tmp_
     image = sorted(shapes_dir.glob("*/*.png"))[0]
     expected = tf.image.resize(load_rgb(image), predictor.image_size, antialias=True).numpy()
     assert predictor.antialias is True
-    assert not np.array_equal(expected, tf.image.resize(load_rgb(image), predictor.image_size).numpy())  # the difference is real
+    assert not np.array_equal(
+        expected, tf.image.resize(load_rgb(image), predictor.image_size).numpy()
+    )  # the difference is real
     np.testing.assert_array_equal(predictor.pixels(image), expected)

@@ -2,6 +2,7 @@
 
 Skipped on a user's clone, where ../shared (weights and the course's photos) is absent.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +19,8 @@ WEIGHTS = SHARED / "weights" / "inception_v3_no_top_to_mixed8.h5"
 PHOTOS = SHARED / "data" / "cats_dogs"
 
 pytestmark = pytest.mark.skipif(
-    not (WEIGHTS.is_file() and PHOTOS.is_dir()), reason="needs ../shared/weights and ../shared/data/cats_dogs beside the repo"
+    not (WEIGHTS.is_file() and PHOTOS.is_dir()),
+    reason="needs ../shared/weights and ../shared/data/cats_dogs beside the repo",
 )
 
 
@@ -38,8 +40,18 @@ def photos(tmp_path_factory):
 @pytest.fixture(scope="module")
 def real_model(photos, tmp_path_factory):
     out = tmp_path_factory.mktemp("real") / "cats_dogs"
-    config = tiny_config(photos, out, weights=str(WEIGHTS), cut_layer=None, image_size=150, dense_units=1024,
-                         learning_rate=1e-4, epochs=2, augment_copies=0, cache_dir=str(tmp_path_factory.mktemp("cache")))
+    config = tiny_config(
+        photos,
+        out,
+        weights=str(WEIGHTS),
+        cut_layer=None,
+        image_size=150,
+        dense_units=1024,
+        learning_rate=1e-4,
+        epochs=2,
+        augment_copies=0,
+        cache_dir=str(tmp_path_factory.mktemp("cache")),
+    )
     return train(config, log=lambda *_: None)
 
 

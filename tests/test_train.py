@@ -1,4 +1,5 @@
 """Training end to end: the model folder, its metadata, learning, atomic writes and bad input."""
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,14 @@ from classifier.shapes import make_shapes_dataset
 
 def test_model_folder_has_model_metadata_and_labels(trained, model_dir):
     assert sorted(p.name for p in model_dir.iterdir()) == [
-        "confusion_matrix.png", "curves.png", "labels.txt", "metadata.json", "metrics.json", "model.keras", "most_wrong.png"]
+        "confusion_matrix.png",
+        "curves.png",
+        "labels.txt",
+        "metadata.json",
+        "metrics.json",
+        "model.keras",
+        "most_wrong.png",
+    ]
     meta = json.loads((model_dir / "metadata.json").read_text())
     assert meta["class_names"] == ["circle", "square", "triangle"]
     assert (model_dir / "labels.txt").read_text().split() == meta["class_names"]
@@ -29,7 +37,10 @@ def test_model_folder_has_model_metadata_and_labels(trained, model_dir):
     assert (meta["backbone"], meta["cut_layer"], meta["weights"]) == ("inception_v3", "mixed7", "none")
     assert meta["config"]["epochs"] == 2 and meta["config"]["dense_units"] == 32
     assert set(meta["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
-    assert meta["stages"] == [{"name": "head", "first_epoch": 1, "last_epoch": 2, "learning_rate": 1e-3}] and meta["fine_tune_start_epoch"] is None
+    assert (
+        meta["stages"] == [{"name": "head", "first_epoch": 1, "last_epoch": 2, "learning_rate": 1e-3}]
+        and meta["fine_tune_start_epoch"] is None
+    )
     assert all(len(values) == 2 for values in meta["history"].values())
     assert meta["val_accuracy"] == meta["history"]["val_accuracy"][-1]
     assert meta["versions"]["keras"] == keras.__version__ and meta["versions"]["tensorflow"]
@@ -65,7 +76,9 @@ def test_training_from_scratch_learns_a_learnable_task(tmp_path):
     result = train_module.train(tiny_config(data, tmp_path / "model", epochs=6, augment=False), log=lambda *_: None)
     accuracy = result.metadata["history"]["accuracy"]
     assert accuracy[-1] >= 0.75 > accuracy[0] - 0.1  # chance is 0.5
-    assert result.metadata["parameters"]["trainable"] == result.metadata["parameters"]["total"] - _frozen_count(result.model)
+    assert result.metadata["parameters"]["trainable"] == result.metadata["parameters"]["total"] - _frozen_count(
+        result.model
+    )
 
 
 def _frozen_count(model):
@@ -122,9 +135,25 @@ def test_a_failed_write_keeps_the_previous_model_and_leaves_no_partial_folder(tm
 def test_ctrl_c_saves_a_checkpoint_and_resume_continues_at_the_next_epoch(tmp_path, shapes_dir, capsys):
     """A real SIGINT to a real training process, then --resume in-process: same epochs, one history."""
     out = tmp_path / "m"
-    argv = ["--data", shapes_dir, "--out", out, "--backbone", "simple_cnn", "--image-size", 32, "--batch-size", 16, "--dense-units", 8, "--no-augment"]
+    argv = [
+        "--data",
+        shapes_dir,
+        "--out",
+        out,
+        "--backbone",
+        "simple_cnn",
+        "--image-size",
+        32,
+        "--batch-size",
+        16,
+        "--dense-units",
+        8,
+        "--no-augment",
+    ]
     command = [sys.executable, "-m", "classifier.train", *argv, "--epochs", 50]
-    process = subprocess.Popen([str(a) for a in command], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [str(a) for a in command], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     for line in process.stdout:  # wait until two epochs are done
         if line.startswith("epoch 2/"):
             break
@@ -173,12 +202,21 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path, shapes_dir, capsys):
         (["--data", shapes_dir, "--head-pooling", "max", *out], "invalid choice"),
         (["--data", shapes_dir, "--epochs", "many", *out], "invalid int value"),
         (["--data", shapes_dir, "--alpha", 0.5, *out], "--alpha 0.5: only mobilenet_v2"),
-        (["--data", shapes_dir, "--image-size", 16, "--backbone", "mobilenet_v2", *out], "mobilenet_v2 needs at least 32 px"),
+        (
+            ["--data", shapes_dir, "--image-size", 16, "--backbone", "mobilenet_v2", *out],
+            "mobilenet_v2 needs at least 32 px",
+        ),
         (["--data", shapes_dir, "--class-weight", "inverse", *out], "invalid choice"),
         (["--data", shapes_dir, "--patience", -1, *out], "--patience -1"),
         (["--data", shapes_dir, "--backbone", "hub:", *out], "needs a handle"),
-        (["--data", shapes_dir, "--backbone", f"hub:{tmp_path / 'no_model'}", *out], "cannot load it as a TF-Hub model"),
-        (["--data", shapes_dir, "--weights", "none", "--fine-tune-epochs", 1, "--cut-layer", "mixed2", *out], "nothing to unfreeze"),
+        (
+            ["--data", shapes_dir, "--backbone", f"hub:{tmp_path / 'no_model'}", *out],
+            "cannot load it as a TF-Hub model",
+        ),
+        (
+            ["--data", shapes_dir, "--weights", "none", "--fine-tune-epochs", 1, "--cut-layer", "mixed2", *out],
+            "nothing to unfreeze",
+        ),
     ]
     for argv, message in cases:
         code, stdout, err = run_main(train_module.main, argv, capsys)
@@ -192,9 +230,38 @@ def test_help_explains_every_option(capsys):
     with pytest.raises(SystemExit):
         train_module.build_parser().parse_args(["--help"])
     text = capsys.readouterr().out
-    for flag in ("--data", "--out", "--backbone", "--weights", "--image-size", "--epochs", "--batch-size", "--learning-rate",
-                 "--validation-split", "--seed", "--head-pooling", "--dropout", "--dense-units", "--rotation", "--width-shift",
-                 "--height-shift", "--shear", "--zoom", "--horizontal-flip", "--no-horizontal-flip", "--vertical-flip",
-                 "--brightness", "--no-augment", "--overwrite", "--alpha", "--fine-tune-epochs", "--fine-tune-from",
-                 "--fine-tune-learning-rate", "--patience", "--reduce-lr-on-plateau", "--class-weight", "--resume"):
+    for flag in (
+        "--data",
+        "--out",
+        "--backbone",
+        "--weights",
+        "--image-size",
+        "--epochs",
+        "--batch-size",
+        "--learning-rate",
+        "--validation-split",
+        "--seed",
+        "--head-pooling",
+        "--dropout",
+        "--dense-units",
+        "--rotation",
+        "--width-shift",
+        "--height-shift",
+        "--shear",
+        "--zoom",
+        "--horizontal-flip",
+        "--no-horizontal-flip",
+        "--vertical-flip",
+        "--brightness",
+        "--no-augment",
+        "--overwrite",
+        "--alpha",
+        "--fine-tune-epochs",
+        "--fine-tune-from",
+        "--fine-tune-learning-rate",
+        "--patience",
+        "--reduce-lr-on-plateau",
+        "--class-weight",
+        "--resume",
+    ):
         assert flag in text, flag
