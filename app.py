@@ -1,9 +1,18 @@
 """The web app: `python app.py`, here and unchanged on Hugging Face Spaces.
 
     python app.py [--model DIR] [--models-dir models] [--host 127.0.0.1] [--port 7860] [--share]
+                  [--concurrency 4] [--max-queue 64] [--max-batch 32]
 
-Environment: CLASSIFIER_MODEL, CLASSIFIER_MODELS_DIR, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT
-(flags win). The page itself lives in classifier/app_ui.py; this file only parses and launches.
+Environment: CLASSIFIER_MODEL, CLASSIFIER_MODELS_DIR, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT,
+CLASSIFIER_CONCURRENCY, CLASSIFIER_MAX_QUEUE, CLASSIFIER_MAX_BATCH (flags win).
+
+The limits are what one stranger can cost the server, and each one hit is a message to the caller
+(page and API alike): --concurrency predictions run at once and every call waits in Gradio's queue
+(no route skips it); beyond --max-queue waiting calls the next is turned away ("queue is full");
+a /predict_batch call with more than --max-batch files is refused whole ("at most N per request").
+Uploads above 50 MB are refused by Gradio (413), inline images too. What else a caller can and
+cannot do is in classifier/app_guard.py; the page itself lives in classifier/app_ui.py. This file
+only parses and launches.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from classifier.errors import ArgumentParser, UsageError, cli
+from classifier.limits import DEFAULT_LIMITS, Limits
 
 
 def build_parser() -> ArgumentParser:
@@ -38,11 +48,24 @@ def build_parser() -> ArgumentParser:
         help="port to listen on (env GRADIO_SERVER_PORT; default: 7860)",
     )
     parser.add_argument("--share", action="store_true", help="also publish a temporary public gradio.live link")
+    limits = DEFAULT_LIMITS
     parser.add_argument(
-        "--concurrency", type=int, default=4, help="predictions run at once; more wait in the queue (default: 4)"
+        "--concurrency",
+        default=env("CLASSIFIER_CONCURRENCY", limits.concurrency),
+        help=f"predictions run at once; more wait in the queue (env CLASSIFIER_CONCURRENCY; default: "
+        f"{limits.concurrency})",
     )
     parser.add_argument(
-        "--max-queue", type=int, default=64, help="requests that may wait; more are turned away (default: 64)"
+        "--max-queue",
+        default=env("CLASSIFIER_MAX_QUEUE", limits.max_queue),
+        help=f"calls that may wait; the next is turned away, 'queue is full' (env CLASSIFIER_MAX_QUEUE; default: "
+        f"{limits.max_queue})",
+    )
+    parser.add_argument(
+        "--max-batch",
+        default=env("CLASSIFIER_MAX_BATCH", limits.max_batch),
+        help=f"files one /predict_batch call may send; more is refused (env CLASSIFIER_MAX_BATCH; default: "
+        f"{limits.max_batch})",
     )
     return parser
 
@@ -55,8 +78,15 @@ def parse_args(argv: Sequence[str] | None):
         raise UsageError(f"--port {args.port}: not a port number") from None
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port}: must be between 1 and 65535")
-    if args.concurrency < 1 or args.max_queue < 1:
-        raise UsageError(f"--concurrency {args.concurrency} / --max-queue {args.max_queue}: both must be at least 1")
+    for option in ("concurrency", "max_queue", "max_batch"):  # env values arrive as strings, like --port's
+        value = getattr(args, option)
+        flag = "--" + option.replace("_", "-")
+        try:
+            setattr(args, option, int(value))
+        except ValueError:
+            raise UsageError(f"{flag} {value}: not a whole number") from None
+        if getattr(args, option) < 1:
+            raise UsageError(f"{flag} {value}: must be at least 1")
     return args
 
 
@@ -79,7 +109,7 @@ def find_served_models(args) -> dict[str, Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     models = find_served_models(args)
-    from classifier.app_ui import build_app, launch
+    from classifier.app_ui import launch
     from classifier.serving import ModelLibrary
 
     library = ModelLibrary(models)
@@ -88,8 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"serving {len(models)} model(s): {', '.join(models)}", file=sys.stderr)
     else:
         print(f"no model folder in {args.models_dir}/ yet: the page says how to train one", file=sys.stderr)
-    demo = build_app(library, args.models_dir, args.concurrency, args.max_queue)
-    launch(demo, library, args.host, args.port, args.share)
+    limits = Limits(concurrency=args.concurrency, max_queue=args.max_queue, max_batch=args.max_batch)
+    launch(library, args.models_dir, args.host, args.port, limits, share=args.share)
     return 0
 
 

@@ -4,34 +4,46 @@ Every upload goes to the shared `Predictor` as the file the browser sent: the ev
 `preprocess=False`, so Gradio never decodes or converts the image itself and there is exactly one
 preprocessing path (`images.load_rgb`: EXIF, every mode to RGB, size limits, bombs). A bad upload
 raises `gr.Error`, shown on the page and returned to API callers; the server keeps serving.
+
+`launch` serves the page to strangers: what they can send, fetch and cost the server is set there
+and in app_guard.py (queue only, `Limits`, uploads only, no URLs, only the shown files readable).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pandas as pd
+from gradio_client.utils import is_http_url_like
+from starlette.middleware import Middleware
 
+from .app_guard import (
+    CONFUSION_FILE,
+    CURVES_FILE,
+    URL_REFUSED,
+    RequestGuard,
+    ShownFiles,
+    inline_bytes,
+    no_fetch,
+    upload_path,
+)
 from .artifacts import read_metadata
+from .backbones import HUB_PREFIX, TOP
 from .evaluate import METRICS_FILE, format_table
-from .images import ImageError, is_image_file
+from .images import ImageError
+from .limits import DEFAULT_LIMITS, Limits
 from .serving import ModelLibrary
 
 TOP_K = 5
-CURVES_FILE = "curves.png"
-CONFUSION_FILE = "confusion_matrix.png"
-EXAMPLES_DIR = "examples"
 TRAIN_COMMAND = "python -m classifier.train --data PATH_OR_NAME --out {models_dir}/NAME"
 DEMO_COMMAND = (
     "python -m classifier.shapes datasets/shapes && python -m classifier.train --data datasets/shapes "
     "--out {models_dir}/shapes --weights none --cut-layer mixed2 --image-size 75 --epochs 12 --learning-rate 1e-3 "
     "--no-augment"
 )
-MAX_UPLOAD = "50mb"  # far above any photo; a multi-gigabyte upload is refused before it reaches disk
 BATCH_COLUMNS = ["file", "prediction", "confidence", f"top {TOP_K}", "error"]
 
 
@@ -44,23 +56,36 @@ def no_model_message(models_dir: str | Path) -> str:
     )
 
 
-def upload_source(upload: dict | None) -> tuple[str | bytes, str]:
-    """A raw Gradio file payload -> (what the Predictor reads, the name to show the user)."""
+def upload_source(upload, limits: Limits = DEFAULT_LIMITS) -> tuple[str | bytes, str]:
+    """A raw Gradio file payload -> (what the Predictor reads, the name to show the user).
+
+    Only a file Gradio received on /upload, or inline `data:` bytes within the upload limit; a path
+    anywhere else on the server or a URL is refused unread (see app_guard).
+    """
     if not upload:
         raise gr.Error("No image: drop, upload, paste or capture one first.")
-    name = upload.get("orig_name") or Path(upload.get("path") or "image").name
-    url = upload.get("url") or ""
-    if not upload.get("path") and url.startswith("data:"):  # inline base64, as some webcams send it
-        return base64.b64decode(url.split(",", 1)[1]), name
-    return upload["path"], name
+    if not isinstance(upload, dict):
+        raise gr.Error("Not a file payload: send the image as gradio_client's handle_file does", print_exception=False)
+    path, url = upload.get("path"), upload.get("url")
+    name = str(upload.get("orig_name") or Path(str(path or "image")).name)
+    if not path and isinstance(url, str) and url.startswith("data:"):  # inline base64, as some webcams send it
+        return inline_bytes(url, name, limits), name
+    if not path and url:
+        raise gr.Error(URL_REFUSED, print_exception=False)
+    return upload_path(path, name), name
 
 
 class App:
     """The predict functions and card contents, bound to one `ModelLibrary`."""
 
-    def __init__(self, library: ModelLibrary, models_dir: str | Path):
+    def __init__(self, library: ModelLibrary, models_dir: str | Path, limits: Limits = DEFAULT_LIMITS):
         self.library = library
         self.models_dir = str(models_dir)
+        self.limits = limits
+        self.shown = ShownFiles(library.paths)  # the only files of the model folders the page can show
+
+    def name(self, model: str | None) -> str:
+        return model or self.library.names[0]
 
     def predictor(self, model: str | None):
         if not self.library.names:
@@ -73,7 +98,7 @@ class App:
     def classify(self, upload: dict | None, model: str | None = None) -> dict[str, float]:
         """One image -> {class: probability} for the top classes (a `gr.Label` value)."""
         predictor = self.predictor(model)
-        source, name = upload_source(upload)
+        source, name = upload_source(upload, self.limits)
         try:
             probabilities = predictor.predict_proba([source])[0]
         except ImageError as error:
@@ -86,13 +111,21 @@ class App:
 
     def classify_files(self, paths: list[str] | None, model: str | None = None) -> pd.DataFrame:
         """Several files -> one table row each; a bad file gets its error in its row, the rest go on."""
+        paths = paths or []
+        if len(paths) > self.limits.max_batch:  # counted as sent: the same upload named twice is two files
+            raise gr.Error(
+                f"{len(paths)} files: this app classifies at most {self.limits.max_batch} per request; "
+                "send them in several",
+                title="Too many files",
+                print_exception=False,
+            )
         predictor = self.predictor(model)
         rows, good, pixels = [], [], []
-        for path in paths or []:
+        for path in paths:
             name = Path(path).name
             rows.append([name, "", None, "", ""])
             try:
-                pixels.append(predictor.pixels(path))
+                pixels.append(predictor.pixels(upload_path(path, name)))
                 good.append(len(rows) - 1)
             except ImageError as error:
                 rows[-1][4] = _shown(error, path, name)
@@ -108,14 +141,11 @@ class App:
 
     # -- the model's card, curves and examples --------------------------------------------------
     def examples(self, model: str | None) -> list[Path]:
-        if not self.library.names:
-            return []
-        folder = self.library.paths[model or self.library.names[0]] / EXAMPLES_DIR
-        return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p)) if folder.is_dir() else []
+        return self.shown.examples(self.name(model)) if self.library.names else []
 
     def metadata(self, model: str | None) -> dict:
         """metadata.json of `model`, read without loading the network (the card needs no weights)."""
-        return read_metadata(self.library.paths[model or self.library.names[0]])
+        return read_metadata(self.library.paths[self.name(model)])
 
     def card(self, model: str | None) -> str:
         if not self.library.names:
@@ -125,9 +155,9 @@ class App:
         shown = ", ".join(classes[:30]) + (f" ... ({len(classes)} in all)" if len(classes) > 30 else "")
         data = meta.get("data", {})
         lines = [
-            f"### {model or self.library.names[0]}",
+            f"### {self.name(model)}",
             f"- **Classes ({len(classes)}):** {shown}",
-            f"- **Backbone:** {meta.get('backbone')} cut at `{meta.get('cut_layer')}`, weights: {meta.get('weights')}",
+            f"- **Backbone:** {_backbone(meta)}",
             f"- **Image size:** {' x '.join(str(s) for s in meta['image_size'])} px",
             f"- **Validation accuracy:** {_fraction(meta.get('val_accuracy'))} after the last epoch, "
             f"{_fraction(meta.get('best_val_accuracy'))} at the best",
@@ -140,8 +170,8 @@ class App:
         """(curves.png or None, history table or None): the picture when the folder has one, else the history."""
         if not self.library.names:
             return None, None
-        path = self.library.paths[model or self.library.names[0]] / CURVES_FILE
-        if path.is_file():
+        path = self.shown.path(self.name(model), CURVES_FILE)
+        if path:
             return str(path), None
         history = self.metadata(model).get("history", {})
         rows = [
@@ -156,14 +186,14 @@ class App:
         """(metrics table as Markdown or None, confusion_matrix.png or None): what training measured on validation."""
         if not self.library.names:
             return None, None
-        folder = self.library.paths[model or self.library.names[0]]
-        metrics_file, confusion = folder / METRICS_FILE, folder / CONFUSION_FILE
+        metrics_file = self.library.paths[self.name(model)] / METRICS_FILE
+        confusion = self.shown.path(self.name(model), CONFUSION_FILE)
         table = (
             f"**Validation metrics**\n\n```\n{format_table(json.loads(metrics_file.read_text()))}\n```"
             if metrics_file.is_file()
             else None
         )
-        return table, (str(confusion) if confusion.is_file() else None)
+        return table, (str(confusion) if confusion else None)
 
     def model_view(self, model: str | None):
         """Every model-dependent output, for the page load and the picker."""
@@ -184,24 +214,23 @@ class App:
         return str(examples[index]) if index is not None and 0 <= index < len(examples) else None
 
 
-def build_app(
-    library: ModelLibrary, models_dir: str | Path = "models", concurrency: int = 4, max_queue: int = 64
-) -> gr.Blocks:
-    """The Blocks page with an explicit queue: `concurrency` requests run at once, `max_queue` wait."""
-    app = App(library, models_dir)
-    names = library.names
-    with gr.Blocks(title="Image classifier") as demo:
+def build_app(app: App) -> gr.Blocks:
+    """The Blocks page of `app`, with its queue: every event waits there, within `app.limits`."""
+    names, limits = app.library.names, app.limits
+    with gr.Blocks(title="Image classifier", delete_cache=limits.delete_cache) as demo:
         gr.Markdown("# Image classifier\nDrop, upload, paste or photograph an image; the model ranks its classes.")
         model = gr.Dropdown(names, value=names[0] if names else None, label="Model", visible=len(names) > 1)
         with gr.Row():
             with gr.Column():
                 with gr.Tab("One image"):
-                    image = gr.Image(
-                        sources=["upload", "clipboard", "webcam"],
-                        type="filepath",
-                        image_mode=None,
-                        label="Image",
-                        height=320,
+                    image = no_fetch(  # the inputs refuse URLs instead of downloading them
+                        gr.Image(
+                            sources=["upload", "clipboard", "webcam"],
+                            type="filepath",
+                            image_mode=None,
+                            label="Image",
+                            height=320,
+                        )
                     )
                     button = gr.Button("Classify", variant="primary")
                     label = gr.Label(num_top_classes=TOP_K, label="Prediction")
@@ -209,7 +238,9 @@ def build_app(
                         components=[gr.Image(visible=False)], samples=[], type="index", label="Examples", visible=False
                     )
                 with gr.Tab("Many images"):
-                    files = gr.File(file_count="multiple", type="filepath", label="Images")
+                    files = no_fetch(
+                        gr.File(file_count="multiple", type="filepath", label=f"Images (up to {limits.max_batch})")
+                    )
                     batch_button = gr.Button("Classify all", variant="primary")
                     table = gr.Dataframe(headers=BATCH_COLUMNS, label="Predictions", interactive=False)
             with gr.Column():
@@ -219,12 +250,13 @@ def build_app(
                 metrics = gr.Markdown(visible=False)
                 confusion = gr.Image(label="Confusion matrix (validation)", interactive=False, visible=False)
 
+        # Both predict events share one concurrency group: at most `concurrency` decode and predict at once.
         predict = dict(
             fn=app.classify,
             inputs=[image, model],
             outputs=label,
             preprocess=False,
-            concurrency_limit=concurrency,
+            concurrency_limit=limits.concurrency,
             concurrency_id="predict",
         )
         button.click(**predict, api_name="predict")
@@ -236,27 +268,46 @@ def build_app(
             [files, model],
             table,
             api_name="predict_batch",
-            concurrency_limit=concurrency,
+            concurrency_limit=limits.concurrency,
             concurrency_id="predict",
         )
         view = [card, curves, history, metrics, confusion, examples]
         demo.load(app.model_view, model, view, api_visibility="private")
         model.change(app.model_view, model, view, api_visibility="private")
-    demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
+    # api_open=False: POST /gradio_api/run/<name> (which would skip the queue and its limits) answers 404;
+    # the page and gradio_client join the queue (/gradio_api/queue/join), and so does /gradio_api/call/<name>.
+    demo.queue(api_open=False, default_concurrency_limit=limits.concurrency, max_size=limits.max_queue)
     return demo
 
 
-def launch(demo: gr.Blocks, library: ModelLibrary, host: str, port: int, share: bool = False, block: bool = True):
-    """Serve `demo`; uploads are capped and only the model folders are readable besides Gradio's cache."""
-    return demo.launch(
+def launch(
+    library: ModelLibrary,
+    models_dir: str | Path,
+    host: str,
+    port: int,
+    limits: Limits = DEFAULT_LIMITS,
+    share: bool = False,
+    block: bool = True,
+) -> gr.Blocks:
+    """Build the page for `library` and serve it to strangers; returns the running Blocks."""
+    app = App(library, models_dir, limits)
+    demo = build_app(app)
+    demo.launch(
         server_name=host,
         server_port=port,
         share=share,
-        max_file_size=MAX_UPLOAD,
-        allowed_paths=[str(path.resolve()) for path in library.paths.values()],  # curves.png, examples/
+        max_file_size=limits.max_upload,
+        # Only copies of the files the page shows are readable, never a model folder itself.
+        allowed_paths=[str(app.shown.folder)],
+        blocked_paths=[str(path.resolve()) for path in library.paths.values()],
+        app_kwargs={"middleware": [Middleware(RequestGuard, max_body=limits.max_body)]},
+        mcp_server=False,  # Gradio's MCP server (GRADIO_MCP_SERVER=true) would be another way in
+        enable_monitoring=False,  # /monitoring: traffic figures for anyone who asks
+        run_history=False,  # /gradio_api/runs: calls the Hugging Face Hub on a visitor's behalf
         prevent_thread_lock=not block,
         quiet=not block,
     )
+    return demo
 
 
 def _shown(error: ImageError, source, name: str) -> str:
@@ -266,3 +317,29 @@ def _shown(error: ImageError, source, name: str) -> str:
 
 def _fraction(value) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "unknown"
+
+
+def _backbone(meta: dict) -> str:
+    """The card's backbone line, in words a visitor can read: never the training machine's paths."""
+    cut = meta.get("cut_layer")
+    where = "whole network" if cut in (None, TOP) else f"cut at `{cut}`"
+    return f"{_public_backbone(meta.get('backbone'))}, {where}, weights: {_public_weights(meta.get('weights'))}"
+
+
+def _public_weights(weights) -> str:
+    """ "ImageNet", "none (trained from scratch)" or the weights file's base name."""
+    if weights in (None, "none"):
+        return "none (trained from scratch)"
+    return "ImageNet" if weights == "imagenet" else _public_name(str(weights))
+
+
+def _public_backbone(backbone) -> str:
+    """A hub backbone's local folder shows as its base name; a URL handle is public already."""
+    backbone = str(backbone)
+    if backbone.startswith(HUB_PREFIX):
+        return HUB_PREFIX + _public_name(backbone[len(HUB_PREFIX) :])
+    return backbone
+
+
+def _public_name(value: str) -> str:
+    return value if is_http_url_like(value) else Path(value.rstrip("/\\")).name or value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import urllib.request
@@ -16,8 +17,9 @@ from PIL import Image
 from test_images import _variants
 
 import app as app_cli
-from classifier.app_ui import App, build_app, launch
+from classifier.app_ui import App, launch
 from classifier.deploy import gradio_pin, read_front_matter
+from classifier.limits import DEFAULT_LIMITS, Limits
 from classifier.predict import Predictor
 from classifier.serving import BatchedPredictor, ModelLibrary, find_models
 
@@ -35,11 +37,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-def serve(models_dir: Path):
+def serve(models_dir: Path, limits: Limits = DEFAULT_LIMITS):
     """Launch the app as `python app.py` would, but without blocking: (demo, library, url)."""
     library = ModelLibrary(find_models(models_dir))
-    demo = build_app(library, models_dir)
-    launch(demo, library, "127.0.0.1", free_port(), block=False)
+    demo = launch(library, models_dir, "127.0.0.1", free_port(), limits, block=False)
     return demo, library, demo.local_url
 
 
@@ -191,22 +192,41 @@ def test_batch_tab_reports_each_file(client, shapes_dir, tmp_path):
 def test_card_examples_and_curves_come_from_the_model_folder(models_dir, model_dir):
     app = App(ModelLibrary(find_models(models_dir)), models_dir)
     card = app.card("shapes")
-    assert "circle, square, triangle" in card and "inception_v3" in card and "75 x 75" in card
+    assert "circle, square, triangle" in card and "75 x 75" in card
+    assert "inception_v3, cut at `mixed7`, weights: none (trained from scratch)" in card
     meta = Predictor(model_dir).metadata
     assert f"{meta['val_accuracy']:.3f}" in card and meta["trained_at"] in card
     assert [p.name for p in app.examples("shapes")] == ["circle_000.png", "square_000.png", "triangle_000.png"]
     assert app.examples("shapes_copy") == []
     assert app.curves("shapes")[0].endswith("curves.png")  # training wrote it
-    (models_dir / "shapes_copy" / "curves.png").unlink()
-    picture, history = app.curves("shapes_copy")  # no curves.png: the history from metadata.json
-    assert picture is None and set(history["metric"]) == {"accuracy", "val_accuracy"}
     table, confusion = app.evaluation("shapes")
     assert (
         "circle" in table and "triangle" in table and "accuracy" in table and confusion.endswith("confusion_matrix.png")
     )
-    (models_dir / "shapes_copy" / "metrics.json").unlink()
-    (models_dir / "shapes_copy" / "confusion_matrix.png").unlink()
+    for name in ("curves.png", "metrics.json", "confusion_matrix.png"):
+        (models_dir / "shapes_copy" / name).unlink()
+    app = App(ModelLibrary(find_models(models_dir)), models_dir)  # the page shows what the folders held at start
+    picture, history = app.curves("shapes_copy")  # no curves.png: the history from metadata.json
+    assert picture is None and set(history["metric"]) == {"accuracy", "val_accuracy"}
     assert app.evaluation("shapes_copy") == (None, None)
+
+
+def test_card_words_for_weights_and_backbones(models_dir, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(models_dir / "shapes", folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    app = App(ModelLibrary({"m": folder}), tmp_path)
+    for backbone, cut, weights, words in [
+        ("mobilenet_v2", None, "imagenet", "mobilenet_v2, whole network, weights: ImageNet"),
+        ("mobilenet_v2", "top", "/home/me/w/mobilenet.h5", "mobilenet_v2, whole network, weights: mobilenet.h5"),
+        ("hub:/home/me/hub/effnet_b0/", None, "none", "hub:effnet_b0, whole network, weights: none (trained from"),
+        ("hub:https://tfhub.dev/google/x/5", None, "none", "hub:https://tfhub.dev/google/x/5, whole network"),
+    ]:
+        (folder / "metadata.json").write_text(
+            json.dumps({**meta, "backbone": backbone, "cut_layer": cut, "weights": weights})
+        )
+        card = app.card("m")
+        assert words in card and "/home/me" not in card, backbone
 
 
 def test_without_a_model_the_page_says_how_to_train_one(tmp_path, shapes_dir):
@@ -227,9 +247,18 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
         (["--port", "http"], "--port http: not a port number"),
         (["--port", "70000"], "--port 70000: must be between 1 and 65535"),
         (["--model", tmp_path], "not a model folder"),
+        (["--max-batch", "0"], "--max-batch 0: must be at least 1"),
+        (["--concurrency", "four"], "--concurrency four: not a whole number"),
     ]:
         code, _, err = run_main(app_cli.main, argv, capsys)
         assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_limits_come_from_flags_or_the_environment(monkeypatch):
+    monkeypatch.setenv("CLASSIFIER_MAX_BATCH", "7")
+    monkeypatch.setenv("CLASSIFIER_MAX_QUEUE", "9")
+    args = app_cli.parse_args(["--max-queue", "5"])
+    assert (args.concurrency, args.max_queue, args.max_batch) == (DEFAULT_LIMITS.concurrency, 5, 7)
 
 
 def test_readme_is_a_space_pinned_to_the_requirements_gradio():
@@ -243,7 +272,7 @@ def test_readme_is_a_space_pinned_to_the_requirements_gradio():
     not CHROMIUM.exists(),
     reason="needs Debian's chromium at /usr/bin/chromium (CI installs it: apt-get install chromium)",
 )
-def test_browser_uploads_an_image_and_reads_the_label(server, predictor, shapes_dir):
+def test_browser_uploads_an_image_and_reads_the_label(server, predictor, shapes_dir, models_dir):
     sync_playwright = pytest.importorskip(
         "playwright.sync_api", reason="needs the playwright Python package"
     ).sync_playwright
@@ -264,5 +293,6 @@ def test_browser_uploads_an_image_and_reads_the_label(server, predictor, shapes_
             label.wait_for(timeout=30_000)
             page.screenshot(path=str(ARTIFACTS / "app_predicted.png"), full_page=True)
             assert label.inner_text().splitlines()[0].strip() == expected
+            assert str(models_dir) not in page.content()  # the pictures shown are copies, not the model folder's
         finally:
             browser.close()

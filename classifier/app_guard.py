@@ -1,0 +1,188 @@
+"""What a stranger can make the public app do: the limits, and the guards Gradio has no setting for.
+
+The page is meant for the open internet, so every request is treated as hostile. Gradio's own
+settings do most of the work (see `app_ui.launch`): every event goes through the queue (`api_open=False`),
+the queue holds at most `Limits.max_queue` events and runs `Limits.concurrency` at once, uploads are
+capped at `Limits.max_upload` bytes per file, and old uploads are deleted (`Limits.delete_cache`; the
+limits are in limits.py). This module adds what those settings leave open:
+
+- `upload_path` / `inline_bytes`: an event's file payload is read only if it names a file Gradio
+  received on `/upload` (inside its upload folder), or carries inline `data:` bytes no larger than
+  an upload may be (checked before decoding). A path anywhere else (`/etc/passwd`, a `model.keras`)
+  gets one message, whether or not the file exists, and is never opened.
+- `no_fetch`: Gradio downloads an input whose path is an http(s) URL before the event runs (no
+  size cap). The page's inputs refuse such a payload instead; the app never fetches anything.
+- `ShownFiles`: the only files of a model folder the page shows (curves.png, confusion_matrix.png,
+  examples/*) are copied into a per-process folder, the only folder `allowed_paths` names (Gradio also
+  serves its own upload cache, where uploads and the copies it makes of shown files live);
+  nothing else in a model folder (model.keras, metadata.json) can be fetched.
+- `RequestGuard` (ASGI middleware): refuses `/file=<URL>` (Gradio would fetch and relay any public
+  URL) and `/process_recording` (ffmpeg on an uploaded video, outside the queue), and caps every
+  request body but `/upload`'s at what one inline image may need.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+from gradio.utils import get_upload_folder, is_in_or_equal
+from gradio_client.utils import is_http_url_like
+
+from .images import is_image_file
+from .limits import Limits
+
+CURVES_FILE = "curves.png"
+CONFUSION_FILE = "confusion_matrix.png"
+EXAMPLES_DIR = "examples"
+URL_REFUSED = "URLs are not accepted: upload the image itself (this app never downloads files)"
+
+
+# --------------------------------------------------------------------------------------------
+# Event payloads
+# --------------------------------------------------------------------------------------------
+def upload_path(path, name: str) -> str:
+    """`path` if it is a file Gradio received on /upload, else a `gr.Error`, without touching the file."""
+    if is_http_url_like(path):
+        raise gr.Error(URL_REFUSED, print_exception=False)
+    if not isinstance(path, str) or not path or not is_in_or_equal(path, get_upload_folder()):
+        # The same words for a file that exists and one that does not: no probing the server's disk.
+        raise gr.Error(
+            f"{name}: not a file uploaded to this app; upload it first (gradio_client's handle_file does)",
+            print_exception=False,
+        )
+    return path
+
+
+def inline_bytes(url: str, name: str, limits: Limits) -> bytes:
+    """The bytes of a `data:...;base64,` URL, refused before decoding when larger than an upload may be."""
+    header, _, encoded = url.partition(",")
+    if not header.endswith(";base64"):
+        raise gr.Error(f"{name}: an inline image must be a base64 data: URL", print_exception=False)
+    if len(encoded) > limits.max_inline:
+        raise gr.Error(
+            f"{name}: inline image above the {limits.max_upload / 2**20:g} MB upload limit", print_exception=False
+        )
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raise gr.Error(f"{name}: the inline image is not valid base64", print_exception=False) from None
+
+
+def no_fetch(component: gr.components.Component) -> gr.components.Component:
+    """`component`, refusing an input file named by an http(s) URL instead of letting Gradio download it.
+
+    Gradio calls this hook for every file in an event's input, before the event runs. It is set on
+    the instance: a subclass would make Gradio write a .pyi stub beside this file on import. Gradio
+    keeps using this instance for every session unless an event returns a new component for it
+    (none of the page's events do for their inputs).
+    """
+    move_to_cache = component.async_move_resource_to_block_cache
+
+    async def refuse_urls(url_or_file_path):
+        if is_http_url_like(str(url_or_file_path)):
+            raise gr.Error(URL_REFUSED, print_exception=False)
+        return await move_to_cache(url_or_file_path)
+
+    component.async_move_resource_to_block_cache = refuse_urls
+    return component
+
+
+# --------------------------------------------------------------------------------------------
+# What the page shows
+# --------------------------------------------------------------------------------------------
+class ShownFiles:
+    """Copies of the files the page shows, one subfolder per model, in a folder deleted at exit."""
+
+    def __init__(self, models: dict[str, Path]):
+        self._folder = tempfile.TemporaryDirectory(prefix="classifier-shown-")
+        self.folder = Path(self._folder.name)
+        for name, model_dir in models.items():
+            self._publish(Path(model_dir), self.folder / name)
+
+    def path(self, model: str, file: str) -> Path | None:
+        """The copy of `file` (curves.png, ...) of `model`, or None when the folder has none."""
+        path = self.folder / model / file
+        return path if path.is_file() else None
+
+    def examples(self, model: str) -> list[Path]:
+        folder = self.folder / model / EXAMPLES_DIR
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+
+    @staticmethod
+    def _publish(model_dir: Path, out: Path) -> None:
+        examples = model_dir / EXAMPLES_DIR
+        wanted = [model_dir / CURVES_FILE, model_dir / CONFUSION_FILE]
+        wanted += sorted(p for p in examples.iterdir() if is_image_file(p)) if examples.is_dir() else []
+        for source in wanted:
+            # No symlink on the way: examples/cat.png -> ../model.keras (or ~/.ssh/id_rsa) publishes nothing.
+            if source.is_file() and source.resolve() == model_dir.resolve() / source.relative_to(model_dir):
+                target = out / source.relative_to(model_dir)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+
+
+# --------------------------------------------------------------------------------------------
+# Routes
+# --------------------------------------------------------------------------------------------
+FETCH_ROUTE = re.compile(r"/gradio_api/file[=/](.*)$")  # /file=<path or URL>, and its older /file/ spelling
+UPLOAD_ROUTE = "/gradio_api/upload"  # multipart; Gradio itself caps each file at max_file_size
+CLOSED_ROUTES = ("/gradio_api/process_recording",)  # the footer's screen recorder: ffmpeg outside the queue
+
+
+class RequestGuard:
+    """ASGI middleware in front of Gradio: refuses the routes above and caps request bodies."""
+
+    def __init__(self, app, max_body: int):
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        fetched = FETCH_ROUTE.search(path)
+        if fetched and is_http_url_like(fetched.group(1)):
+            return await _respond(send, 403, URL_REFUSED)
+        if path.endswith(CLOSED_ROUTES):
+            return await _respond(send, 404, "Not served by this app")
+        if scope["method"] not in ("POST", "PUT", "PATCH") or path.endswith(UPLOAD_ROUTE):
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_body:
+            return await _respond(send, 413, f"Request body above the {self.max_body:,}-byte limit")
+        # Read the body here, counting (a chunked body declares no length), then hand it on.
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_body:
+                return await _respond(send, 413, f"Request body above the {self.max_body:,}-byte limit")
+        body = b"".join(chunks)
+
+        async def replay():
+            nonlocal body
+            if body is None:
+                return await receive()  # after the body: wait for the disconnect, as the app expects
+            message, body = {"type": "http.request", "body": body, "more_body": False}, None
+            return message
+
+        await self.app(scope, replay, send)
+
+
+async def _respond(send, status: int, detail: str) -> None:
+    """A JSON error in FastAPI's shape, {"detail": ...}, so clients show it as they show Gradio's own."""
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
