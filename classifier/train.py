@@ -81,15 +81,23 @@ class Run:
 
     @functools.cached_property
     def class_weight(self) -> dict[int, float] | None:
+        """--class-weight as fit() takes it."""
         return class_weights(self.config, self.data.train.labels, len(self.data.class_names))
 
     @functools.cached_property
     def images(self) -> dict:
         """fit()'s data arguments for training on images: tf.data pipelines, lazy until iterated."""
         config, data = self.config, self.data
-        augmenter = make_augmenter(config, config.seed)
+        train = image_dataset(
+            data.train,
+            config.image_shape,
+            self.batch(len(data.train)),
+            shuffle=True,
+            seed=config.seed,
+            augmenter=make_augmenter(config, config.seed),
+        )
         return dict(
-            x=image_dataset(data.train, config.image_shape, self.batch(len(data.train)), True, config.seed, augmenter),
+            x=train,
             validation_data=image_dataset(data.validation, config.image_shape, self.batch(len(data.validation))),
             class_weight=self.class_weight,
             shuffle=False,  # the training pipeline shuffles itself
