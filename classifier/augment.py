@@ -1,10 +1,36 @@
 """On-the-fly augmentation of training images (never of validation or served images).
 
-Rotation, shifts, shear, zoom and flips are composed into ONE affine transform per image and
-applied with a single resampling (`keras.ops.image.affine_transform`), as ImageDataGenerator
-does. Keras' separate RandomRotation/Translation/Shear/Zoom layers resample the image four times:
-four times the work (measured on 2 cores: 228 against about 500 images/s for the whole pipeline)
-and four rounds of interpolation blur.
+The knobs are ImageDataGenerator's (tf_keras, Keras 2), the ones the course sets, with its meaning
+and its random draws per image:
+
+    --rotation R        angle theta in U(-R, R) degrees                     (rotation_range)
+    --width-shift W     horizontal shift in U(-W, W) times the width         (width_shift_range)
+    --height-shift H    vertical shift in U(-H, H) times the height          (height_shift_range)
+    --shear S           shear ANGLE in U(-S, S) degrees, along x only        (shear_range)
+    --zoom Z            zoom_x and zoom_y drawn independently in U(1-Z, 1+Z) (zoom_range; above 1 zooms out)
+    --horizontal-flip, --vertical-flip: each with probability 1/2, after the rest
+
+composed as ImageDataGenerator composes them (`apply_affine_transform`): output pixel p, in (x, y)
+= (column, row) coordinates about the centre c = ((width - 1) / 2, (height - 1) / 2), samples
+the input at
+
+    c + R(theta) . (Shear(s) . Zoom(zoom_x, zoom_y) . Flip . (p - c) + shift)
+
+with R = [[cos, -sin], [sin, cos]] and Shear = [[1, -sin s], [0, cos s]]. So the course's
+`shear_range=0.2` is 0.2 degrees (a shift of under half a pixel at 150 px), not a shear factor.
+`tests/test_augment.py` checks the output against ImageDataGenerator's for the same draws.
+
+One deliberate difference: tf_keras's code draws the horizontal shift from height_shift_range and
+the vertical one from width_shift_range (its `tx` is `height_shift_range * rows`, applied along
+the columns); here each shift goes the way its name and ImageDataGenerator's documentation say.
+With the course's equal values (0.2 and 0.2) on square images the two are the same distribution.
+`--brightness` is not ImageDataGenerator's `brightness_range` (a factor) but Keras'
+RandomBrightness (an added fraction of the pixel range); the course does not use either.
+
+Everything geometric is ONE transform per image, applied with a single bilinear resampling
+(`keras.ops.image.affine_transform`, edges filled with the nearest pixel, as ImageDataGenerator's
+defaults). Keras' separate RandomRotation/Translation/Shear/Zoom layers resample the image four
+times: four times the work and four rounds of interpolation blur.
 """
 
 from __future__ import annotations
@@ -15,9 +41,33 @@ from ._tf import keras
 
 ops = keras.ops
 
+# The config fields that shape augmented images: the feature cache keys augmented copies on them.
+GEOMETRY_FIELDS = ("rotation", "width_shift", "height_shift", "shear", "zoom", "horizontal_flip", "vertical_flip")
+AUGMENTATION_FIELDS = (*GEOMETRY_FIELDS, "brightness")
+
+
+def affine_transforms(theta, shift_x, shift_y, shear, zoom_x, zoom_y, flip_x, flip_y, height, width):
+    """Keras' projective transforms (N, 8) for per-image parameters (N,): the formula in the module docstring.
+
+    Angles in degrees, shifts in pixels, flips as -1 (mirrored) or 1. A row [a0, a1, a2, b0, b1, b2, 0, 0]
+    maps output pixel (x, y) to input point (a0 x + a1 y + a2, b0 x + b1 y + b2).
+    """
+    theta, shear = theta * (math.pi / 180), shear * (math.pi / 180)
+    # R(theta) . Shear(s) = [[cos theta, -sin(theta + s)], [sin theta, cos(theta + s)]]; Zoom . Flip scale its columns.
+    a00, a10 = ops.cos(theta) * zoom_x * flip_x, ops.sin(theta) * zoom_x * flip_x
+    a01, a11 = -ops.sin(theta + shear) * zoom_y * flip_y, ops.cos(theta + shear) * zoom_y * flip_y
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    # The shift is rotated too: ImageDataGenerator multiplies R . Shift . Shear . Zoom.
+    tx = ops.cos(theta) * shift_x - ops.sin(theta) * shift_y
+    ty = ops.sin(theta) * shift_x + ops.cos(theta) * shift_y
+    zeros = ops.zeros_like(a00)
+    return ops.stack(
+        [a00, a01, cx - a00 * cx - a01 * cy + tx, a10, a11, cy - a10 * cx - a11 * cy + ty, zeros, zeros], axis=1
+    )
+
 
 class RandomAffine(keras.layers.Layer):
-    """Random rotation (degrees), shifts (fractions of the size), shear, zoom and flips, one resampling."""
+    """ImageDataGenerator's random rotation, shifts, shear, zoom and flips (module docstring), one resampling."""
 
     def __init__(
         self,
@@ -52,38 +102,25 @@ class RandomAffine(keras.layers.Layer):
                 return ops.ones((n,))
             return ops.where(keras.random.uniform((n,), seed=self.seed_generator) < 0.5, -1.0, 1.0)
 
-        angle = uniform(self.rotation) * (math.pi / 180)
-        cos, sin = ops.cos(angle), ops.sin(angle)
-        shear_x, shear_y = uniform(self.shear), uniform(self.shear)
-        scale = 1.0 + uniform(self.zoom)
-        flip_x, flip_y = flip(self.horizontal_flip), flip(self.vertical_flip)
-        # Output pixel p samples input pixel c + A (p - c) + t, with A = rotation . shear . zoom . flip
-        # about the centre c, and t the shift.
-        a00 = (cos - sin * shear_y) * scale * flip_x
-        a01 = (cos * shear_x - sin) * scale * flip_y
-        a10 = (sin + cos * shear_y) * scale * flip_x
-        a11 = (sin * shear_x + cos) * scale * flip_y
-        cx, cy = (width - 1) / 2, (height - 1) / 2
-        tx, ty = uniform(self.width_shift) * width, uniform(self.height_shift) * height
-        zeros = ops.zeros((n,))
-        transform = ops.stack(
-            [a00, a01, cx - a00 * cx - a01 * cy + tx, a10, a11, cy - a10 * cx - a11 * cy + ty, zeros, zeros], axis=1
+        transforms = affine_transforms(
+            theta=uniform(self.rotation),
+            shift_x=uniform(self.width_shift) * width,
+            shift_y=uniform(self.height_shift) * height,
+            shear=uniform(self.shear),
+            zoom_x=1.0 + uniform(self.zoom),
+            zoom_y=1.0 + uniform(self.zoom),
+            flip_x=flip(self.horizontal_flip),
+            flip_y=flip(self.vertical_flip),
+            height=height,
+            width=width,
         )
-        return ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode=self.fill_mode)
+        return ops.image.affine_transform(images, transforms, interpolation="bilinear", fill_mode=self.fill_mode)
 
     def get_config(self):
-        names = (
-            "rotation",
-            "width_shift",
-            "height_shift",
-            "shear",
-            "zoom",
-            "horizontal_flip",
-            "vertical_flip",
-            "fill_mode",
-            "seed",
-        )
-        return {**super().get_config(), **{name: getattr(self, name) for name in names}}
+        return {
+            **super().get_config(),
+            **{name: getattr(self, name) for name in (*GEOMETRY_FIELDS, "fill_mode", "seed")},
+        }
 
 
 def make_augmenter(config, seed: int = 0):
@@ -91,15 +128,7 @@ def make_augmenter(config, seed: int = 0):
     if not config.augment:
         return None
     layers = []
-    geometry = dict(
-        rotation=config.rotation,
-        width_shift=config.width_shift,
-        height_shift=config.height_shift,
-        shear=config.shear,
-        zoom=config.zoom,
-        horizontal_flip=config.horizontal_flip,
-        vertical_flip=config.vertical_flip,
-    )
+    geometry = {name: getattr(config, name) for name in GEOMETRY_FIELDS}
     if any(geometry.values()):
         layers.append(RandomAffine(**geometry, seed=seed))
     if config.brightness:

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from ._tf import keras
-from .errors import UsageError
+from .errors import UsageError, first_line
 
 HUB_PREFIX = "hub:"
 TOP = "top"  # --cut-layer top: the whole network
@@ -28,9 +28,9 @@ class Backbone:
     build: Callable[..., "keras.Model"]  # (input_shape, weights, alpha) -> the network, without its classifier top
     preprocessing: Callable[[], "keras.layers.Layer"]  # a fresh layer: 0..255 RGB -> what the network was trained on
     min_size: int  # smallest image side the network accepts
-    default_cut: str | None  # layer whose output we use; None = the network's last layer
+    default_cut: str | None  # layer whose output we use; None = the network's output (--cut-layer top)
     default_size: int  # --image-size when none is given: the size it was pretrained at, except where noted
-    fine_tune_from: Callable[[str | None], str | None] = lambda cut: None  # cut layer -> first layer to unfreeze
+    fine_tune_from: Callable[[str], str | None] = lambda cut: None  # cut layer -> first layer to unfreeze
     pretrained: bool = True  # False: no weights exist, it always trains from scratch
     takes_alpha: bool = False  # --alpha (width multiplier) applies
     augment_copies: Callable[[float], int] = lambda alpha: (
@@ -61,10 +61,10 @@ def _inception_v3(input_shape, weights, alpha):
     return keras.applications.InceptionV3(include_top=False, weights=weights, input_shape=input_shape)
 
 
-def _inception_fine_tune_from(cut: str | None) -> str:
+def _inception_fine_tune_from(cut: str) -> str:
     """The block just below the cut trains (cut mixedN: from mixedN-1); for the whole network, the top two
     blocks, as in the Keras guide."""
-    if cut in (None, TOP, "mixed10"):
+    if cut in (TOP, "mixed10"):
         return "mixed8"
     if cut.startswith("mixed") and cut[5:].isdigit() and int(cut[5:]) > 0:
         return f"mixed{int(cut[5:]) - 1}"
@@ -172,11 +172,12 @@ def get_backbone(name: str) -> Backbone:
 
 
 def build_feature_extractor(
-    backbone: Backbone, image_size: tuple[int, int], weights: str, cut_layer: str | None, alpha: float = 1.0
+    backbone: Backbone, image_size: tuple[int, int], weights: str, cut_layer: str, alpha: float = 1.0
 ):
     """The backbone as a Keras model named "backbone", from preprocessed pixels to features, with `weights` loaded.
 
-    `weights` is "imagenet" (Keras' download cache), "none" (random init) or a local weights file.
+    `weights` is "imagenet" (Keras' download cache), "none" (random init) or a local weights file; `cut_layer`
+    names the layer whose output is the features, or is `top` for the network's output.
     """
     input_shape = (*image_size, 3)
     keras_weights = {"imagenet": "imagenet", "none": None}.get(weights, weights)
@@ -189,22 +190,16 @@ def build_feature_extractor(
     except Exception as error:  # Keras raises bare Exception for failed downloads
         if keras_weights == "imagenet":
             raise UsageError(
-                f"--weights imagenet: could not get the {backbone.name} ImageNet weights ({_first_line(error)}); "
+                f"--weights imagenet: could not get the {backbone.name} ImageNet weights ({first_line(error)}); "
                 "pass --weights FILE with a local Keras weights file, or --weights none to train from scratch"
             ) from None
-        raise UsageError(f"--weights {weights}: cannot load into {backbone.name} ({_first_line(error)})") from None
-    cut = cut_layer or backbone.default_cut
-    if cut in (None, TOP):
+        raise UsageError(f"--weights {weights}: cannot load into {backbone.name} ({first_line(error)})") from None
+    if cut_layer == TOP:
         return keras.Model(network.inputs, network.output, name="backbone")
     try:
-        output = network.get_layer(cut).output
+        output = network.get_layer(cut_layer).output
     except ValueError:
         raise UsageError(
-            f"--cut-layer {cut}: {backbone.name} has no layer of that name (or use top for the whole network)"
+            f"--cut-layer {cut_layer}: {backbone.name} has no layer of that name (or use top for the whole network)"
         ) from None
     return keras.Model(network.inputs, output, name="backbone")
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__

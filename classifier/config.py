@@ -1,7 +1,9 @@
 """Every training hyper-parameter in one dataclass; the CLI is generated from it.
 
-Each field carries its command-line help, so an option is added in exactly one place, and the
-config saved in `metadata.json` is this dataclass as a dict.
+Each field carries its command-line help, so an option is added in exactly one place. Options
+whose default depends on the backbone are None until `resolve(config)` fills them, once, before
+anything else reads them (as timm's `resolve_data_config` does); every module after it reads
+plain fields. The config saved in `metadata.json` is the resolved dataclass as a dict.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .backbones import TOP, get_backbone
+from .console import Log, say
 from .errors import UsageError
 
 
@@ -22,16 +26,16 @@ def option(default: Any, help: str, **argparse_kwargs: Any) -> Any:
 @dataclass
 class TrainConfig:
     # What to learn from and where the model goes.
-    data: str = option(
+    data: str | None = option(
         None,
         "image folder (one subfolder per class, or train/ + validation/), or a built-in dataset name",
         required=True,
     )
-    csv_dir: str = option(
+    csv_dir: str | None = option(
         None,
         "for --data asl: folder holding sign_mnist_train.csv and sign_mnist_test.csv (or set CLASSIFIER_ASL_CSV_DIR)",
     )
-    out: str = option(None, "model folder to write, e.g. models/cats_dogs (default: models/<data folder name>)")
+    out: str | None = option(None, "model folder to write, e.g. models/cats_dogs (default: models/<data folder name>)")
     overwrite: bool = option(
         False, "replace an existing model folder (the old one is kept until the new one is complete)"
     )
@@ -42,10 +46,12 @@ class TrainConfig:
         "imagenet",
         "backbone weights: imagenet (Keras download cache), none (train from scratch), or a Keras weights FILE",
     )
-    cut_layer: str = option(
-        None, "backbone layer whose output feeds the head (default: the backbone's own, mixed7 for inception_v3)"
+    cut_layer: str | None = option(
+        None,
+        "backbone layer whose output feeds the head, or top for its output (default: the backbone's own: mixed7 "
+        "for inception_v3, top for the others)",
     )
-    image_size: int = option(
+    image_size: int | None = option(
         None,
         "square input size in pixels the model resizes every image to (default: the backbone's: 150 for "
         "inception_v3, as the course; 224 for the others, their pretraining size)",
@@ -73,11 +79,21 @@ class TrainConfig:
     rotation: float = option(40.0, "random rotation, up to this many degrees either way")
     width_shift: float = option(0.2, "random horizontal shift, as a fraction of the width")
     height_shift: float = option(0.2, "random vertical shift, as a fraction of the height")
-    shear: float = option(0.2, "random shear factor, either way")
-    zoom: float = option(0.2, "random zoom in or out by up to this fraction")
+    shear: float = option(
+        0.2,
+        "random shear ANGLE in degrees, either way, along the width, as ImageDataGenerator's shear_range (so the "
+        "course's 0.2 is 0.2 degrees, next to nothing)",
+    )
+    zoom: float = option(
+        0.2,
+        "random zoom: width and height each scaled by its own factor in [1 - zoom, 1 + zoom] (above 1 zooms out), "
+        "as ImageDataGenerator's zoom_range",
+    )
     horizontal_flip: bool = option(True, "randomly mirror left-right")
     vertical_flip: bool = option(False, "randomly mirror top-bottom")
-    brightness: float = option(0.0, "random brightness change, as a fraction of the pixel range")
+    brightness: float = option(
+        0.0, "random brightness change, added, as a fraction of the pixel range (Keras' RandomBrightness)"
+    )
 
     # Feature cache: a frozen backbone's features are computed once per image (and per augmented copy).
     feature_cache: bool = option(
@@ -85,13 +101,13 @@ class TrainConfig:
         "train the head on cached backbone features (frozen backbones only; --no-feature-cache runs the backbone "
         "every epoch)",
     )
-    augment_copies: int = option(
+    augment_copies: int | None = option(
         None,
         "with the feature cache: augmented variants cached per training image, besides the image itself (default: "
         "the backbone's: 2, or 0 for mobilenet_v2 narrower than --alpha 1)",
         type=int,
     )
-    cache_dir: str = option(None, "feature cache folder (default: ~/.cache/classifier/features)")
+    cache_dir: str | None = option(None, "feature cache folder (default: ~/.cache/classifier/features)")
 
     # Where training runs (tf.distribute, see classifier/distribute.py) and at what precision.
     strategy: str = option(
@@ -107,7 +123,7 @@ class TrainConfig:
     fine_tune_epochs: int = option(
         0, "after the head has trained, this many more epochs with the top of the backbone unfrozen (0: no fine-tuning)"
     )
-    fine_tune_from: str = option(
+    fine_tune_from: str | None = option(
         None,
         "first backbone layer to unfreeze when fine-tuning (default: the backbone's own, mixed6 for inception_v3 cut "
         "at mixed7)",
@@ -152,6 +168,17 @@ class TrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: {what}")
         return self
 
+    @property
+    def transfer(self) -> bool:
+        """Whether the backbone brings pretrained features to keep frozen (any --weights but none): after
+        `resolve`, which sets weights to none for a backbone that has none (simple_cnn)."""
+        return self.weights != "none"
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(height, width) every image is resized to: the square `image_size`, once resolved."""
+        return (self.image_size, self.image_size)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -180,3 +207,37 @@ class TrainConfig:
     @classmethod
     def from_args(cls, namespace: argparse.Namespace) -> "TrainConfig":
         return cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)})
+
+
+def resolve(config: TrainConfig, log: Log = say) -> TrainConfig:
+    """`config` checked, with every option it leaves to the backbone (None) filled from the backbone's entry.
+
+    Image size, cut layer (top: the network's output), augmented copies and the first layer fine-tuning
+    unfreezes; a backbone without pretrained weights (simple_cnn) trains from scratch whatever --weights says,
+    and `log` says so. Resolving a resolved config changes nothing.
+    """
+    backbone = get_backbone(config.validate().backbone)
+    size = config.image_size or backbone.default_size
+    if size < backbone.min_size:
+        raise UsageError(f"--image-size {size}: {backbone.name} needs at least {backbone.min_size} px")
+    if config.alpha != 1.0 and not backbone.takes_alpha:
+        raise UsageError(f"--alpha {config.alpha}: only mobilenet_v2 has a width multiplier, not {backbone.name}")
+    weights = config.weights
+    if not backbone.pretrained and weights != "none":
+        log(
+            f"note: {backbone.name} has no pretrained weights; --weights {weights} is ignored and it trains from "
+            "scratch"
+        )
+        weights = "none"
+    cut = config.cut_layer or backbone.default_cut or TOP
+    copies = backbone.augment_copies(config.alpha) if config.augment_copies is None else config.augment_copies
+    return dataclasses.replace(
+        config,
+        weights=weights,
+        image_size=size,
+        cut_layer=cut,
+        augment_copies=copies,
+        # Filled even without --fine-tune-epochs, so that a --resume may add fine-tuning (a resumed run's options
+        # must equal the interrupted run's, fine_tune_epochs excepted).
+        fine_tune_from=config.fine_tune_from or backbone.fine_tune_from(cut),
+    )

@@ -27,16 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-from classifier.download import (
-    DownloadError,
-    VerifyError,
-    download,
-    extract_zip,
-    sha256_of,
-    verify_file,
-)
-from classifier.errors import ArgumentParser, UsageError, cli
-from classifier.pixels_csv import convert_pixels_csv
+from .console import Log, say
+from .download import DownloadError, VerifyError, download, extract_zip, sha256_of, verify_file
+from .errors import ArgumentParser, UsageError, cli
+from .images import is_image_file
+from .pixels_csv import convert_pixels_csv
 
 REPO_DATASETS = Path(__file__).resolve().parent.parent / "datasets"
 ENV_HOME = "CLASSIFIER_DATA_HOME"
@@ -44,7 +39,6 @@ ENV_REGISTRY = "CLASSIFIER_DATASETS_REGISTRY"
 ENV_MIRROR = "CLASSIFIER_DATASETS_MIRROR"
 MARKER = ".prepared.json"
 SPLITS = ("train", "validation")
-IMAGE_SUFFIXES = {".bmp", ".gif", ".jpeg", ".jpg", ".png"}
 KINDS = ("zip", "pixels_csv")
 
 
@@ -175,17 +169,18 @@ def read_marker(folder: Path) -> dict | None:
 # -- preparing --------------------------------------------------------------------------------------
 
 
-def resolve_data(spec: str, *, csv_dir: str | None = None, quiet: bool = False) -> Path:
-    """Turn `--data` into a folder: an existing folder as is, a built-in name prepared on first use."""
+def resolve_data(spec: str, *, csv_dir: str | None = None, log: Log = say) -> Path:
+    """Turn `--data` into a folder: an existing folder as is, a built-in name prepared on first use (progress
+    through `log`)."""
     if Path(spec).is_dir():
         return Path(spec)
     names = known_names()
     if spec in names:
-        return prepare(spec, csv_dir=csv_dir, quiet=quiet)
+        return prepare(spec, csv_dir=csv_dir, log=log)
     raise UsageError(f"--data {spec}: no such folder, and not a built-in dataset (built-in: {', '.join(names)})")
 
 
-def prepare(name: str, *, csv_dir: str | None = None, from_files: Sequence[str] = (), quiet: bool = False) -> Path:
+def prepare(name: str, *, csv_dir: str | None = None, from_files: Sequence[str] = (), log: Log = say) -> Path:
     """Return the prepared folder of `name`, building it first if needed (no network when cached)."""
     dataset = get_dataset(name)
     if csv_dir and dataset.kind != "pixels_csv":
@@ -198,11 +193,11 @@ def prepare(name: str, *, csv_dir: str | None = None, from_files: Sequence[str] 
             f"{target} exists but is not a prepared copy of {name} (no {MARKER}); "
             "move it away and run again, or pass it with --data"
         )
-    sources = _gather_sources(dataset, csv_dir=csv_dir, from_files=from_files, quiet=quiet)
+    sources = _gather_sources(dataset, csv_dir=csv_dir, from_files=from_files, log=log)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{dataset.folder}.", suffix=".tmp"))
     try:
-        counts = _build(dataset, sources, staging, quiet=quiet)
+        counts = _build(dataset, sources, staging, log=log)
         _write_marker(staging, dataset, counts, sources)
         _move_into_place(staging, target)
     except (VerifyError, UsageError) as error:
@@ -210,7 +205,7 @@ def prepare(name: str, *, csv_dir: str | None = None, from_files: Sequence[str] 
         raise UsageError(f"{name}: {error}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _say(quiet, f"{name}: ready in {target} ({_describe_counts(counts)})")
+    log(f"{name}: ready in {target} ({_describe_counts(counts)})")
     return target
 
 
@@ -221,7 +216,7 @@ class _Source:
     cached: bool  # in our download cache, so ours to delete if its content proves bad
 
 
-def _gather_sources(dataset: Dataset, *, csv_dir, from_files, quiet) -> list[_Source]:
+def _gather_sources(dataset: Dataset, *, csv_dir, from_files, log: Log) -> list[_Source]:
     """Find every file the dataset needs: --from-file, then the CSV folder, the cache, the network."""
     given = _match_given_files(dataset, from_files)
     folder = _csv_folder(dataset, csv_dir)
@@ -232,7 +227,7 @@ def _gather_sources(dataset: Dataset, *, csv_dir, from_files, quiet) -> list[_So
             _verify_given(dataset, spec, path)
             sources.append(_Source(spec, path, cached=False))
         else:
-            sources.append(_Source(spec, _fetch(dataset, spec, folder, quiet=quiet), cached=True))
+            sources.append(_Source(spec, _fetch(dataset, spec, folder, log=log), cached=True))
     return sources
 
 
@@ -271,7 +266,7 @@ def _verify_given(dataset: Dataset, spec: SourceFile, path: Path) -> None:
         raise UsageError(f"{dataset.name}: {error} ({path})") from None
 
 
-def _fetch(dataset: Dataset, spec: SourceFile, csv_folder: Path | None, *, quiet: bool) -> Path:
+def _fetch(dataset: Dataset, spec: SourceFile, csv_folder: Path | None, *, log: Log) -> Path:
     """The cached copy of `spec` if it still verifies, else a fresh download into the cache."""
     cached = data_home() / "downloads" / dataset.name / spec.file
     if cached.is_file():
@@ -283,13 +278,13 @@ def _fetch(dataset: Dataset, spec: SourceFile, csv_folder: Path | None, *, quiet
     url = _url_of(spec)
     if url is None:
         raise _no_source(dataset, spec, csv_folder)
-    _say(quiet, f"{dataset.name}: downloading {url}")
+    log(f"{dataset.name}: downloading {url}")
     by_hand = (
         f"download it by hand and run `python -m classifier.datasets prepare {dataset.name} "
         "--from-file FILE`, or pass --data with a folder"
     )
     try:
-        return download(url, cached, sha256=spec.sha256, size=spec.size, quiet=quiet)
+        return download(url, cached, sha256=spec.sha256, size=spec.size, log=log)
     except DownloadError as error:
         advice = "no network? Then" if error.network else "run again to retry, or"
         raise UsageError(f"could not download {dataset.name} from {url} ({error}): {advice} {by_hand}") from None
@@ -332,14 +327,14 @@ def _forget_unverified(sources: list[_Source]) -> None:
             source.path.unlink(missing_ok=True)
 
 
-def _build(dataset: Dataset, sources: list[_Source], staging: Path, *, quiet: bool) -> dict:
+def _build(dataset: Dataset, sources: list[_Source], staging: Path, *, log: Log) -> dict:
     """Unpack or convert every source into `staging`; return its image counts once they verify."""
     for source in sources:
         if dataset.kind == "zip":
-            _say(quiet, f"{dataset.name}: extracting {source.path.name}")
+            log(f"{dataset.name}: extracting {source.path.name}")
             extract_zip(source.path, staging, dict(source.spec.layout))
         else:
-            _say(quiet, f"{dataset.name}: converting {source.path.name} to {source.spec.split}/ PNGs")
+            log(f"{dataset.name}: converting {source.path.name} to {source.spec.split}/ PNGs")
             convert_pixels_csv(source.path, staging / source.spec.split, dataset.classes, dataset.image_shape)
     counts = count_images(staging)
     _check_counts(dataset, counts)
@@ -352,7 +347,7 @@ def count_images(root: Path) -> dict[str, dict[str, int]]:
     for split in SPLITS:
         if (root / split).is_dir():
             counts[split] = {
-                d.name: sum(1 for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+                d.name: sum(1 for f in d.iterdir() if is_image_file(f))
                 for d in sorted((root / split).iterdir())
                 if d.is_dir()
             }
@@ -393,11 +388,6 @@ def _move_into_place(staging: Path, target: Path) -> None:
 
 
 # -- command line -----------------------------------------------------------------------------------
-
-
-def _say(quiet: bool, message: str) -> None:
-    if not quiet:
-        print(message, file=sys.stderr, flush=True)
 
 
 def _describe_counts(counts: dict) -> str:

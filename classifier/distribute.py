@@ -10,9 +10,9 @@ The model is built and compiled under `strategy.scope()` and Keras' `fit` does t
 `--batch-size` batch is the global batch, split across replicas, and nothing is scaled by hand.
 
 Multi-worker: Keras 3 cannot start `fit` under MultiWorkerMirroredStrategy (keras-team/keras#20585);
-`multi_worker_fit` replaces the two Keras steps that fail, during fit only and on the Keras releases
-whose code was checked (KERAS_PATCHED), and training itself stays Keras' and tf.distribute's. Only the
-chief keeps the model folder (`worker_out_dir`); a taken port or a lost worker is one `error:` line.
+`compat.multi_worker_fit` patches the two Keras steps that fail, and training itself stays Keras' and
+tf.distribute's. Only the chief keeps the model folder (`worker_out_dir`); a taken port or a lost
+worker is one `error:` line.
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Iterator
 
 from ._tf import keras, tf
+from .console import Log, say
 from .errors import UsageError
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
-def distribution_strategy(config, log=print) -> "tf.distribute.Strategy":
+def distribution_strategy(config, log: Log = say) -> "tf.distribute.Strategy":
     """The tf.distribute strategy `config.strategy` names; checks TF_CONFIG and mixed precision first."""
     if config.strategy not in STRATEGIES:
         raise UsageError(f"--strategy {config.strategy}: choose one of {', '.join(STRATEGIES)}")
@@ -179,83 +180,6 @@ def precision_policy(mixed: bool) -> Iterator[None]:
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
-
-
-# The Keras releases (major, minor; both ends included) whose two steps patched below were read and
-# found identical, 3.12.0 to 3.15.1; TensorFlow 2.21 needs keras>=3.12. Re-read them before raising it.
-KERAS_PATCHED = ((3, 12), (3, 15))
-
-
-def keras_version() -> tuple[int, int]:
-    return tuple(int(part) for part in keras.version().split(".")[:2])
-
-
-@contextlib.contextmanager
-def multi_worker_fit(strategy) -> Iterator[None]:
-    """Let Keras' fit (and its validation) run under MultiWorkerMirroredStrategy; a no-op for any
-    other strategy, and on Keras releases outside KERAS_PATCHED.
-
-    Keras 3 (TensorFlow backend, keras/src/backend/tensorflow/trainer.py) fails there twice
-    (keras-team/keras#20585, tensorflow/tensorflow#72388):
-
-    1. `_maybe_symbolic_build`, before the first step, turns the first distributed batch into a plain
-       one with `strategy.reduce("MEAN", batch, axis=None)`, only to read its shapes and dtypes;
-       this strategy cannot reduce a nested (images, labels) batch ("Attempt to convert a value
-       (PerReplica ...) to a Tensor"). Here the batch handed to Keras' own build is this worker's
-       first replica's share instead: the same shapes and dtypes, and no cross-worker step.
-    2. `reduce_per_replica` averages each step's metrics over the workers with
-       `strategy.reduce("MEAN", value, axis=0)`, which rejects the scalar loss and accuracy
-       ("Invalid reduction dimension 0 for input with 0 dimensions"). Here it is `axis=None`: the
-       mean over replicas, what Keras computes on one worker.
-
-    Everything else is Keras' and tf.distribute's own: strategy.run, the distributed dataset, the
-    gradient all-reduce. Both are restored when the block exits. On a Keras release outside
-    KERAS_PATCHED that still fails either way, the failure is one `error:` line.
-    """
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        yield
-        return
-    if not KERAS_PATCHED[0] <= keras_version() <= KERAS_PATCHED[1]:
-        try:
-            yield
-        except ValueError as error:
-            if "PerReplica" not in str(error) and "Invalid reduction dimension" not in str(error):
-                raise
-            (major, low), (_, high) = KERAS_PATCHED
-            raise UsageError(
-                f"--strategy multi-worker: Keras {keras.version()} fails in fit under MultiWorkerMirroredStrategy "
-                "(keras-team/keras#20585), "
-                f"and this project's workaround is checked on Keras {major}.{low} to {major}.{high} only; pip "
-                f"install 'keras>={major}.{low},<{major}.{high + 1}'"
-            ) from None
-        return
-    from keras.src.backend.tensorflow import trainer
-
-    keras_build, keras_reduce = trainer.TensorFlowTrainer._maybe_symbolic_build, trainer.reduce_per_replica
-
-    def build_from_local_batch(model, iterator=None, data_batch=None):
-        if iterator is not None:
-            local = model.distribute_strategy.experimental_local_results
-            for _, _, batches in iterator:  # as Keras reads the first batch
-                data_batch = keras.tree.map_structure(
-                    lambda value: None if value is None else local(value)[0], next(batches)
-                )
-                break
-        return keras_build(model, data_batch=data_batch)
-
-    def mean_over_replicas(values, strategy, reduction):
-        if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            return keras.tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
-        return keras_reduce(values, strategy, reduction)
-
-    trainer.TensorFlowTrainer._maybe_symbolic_build, trainer.reduce_per_replica = (
-        build_from_local_batch,
-        mean_over_replicas,
-    )
-    try:
-        yield
-    finally:
-        trainer.TensorFlowTrainer._maybe_symbolic_build, trainer.reduce_per_replica = keras_build, keras_reduce
 
 
 def describe(strategy, config) -> dict:

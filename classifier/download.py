@@ -16,15 +16,15 @@ import http.client
 import os
 import shutil
 import stat
-import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+
+from .console import Log, Progress, say
 
 TIMEOUT_SECONDS = 60
 CHUNK_BYTES = 1 << 16
@@ -42,46 +42,15 @@ class VerifyError(Exception):
     """A file or archive is not the one expected: wrong checksum or size, corrupt, or unsafe."""
 
 
-class Progress:
-    """A counter on stderr (bytes, or any `unit`): redrawn in place on a terminal, one closing line otherwise."""
-
-    def __init__(self, label: str, total: int | None, *, enabled: bool = True, unit: str = "bytes"):
-        self.label, self.total, self.enabled, self.unit = label, total, enabled, unit
-        self.live = enabled and sys.stderr.isatty()
-        self.done, self._drawn_at, self._started = 0, 0.0, time.monotonic()
-
-    def update(self, done: int) -> None:
-        self.done = done
-        now = time.monotonic()
-        if self.live and now - self._drawn_at >= 0.1:
-            self._drawn_at = now
-            print(f"\r{self._line()}", end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled:
-            print(f"\r{self._line()}" if self.live else self._line(), file=sys.stderr, flush=True)
-
-    def _amount(self, count: float) -> str:
-        return f"{count / 1e6:.1f} MB" if self.unit == "bytes" else f"{count:,.0f} {self.unit}"
-
-    def _line(self) -> str:
-        rate = self.done / max(time.monotonic() - self._started, 1e-9)
-        speed = f", {self._amount(rate)}/s"
-        if not self.total:
-            return f"{self.label}: {self._amount(self.done)}{speed}"
-        filled = min(30, 30 * self.done // self.total)
-        percent = 100 * self.done // self.total
-        return f"{self.label}: [{'#' * filled}{'.' * (30 - filled)}] {percent:3d}% of {self._amount(self.total)}{speed}"
-
-
-def download(url: str, dest: Path, *, sha256: str | None = None, size: int | None = None, quiet: bool = False) -> Path:
-    """Fetch `url` to `dest` atomically; on any failure nothing is left under `dest`'s name."""
+def download(url: str, dest: Path, *, sha256: str | None = None, size: int | None = None, log: Log = say) -> Path:
+    """Fetch `url` to `dest` atomically, its progress through `log`; on any failure nothing is left under `dest`'s
+    name."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, part_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     part = Path(part_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            received, digest = _stream(url, out, Progress(dest.name, size, enabled=not quiet))
+            received, digest = _stream(url, out, Progress(dest.name, size, log=log))
         _check(dest.name, received, digest, sha256=sha256, size=size)
         os.replace(part, dest)
     finally:

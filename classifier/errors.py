@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from typing import Callable, Sequence
+
+from .console import say
 
 
 class UsageError(Exception):
     """Bad input the user can fix. The message is the whole explanation: name the thing, say what to do."""
+
+
+def first_line(error: Exception) -> str:
+    """The first line of an exception's message (at most 200 characters), to quote inside a one-line UsageError."""
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -31,10 +38,10 @@ def cli(main: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequenc
         try:
             return main(argv) or 0
         except UsageError as error:
-            print(f"error: {error}", file=sys.stderr)
+            say(f"error: {error}")
             return 2
         except KeyboardInterrupt as interrupt:  # its message, if any, says what was kept and how to go on
-            print(f"interrupted: {interrupt}" if str(interrupt) else "interrupted", file=sys.stderr)
+            say(f"interrupted: {interrupt}" if str(interrupt) else "interrupted")
             return 130
 
     return wrapped

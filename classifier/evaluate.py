@@ -15,77 +15,18 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
 from .artifacts import load_model, read_metadata, write_json
+from .console import Log, say
+from .data import image_dataset, load_image_data
+from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli
-
-METRICS_FILE = "metrics.json"
-REPORT_FILES = (METRICS_FILE, "curves.png", "confusion_matrix.png", "most_wrong.png")
-MOST_WRONG = 12
-
-
-def classification_metrics(labels: Sequence[int], probabilities: np.ndarray, class_names: Sequence[str]) -> dict:
-    """Accuracy, per-class precision/recall/F1/support, macro and weighted averages, confusion matrix (rows: true)."""
-    n = len(class_names)
-    y_true = np.asarray(labels, int)
-    y_pred = np.asarray(probabilities).argmax(axis=1)
-    matrix = np.zeros((n, n), int)
-    np.add.at(matrix, (y_true, y_pred), 1)
-    hits, support, predicted = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
-    precision = np.divide(hits, predicted, out=np.zeros(n), where=predicted > 0)  # 0 for a class never predicted
-    recall = np.divide(hits, support, out=np.zeros(n), where=support > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(n), where=precision + recall > 0)
-    scores = {"precision": precision, "recall": recall, "f1": f1}
-    weights = support / max(support.sum(), 1)
-    return {
-        "accuracy": float(hits.sum() / max(len(y_true), 1)),
-        "images": int(len(y_true)),
-        "class_names": list(class_names),
-        "per_class": {
-            name: {**{k: float(v[i]) for k, v in scores.items()}, "support": int(support[i])}
-            for i, name in enumerate(class_names)
-        },
-        "macro_avg": {k: float(v.mean()) for k, v in scores.items()},
-        "weighted_avg": {k: float((v * weights).sum()) for k, v in scores.items()},
-        "confusion_matrix": matrix.tolist(),
-    }
-
-
-def format_table(metrics: dict) -> str:
-    """The metrics as a fixed-width text table, one row per class, then the averages."""
-    width = max(12, *(len(name) for name in metrics["class_names"]))
-    lines = [f"{'':<{width}}  precision  recall     f1  support"]
-    for name, row in metrics["per_class"].items():
-        lines.append(
-            f"{name:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}  {row['support']:7d}"
-        )
-    lines.append("")
-    for key in ("macro_avg", "weighted_avg"):
-        row = metrics[key]
-        lines.append(
-            f"{key.replace('_', ' '):<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}  "
-            f"{metrics['images']:7d}"
-        )
-    lines.append(f"{'accuracy':<{width}}  {'':9}  {'':6}  {metrics['accuracy']:5.3f}  {metrics['images']:7d}")
-    return "\n".join(lines)
-
-
-def most_wrong(
-    paths: Sequence[str], labels: Sequence[int], probabilities: np.ndarray, k: int = MOST_WRONG
-) -> list[tuple[str, int, int, float]]:
-    """(path, true label, predicted label, its probability) of the k most confidently wrong predictions."""
-    predicted = probabilities.argmax(axis=1)
-    confidence = probabilities.max(axis=1)
-    wrong = [i for i in np.argsort(-confidence, kind="stable") if predicted[i] != labels[i]]
-    return [(paths[i], int(labels[i]), int(predicted[i]), float(confidence[i])) for i in wrong[:k]]
+from .images import load_rgb
+from .metrics import METRICS_FILE, classification_metrics, format_table, most_wrong
+from .plots import plot_confusion_matrix, plot_curves, plot_images
 
 
 def write_report(folder: Path, metrics: dict, metadata: dict, wrong: list[tuple[str, int, int, float]]) -> list[Path]:
     """metrics.json and the three PNGs into `folder`; the same files for `train` and `evaluate`."""
-    from .images import load_rgb
-    from .plots import plot_confusion_matrix, plot_curves, plot_images
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / METRICS_FILE, metrics)
@@ -103,16 +44,17 @@ def write_report(folder: Path, metrics: dict, metadata: dict, wrong: list[tuple[
 
 
 def evaluate(
-    model_dir: str | Path, data: str | None = None, split: str = "validation", out: str | Path | None = None, log=print
+    model_dir: str | Path,
+    data: str | None = None,
+    split: str = "validation",
+    out: str | Path | None = None,
+    log: Log = say,
 ) -> dict:
     """Score a model folder on a dataset split, write the report into `out` (default: the model folder);
     return the metrics."""
-    from .data import image_dataset, load_image_data
-    from .datasets import resolve_data
-
     metadata = read_metadata(model_dir)
     config = metadata.get("config", {})
-    data_dir = resolve_data(data or metadata["data"]["root"], csv_dir=config.get("csv_dir"))
+    data_dir = resolve_data(data or metadata["data"]["root"], csv_dir=config.get("csv_dir"), log=log)
     image_data = load_image_data(data_dir, config.get("validation_split", 0.2), config.get("seed", 0))
     if image_data.class_names != metadata["class_names"]:
         raise UsageError(
@@ -163,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not Path(args.model_dir).is_dir():
         raise UsageError(f"{args.model_dir}: no such model folder")
-    evaluate(args.model_dir, args.data, args.split, args.out)
+    evaluate(args.model_dir, args.data, args.split, args.out, log=print)  # the table is the command's output
     return 0
 
 

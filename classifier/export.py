@@ -28,6 +28,7 @@ from ai_edge_litert.interpreter import Interpreter
 from . import exportcheck
 from ._tf import keras, tf
 from .artifacts import LABELS_FILE, check_output_dir, load_model, read_metadata, staged_dir, versions, write_json
+from .console import Log, say, silent
 from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli
 from .images import decode_bytes_rgb_tf, resize
@@ -71,7 +72,7 @@ def export_model(
     data: str | None = None,
     tolerance: float | None = None,
     overwrite: bool = False,
-    log=print,
+    log: Log = say,
 ) -> ExportResult:
     """Write, check and move into place one export of `model_dir`; raises ExportCheckError on a failed check."""
     if format not in FORMATS:
@@ -111,6 +112,7 @@ def export_model(
             log(f"check {exportcheck.describe(name, figures)}")
         record = export_metadata(model_dir, metadata, format, quantize, exportcheck.check(results, samples.source))
         write_json(folder / EXPORT_FILE, record)
+        # TODO(lead): call artifacts.write_labels(folder, metadata["class_names"]) once artifacts.py has it.
         (folder / LABELS_FILE).write_text("".join(f"{name}\n" for name in metadata["class_names"]))
     log(f"exported {format}{'' if quantize == 'none' else f' ({quantize})'} to {out}, checked on {samples.source}")
     return ExportResult(out, record)
@@ -119,7 +121,7 @@ def export_model(
 def _data_folders(metadata: dict, data: str | None) -> tuple[Path | None, Path | None, str]:
     """(training folder, check folder, why there are none) from --data or the metadata's data.root."""
     if data is not None:
-        return (*exportcheck.data_folders(resolve_data(data, quiet=True)), "")
+        return (*exportcheck.data_folders(resolve_data(data, log=silent)), "")
     root = metadata.get("data", {}).get("root")
     if root and Path(root).is_dir():
         return (*exportcheck.data_folders(Path(root)), "")
@@ -303,9 +305,11 @@ def build_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        export_model(args.model_dir, args.format, args.quantize, args.out, args.data, args.tolerance, args.overwrite)
+        export_model(
+            args.model_dir, args.format, args.quantize, args.out, args.data, args.tolerance, args.overwrite, log=print
+        )  # the check figures are the command's output
     except exportcheck.ExportCheckError as error:
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}")
         return 1
     return 0
 

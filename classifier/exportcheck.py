@@ -37,6 +37,9 @@ class Samples:
 
 def data_folders(root: Path) -> tuple[Path, Path]:
     """(training folder, folder to check on) of a data folder laid out as `data.load_image_data` expects."""
+    # TODO(lead): data.py finds these folders too (inside load_image_data); once it has
+    # `split_folders(root: Path) -> tuple[Path, Path | None]` (train/ or root, the validation folder or None),
+    # this becomes `train, validation = split_folders(root); return train, validation or train`.
     train = root / "train" if (root / "train").is_dir() else root
     check = next((root / d for d in VALIDATION_DIRS if (root / d).is_dir()), train)
     return train, check

@@ -9,8 +9,9 @@ On disk, under the cache folder:
     <model key>/clean/<content sha256>.npy          the image as it is (training and validation)
     <model key>/aug-<augmentation key>/<sha>-<k>.npy  its k-th augmented variant
 
-The model key hashes everything that changes features (backbone, cut layer, weights file content,
-image size, pooling, versions); the augmentation key hashes the augmentation settings. Entries are
+The model key hashes everything that changes features (backbone, resolved cut layer, weights file
+content, image size, pooling, versions), so leaving the cut layer to the backbone and naming the
+same layer share entries; the augmentation key hashes the augmentation settings. Entries are
 per file content, so editing one image recomputes that image only, and entries are written to a
 temporary name and renamed, so an interrupted fill never leaves a wrong one.
 """
@@ -28,24 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from ._tf import keras, tf
-from .augment import make_augmenter
+from .augment import AUGMENTATION_FIELDS, make_augmenter
 from .config import TrainConfig
 from .data import Split, image_dataset
 from .download import Progress, sha256_of
-from .model import image_size
 
 # Part of every key: bump it whenever decoding, resizing or augmentation code changes what an entry holds.
-CACHE_FORMAT = 3
-AUGMENTATION_FIELDS = (
-    "rotation",
-    "width_shift",
-    "height_shift",
-    "shear",
-    "zoom",
-    "horizontal_flip",
-    "vertical_flip",
-    "brightness",
-)
+CACHE_FORMAT = 4  # 4: augmentation as ImageDataGenerator's (shear in degrees on one axis, two zoom factors)
 
 
 def default_cache_dir() -> Path:
@@ -54,7 +44,7 @@ def default_cache_dir() -> Path:
 
 def feature_cache_applies(config: TrainConfig) -> bool:
     """Only a frozen backbone has fixed features; `--weights none` trains the backbone itself."""
-    return config.feature_cache and config.weights != "none"
+    return config.feature_cache and config.transfer
 
 
 def content_hashes(paths: list[str]) -> list[str]:
@@ -75,6 +65,7 @@ class FeatureCache:
 
     @classmethod
     def for_config(cls, config: TrainConfig) -> "FeatureCache":
+        """The cache of a resolved config (as `metadata.json` saves it)."""
         weights = config.weights if config.weights == "imagenet" else f"sha256:{sha256_of(config.weights)}"
         model_key = _key(
             {
@@ -82,7 +73,7 @@ class FeatureCache:
                 "backbone": config.backbone,
                 "cut_layer": config.cut_layer,
                 "weights": weights,
-                "image_size": image_size(config),
+                "image_size": config.image_shape,
                 "pooling": config.head_pooling,
                 "keras": keras.__version__,
                 "tensorflow": tf.__version__,
@@ -108,7 +99,7 @@ def cached_features(
         what = "images" if copy == 0 else f"augmented copy {copy}"
         log(f"feature cache: computing {len(missing)} of {len(paths)} ({what}) into {cache.root}")
         augmenter = make_augmenter(config, seed=config.seed + copy) if copy else None
-        images = image_dataset(split.subset(missing), image_size(config), config.batch_size, augmenter=augmenter)
+        images = image_dataset(split.subset(missing), config.image_shape, config.batch_size, augmenter=augmenter)
         progress = Progress("backbone features", len(missing), unit="images")
         done = 0
         for batch, _ in images:
@@ -131,7 +122,7 @@ def _save_atomically(path: Path, array: np.ndarray) -> None:
 def training_features(extractor, data, config: TrainConfig, log=print):
     """(x_train, y_train, x_val, y_val) from the cache: train = clean + each augmented copy."""
     cache = FeatureCache.for_config(config)
-    size = image_size(config)
+    size = config.image_shape
     # One traced graph for every batch: no per-call Python or retracing in the backbone pass.
     extract = tf.function(
         lambda batch: extractor(batch, training=False), input_signature=[tf.TensorSpec([None, *size, 3], tf.float32)]

@@ -11,36 +11,35 @@ otherwise a few small batches would wreck what the network learnt. The small lea
 from __future__ import annotations
 
 from ._tf import keras
-from .backbones import HUB_PREFIX, TOP, Backbone
+from .backbones import HUB_PREFIX
 from .config import TrainConfig
 from .errors import UsageError
 
 BACKBONE_LAYER = "backbone"  # the name build_feature_extractor gives the backbone inside the model
 
 
-def fine_tune_layer(model, backbone: Backbone, config: TrainConfig) -> str | None:
-    """Check the fine-tuning options against the built model (before any training); the first layer to unfreeze."""
+def fine_tune_layer(model, config: TrainConfig) -> str | None:
+    """Check a resolved config's fine-tuning options against the built model (before any training); the first
+    layer to unfreeze, or None when the run does not fine-tune."""
     if not config.fine_tune_epochs:
         return None
-    if config.weights == "none":
+    if not config.transfer:
         raise UsageError(
             f"--fine-tune-epochs {config.fine_tune_epochs}: with --weights none the whole network already trains; "
             "there is nothing to unfreeze"
         )
-    if backbone.name.startswith(HUB_PREFIX):
+    if config.backbone.startswith(HUB_PREFIX):
         raise UsageError(
             f"--fine-tune-epochs {config.fine_tune_epochs}: a hub: backbone is one frozen layer and cannot be "
             "fine-tuned"
         )
-    cut = config.cut_layer or backbone.default_cut or TOP
-    start = config.fine_tune_from or backbone.fine_tune_from(cut)
     names = [layer.name for layer in model.get_layer(BACKBONE_LAYER).layers]
-    if start not in names:
+    if config.fine_tune_from not in names:
         raise UsageError(
-            f"--fine-tune-from {start}: {backbone.name} cut at {cut} has no layer of that name; pick one from its "
-            "summary()"
+            f"--fine-tune-from {config.fine_tune_from}: {config.backbone} cut at {config.cut_layer} has no layer of "
+            "that name; pick one from its summary()"
         )
-    return start
+    return config.fine_tune_from
 
 
 def unfreeze_from(model, layer_name: str) -> int:

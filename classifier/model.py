@@ -15,13 +15,11 @@ nothing of ours (except a `hub:` backbone, whose layer registers itself when `cl
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 from ._tf import keras
 from .backbones import build_feature_extractor, get_backbone
 from .config import TrainConfig
-from .errors import UsageError
 from .images import RESIZE_ANTIALIAS
 
 SCRATCH_BATCHNORM_MOMENTUM = 0.9
@@ -30,26 +28,12 @@ RESIZE_LAYER = "resize"
 HEAD_LAYER = "head"
 
 
-def check_model_options(config: TrainConfig):
-    """Fail fast, before any data is read, on a backbone or size the model cannot be built with."""
-    backbone = get_backbone(config.backbone)
-    if min(image_size(config)) < backbone.min_size:
-        raise UsageError(
-            f"--image-size {min(image_size(config))}: {backbone.name} needs at least {backbone.min_size} px"
-        )
-    if config.alpha != 1.0 and not backbone.takes_alpha:
-        raise UsageError(f"--alpha {config.alpha}: only mobilenet_v2 has a width multiplier, not {backbone.name}")
-    return backbone
-
-
 def build_model(config: TrainConfig, num_classes: int):
-    """Build the full model for `config`; the backbone is frozen unless there are no weights to keep."""
-    backbone = check_model_options(config)
-    size = image_size(config)
-    features = build_feature_extractor(backbone, size, config.weights, config.cut_layer, config.alpha)
-    transfer = config.weights != "none"
-    features.trainable = not transfer
-    if not transfer:
+    """Build the full model for a resolved `config`; the backbone is frozen unless there are no weights to keep."""
+    backbone = get_backbone(config.backbone)
+    features = build_feature_extractor(backbone, config.image_shape, config.weights, config.cut_layer, config.alpha)
+    features.trainable = not config.transfer
+    if not config.transfer:
         # From scratch, BatchNorm's moving statistics must catch up with weights that change fast;
         # Keras' 0.99 needs thousands of steps, so a small folder would validate at chance for ages.
         for layer in features.layers:
@@ -57,10 +41,12 @@ def build_model(config: TrainConfig, num_classes: int):
                 layer.momentum = SCRATCH_BATCHNORM_MOMENTUM
 
     inputs = keras.Input(shape=(None, None, 3), name="image")
-    x = keras.layers.Resizing(*size, interpolation="bilinear", antialias=RESIZE_ANTIALIAS, name=RESIZE_LAYER)(inputs)
+    x = keras.layers.Resizing(
+        *config.image_shape, interpolation="bilinear", antialias=RESIZE_ANTIALIAS, name=RESIZE_LAYER
+    )(inputs)
     x = backbone.preprocessing()(x)
     # training=False keeps a frozen backbone's BatchNorm in inference mode, even when fine-tuned later.
-    x = features(x, training=False) if transfer else features(x)
+    x = features(x, training=False) if config.transfer else features(x)
     if len(x.shape) == 4:
         pool = keras.layers.GlobalAveragePooling2D if config.head_pooling == "avg" else keras.layers.Flatten
         x = pool(name=FEATURES_LAYER)(x)
@@ -95,19 +81,6 @@ def head(model):
 def resize_antialias(model) -> bool:
     """Whether `model`'s Resizing layer antialiases, so serving resizes exactly as the model was trained."""
     return bool(model.get_layer(RESIZE_LAYER).antialias)
-
-
-def with_backbone_defaults(config: TrainConfig) -> TrainConfig:
-    """`config` with the options it leaves to the backbone (None) set from the backbone's registry entry."""
-    backbone = get_backbone(config.backbone)
-    copies = backbone.augment_copies(config.alpha) if config.augment_copies is None else config.augment_copies
-    return dataclasses.replace(config, image_size=image_size(config)[0], augment_copies=copies)
-
-
-def image_size(config: TrainConfig) -> tuple[int, int]:
-    """(height, width): `--image-size`, or the backbone's own default size."""
-    side = config.image_size or get_backbone(config.backbone).default_size
-    return (side, side)
 
 
 def compile_model(model, learning_rate: float) -> None:

@@ -2,50 +2,49 @@
 
     python -m classifier.train --data PATH_OR_NAME [--out models/NAME] [options]
 
-`train(config)` is the library entry point; `main` is a thin CLI over it.
+`train(config)` is the library entry point and reads as the steps of a run: prepare (resolve the
+options, find the data, build the model), fit the head (on cached backbone features, or on images),
+fine-tune (optional), score the validation images, save. Each step is a function of one `Run`,
+which holds what the steps share. `main` is a thin CLI over `train`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
+import functools
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
-from ._tf import keras
+from ._tf import keras, tf
 from .artifacts import check_output_dir, save_model_dir, versions
 from .augment import make_augmenter
-from .backbones import HUB_PREFIX, get_backbone
-from .config import TrainConfig
+from .backbones import HUB_PREFIX, TOP
+from .compat import forget_restored_epoch, multi_worker_fit
+from .config import TrainConfig, resolve
+from .console import Log, say
 from .control import Checkpoint, class_weights, early_stop_note, training_callbacks
-from .data import image_dataset, load_image_data
+from .data import ImageData, image_dataset, load_image_data
 from .datasets import resolve_data
 from .distribute import (
     WORKER_LOST,
     describe,
     distribution_strategy,
     is_chief,
-    multi_worker_fit,
     precision_policy,
     replica_batch_size,
     worker_lost,
     worker_out_dir,
 )
 from .errors import ArgumentParser, cli
-from .evaluate import classification_metrics, most_wrong, write_report
+from .evaluate import write_report
 from .features import feature_cache_applies, training_features
 from .finetune import fine_tune_layer, unfreeze_from
-from .model import (
-    build_model,
-    check_model_options,
-    compile_model,
-    feature_extractor,
-    image_size,
-    with_backbone_defaults,
-)
+from .metrics import classification_metrics, most_wrong
+from .model import build_model, compile_model, feature_extractor
 from .model import head as model_head
 
 
@@ -56,9 +55,106 @@ class TrainResult:
     model: object  # the trained keras.Model, as saved
 
 
-def resolve_data_dir(config: TrainConfig) -> Path:
-    """A folder path, or a built-in dataset name prepared (downloaded, converted) on demand."""
-    return resolve_data(config.data, csv_dir=config.csv_dir)
+@dataclass
+class Run:
+    """One training run: what its steps share. Each step reads it and adds what it produced."""
+
+    config: TrainConfig  # resolved: every option is a plain value
+    log: Log
+    strategy: tf.distribute.Strategy  # the model was built under it
+    data: ImageData
+    out: Path
+    checkpoint: Checkpoint
+    model: keras.Model
+    fine_tune_from: str | None  # first backbone layer to unfreeze; None: no fine-tuning
+    started: float = field(default_factory=time.time)
+    features: tuple | None = None  # (x_train, y_train, x_val, y_val) cached backbone features, when the cache applies
+    stages: list[dict] = field(default_factory=list)  # per stage: name, epochs, learning rate
+    timing: dict = field(default_factory=dict)  # seconds per step, for metadata.json
+    metrics: dict = field(default_factory=dict)  # the saved model's validation metrics (metrics.json)
+    wrong: list = field(default_factory=list)  # its most confidently wrong validation images (most_wrong.png)
+    metadata: dict = field(default_factory=dict)
+
+    def batch(self, images: int) -> int:
+        """--batch-size for a split of `images`, shrunk where the replicas need it (distribute.replica_batch_size)."""
+        return replica_batch_size(self.config.batch_size, images, self.strategy)
+
+    @functools.cached_property
+    def class_weight(self) -> dict[int, float] | None:
+        """--class-weight as fit() takes it."""
+        return class_weights(self.config, self.data.train.labels, len(self.data.class_names))
+
+    @functools.cached_property
+    def images(self) -> dict:
+        """fit()'s data arguments for training on images: tf.data pipelines, lazy until iterated."""
+        config, data = self.config, self.data
+        train = image_dataset(
+            data.train,
+            config.image_shape,
+            self.batch(len(data.train)),
+            shuffle=True,
+            seed=config.seed,
+            augmenter=make_augmenter(config, config.seed),
+        )
+        return dict(
+            x=train,
+            validation_data=image_dataset(data.validation, config.image_shape, self.batch(len(data.validation))),
+            class_weight=self.class_weight,
+            shuffle=False,  # the training pipeline shuffles itself
+        )
+
+    @contextlib.contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        """Record the block's wall time as timing[step]."""
+        tick = time.time()
+        yield
+        self.timing[step] = round(time.time() - tick, 1)
+
+
+def train(config: TrainConfig, log: Log = say) -> TrainResult:
+    """Run one training job end to end; raises UsageError for anything the user must fix."""
+    run = prepare(config, log)
+    try:
+        fit_head(run)
+        fine_tune(run)
+        score(run)
+        save(run)
+    except KeyboardInterrupt:  # Ctrl-C: keep the completed epochs and say how to resume
+        raise run.checkpoint.interrupted() from None
+    except WORKER_LOST as error:
+        if run.config.strategy != "multi-worker":
+            raise
+        raise worker_lost(error, run.checkpoint.stopped()) from None
+    run.checkpoint.remove()  # the model folder is complete: nothing left to resume
+    log_done(run)
+    return TrainResult(run.out, run.metadata, run.model)
+
+
+def prepare(config: TrainConfig, log: Log) -> Run:
+    """Resolve the options, pick the strategy, find the data and build the model; every check before training."""
+    config = resolve(config, log)
+    strategy = distribution_strategy(config, log)
+    started = time.time()
+    data_dir = resolve_data(config.data, csv_dir=config.csv_dir, log=log)
+    out = check_output_dir(config.out or default_out_dir(data_dir), config.overwrite)
+    checkpoint = Checkpoint(out, config)
+    keras.utils.set_random_seed(config.seed)
+    data = load_image_data(data_dir, config.validation_split, config.seed)
+    with strategy.scope(), precision_policy(config.mixed_precision):
+        model = build_model(config, len(data.class_names))
+    run = Run(
+        config=config,
+        log=log,
+        strategy=strategy,
+        data=data,
+        out=out,
+        checkpoint=checkpoint,
+        model=model,
+        fine_tune_from=fine_tune_layer(model, config),
+        started=started,
+    )
+    log_setup(run)
+    return run
 
 
 def default_out_dir(data_dir: Path) -> Path:
@@ -68,194 +164,94 @@ def default_out_dir(data_dir: Path) -> Path:
     return Path("models") / name
 
 
-def train(config: TrainConfig, log=print) -> TrainResult:
-    """Run one training job end to end; raises UsageError for anything the user must fix."""
-    config = with_backbone_defaults(config.validate())
-    backbone = check_model_options(config)
-    if not backbone.pretrained and config.weights != "none":
-        log(
-            f"note: {backbone.name} has no pretrained weights; --weights {config.weights} is ignored and it trains "
-            "from scratch"
-        )
-        config = dataclasses.replace(config, weights="none")
-    strategy = distribution_strategy(config, log)
-    started = time.time()
-    data_dir = resolve_data_dir(config)
-    out = check_output_dir(config.out or default_out_dir(data_dir), config.overwrite)
-    checkpoint = Checkpoint(out, config)
-
-    keras.utils.set_random_seed(config.seed)
-    data = load_image_data(data_dir, config.validation_split, config.seed)
-    with strategy.scope(), precision_policy(config.mixed_precision):
-        model = build_model(config, len(data.class_names))
-    fine_tune_from = fine_tune_layer(model, backbone, config)
+def log_setup(run: Run) -> None:
+    """What is about to train: replicas, data, model."""
+    config, data, log = run.config, run.data, run.log
     if config.strategy != "default":
-        log(f"strategy: {config.strategy}, {strategy.num_replicas_in_sync} replica(s) in sync")
+        log(f"strategy: {config.strategy}, {run.strategy.num_replicas_in_sync} replica(s) in sync")
+    held_out = "validation folder" if data.validation_from == "folder" else f"{config.validation_split:.0%} held out"
+    more = " ..." if len(data.class_names) > 10 else ""
     log(
-        f"data: {len(data.train)} training and {len(data.validation)} validation images "
-        f"({'validation folder' if data.validation_from == 'folder' else f'{config.validation_split:.0%} held out'}), "
-        f"{len(data.class_names)} classes: "
-        f"{', '.join(data.class_names[:10])}{' ...' if len(data.class_names) > 10 else ''}"
+        f"data: {len(data.train)} training and {len(data.validation)} validation images ({held_out}), "
+        f"{len(data.class_names)} classes: {', '.join(data.class_names[:10])}{more}"
     )
-    if config.weights == "none":
+    if not config.transfer:
         log("note: --weights none has no pretrained features to transfer, so the whole network trains from scratch")
     else:
-        weights = "" if backbone.name.startswith(HUB_PREFIX) else f" ({config.weights} weights)"
-        log(
-            f"model: {config.backbone}{weights} frozen up to {cut_layer(config) or 'its output'}, "
-            f"{config.head_pooling} pooling head"
-        )
+        weights = "" if config.backbone.startswith(HUB_PREFIX) else f" ({config.weights} weights)"
+        cut = "its output" if config.cut_layer == TOP else config.cut_layer
+        log(f"model: {config.backbone}{weights} frozen up to {cut}, {config.head_pooling} pooling head")
 
-    class_weight = class_weights(config, data.train.labels, len(data.class_names))
-    batch = lambda count: replica_batch_size(config.batch_size, count, strategy)  # noqa: E731
-    # The image pipelines (lazy until iterated): for the head without the cache, fine-tuning and evaluation.
-    image_fit = dict(
-        x=image_dataset(
-            data.train,
-            image_size(config),
-            batch(len(data.train)),
+
+def fit_head(run: Run) -> None:
+    """The head's epochs: on cached backbone features when the backbone is frozen (run once per image
+    and augmented copy), else the full model on images."""
+    config = run.config
+    if not feature_cache_applies(config):
+        fit_model, inputs = run.model, run.images
+    else:
+        with run.timed("features_seconds"):
+            run.features = training_features(feature_extractor(run.model), run.data, config, run.log)
+        x_train, y_train, x_val, y_val = run.features
+        run.timing["cached_training_vectors"] = len(x_train)
+        fit_model = model_head(run.model)
+        inputs = dict(
+            x=x_train,
+            y=y_train,
+            batch_size=run.batch(len(x_train)),
+            validation_data=(x_val, y_val),
+            class_weight=run.class_weight,
             shuffle=True,
-            seed=config.seed,
-            augmenter=make_augmenter(config, config.seed),
-        ),
-        validation_data=image_dataset(data.validation, image_size(config), batch(len(data.validation))),
-        class_weight=class_weight,
-        shuffle=False,  # the training pipeline shuffles itself
-    )
-    cached = feature_cache_applies(config)
-    timing = {}
-    try:
-        fit_model, fit_args = model, image_fit
-        if cached:
-            # The backbone is frozen: run it once per image and copy, then train the head on vectors.
-            tick = time.time()
-            x_train, y_train, x_val, y_val = training_features(feature_extractor(model), data, config, log)
-            timing.update(features_seconds=round(time.time() - tick, 1), cached_training_vectors=len(x_train))
-            fit_model = model_head(model)
-            fit_args = dict(
-                x=x_train,
-                y=y_train,
-                batch_size=batch(len(x_train)),
-                validation_data=(x_val, y_val),
-                class_weight=class_weight,
-                shuffle=True,
-            )
-        tick = time.time()
-        stages = [
-            run_stage(
-                "head",
-                model,
-                fit_model,
-                fit_args,
-                checkpoint,
-                strategy,
-                config,
-                config.learning_rate,
-                0,
-                config.epochs,
-                log,
-            )
-        ]
-        timing["head_seconds"] = round(time.time() - tick, 1)
-        if fine_tune_from:  # fine-tuning changes the backbone, so it trains on images, never on the cache
-            tick, start = time.time(), checkpoint.epochs_done
-            layers = unfreeze_from(model, fine_tune_from)
-            log(
-                f"fine-tuning: {layers} backbone layers from {fine_tune_from} on train (BatchNorm stays frozen) at "
-                f"learning rate {config.fine_tune_learning_rate:g}"
-            )
-            stage = run_stage(
-                "fine_tune",
-                model,
-                model,
-                image_fit,
-                checkpoint,
-                strategy,
-                config,
-                config.fine_tune_learning_rate,
-                start,
-                start + config.fine_tune_epochs,
-                log,
-            )
-            stages.append({**stage, "from_layer": fine_tune_from})
-            timing["fine_tune_seconds"] = round(time.time() - tick, 1)
-        if cached and not fine_tune_from:  # the head on cached features is exactly the model on images
-            probabilities = model_head(model).predict(x_val, verbose=0)
-        else:
-            probabilities = model.predict(image_fit["validation_data"], verbose=0)
-        metrics = {
-            **classification_metrics(data.validation.labels, probabilities, data.class_names),
-            "split": "validation",
-            "data": str(data_dir),
-        }
-        metadata = build_metadata(config, data, model, checkpoint.history, time.time() - started)
-        metadata.update(
-            stages=stages,
-            fine_tune_start_epoch=stages[1]["first_epoch"] - 1 if len(stages) > 1 else None,
-            validation_metrics={"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_avg"]["f1"]},
-            timing=timing,
-            distribution=describe(strategy, config),
         )
-        wrong = most_wrong(data.validation.paths, data.validation.labels, probabilities)
-        with worker_out_dir(out, strategy) as save_to:
-            save_model_dir(
-                save_to, model, metadata, extra=lambda folder: write_report(folder, metrics, metadata, wrong)
-            )
-    except KeyboardInterrupt:
-        raise checkpoint.interrupted() from None
-    except WORKER_LOST as error:
-        if config.strategy != "multi-worker":
-            raise
-        raise worker_lost(error, checkpoint.stopped()) from None
-    checkpoint.remove()
-    best = max(metadata["history"]["val_accuracy"])
-    log(
-        f"done: best val_accuracy {best:.4f} (epoch {metadata['history']['val_accuracy'].index(best) + 1}), "
-        f"saved model's {metrics['accuracy']:.4f}; {_duration(time.time() - started)}; "
-        + (f"model, metrics and plots saved to {out}" if is_chief(strategy) else "the chief worker saves the model")
-    )
-    return TrainResult(out, metadata, model)
+    with run.timed("head_seconds"):
+        run.stages.append(run_stage(run, "head", fit_model, inputs, config.learning_rate, epochs=config.epochs))
 
 
-def run_stage(
-    name: str,
-    model,
-    fit_model,
-    fit_args: dict,
-    checkpoint: Checkpoint,
-    strategy,
-    config: TrainConfig,
-    learning_rate: float,
-    first: int,
-    last: int,
-    log,
-) -> dict:
-    """Fit epochs [first, last) of `fit_model` (the full model, or its head on cached features) at
-    `learning_rate`, resumable; a stage finished before an interruption is restored instead.
-    Checkpoints always hold the full `model`'s weights."""
+def fine_tune(run: Run) -> None:
+    """With --fine-tune-epochs: unfreeze the top of the backbone and train on, on images (fine-tuning
+    changes the features, so never on the cache)."""
+    if not run.fine_tune_from:
+        return
+    config = run.config
+    with run.timed("fine_tune_seconds"):
+        layers = unfreeze_from(run.model, run.fine_tune_from)
+        run.log(
+            f"fine-tuning: {layers} backbone layers from {run.fine_tune_from} on train (BatchNorm stays frozen) at "
+            f"learning rate {config.fine_tune_learning_rate:g}"
+        )
+        stage = run_stage(
+            run, "fine_tune", run.model, run.images, config.fine_tune_learning_rate, epochs=config.fine_tune_epochs
+        )
+    run.stages.append({**stage, "from_layer": run.fine_tune_from})
+
+
+def run_stage(run: Run, name: str, fit_model, inputs: dict, learning_rate: float, epochs: int) -> dict:
+    """Fit `epochs` more epochs of `fit_model` (the full model, or its head on cached features) on `inputs` at
+    `learning_rate`, resumable; a stage finished before an interruption is restored instead. Checkpoints
+    always hold the full model's weights."""
+    checkpoint, log = run.checkpoint, run.log
     done = checkpoint.finished(name)
     if done:
         log(
             f"resume: the {name} stage had finished (epochs {done['first_epoch']}-{done['last_epoch']}); its weights "
             "are restored"
         )
-        return checkpoint.restore_stage(name, model)
-    with strategy.scope():
+        return checkpoint.restore_stage(name, run.model)
+    first = sum(stage["last_epoch"] - stage["first_epoch"] + 1 for stage in run.stages)  # epochs of earlier stages
+    with run.strategy.scope():
         compile_model(fit_model, learning_rate)
     callbacks = checkpoint.stage_callbacks(name)
     if checkpoint.epochs_done > first:
         log(f"resume: continuing the {name} stage after epoch {checkpoint.epochs_done}")
         fit_model.optimizer.learning_rate = checkpoint.history["learning_rate"][-1]
-    control = training_callbacks(config)
-    fit_model._initial_epoch = (
-        None  # Keras keeps the epoch BackupAndRestore restored on the model, even into the next fit
-    )
-    total = config.epochs + config.fine_tune_epochs
-    with multi_worker_fit(strategy):
+    control = training_callbacks(run.config)
+    total = run.config.epochs + run.config.fine_tune_epochs
+    forget_restored_epoch(fit_model)
+    with multi_worker_fit(run.strategy):
         fit_model.fit(
-            **fit_args,
+            **inputs,
             initial_epoch=first,
-            epochs=last,
+            epochs=first + epochs,
             verbose=0,
             callbacks=[*callbacks, EpochLog(total, log), *control],
         )
@@ -268,20 +264,41 @@ def run_stage(
         "last_epoch": checkpoint.epochs_done,
         "learning_rate": learning_rate,
     }
-    checkpoint.finish_stage(name, model, info)
+    checkpoint.finish_stage(name, run.model, info)
     return info
 
 
-def cut_layer(config: TrainConfig) -> str | None:
-    return config.cut_layer or get_backbone(config.backbone).default_cut
+def score(run: Run) -> None:
+    """The saved model's metrics on the validation images."""
+    if run.features is not None and not run.fine_tune_from:  # the head on cached features is exactly the model
+        probabilities = model_head(run.model).predict(run.features[2], verbose=0)
+    else:
+        probabilities = run.model.predict(run.images["validation_data"], verbose=0)
+    validation = run.data.validation
+    run.metrics = {
+        **classification_metrics(validation.labels, probabilities, run.data.class_names),
+        "split": "validation",
+        "data": str(run.data.root),
+    }
+    run.wrong = most_wrong(validation.paths, validation.labels, probabilities)
 
 
-def build_metadata(config: TrainConfig, data, model, history: dict, seconds: float) -> dict:
+def save(run: Run) -> None:
+    """The model folder (model, metadata, labels, report), atomically; on the chief only."""
+    run.metadata = build_metadata(run)
+    report = lambda staged: write_report(staged, run.metrics, run.metadata, run.wrong)  # noqa: E731
+    with worker_out_dir(run.out, run.strategy) as folder:
+        save_model_dir(folder, run.model, run.metadata, extra=report)
+
+
+def build_metadata(run: Run) -> dict:
+    """What metadata.json says about the model and how it was trained."""
+    config, data, model, history = run.config, run.data, run.model, run.checkpoint.history
     return {
         "class_names": data.class_names,
-        "image_size": list(image_size(config)),
+        "image_size": list(config.image_shape),
         "backbone": config.backbone,
-        "cut_layer": cut_layer(config),
+        "cut_layer": config.cut_layer,
         "weights": config.weights,
         "input": "RGB pixels 0..255, any size (the model resizes); float32 batch (N, H, W, 3)",
         "config": config.to_dict(),
@@ -296,20 +313,37 @@ def build_metadata(config: TrainConfig, data, model, history: dict, seconds: flo
         "val_accuracy": history["val_accuracy"][-1],
         "best_val_accuracy": max(history["val_accuracy"]),
         "epochs_run": len(history["val_accuracy"]),
-        "train_seconds": round(seconds, 1),
+        "train_seconds": round(time.time() - run.started, 1),
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "parameters": {
             "total": int(model.count_params()),
             "trainable": int(sum(w.numpy().size for w in model.trainable_weights)),
         },
         "versions": versions(),
+        "stages": run.stages,
+        "fine_tune_start_epoch": run.stages[1]["first_epoch"] - 1 if len(run.stages) > 1 else None,
+        "validation_metrics": {"accuracy": run.metrics["accuracy"], "macro_f1": run.metrics["macro_avg"]["f1"]},
+        "timing": run.timing,
+        "distribution": describe(run.strategy, config),
     }
+
+
+def log_done(run: Run) -> None:
+    """The closing line: best and saved accuracy, time taken, where the model is."""
+    history = run.metadata["history"]["val_accuracy"]
+    where = (
+        f"model, metrics and plots saved to {run.out}" if is_chief(run.strategy) else "the chief worker saves the model"
+    )
+    run.log(
+        f"done: best val_accuracy {max(history):.4f} (epoch {history.index(max(history)) + 1}), "
+        f"saved model's {run.metrics['accuracy']:.4f}; {_duration(time.time() - run.started)}; {where}"
+    )
 
 
 class EpochLog(keras.callbacks.Callback):
     """One line per epoch: every metric Keras reports, and the epoch's wall time."""
 
-    def __init__(self, epochs: int, log):
+    def __init__(self, epochs: int, log: Log):
         super().__init__()
         self.epochs, self.log = epochs, log
 
@@ -339,7 +373,7 @@ def build_parser() -> ArgumentParser:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     config = TrainConfig.from_args(build_parser().parse_args(argv))
-    train(config)
+    train(config, log=print)  # the run's log is the command's output
     return 0
 
 

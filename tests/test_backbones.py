@@ -110,11 +110,10 @@ def test_hub_backbone_round_trip(tmp_path, tiny_data):
 
 
 def test_options_left_unset_take_the_backbones_defaults():
-    from classifier.config import TrainConfig
-    from classifier.model import with_backbone_defaults
+    from classifier.config import TrainConfig, resolve
 
     def resolved(**options):
-        config = with_backbone_defaults(TrainConfig(data="unused", **options))
+        config = resolve(TrainConfig(data="unused", **options))
         return config.image_size, config.augment_copies
 
     assert resolved() == (150, 2)  # inception_v3: the course's size

@@ -25,6 +25,7 @@ import pytest
 from PIL import Image
 
 from classifier import datasets
+from classifier.console import silent
 from classifier.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -177,7 +178,7 @@ def test_happy_path_uses_the_declared_layout_and_marks_the_folder_prepared(ds_en
     pets_zip(ds_server.root / "pets.zip")
     ds_env(pets=zip_entry(f"{ds_server.base}/pets.zip", PETS_LAYOUT, PETS_COUNTS))
 
-    folder = datasets.resolve_data("pets", quiet=True)
+    folder = datasets.resolve_data("pets", log=silent)
 
     assert folder == ds_env.home / "pets_filtered"
     assert datasets.count_images(folder) == PETS_COUNTS
@@ -207,7 +208,7 @@ def test_two_archives_are_assembled_into_train_and_validation(ds_env, ds_server)
     counts = {"train": {"horses": 2, "humans": 1}, "validation": {"horses": 1, "humans": 1}}
     ds_env(horses={"kind": "zip", "folder": "horse-or-human", "files": files, "counts": counts})
 
-    folder = datasets.resolve_data("horses", quiet=True)
+    folder = datasets.resolve_data("horses", log=silent)
 
     assert datasets.count_images(folder) == counts
 
@@ -215,15 +216,15 @@ def test_two_archives_are_assembled_into_train_and_validation(ds_env, ds_server)
 def test_second_run_needs_no_network(ds_env, ds_server):
     pets_zip(ds_server.root / "pets.zip")
     ds_env(pets=zip_entry(f"{ds_server.base}/pets.zip", PETS_LAYOUT, PETS_COUNTS))
-    folder = datasets.resolve_data("pets", quiet=True)
+    folder = datasets.resolve_data("pets", log=silent)
     ds_server.shutdown()
     ds_server.server_close()
 
-    assert datasets.resolve_data("pets", quiet=True) == folder  # prepared copy
+    assert datasets.resolve_data("pets", log=silent) == folder  # prepared copy
     for path in sorted(folder.rglob("*"), reverse=True):  # remove the folder, keep the download cache
         path.rmdir() if path.is_dir() else path.unlink()
     folder.rmdir()
-    assert datasets.count_images(datasets.resolve_data("pets", quiet=True)) == PETS_COUNTS
+    assert datasets.count_images(datasets.resolve_data("pets", log=silent)) == PETS_COUNTS
     assert ds_server.requests == ["pets.zip"]
 
 
@@ -232,7 +233,7 @@ def test_mirror_replaces_the_registry_location(ds_env, ds_server, monkeypatch):
     ds_env(pets=zip_entry(dead_url("some/dir/pets.zip"), PETS_LAYOUT, PETS_COUNTS))
     monkeypatch.setenv("CLASSIFIER_DATASETS_MIRROR", ds_server.base + "/")
 
-    assert datasets.count_images(datasets.resolve_data("pets", quiet=True)) == PETS_COUNTS
+    assert datasets.count_images(datasets.resolve_data("pets", log=silent)) == PETS_COUNTS
     assert ds_server.requests == ["pets.zip"]
 
 
@@ -241,7 +242,7 @@ def test_checksum_mismatch_is_one_clear_error_and_leaves_nothing(ds_env, ds_serv
     ds_env(pets=zip_entry(f"{ds_server.base}/pets.zip", PETS_LAYOUT, PETS_COUNTS, sha256="0" * 64))
 
     with pytest.raises(UsageError, match="checksum mismatch for pets.zip") as error:
-        datasets.resolve_data("pets", quiet=True)
+        datasets.resolve_data("pets", log=silent)
 
     assert "\n" not in str(error.value)
     assert files_under(ds_env.home) == []
@@ -251,7 +252,7 @@ def test_matching_checksum_is_accepted(ds_env, ds_server):
     digest = hashlib.sha256(pets_zip(ds_server.root / "pets.zip").read_bytes()).hexdigest()
     ds_env(pets=zip_entry(f"{ds_server.base}/pets.zip", PETS_LAYOUT, PETS_COUNTS, sha256=digest))
 
-    assert (datasets.resolve_data("pets", quiet=True) / ".prepared.json").is_file()
+    assert (datasets.resolve_data("pets", log=silent) / ".prepared.json").is_file()
 
 
 @pytest.mark.parametrize(
@@ -271,12 +272,12 @@ def test_truncated_download_leaves_nothing(ds_env, ds_server, how, message):
     ds_env(pets=zip_entry(f"{ds_server.base}/pets.zip", PETS_LAYOUT, PETS_COUNTS, **size))
 
     with pytest.raises(UsageError, match=message):
-        datasets.resolve_data("pets", quiet=True)
+        datasets.resolve_data("pets", log=silent)
 
     assert files_under(ds_env.home) == []
     (ds_server.root / "pets.zip").write_bytes(full)  # the next run starts afresh and succeeds
     ds_server.cut.clear()
-    assert datasets.count_images(datasets.resolve_data("pets", quiet=True)) == PETS_COUNTS
+    assert datasets.count_images(datasets.resolve_data("pets", log=silent)) == PETS_COUNTS
 
 
 def _symlink_zip(path: Path) -> Path:
@@ -299,7 +300,7 @@ def test_archive_entries_outside_the_target_are_refused(ds_env, ds_server, tmp_p
     ds_env(pets=zip_entry(f"{ds_server.base}/pets.zip", PETS_LAYOUT, PETS_COUNTS))
 
     with pytest.raises(UsageError, match="pets.zip refused: entry .* (outside the target|symbolic link)"):
-        datasets.resolve_data("pets", quiet=True)
+        datasets.resolve_data("pets", log=silent)
 
     assert files_under(ds_env.home) == []
     assert not list(tmp_path.rglob("evil.png")) and not list(tmp_path.rglob("link.png"))
@@ -310,7 +311,7 @@ def test_wrong_counts_are_refused_and_the_download_forgotten(ds_env, ds_server):
     ds_env(pets=zip_entry(f"{ds_server.base}/pets.zip", PETS_LAYOUT, PETS_COUNTS))
 
     with pytest.raises(UsageError, match=r"expected 3 images in train/cats/, found 2"):
-        datasets.resolve_data("pets", quiet=True)
+        datasets.resolve_data("pets", log=silent)
 
     assert files_under(ds_env.home) == []
 
@@ -319,7 +320,7 @@ def test_no_network_says_so_and_how_to_prepare_by_hand(ds_env):
     ds_env(pets=zip_entry(dead_url("pets.zip"), PETS_LAYOUT, PETS_COUNTS))
 
     with pytest.raises(UsageError, match=r"could not download pets from .*: no network\?.*--from-file FILE"):
-        datasets.resolve_data("pets", quiet=True)
+        datasets.resolve_data("pets", log=silent)
 
     assert files_under(ds_env.home) == []
 
@@ -348,7 +349,7 @@ def test_a_folder_not_made_here_is_never_overwritten(ds_env, ds_server):
     (ds_env.home / "pets_filtered" / "train").mkdir(parents=True)
 
     with pytest.raises(UsageError, match="exists but is not a prepared copy of pets"):
-        datasets.resolve_data("pets", quiet=True)
+        datasets.resolve_data("pets", log=silent)
     assert ds_server.requests == []
 
 
@@ -478,24 +479,24 @@ def test_asl_from_a_csv_dir_with_the_public_file_names(ds_env, tmp_path):
     ds_env(asl=letters_entry(None, 5, 2))
     csv_dir = _asl_csvs(tmp_path / "kaggle", validation_name="sign_mnist_test.csv")
 
-    folder = datasets.resolve_data("asl", csv_dir=str(csv_dir), quiet=True)
+    folder = datasets.resolve_data("asl", csv_dir=str(csv_dir), log=silent)
 
     assert datasets.count_images(folder) == {"train": {"A": 1, "B": 1, "C": 1, "Y": 2}, "validation": {"A": 1, "Y": 1}}
-    assert datasets.resolve_data("asl", quiet=True) == folder  # converted once, cached
+    assert datasets.resolve_data("asl", log=silent) == folder  # converted once, cached
 
 
 def test_asl_from_the_environment_variable(ds_env, tmp_path, monkeypatch):
     ds_env(asl=letters_entry(None, 5, 2))
     monkeypatch.setenv("CLASSIFIER_ASL_CSV_DIR", str(_asl_csvs(tmp_path / "course")))
 
-    assert sum(datasets.count_images(datasets.resolve_data("asl", quiet=True))["train"].values()) == 5
+    assert sum(datasets.count_images(datasets.resolve_data("asl", log=silent))["train"].values()) == 5
 
 
 def test_asl_from_a_configured_url(ds_env, ds_server):
     _asl_csvs(ds_server.root)
     ds_env(asl=letters_entry(ds_server.base, 5, 2))
 
-    folder = datasets.resolve_data("asl", quiet=True)
+    folder = datasets.resolve_data("asl", log=silent)
 
     assert datasets.count_images(folder)["validation"] == {"A": 1, "Y": 1}
     assert sorted(ds_server.requests) == ["sign_mnist_train.csv", "sign_mnist_valid.csv"]

@@ -13,7 +13,8 @@ from PIL import Image
 
 from classifier import evaluate as evaluate_module
 from classifier.artifacts import save_model_dir
-from classifier.evaluate import classification_metrics, evaluate
+from classifier.evaluate import evaluate
+from classifier.metrics import classification_metrics
 
 BLUE, RED = solid((20, 20, 230)), solid((230, 20, 20))
 

@@ -90,3 +90,17 @@ def test_model_trained_from_cache_predicts_exactly_like_end_to_end(tmp_path, ran
     from_cache = head(result.model)(cached, training=False).numpy()
     end_to_end = Predictor(result.model_dir).predict_proba(images.validation.paths)
     np.testing.assert_allclose(end_to_end, from_cache, atol=1e-5)
+
+
+def test_the_backbones_default_cut_and_the_same_cut_by_name_share_one_cache(tmp_path):
+    """The key hashes the resolved cut layer: leaving it to the backbone is naming its default."""
+    from classifier.config import TrainConfig, resolve
+
+    weights = tmp_path / "backbone.weights.h5"
+    weights.write_bytes(b"any weights file: only its content's hash enters the key")
+
+    def root(**options):
+        return FeatureCache.for_config(resolve(TrainConfig(data="unused", weights=str(weights), **options))).root
+
+    assert root() == root(cut_layer="mixed7") != root(cut_layer="mixed6")
+    assert root(backbone="mobilenet_v2") == root(backbone="mobilenet_v2", cut_layer="top")

@@ -1,0 +1,102 @@
+"""Every patch of Keras internals in the package, in one file: delete it when Keras fixes them.
+
+Checked on Keras 3.12.0 and 3.15.1 (TensorFlow backend; TensorFlow 2.21 needs keras>=3.12), whose
+code for every step named below is identical; requirements.txt pins 3.15.1. Each patch says what
+it replaces and how to tell that it can go.
+
+1. `multi_worker_fit`: Keras 3 cannot run `fit` under MultiWorkerMirroredStrategy
+   (keras-team/keras#20585, tensorflow/tensorflow#72388). It replaces, during a multi-worker fit
+   only and on the Keras releases in KERAS_CHECKED only, two functions of
+   keras/src/backend/tensorflow/trainer.py:
+   - `TensorFlowTrainer._maybe_symbolic_build`, which turns the first distributed batch into a
+     plain one with `strategy.reduce("MEAN", batch, axis=None)` only to read its shapes and dtypes;
+     this strategy cannot reduce a nested (images, labels) batch ("Attempt to convert a value
+     (PerReplica ...) to a Tensor"). The replacement hands Keras' build this worker's first
+     replica's share instead: the same shapes and dtypes, and no cross-worker step.
+   - `reduce_per_replica`, which averages each step's metrics over the workers with
+     `strategy.reduce("MEAN", value, axis=0)` and rejects the scalar loss and accuracy ("Invalid
+     reduction dimension 0 for input with 0 dimensions"). The replacement uses `axis=None`: the
+     mean over replicas, what Keras computes on one worker.
+   It can go when keras-team/keras#20585 is closed by a release: make `multi_worker_fit` a plain
+   `yield` and run tests/test_distribute.py -k multi_worker_strategy; if it passes on that
+   release, delete the patch.
+
+2. `forget_restored_epoch(model)`: Keras' `BackupAndRestore`, resuming, sets the private
+   `model._initial_epoch` to the epoch it restored, and `fit` starts at `self._initial_epoch or
+   initial_epoch` (trainers/trainer.py, backend/tensorflow/trainer.py), but nothing resets it, so
+   a later `fit` of the same model (fine-tuning after a resumed head stage, without the feature
+   cache) would start at the restored epoch instead of its own `initial_epoch`. It sets the
+   attribute back to None, as `Trainer.__init__` does. It can go when `fit` resets
+   `_initial_epoch` itself (or stops reading it): grep keras/src for `_initial_epoch`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from ._tf import keras, tf
+from .errors import UsageError
+
+# The Keras releases (major, minor; both ends included) whose patched steps were read and found identical.
+# Re-read them before raising it.
+KERAS_CHECKED = ((3, 12), (3, 15))
+
+
+def keras_version() -> tuple[int, int]:
+    return tuple(int(part) for part in keras.version().split(".")[:2])
+
+
+@contextlib.contextmanager
+def multi_worker_fit(strategy) -> Iterator[None]:
+    """Let Keras' fit (and its validation) run under MultiWorkerMirroredStrategy (patch 1 above); a no-op for
+    any other strategy. Outside KERAS_CHECKED nothing is patched, and the known failure is one `error:` line."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        yield
+        return
+    if not KERAS_CHECKED[0] <= keras_version() <= KERAS_CHECKED[1]:
+        try:
+            yield
+        except ValueError as error:
+            if "PerReplica" not in str(error) and "Invalid reduction dimension" not in str(error):
+                raise
+            (major, low), (_, high) = KERAS_CHECKED
+            raise UsageError(
+                f"--strategy multi-worker: Keras {keras.version()} fails in fit under MultiWorkerMirroredStrategy "
+                "(keras-team/keras#20585), "
+                f"and this project's workaround is checked on Keras {major}.{low} to {major}.{high} only; pip "
+                f"install 'keras>={major}.{low},<{major}.{high + 1}'"
+            ) from None
+        return
+    from keras.src.backend.tensorflow import trainer  # the private module whose two functions are replaced
+
+    keras_build, keras_reduce = trainer.TensorFlowTrainer._maybe_symbolic_build, trainer.reduce_per_replica
+
+    def build_from_local_batch(model, iterator=None, data_batch=None):
+        if iterator is not None:
+            local = model.distribute_strategy.experimental_local_results
+            for _, _, batches in iterator:  # as Keras reads the first batch
+                data_batch = keras.tree.map_structure(
+                    lambda value: None if value is None else local(value)[0], next(batches)
+                )
+                break
+        return keras_build(model, data_batch=data_batch)
+
+    def mean_over_replicas(values, strategy, reduction):
+        if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return keras.tree.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
+        return keras_reduce(values, strategy, reduction)
+
+    trainer.TensorFlowTrainer._maybe_symbolic_build, trainer.reduce_per_replica = (
+        build_from_local_batch,
+        mean_over_replicas,
+    )
+    try:
+        yield
+    finally:
+        trainer.TensorFlowTrainer._maybe_symbolic_build, trainer.reduce_per_replica = keras_build, keras_reduce
+
+
+def forget_restored_epoch(model) -> None:
+    """Before a `fit`: drop the epoch an earlier fit's BackupAndRestore left on `model` (patch 2 above)."""
+    model._initial_epoch = None

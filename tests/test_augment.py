@@ -1,0 +1,54 @@
+"""Augmentation does what ImageDataGenerator (the course's) does with the same random draws."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from classifier._tf import keras
+from classifier.augment import affine_transforms
+
+KNOBS = dict(
+    rotation_range=40,
+    width_shift_range=0.2,
+    height_shift_range=0.2,
+    shear_range=30,
+    zoom_range=0.2,
+    horizontal_flip=True,
+    vertical_flip=True,
+)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # tf_keras calls scipy.ndimage.interpolation
+def test_same_draws_give_imagedatagenerators_output():
+    """For ImageDataGenerator's own draws (a large shear, so that its angle and axis show), our one
+    resampling gives its pixels; shifts by name (see augment.py: tf_keras swaps tx and ty)."""
+    pytest.importorskip("scipy")
+    image_module = pytest.importorskip("tf_keras.src.preprocessing.image")
+    generator = image_module.ImageDataGenerator(**KNOBS)
+    size = 40
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    image = np.stack([x * 6, y * 6, (x * y) % 255], axis=-1)  # every pixel different, no symmetry to hide a mistake
+    draws = [generator.get_random_transform(image.shape, seed=seed) for seed in range(12)]
+    expected = np.stack([generator.apply_transform(image, draw) for draw in draws])
+
+    def column(key, flip=False):
+        values = np.array([float(draw[key]) for draw in draws], np.float32)
+        return np.where(values > 0, -1.0, 1.0).astype(np.float32) if flip else values
+
+    transforms = affine_transforms(
+        theta=column("theta"),
+        shift_x=column("tx"),  # tf_keras' tx moves the image along x (columns)
+        shift_y=column("ty"),
+        shear=column("shear"),
+        zoom_x=column("zx"),
+        zoom_y=column("zy"),
+        flip_x=column("flip_horizontal", flip=True),
+        flip_y=column("flip_vertical", flip=True),
+        height=float(size),
+        width=float(size),
+    )
+    ours = keras.ops.image.affine_transform(
+        np.repeat(image[None], len(draws), axis=0), transforms, interpolation="bilinear", fill_mode="nearest"
+    )
+    np.testing.assert_allclose(np.asarray(ours), expected, atol=1e-2)
