@@ -36,6 +36,7 @@ from classifier.download import (
     verify_file,
 )
 from classifier.errors import ArgumentParser, UsageError, cli
+from classifier.formats import IMAGE_EXTENSIONS
 from classifier.pixels_csv import convert_pixels_csv
 
 REPO_DATASETS = Path(__file__).resolve().parent.parent / "datasets"
@@ -44,7 +45,6 @@ ENV_REGISTRY = "CLASSIFIER_DATASETS_REGISTRY"
 ENV_MIRROR = "CLASSIFIER_DATASETS_MIRROR"
 MARKER = ".prepared.json"
 SPLITS = ("train", "validation")
-IMAGE_SUFFIXES = {".bmp", ".gif", ".jpeg", ".jpg", ".png"}
 KINDS = ("zip", "pixels_csv")
 
 
@@ -352,7 +352,7 @@ def count_images(root: Path) -> dict[str, dict[str, int]]:
     for split in SPLITS:
         if (root / split).is_dir():
             counts[split] = {
-                d.name: sum(1 for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+                d.name: sum(1 for f in d.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
                 for d in sorted((root / split).iterdir())
                 if d.is_dir()
             }
