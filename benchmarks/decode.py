@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -72,13 +70,6 @@ def time_pixels(model: Path, folder: Path, n: int) -> None:
         print(f"Predictor.pixels, {what} ({path.stat().st_size / 1e6:.1f} MB): median {median:.0f} ms")
 
 
-def status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
 def upload_files(load: str, uploads: int, folder: Path) -> list[Path]:
     if load == "phone":
         path = folder / "phone_rgba.png"
@@ -100,24 +91,10 @@ def upload_files(load: str, uploads: int, folder: Path) -> list[Path]:
 def peak_rss(model: Path, load: str, uploads: int, folder: Path) -> None:
     from conftest import free_port
     from gradio_client import Client, handle_file
+    from hostile import running_app, status_kb
 
     files = upload_files(load, uploads, folder)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    log = open(folder / "app.log", "w")
-    app = subprocess.Popen(
-        [sys.executable, "app.py", "--model", str(model), "--port", str(port)], cwd=ROOT, stdout=log, stderr=log
-    )
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                urllib.request.urlopen(url + "config", timeout=5)
-                break
-            except OSError as error:
-                if time.time() > deadline or app.poll() is not None:
-                    raise SystemExit(f"the app did not start:\n{(folder / 'app.log').read_text()}") from error
-                time.sleep(0.5)
+    with running_app(model, free_port(), folder / "app.log") as (app, url):
         client = Client(url, verbose=False)
         warm_up = folder / "warm_up.png"
         photo((400, 300)).save(warm_up)
@@ -146,10 +123,6 @@ def peak_rss(model: Path, load: str, uploads: int, folder: Path) -> None:
             f"peak {peak / 1024:.0f} MB (+{(peak - idle) / 1024:.0f} MB) in {elapsed:.1f} s; {counts}; "
             f"still serving: {app.poll() is None}"
         )
-    finally:
-        app.terminate()
-        app.wait(timeout=30)
-        log.close()
 
 
 def main() -> None:

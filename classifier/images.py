@@ -24,13 +24,15 @@ got 0.990-0.991 against 0.985-0.989, InceptionV3 mixed7 at 150 px 0.967-0.968 ag
 0.965-0.967, and the resize's cost fell from about 1 ms of CPU per image to 0.2 ms. A decoded
 JPEG is less than twice the target size, so plain bilinear skips no detail worth keeping there.
 
-Serving (`model_pixels`) never holds a float copy of the whole image. Bilinear resizing without
-antialias, with half-pixel centres, reads two rows and two columns of the source per output row
-and column, so only those are taken from the decoded image (uint8, in bands of rows), oriented
-by index arithmetic, made RGB and composited in float32, and interpolated with TensorFlow's own
-float32 operations in its order: the same pixels as `resize` of the whole float image (the tests
-check it bit for bit). Models saved with an antialiasing Resizing layer still get TensorFlow's
-resize of the whole float image, under a smaller pixel limit.
+Serving (`model_pixels`) never holds a float copy of an image much larger than the model's input.
+Bilinear resizing without antialias, with half-pixel centres, reads two rows and two columns of
+the source per output row and column, so only those are taken from the decoded image (uint8, in
+bands of rows), oriented by index arithmetic, made RGB and composited in float32, and interpolated
+with TensorFlow's own float32 operations in its order: the same pixels as `resize` of the whole
+float image (the tests check it bit for bit). An image at most `WHOLE_IMAGE_FACTOR` times what
+the kernel reads is small enough to convert whole and resize with TensorFlow itself. Models saved
+with an antialiasing Resizing layer still get TensorFlow's resize of the whole float image, under
+a smaller pixel limit (`ANTIALIAS_MAX_PIXELS`).
 
 Memory: one decode may hold `MAX_DECODE_BYTES` (128 MiB). Pillow keeps every mode these formats
 decode to in at most 4 bytes a pixel, so PNG, GIF, BMP and WebP are refused above `MAX_PIXELS`
@@ -65,6 +67,10 @@ MAX_PIXELS = MAX_DECODE_BYTES // 4  # Pillow holds at most 4 bytes a pixel for t
 # 4, the uint8 RGBA copy's 4, the float32 RGBA 16, compositing temporaries 8 and TensorFlow's input 12.
 ANTIALIAS_MAX_PIXELS = MAX_DECODE_BYTES // 40
 BAND_BYTES = 8 * 2**20  # rows are converted to RGB this many bytes at a time
+GAP_PIXELS = 8192  # rows the kernel skips are read anyway when this few pixels: cheaper than another call
+# An image at most this many times the pixels the kernel reads is converted whole and resized by TensorFlow
+# itself (the same result, bit for bit, and quicker for the usual photo a little larger than the model's input).
+WHOLE_IMAGE_FACTOR = 4
 EXIF_ORIENTATION = 0x0112
 # EXIF orientation -> (transposed, rows reversed, columns reversed): the upright image is the stored one,
 # transposed or not, then flipped; the same transforms as `ImageOps.exif_transpose` and `_apply_orientation_tf`.
@@ -126,15 +132,19 @@ def model_pixels(
     col_lower, col_upper, col_weight = _bilinear_taps(width, size[1])
     rows, row_at = np.unique(np.concatenate([row_lower, row_upper]), return_inverse=True)
     cols, col_at = np.unique(np.concatenate([col_lower, col_upper]), return_inverse=True)
+    if height * width <= WHOLE_IMAGE_FACTOR * len(rows) * len(cols):
+        return resize(stored.upright_rgb(np.arange(height), np.arange(width)), size).numpy()
     grid = stored.upright_rgb(rows, cols)  # float32 RGB of just the rows and columns the kernel reads
-    left, right = col_at[: size[1]], col_at[size[1] :]
-    col_weight = col_weight[:, None]  # one weight per output column, for all 3 channels
+    # TensorFlow's compute_lerp, in its order: top = top_left + (top_right - top_left) * x_lerp (and bottom
+    # alike) along each row, then top + (bottom - top) * y_lerp. Along rows first, for every row read once.
+    across = _lerp(grid, col_at[: size[1]], col_at[size[1] :], col_weight[:, None], axis=1)
+    return _lerp(across, row_at[: size[0]], row_at[size[0] :], row_weight[:, None, None], axis=0)
 
-    def across(line):  # TensorFlow's compute_lerp: top = top_left + (top_right - top_left) * x_lerp
-        return line[:, left] + (line[:, right] - line[:, left]) * col_weight
 
-    top, bottom = across(grid[row_at[: size[0]]]), across(grid[row_at[size[0] :]])
-    return top + (bottom - top) * row_weight[:, None, None]
+def _lerp(array: np.ndarray, lower: np.ndarray, upper: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
+    """`array[lower] + (array[upper] - array[lower]) * weight`, the indices taken along `axis`."""
+    low = np.take(array, lower, axis=axis)
+    return low + (np.take(array, upper, axis=axis) - low) * weight
 
 
 def load_rgb(source: ImageSource, max_pixels: int = MAX_PIXELS, target_side: int | None = None) -> np.ndarray:
@@ -186,18 +196,24 @@ class _Stored:
         return _array_to_rgb(self._gather(rows, cols))
 
     def _gather(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Stored pixels at rows x cols (any order), read a few consecutive rows at a time."""
+        """Stored pixels at rows x cols (unique, any order), read in bands of nearby rows."""
         order = np.argsort(rows, kind="stable")
         ordered = rows[order]
-        runs = np.split(ordered, np.flatnonzero(np.diff(ordered) != 1) + 1)  # consecutive rows
-        step = max(1, BAND_BYTES // (4 * self.width))  # rows per band, so a band stays small
-        bands = [
-            self.rows(int(start), int(min(start + step, run[-1] + 1)))[:, cols]
-            for run in runs
-            for start in range(run[0], run[-1] + 1, step)
-        ]
-        gathered = np.concatenate(bands)
-        return gathered[np.argsort(order, kind="stable")]  # back to the order asked for
+        tallest = max(1, BAND_BYTES // (4 * self.width))  # rows per band, so a band stays small
+        gap = max(1, GAP_PIXELS // self.width)
+        every_col = np.array_equal(cols, np.arange(self.width))  # then the columns need no copy
+        bands, first = [], 0
+        for i in range(1, len(ordered) + 1):
+            if i == len(ordered) or ordered[i] - ordered[i - 1] > gap or ordered[i] - ordered[first] >= tallest:
+                top = int(ordered[first])
+                band = self.rows(top, int(ordered[i - 1]) + 1)
+                if len(band) > i - first:  # rows read only to bridge a gap are dropped
+                    band = band[ordered[first:i] - top]
+                bands.append(band if every_col else np.take(band, cols, axis=1))
+                first = i
+        gathered = bands[0] if len(bands) == 1 else np.concatenate(bands)
+        in_order = np.array_equal(order, np.arange(len(order)))
+        return gathered if in_order else gathered[np.argsort(order, kind="stable")]  # back to the order asked
 
 
 def _stored(source: ImageSource, max_pixels: int, target_side: int | None) -> _Stored:
@@ -210,7 +226,8 @@ def _stored(source: ImageSource, max_pixels: int, target_side: int | None) -> _S
 
     def rows(start: int, stop: int) -> np.ndarray:
         with _decode_errors(name):
-            return _band_pixels(image.crop((0, start, image.width, stop)), alpha)
+            whole = (start, stop) == (0, image.height)  # no copy to crop
+            return _band_pixels(image if whole else image.crop((0, start, image.width, stop)), alpha)
 
     return _Stored(image.height, image.width, orientation, rows)
 

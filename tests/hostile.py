@@ -3,19 +3,28 @@
 `corpus()` returns file name -> (bytes, expected): "error" (a named ImageError), or for an odd but
 valid file the pixels it must be classified as (an array, or "any" where only the other tests'
 parity rules say what they are). `largest_accepted_png()` is the costliest upload the app decodes
-rather than refuses. The benchmark `benchmarks/decode.py` sends the same files.
+rather than refuses. `running_app` starts the real app to send them to, and `status_kb` reads its
+memory. The benchmark `benchmarks/decode.py` sends the same files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
+import subprocess
+import sys
+import time
+import urllib.request
 import zlib
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, features
 
 from classifier.images import MAX_PIXELS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BOMB_SIZE = (9_999, 10_000)  # the issue's canvases: 100 million pixels
 RNG = np.random.default_rng(7)
@@ -167,3 +176,33 @@ def largest_accepted_png() -> bytes:
     """The costliest image the app decodes rather than refuses: 16-bit RGBA, just under the pixel limit."""
     side = int(MAX_PIXELS**0.5)
     return zeros_png(side, side, bit_depth=16, colour_type=6)
+
+
+@contextlib.contextmanager
+def running_app(model_dir: Path, port: int, log_path: Path, timeout: float = 180):
+    """`python app.py --model model_dir --port port` in a subprocess, once it serves: yields (process, url)."""
+    url = f"http://127.0.0.1:{port}/"
+    with open(log_path, "w") as log:
+        app = subprocess.Popen(
+            [sys.executable, "app.py", "--model", str(model_dir), "--port", str(port)], cwd=ROOT, stdout=log, stderr=log
+        )
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(url + "config", timeout=5)
+                break
+            except OSError:
+                if time.time() > deadline or app.poll() is not None:
+                    raise RuntimeError(f"the app did not start:\n{log_path.read_text()}") from None
+                time.sleep(0.5)
+        yield app, url
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+
+
+def status_kb(pid: int, field: str) -> int:
+    """A memory figure of a live process from /proc (VmRSS: now; VmHWM: its peak so far), in KiB."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return int(next(line for line in lines if line.startswith(field + ":")).split()[1])

@@ -4,18 +4,14 @@ the Predictor keeps working, batch rows stay independent, and the real app's mem
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, free_port, run_main
+from conftest import free_port, run_main
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from hostile import corpus, largest_accepted_png
+from hostile import corpus, largest_accepted_png, running_app, status_kb
 
 from classifier.app_ui import App
 from classifier.images import MAX_DECODE_BYTES, ImageError
@@ -89,12 +85,6 @@ def test_predict_command_lists_each_bad_file_and_classifies_the_rest(model_dir, 
     assert code == 1  # some failed; the others were still predicted
 
 
-def status_kb(pid: int, field: str) -> int:
-    """A memory figure of a live process from /proc (VmRSS: now; VmHWM: its peak so far), in KiB."""
-    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    return int(next(line for line in lines if line.startswith(field + ":")).split()[1])
-
-
 def test_real_app_memory_stays_bounded_while_worst_case_uploads_arrive_at_once(
     model_dir, hostile_files, shapes_dir, tmp_path
 ):
@@ -107,22 +97,8 @@ def test_real_app_memory_stays_bounded_while_worst_case_uploads_arrive_at_once(
     largest = tmp_path / "largest_accepted.png"
     largest.write_bytes(largest_accepted_png())
     uploads = [(largest, "any")] * 4 + list(hostile_files.values())
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
     model_files = sorted((p.relative_to(model_dir), p.stat().st_mtime) for p in model_dir.rglob("*"))
-    with open(tmp_path / "app.log", "w") as log:
-        app = subprocess.Popen(
-            [sys.executable, "app.py", "--model", str(model_dir), "--port", str(port)], cwd=ROOT, stdout=log, stderr=log
-        )
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                urllib.request.urlopen(url + "config", timeout=5)
-                break
-            except OSError:
-                assert time.time() < deadline and app.poll() is None, (tmp_path / "app.log").read_text()
-                time.sleep(0.5)
+    with running_app(model_dir, free_port(), tmp_path / "app.log") as (app, url):
         client = Client(url, verbose=False)
         good = handle_file(str(sorted(shapes_dir.glob("square/*.png"))[0]))
         label = client.predict(good, api_name="/predict")["label"]  # the first call traces the model
@@ -137,9 +113,6 @@ def test_real_app_memory_stays_bounded_while_worst_case_uploads_arrive_at_once(
                 assert job.result(timeout=300)["label"], path.name
         peak = status_kb(app.pid, "VmHWM")
         assert client.predict(good, api_name="/predict")["label"] == label  # still serving, still right
-    finally:
-        app.terminate()
-        app.wait(timeout=30)
     rise = (peak - idle) * 1024
     print(f"app idle {idle / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB: +{rise / 2**20:.0f} MiB")
     assert rise < 4 * MAX_DECODE_BYTES + 256 * 2**20, f"peak {rise / 2**20:.0f} MiB above the idle app"

@@ -10,6 +10,7 @@ import pytest
 from hostile import gif, with_chunk_after_header
 from PIL import Image
 
+from classifier import images
 from classifier._tf import tf
 from classifier.images import (
     ImageError,
@@ -170,14 +171,23 @@ def test_large_jpegs_decode_at_reduced_scale_identically_on_both_sides(tmp_path,
         np.testing.assert_allclose(served, trained, atol=1e-3, err_msg=name)
 
 
+@pytest.fixture(params=["gathered", "whole"])
+def reading(request, monkeypatch):
+    """Run a test with `model_pixels` gathering what the kernel reads (any image size), then as it chooses."""
+    if request.param == "gathered":
+        monkeypatch.setattr(images, "WHOLE_IMAGE_FACTOR", 0)  # never convert the whole image
+    return request.param
+
+
 @pytest.mark.parametrize("size", [(75, 75), (150, 150), (19, 131)])
-def test_served_pixels_equal_the_training_pipeline_bit_for_bit(tmp_path, size):
+def test_served_pixels_equal_the_training_pipeline_bit_for_bit(tmp_path, size, reading):
     """`model_pixels` gathers only the rows and columns bilinear reads, yet gives TensorFlow's own resize."""
     for name, path in _variants(tmp_path).items():
         np.testing.assert_array_equal(model_pixels(path, size), _training_pixels(path, size), err_msg=name)
 
 
-def test_reduced_resize_equals_tensorflow_on_the_whole_float_image_for_any_size_mode_and_orientation():
+def test_reduced_resize_equals_tensorflow_on_the_whole_float_image_for_any_size_mode_and_orientation(monkeypatch):
+    monkeypatch.setattr(images, "WHOLE_IMAGE_FACTOR", 0)  # always the gathered path
     rng = np.random.default_rng(1)
     for case in range(60):
         height, width = rng.integers(1, 700, 2)
