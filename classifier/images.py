@@ -118,7 +118,7 @@ def image_files(folder: Path) -> list[Path]:
 def model_pixels(
     source: ImageSource, size: tuple[int, int], antialias: bool = False, max_pixels: int = MAX_PIXELS
 ) -> np.ndarray:
-    """One image -> float32 (height, width, 3) at `size`: exactly `resize(load_rgb(source), size, antialias)`.
+    """One image -> float32 (height, width, 3) at `size`: `resize(load_rgb(source, max_pixels, max(size)), ...)`.
 
     Without antialias only the source rows and columns the bilinear kernel reads are converted to
     float (see the module docstring); with it, the whole image is, under `ANTIALIAS_MAX_PIXELS`.
@@ -292,9 +292,9 @@ def _decode(image: Image.Image, name: str, max_pixels: int, target_side: int | N
         if isinstance(image, JpegImagePlugin.JpegImageFile) and image.tile:  # MPO photos too; not yet decoded
             _draft_jpeg(image, name, max_pixels, target_side)
         _check_pixels(image, name, max_pixels)
-        orientation = _orientation(image)
         frame = image.tile[0].extents if image.format == "GIF" and image.tile else None
         image.load()
+        orientation = _orientation(image)  # after load: a PNG may keep its EXIF after the pixels
         if frame is not None:
             image = _as_tensorflow_reads_gif(image, frame)
     return image, orientation
@@ -361,8 +361,6 @@ def _orientation(image: Image.Image) -> int:
     """The EXIF orientation tag (1..8); 1 when there is none or the EXIF block cannot be parsed."""
     try:
         value = image.getexif().get(EXIF_ORIENTATION, 1)
-    except ImageError:
-        raise
     except Exception:  # a garbage EXIF block (SyntaxError, struct.error...) is treated as no EXIF, on both sides
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
@@ -387,8 +385,8 @@ def _as_tensorflow_reads_gif(image: Image.Image, frame: tuple[int, int, int, int
 def exif_orientation(path: Path) -> int:
     """The EXIF orientation (1..8) of an image file, as serving applies it; 1 when it has none."""
     image, name = _open(path)
-    with _decode_errors(name), image:
-        return _orientation(image)
+    with image:
+        return _decode(image, name, MAX_PIXELS, target_side=64)[1]
 
 
 def check_image_file(path: Path) -> tuple[int, str | None]:

@@ -101,11 +101,13 @@ def fits() -> bytes:
     return header + bytes(2880)
 
 
-def jpeg_declaring(width: int, height: int, progressive: bool) -> bytes:
-    """A small real JPEG whose frame header (SOF) claims `width` x `height`; its data runs out early."""
+def jpeg_declaring(width: int, height: int, progressive: bool, first_scan_components: int = 3) -> bytes:
+    """A small real JPEG whose frame header (SOF) claims `width` x `height`; its data runs out early.
+    With `first_scan_components` below 3, its first scan claims to hold fewer components than the frame."""
     data = bytearray(encode(Image.fromarray(SMALL), "JPEG", quality=90, progressive=progressive))
     sof = data.index(b"\xff\xc2" if progressive else b"\xff\xc0")
     data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    data[data.index(b"\xff\xda") + 4] = first_scan_components
     return bytes(data)
 
 
@@ -136,6 +138,7 @@ def corpus() -> dict[str, tuple[bytes, str | np.ndarray]]:
         # a one-pass JPEG is decoded in strips at 1/8 scale, within budget (libjpeg, here and in tf.data, greys
         # what its data leaves out)
         "baseline_declaring_48mp.jpg": (jpeg_declaring(8_000, 6_000, progressive=False), "any"),
+        "non_interleaved_declaring_48mp.jpg": (jpeg_declaring(8_000, 6_000, False, first_scan_components=1), "error"),
         "declaring_65535x65535.jpg": (jpeg_declaring(65_535, 65_535, progressive=False), "error"),
         # formats outside the allowlist, under their own name and disguised as allowed ones
         "photoshop_46_bytes.psd": (psd_46_bytes(), "error"),
