@@ -1,8 +1,11 @@
 """Image folders -> labelled file lists -> tf.data pipelines, with augmentation for training only.
 
 A data folder is either one subfolder per class, or `train/` plus `validation/` (or `valid/`,
-`val/`) holding the same class subfolders. Every image is decoded once up front (in threads) so a
-corrupt file is reported by name and skipped instead of killing training in epoch 7.
+`val/`) holding the same class subfolders. Hidden files and folders (`.thumbnails/`) are ignored at
+any depth. Every image is decoded once up front (in threads), as serving would decode it, so a
+file that is corrupt, too large, not in an accepted format whatever its name, or that tf.data would
+decode differently is reported by name with the reason and skipped, instead of killing training in
+epoch 7. A class folder without images is a warning; a class none of whose images is usable is an error.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 
 from ._tf import tf
 from .errors import UsageError
+from .formats import IMAGE_EXTENSIONS
 from .images import check_image_file, decode_rgb_tf, image_files, resize
 
 VALIDATION_DIRS = ("validation", "valid", "val")
@@ -50,14 +54,14 @@ class ImageData:
     validation_from: str  # "folder" or "split"
 
 
+def class_folders(folder: Path) -> list[Path]:
+    """The visible subfolders of `folder`, sorted: one per class."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def find_class_files(folder: Path) -> dict[str, list[Path]]:
     """Class name -> sorted image files, for each subfolder of `folder` holding at least one image."""
-    classes = {}
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = image_files(sub)
-        if files:
-            classes[sub.name] = files
-    return classes
+    return {sub.name: files for sub in class_folders(folder) if (files := image_files(sub))}
 
 
 def load_image_data(
@@ -76,8 +80,7 @@ def load_image_data(
     if not train_classes:
         raise UsageError(
             f"--data {data_dir}: no images found; expected one subfolder per class holding "
-            f"{'/'.join(e.lstrip('.') for e in ('.jpg', '.png', '.bmp', '.gif'))} files, or train/ and validation/ "
-            "folders"
+            f"{'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} files, or train/ and validation/ folders"
         )
     if len(train_classes) < 2:
         raise UsageError(
@@ -87,6 +90,10 @@ def load_image_data(
     class_names = sorted(train_classes)
 
     val_classes = find_class_files(validation_dir) if validation_dir else {}
+    for folder, classes in ((train_dir, train_classes), (validation_dir, val_classes)):
+        for sub in class_folders(folder) if folder else []:
+            if sub.name not in classes and not quiet:
+                print(f"warning: {sub}/ holds no image files; it is not a class", file=sys.stderr)
     if validation_dir and set(val_classes) != set(train_classes):
         only_train = sorted(set(train_classes) - set(val_classes)) or ["-"]
         only_val = sorted(set(val_classes) - set(train_classes)) or ["-"]
@@ -98,8 +105,15 @@ def load_image_data(
 
     skipped: list[tuple[str, str]] = []
     train = _checked_split(train_classes, class_names, skipped)
-    if validation_dir:
-        validation, source = _checked_split(val_classes, class_names, skipped), "folder"
+    validation = _checked_split(val_classes, class_names, skipped) if validation_dir else None
+    if skipped and not quiet:
+        print(f"warning: skipped {len(skipped)} unusable image(s):", file=sys.stderr)
+        for path, why in skipped:
+            print(f"  {path}: {why}", file=sys.stderr)
+    for folder, split in ((train_dir, train), (validation_dir, validation)):
+        _refuse_empty_classes(folder, split, class_names)
+    if validation is not None:
+        source = "folder"
     else:
         if not 0.0 < validation_split < 1.0:
             raise UsageError(
@@ -107,13 +121,22 @@ def load_image_data(
             )
         train, validation = stratified_split(train, validation_split, seed)
         source = "split"
-    if skipped and not quiet:
-        print(f"warning: skipped {len(skipped)} unreadable image(s):", file=sys.stderr)
-        for path, why in skipped:
-            print(f"  {path}: {why}", file=sys.stderr)
     if len(train) == 0 or len(validation) == 0:
         raise UsageError(f"--data {data_dir}: too few readable images to have both training and validation images")
     return ImageData(root, class_names, train, validation, skipped, source)
+
+
+def _refuse_empty_classes(folder: Path | None, split: Split | None, class_names: list[str]) -> None:
+    """A class left with no usable image (every file skipped) cannot be learnt or checked: say which."""
+    if split is None:
+        return
+    counts = np.bincount(np.asarray(split.labels, dtype=int), minlength=len(class_names))
+    empty = [name for name, count in zip(class_names, counts, strict=True) if count == 0]
+    if empty:
+        raise UsageError(
+            f"--data {folder}: no usable image in {', '.join(f'{name}/' for name in empty)} (every file was "
+            "skipped, see the warnings above); fix or remove those files, or remove the class folder"
+        )
 
 
 def _checked_split(classes: dict[str, list[Path]], class_names: list[str], skipped: list) -> Split:

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from .console import Log, say
 from .download import DownloadError, VerifyError, download, extract_zip, sha256_of, verify_file
 from .errors import ArgumentParser, UsageError, cli
-from .images import is_image_file
+from .formats import is_image_file
 from .pixels_csv import convert_pixels_csv
 
 REPO_DATASETS = Path(__file__).resolve().parent.parent / "datasets"

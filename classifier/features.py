@@ -13,7 +13,8 @@ The model key hashes everything that changes features (backbone, resolved cut la
 content, image size, pooling, versions), so leaving the cut layer to the backbone and naming the
 same layer share entries; the augmentation key hashes the augmentation settings. Entries are
 per file content, so editing one image recomputes that image only, and entries are written to a
-temporary name and renamed, so an interrupted fill never leaves a wrong one.
+temporary name and renamed, so an interrupted fill never leaves a wrong one. An entry that does not
+load as the extractor's vector (truncated, garbage, wrong shape) is computed again.
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ def cached_features(
 ) -> np.ndarray:
     """Features (N, D) of every image in `split` for one copy, computing and caching the missing ones."""
     paths = [cache.entry(sha, copy) for sha in hashes]
-    missing = [i for i, path in enumerate(paths) if not path.is_file()]
+    shape = tuple(extract.get_concrete_function().structured_outputs.shape[1:])  # one image's feature vector
+    rows = [_load_entry(path, shape) for path in paths]
+    missing = [i for i, row in enumerate(rows) if row is None]
     if missing:
         what = "images" if copy == 0 else f"augmented copy {copy}"
         log(f"feature cache: computing {len(missing)} of {len(paths)} ({what}) into {cache.root}")
@@ -104,19 +107,31 @@ def cached_features(
         done = 0
         for batch, _ in images:
             for row in np.asarray(extract(batch)):
-                _save_atomically(paths[missing[done]], row)
+                rows[missing[done]] = _save_atomically(paths[missing[done]], row)
                 done += 1
             progress.update(done)
         progress.close()
-    return np.stack([np.load(path) for path in paths])
+    return np.stack(rows)
 
 
-def _save_atomically(path: Path, array: np.ndarray) -> None:
+def _load_entry(path: Path, shape: tuple) -> np.ndarray | None:
+    """A cached feature vector, or None when it is absent or does not load as one (then it is recomputed)."""
+    try:
+        row = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):  # absent, truncated, or not a .npy file
+        return None
+    return row if row.dtype == np.float32 and row.shape == shape else None
+
+
+def _save_atomically(path: Path, array: np.ndarray) -> np.ndarray:
+    """Write `array` as float32 to `path` (temporary name, then rename); return what was written."""
+    array = array.astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(handle, "wb") as file:
-        np.save(file, array.astype(np.float32))
+        np.save(file, array)
     os.replace(temporary, path)
+    return array
 
 
 def training_features(extractor, data, config: TrainConfig, log=print):

@@ -2,8 +2,9 @@
 
     python -m classifier.predict MODEL_DIR IMAGE_OR_FOLDER [...] [--top-k 3] [--json]
 
-Images go through `images.load_rgb` (EXIF, any mode -> RGB, size limits) and `images.resize`,
-the op the training pipeline and the model's own Resizing layer run, then one compiled call.
+Images go through `images.model_pixels` (allowed formats, EXIF, any mode -> RGB, memory limits,
+then the resize the training pipeline and the model's own Resizing layer run), then one compiled call.
+A file that cannot be used raises `images.ImageError` naming it; the command lists it and goes on.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from ._tf import tf
 from .artifacts import load_model, read_metadata
 from .errors import ArgumentParser, UsageError, cli
-from .images import MAX_PIXELS, ImageError, ImageSource, image_files, load_rgb, resize
+from .images import MAX_PIXELS, ImageError, ImageSource, image_files, model_pixels
 from .model import resize_antialias
 
 
@@ -42,7 +43,7 @@ class Predictor:
 
     def pixels(self, image: ImageSource) -> np.ndarray:
         """One image (path, bytes, Pillow image or array) -> float32 (H, W, 3) at the model's size."""
-        return resize(load_rgb(image, self.max_pixels, max(self.image_size)), self.image_size, self.antialias).numpy()
+        return model_pixels(image, self.image_size, self.antialias, self.max_pixels)
 
     def predict_proba(self, images: Sequence[ImageSource]) -> np.ndarray:
         """Probabilities (N, classes) for N images, in `class_names` order; raises ImageError on a bad one."""

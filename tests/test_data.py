@@ -48,10 +48,43 @@ def test_non_images_ignored_and_corrupt_images_skipped_with_a_warning(tmp_path, 
     broken.write_bytes(broken.read_bytes()[:200])
     data = load_image_data(tmp_path, validation_split=0.5)
     err = capsys.readouterr().err
-    assert "skipped 2 unreadable image(s)" in err and "fake.png" in err and "truncated.jpg" in err
+    assert "skipped 2 unusable image(s)" in err and "fake.png" in err and "truncated.jpg" in err
     assert sorted(p.rsplit("/", 1)[-1] for p, _ in data.skipped) == ["fake.png", "truncated.jpg"]
     assert len(data.train) + len(data.validation) == 12
     assert not any(p.endswith(".txt") for p in data.train.paths + data.validation.paths)
+
+
+def test_hidden_files_and_files_tf_data_cannot_decode_are_left_out_at_scan_time(tmp_path, capsys):
+    make_shapes_dataset(tmp_path, per_class=4, size=32, classes=["circle", "square"])
+    picture = Image.open(sorted((tmp_path / "circle").glob("*.png"))[0])
+    (tmp_path / "circle" / ".thumbnails" / "deep").mkdir(parents=True)
+    picture.save(tmp_path / "circle" / ".thumbnails" / "deep" / "thumb.png")  # hidden folder, any depth
+    picture.save(tmp_path / "circle" / ".hidden.png")
+    (tmp_path / ".trash" / "circle").mkdir(parents=True)  # a hidden class folder is no class
+    picture.save(tmp_path / ".trash" / "circle" / "old.png")
+    disguised = {"tiff.png": "TIFF", "avif.png": "AVIF", "jpeg2000.jpg": "JPEG2000", "palette.bmp": "BMP"}
+    for name, format in disguised.items():
+        (picture.convert("P") if format == "BMP" else picture).save(tmp_path / "square" / name, format)
+    (tmp_path / "empty_class").mkdir()
+    data = load_image_data(tmp_path, validation_split=0.5)
+    err = capsys.readouterr().err
+    used = data.train.paths + data.validation.paths
+    assert len(used) == 8 and not any("/." in path for path in used)
+    assert sorted(p.rsplit("/", 1)[-1] for p, _ in data.skipped) == sorted(disguised)
+    for name in ("tiff.png", "avif.png", "jpeg2000.jpg"):
+        assert f"{name}: not an image of an accepted format (JPEG, PNG, GIF, BMP or WEBP)" in err
+    assert "palette.bmp: tf.data reads only 24-bit colour and 8-bit grey BMPs" in err
+    assert f"warning: {tmp_path / 'empty_class'}/ holds no image files; it is not a class" in err
+    assert data.class_names == ["circle", "square"]
+
+
+def test_a_class_without_any_usable_image_is_an_error_naming_it(tmp_path, capsys):
+    make_shapes_dataset(tmp_path, per_class=4, size=32, classes=["circle", "square", "triangle"])
+    for path in (tmp_path / "square").iterdir():
+        path.write_bytes(b"not an image")
+    with pytest.raises(UsageError, match="no usable image in square/"):
+        load_image_data(tmp_path)
+    assert "skipped 4 unusable image(s)" in capsys.readouterr().err
 
 
 def test_unusable_folders_are_refused_with_a_clear_message(tmp_path):

@@ -51,6 +51,19 @@ def test_cache_is_reused_and_invalidated_by_image_size_and_file_content(tmp_path
     _, lines = _run(data, tmp_path / "m", random_inception_weights, cache)
     assert _computed(lines) == []  # second run: no backbone pass at all
 
+    # Entries that do not load as a feature vector are computed again, not fatal.
+    entries = sorted((FeatureCache.for_config(first_config(first)).root / "clean").glob("*.npy"))
+    good = {path: np.load(path) for path in entries[:3]}
+    entries[0].write_bytes(entries[0].read_bytes()[:100])  # truncated mid-array
+    entries[1].write_bytes(b"garbage, not a .npy file")
+    np.save(entries[2], np.zeros(5, np.float32))  # a vector of the wrong shape
+    again, lines = _run(data, tmp_path / "m", random_inception_weights, cache)
+    computed = _computed(lines)  # "feature cache: computing N of M (images) into ...", train and validation
+    assert all("(images)" in line for line in computed) and sum(int(line.split()[3]) for line in computed) == 3
+    for path, row in good.items():
+        np.testing.assert_allclose(np.load(path), row, atol=1e-6)  # recomputed (in another batch size)
+    assert again.metadata["timing"]["cached_training_vectors"] == 20
+
     _, lines = _run(data, tmp_path / "m", random_inception_weights, cache, image_size=80)
     assert [line.split(" into ")[0] for line in _computed(lines)] == [
         "feature cache: computing 10 of 10 (images)",

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import struct
+import tracemalloc
+
 import numpy as np
 import pytest
+from hostile import gif, with_chunk_after_header
 from PIL import Image
 
+from classifier import images
+from classifier._tf import tf
 from classifier.images import (
     ImageError,
     check_image_file,
+    decode_bytes_rgb_tf,
     decode_rgb_tf,
     exif_orientation,
     load_rgb,
+    model_pixels,
     resize,
 )
 
@@ -19,8 +27,8 @@ RNG = np.random.default_rng(0)
 BASE = (RNG.random((37, 53, 3)) * 255).astype(np.uint8)  # not square, so a wrong rotation shows
 
 
-def _save(path, image, **kwargs):
-    image.save(path, **kwargs)
+def _save(path, image, format=None, **kwargs):
+    image.save(path, format, **kwargs)
     return path
 
 
@@ -44,13 +52,46 @@ def _variants(folder):
             folder / "sixteen_bit.png", Image.fromarray((RNG.random((37, 53)) * 65535).astype(np.uint16))
         ),
         "bitmap.bmp": _save(folder / "bitmap.bmp", rgb),
+        "grey.bmp": _save(folder / "grey.bmp", rgb.convert("L")),
         "animated.gif": _save(folder / "animated.gif", frames[0], save_all=True, append_images=frames[1:]),
+        "transparent.gif": _save(folder / "transparent.gif", _indexed(), transparency=3, optimize=False),
+        "lossy.webp": _save(folder / "lossy.webp", rgb, quality=80),
+        "lossless_alpha.webp": _save(
+            folder / "lossless_alpha.webp", Image.fromarray(np.dstack([BASE, alpha])), lossless=True
+        ),
+        "colour_key_grey.png": _save(folder / "colour_key_grey.png", rgb.convert("L"), transparency=100),
+        "colour_key_rgb.png": _save(folder / "colour_key_rgb.png", rgb, transparency=tuple(int(v) for v in BASE[0, 0])),
+        "multi_picture.jpg": _save(
+            folder / "multi_picture.jpg", rgb, "MPO", save_all=True, append_images=[rgb.rotate(90)]
+        ),
     }
+    # A GIF canvas larger than its first frame: training and serving both take the frame alone.
+    files["small_frame.gif"] = folder / "small_frame.gif"
+    files["small_frame.gif"].write_bytes(_with_screen(files["transparent.gif"].read_bytes(), (90, 70)))
+    files["garbage_exif.png"] = folder / "garbage_exif.png"  # EXIF that Pillow cannot parse: no orientation
+    files["garbage_exif.png"].write_bytes(with_chunk_after_header(files["rgb.png"].read_bytes(), b"eXIf", b"garbage!"))
     for orientation in range(1, 9):
         exif = rgb.getexif()
         exif[0x0112] = orientation
         files[f"exif{orientation}.jpg"] = _save(folder / f"exif{orientation}.jpg", rgb, exif=exif, quality=95)
     return files
+
+
+def _indexed() -> Image.Image:
+    """A palette image using every one of its 8 colours, so a transparent index shows."""
+    image = Image.fromarray(RNG.integers(0, 8, BASE.shape[:2]).astype(np.uint8), "P")
+    image.putpalette(RNG.integers(0, 256, 8 * 3).tolist())
+    return image
+
+
+def _with_screen(data: bytes, screen: tuple[int, int]) -> bytes:
+    """A GIF with its logical screen (canvas) resized; the frames stay as they are."""
+    return data[:6] + struct.pack("<HH", *screen) + data[10:]
+
+
+def _training_pixels(path, size):
+    """What the training pipeline feeds the model for `path` at `size`."""
+    return resize(decode_rgb_tf(str(path), exif_orientation(path), max(size)), size).numpy()
 
 
 def test_tf_and_pillow_decode_identically_for_every_mode(tmp_path):
@@ -128,3 +169,86 @@ def test_large_jpegs_decode_at_reduced_scale_identically_on_both_sides(tmp_path,
         assert min(served.shape[:2]) >= 150  # never decoded below the model's input
         assert min(served.shape[:2]) < 2 * 150 or min(size) < 300  # ...but as small as the rule allows
         np.testing.assert_allclose(served, trained, atol=1e-3, err_msg=name)
+
+
+@pytest.fixture(params=["gathered", "whole"])
+def reading(request, monkeypatch):
+    """Run a test with `model_pixels` gathering what the kernel reads (any image size), then as it chooses."""
+    if request.param == "gathered":
+        monkeypatch.setattr(images, "WHOLE_IMAGE_FACTOR", 0)  # never convert the whole image
+    return request.param
+
+
+@pytest.mark.parametrize("size", [(75, 75), (150, 150), (19, 131)])
+def test_served_pixels_equal_the_training_pipeline_bit_for_bit(tmp_path, size, reading):
+    """`model_pixels` gathers only the rows and columns bilinear reads, yet gives TensorFlow's own resize."""
+    for name, path in _variants(tmp_path).items():
+        np.testing.assert_array_equal(model_pixels(path, size), _training_pixels(path, size), err_msg=name)
+
+
+def test_reduced_resize_equals_tensorflow_on_the_whole_float_image_for_any_size_mode_and_orientation(monkeypatch):
+    monkeypatch.setattr(images, "WHOLE_IMAGE_FACTOR", 0)  # always the gathered path
+    rng = np.random.default_rng(1)
+    for case in range(60):
+        height, width = rng.integers(1, 700, 2)
+        mode = ["RGB", "RGBA", "L", "LA", "P", "1", "I;16"][case % 7]
+        image = Image.fromarray(rng.integers(0, 256, (height, width, 4), dtype=np.uint8)).convert(mode)
+        image.getexif()[0x0112] = int(rng.integers(1, 9))
+        size = tuple(int(s) for s in rng.integers(1, 300, 2))
+        expected = resize(load_rgb(image), size).numpy()
+        np.testing.assert_array_equal(model_pixels(image, size), expected, err_msg=f"{mode} {height}x{width} -> {size}")
+    array = rng.integers(0, 256, (301, 199, 2), dtype=np.uint8)  # arrays take the same path: grey + alpha
+    np.testing.assert_array_equal(model_pixels(array, (75, 75)), resize(load_rgb(array), (75, 75)).numpy())
+
+
+def test_large_images_are_reduced_without_a_full_float_copy(tmp_path):
+    alpha = Image.fromarray(RNG.integers(0, 256, (37, 53), dtype=np.uint8)).resize((1600, 1200), Image.BILINEAR)
+    large = Image.fromarray(BASE).resize((1600, 1200), Image.BILINEAR)  # smooth: quick to save
+    large.putalpha(alpha)
+    for mode in ["RGBA", "P", "I;16", "LA"]:
+        path = _save(tmp_path / f"large_{mode}.png", large.convert(mode), compress_level=1)
+        tracemalloc.start()
+        try:
+            served = model_pixels(path, (150, 150))
+            _, peak = tracemalloc.get_traced_memory()  # numpy's allocations (Pillow's own are not traced)
+        finally:
+            tracemalloc.stop()
+        full_float = 1600 * 1200 * 3 * 4
+        assert peak < full_float / 4, f"{mode}: {peak / 2**20:.1f} MiB traced"
+        np.testing.assert_array_equal(served, _training_pixels(path, (150, 150)), err_msg=mode)
+
+
+def test_training_scan_skips_what_tf_data_decodes_differently_with_the_reason(tmp_path):
+    rgb = Image.fromarray(BASE)
+    offset = bytearray(gif((80, 60), [(1, 1)]))
+    offset[13 + 6 + 1 : 13 + 6 + 5] = struct.pack("<HH", 5, 4)  # the first frame's left and top
+    files = {
+        "palette.bmp": (_save(tmp_path / "palette.bmp", rgb.convert("P")), "BMP"),
+        "thirty_two_bit.bmp": (_save(tmp_path / "thirty_two_bit.bmp", rgb.convert("RGBA")), "BMP"),
+        "animated.webp": (
+            _save(tmp_path / "animated.webp", rgb, save_all=True, append_images=[rgb.rotate(90)]),
+            "animated WebP",
+        ),
+        "tiff_named.png": (_save(tmp_path / "tiff_named.png", rgb, "TIFF"), "not an image of an accepted format"),
+        "avif_named.png": (_save(tmp_path / "avif_named.png", rgb, "AVIF"), "not an image of an accepted format"),
+    }
+    (tmp_path / "offset.gif").write_bytes(bytes(offset))
+    files["offset.gif"] = (tmp_path / "offset.gif", "offset")
+    for name, (path, reason) in files.items():
+        orientation, problem = check_image_file(path)
+        assert problem is not None and reason in problem and str(path) not in problem, name
+    for name, path in _variants(tmp_path).items():  # everything the parity tests cover is kept
+        assert check_image_file(path)[1] is None, name
+    assert model_pixels(files["palette.bmp"][0], (20, 20)).shape == (20, 20, 3)  # serving still reads them
+
+
+def test_in_graph_decoder_refuses_animated_webp_and_reads_still_webp(tmp_path):
+    rgb = Image.fromarray(BASE)
+    animated = _save(tmp_path / "a.webp", rgb, save_all=True, append_images=[rgb.rotate(90)]).read_bytes()
+    still = _save(tmp_path / "s.webp", rgb, lossless=True).read_bytes()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="animated WebP"):
+        decode_bytes_rgb_tf(animated, 1)
+    np.testing.assert_array_equal(decode_bytes_rgb_tf(still, 1).numpy(), BASE.astype(np.float32))
+    for short in (b"", b"RIFF", b"RIFF\0\0\0\0WEBPVP8X"):  # shorter than a header: the check itself never fails
+        with pytest.raises(tf.errors.InvalidArgumentError, match="DecodeImage"):  # the decoder itself says why
+            decode_bytes_rgb_tf(short, 1)
