@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from ._tf import keras
-from .errors import UsageError
+from .errors import UsageError, first_line
 
 HUB_PREFIX = "hub:"
 TOP = "top"  # --cut-layer top: the whole network
@@ -189,10 +189,10 @@ def build_feature_extractor(
     except Exception as error:  # Keras raises bare Exception for failed downloads
         if keras_weights == "imagenet":
             raise UsageError(
-                f"--weights imagenet: could not get the {backbone.name} ImageNet weights ({_first_line(error)}); "
+                f"--weights imagenet: could not get the {backbone.name} ImageNet weights ({first_line(error)}); "
                 "pass --weights FILE with a local Keras weights file, or --weights none to train from scratch"
             ) from None
-        raise UsageError(f"--weights {weights}: cannot load into {backbone.name} ({_first_line(error)})") from None
+        raise UsageError(f"--weights {weights}: cannot load into {backbone.name} ({first_line(error)})") from None
     cut = cut_layer or backbone.default_cut
     if cut in (None, TOP):
         return keras.Model(network.inputs, network.output, name="backbone")
@@ -203,8 +203,3 @@ def build_feature_extractor(
             f"--cut-layer {cut}: {backbone.name} has no layer of that name (or use top for the whole network)"
         ) from None
     return keras.Model(network.inputs, output, name="backbone")
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__

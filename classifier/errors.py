@@ -23,6 +23,12 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+def first_line(error: BaseException) -> str:
+    """An exception's first line, cut to 200 characters, to quote inside a one-line UsageError."""
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
+
+
 def cli(main: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[str] | None], int]:
     """Wrap a command's `main(argv)` so user errors exit 2 with one line and Ctrl-C exits 130 quietly."""
 
