@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .artifacts import load_model, read_metadata, write_json
+from .artifacts import add_trust_flag, load_model, read_metadata, write_json
 from .errors import ArgumentParser, UsageError, cli
 
 METRICS_FILE = "metrics.json"
@@ -103,7 +103,12 @@ def write_report(folder: Path, metrics: dict, metadata: dict, wrong: list[tuple[
 
 
 def evaluate(
-    model_dir: str | Path, data: str | None = None, split: str = "validation", out: str | Path | None = None, log=print
+    model_dir: str | Path,
+    data: str | None = None,
+    split: str = "validation",
+    out: str | Path | None = None,
+    log=print,
+    trust_hub_handle: bool = False,
 ) -> dict:
     """Score a model folder on a dataset split, write the report into `out` (default: the model folder);
     return the metrics."""
@@ -120,7 +125,7 @@ def evaluate(
             f"({', '.join(metadata['class_names'])})"
         )
     images = getattr(image_data, split)
-    model = load_model(model_dir)
+    model = load_model(model_dir, trust_hub_handle)
     dataset = image_dataset(images, tuple(metadata["image_size"]), config.get("batch_size", 32))
     probabilities = model.predict(dataset, verbose=0)
     metrics = {
@@ -155,6 +160,7 @@ def build_parser() -> ArgumentParser:
         help="which images to score (default: validation)",
     )
     parser.add_argument("--out", help="folder for metrics.json and the plots (default: the model folder)")
+    add_trust_flag(parser)
     return parser
 
 
@@ -163,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not Path(args.model_dir).is_dir():
         raise UsageError(f"{args.model_dir}: no such model folder")
-    evaluate(args.model_dir, args.data, args.split, args.out)
+    evaluate(args.model_dir, args.data, args.split, args.out, trust_hub_handle=args.trust_hub_handle)
     return 0
 
 
