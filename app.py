@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from classifier.artifacts import add_trust_flag
 from classifier.errors import ArgumentParser, UsageError, cli
 
 
@@ -44,6 +45,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--max-queue", type=int, default=64, help="requests that may wait; more are turned away (default: 64)"
     )
+    add_trust_flag(parser)
     return parser
 
 
@@ -82,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from classifier.app_ui import build_app, launch
     from classifier.serving import ModelLibrary
 
-    library = ModelLibrary(models)
+    library = ModelLibrary(models, trust_hub_handle=args.trust_hub_handle)
     if models:
         library.get(None)  # load the first model now, so the first visitor does not wait for it
         print(f"serving {len(models)} model(s): {', '.join(models)}", file=sys.stderr)
