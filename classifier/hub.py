@@ -100,7 +100,7 @@ def locate(loading: _Loading, handle: str) -> Path:
         )
     if not path.is_dir():
         raise UsageError(
-            f"{loading.folder}: its hub backbone folder {handle}/ is missing; copy the whole model folder, not only "
+            f"{loading.folder}: its hub backbone folder {handle!r} is missing; copy the whole model folder, not only "
             "model.keras"
         )
     return path
