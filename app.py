@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from classifier.artifacts import add_trust_flag
 from classifier.errors import ArgumentParser, UsageError, cli
 from classifier.limits import DEFAULT_LIMITS, Limits
 
@@ -67,6 +68,7 @@ def build_parser() -> ArgumentParser:
         help=f"files one /predict_batch call may send; more is refused (env CLASSIFIER_MAX_BATCH; default: "
         f"{limits.max_batch})",
     )
+    add_trust_flag(parser)
     return parser
 
 
@@ -112,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from classifier.app_ui import launch
     from classifier.serving import ModelLibrary
 
-    library = ModelLibrary(models)
+    library = ModelLibrary(models, trust_hub_handle=args.trust_hub_handle)
     if models:
         library.get(None)  # load the first model now, so the first visitor does not wait for it
         print(f"serving {len(models)} model(s): {', '.join(models)}", file=sys.stderr)

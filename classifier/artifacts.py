@@ -1,69 +1,246 @@
-"""The model folder: `model.keras`, `metadata.json`, `labels.txt`, written atomically.
+"""The model folder: `model.keras`, `metadata.json`, `labels.txt` (and `hub/` for a hub: backbone), written atomically.
 
-The folder is built under a temporary name beside the target and renamed into place only when
-complete, so a crash or Ctrl-C never leaves a half-written model and never destroys the previous
-one (it is moved aside first and deleted only after the new folder is in place).
+Every folder we write (a model, an export, a staged Space) is built beside its target as
+`.NAME.partial-XXXX` and put in place only when complete, so it is never seen half-written:
+
+- no target yet: one rename;
+- a target to replace: on Linux, `renameat2(RENAME_EXCHANGE)` swaps the two folders in one step, so
+  there is no instant without a folder at the target; the old one, now under the temporary name, is
+  then deleted. Where the kernel or filesystem cannot swap, two renames: the old folder into
+  `.NAME.old-XXXX/NAME`, then the new one into place.
+
+A kill at any instant therefore leaves the old or the new complete folder at the target, except
+between the two fallback renames, where the target is missing and the old folder waits in
+`.NAME.old-XXXX/`: `recover`, run by every load and save of that target, moves it back. `recover`
+also deletes what killed writers left (`.NAME.partial-*`, `.NAME.old-*`), but only when no writer is
+live: writers hold a shared `flock` on the parent folder while they stage, and cleaning needs it
+exclusively and never waits for it. The kernel drops a killed process's lock, so the next load or
+save after a crash cleans at once; a live writer anywhere in that folder postpones cleaning to a
+later call. Small files rewritten in place (`write_json`) go through `.NAME.XXXX.tmp` and a
+rename; such a file older than an hour is a leftover (a live write lasts milliseconds) and goes too.
+
+`--overwrite` replaces only a folder of the kind being written (or an empty one): `--out models`
+holding other models is refused, never deleted.
+
+`describe_backbone` and `public_metadata` are what a public page or repository may show of a
+model folder: no path of the training machine. Nothing here imports TensorFlow until a model is
+loaded or saved, so a save of files can be driven (and killed) cheaply.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import platform
+import secrets
 import shutil
+import signal
 import tempfile
-from pathlib import Path
-from typing import Iterator
+import time
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Callable, Iterator
 
-from ._tf import keras, tf
 from .errors import UsageError
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 LABELS_FILE = "labels.txt"
+TMP_SUFFIX = ".tmp"
+TMP_MAX_AGE = 3600  # seconds: an in-place write's temp file older than this belongs to a dead writer
+TRUST_HUB_HELP = (
+    "load a hub: backbone from wherever the model's model.keras says (a URL, another folder), not only from the "
+    "model folder's own hub/; loading runs that SavedModel's TensorFlow ops, so only for model folders you trust"
+)
 
 
-def check_output_dir(out: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing model folder up front (before any training) unless `overwrite`."""
+def is_model_dir(path: str | Path) -> bool:
+    """Whether `path` is a model folder (after moving back one an interrupted replace left aside)."""
+    path = Path(path)
+    recover(path)
+    return (path / METADATA_FILE).is_file() and (path / MODEL_FILE).is_file()
+
+
+def check_output_dir(
+    out: str | Path, overwrite: bool, is_kind: Callable[[Path], bool] = is_model_dir, kind: str = "model folder"
+) -> Path:
+    """Refuse an existing `out` up front (before any training) unless `overwrite`, and even then anything but an
+    empty folder or a `kind` folder (`is_kind`), whose replacing would delete someone's other files."""
     out = Path(out)
+    recover(out)
     if out.exists() and not overwrite:
         raise UsageError(
-            f"--out {out}: already exists; pass --overwrite to replace it (the old model stays until the new one is "
+            f"--out {out}: already exists; pass --overwrite to replace it (the old {kind} stays until the new one is "
             "complete)"
         )
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not is_kind(out):
+        raise UsageError(
+            f"--out {out}: not a {kind}, and --overwrite replaces only a {kind} (this would delete everything in "
+            f"it); choose a new --out, e.g. {out / 'NAME'}"
+        )
     return out
 
 
 @contextlib.contextmanager
 def staged_dir(out: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `out`; on success move it to `out`, replacing what was there."""
+    """Yield a temporary folder beside `out`; on success put it at `out`, replacing what was there (see above)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    recover(out)  # what a killed writer left, before staging beside it
+    with _folder_lock(out.parent, exclusive=False):  # held while staging: cleaners leave our entries alone
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        try:
+            _step("started")
+            yield staging
+            _step("staged")
+            _put_in_place(staging, out)
+        finally:
+            _remove(staging)  # the unfinished folder, or the old one after a swap
+
+
+def _put_in_place(staging: Path, out: Path) -> None:
+    if not os.path.lexists(out):
+        os.rename(staging, out)
+        return
+    if _exchange(staging, out):  # one atomic step: `out` is the new folder, `staging` the old one
+        _step("exchanged")
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.rename(out, aside / out.name)
+    _step("moved-aside")  # the one instant with no folder at `out`: recover() puts `aside` back
+    os.rename(staging, out)
+    _step("replaced")
+    _remove(aside)
+
+
+def _load_renameat2():
+    """libc's renameat2, or None where there is none (not Linux, or a libc without it)."""
     try:
-        yield staging
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-        os.replace(staging, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError, TypeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return function
+
+
+_renameat2 = _load_renameat2()
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # from <fcntl.h> and <linux/fs.h>
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths atomically; False when this system or filesystem cannot (nothing was changed)."""
+    if _renameat2 is None:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):  # not supported here
+        return False
+    raise OSError(error, os.strerror(error), str(a), None, str(b))
+
+
+def recover(target: str | Path) -> None:
+    """Finish what a killed writer of `target` left: put back a folder moved aside by an interrupted replace when
+    `target` is missing, delete `.NAME.partial-*` and `.NAME.old-*` beside it and stale `.tmp` files in it.
+    Does nothing while a writer is staging in the same parent folder, or where the folder cannot be locked."""
+    target = Path(target)
+    leftovers, stale = _leftovers(target), _stale_temp_files(target)
+    if not leftovers and not stale:
+        return
+    with _folder_lock(target.parent, exclusive=True) as locked:
+        if not locked:
+            return
+        aside = [entry / target.name for entry in leftovers if entry.name.startswith(f".{target.name}.old-")]
+        aside = [path for path in aside if path.is_dir() and not path.is_symlink()]
+        if aside and not os.path.lexists(target):  # killed between the two renames of a replace
+            kept = max(aside, key=lambda path: path.stat().st_mtime)
+            try:
+                os.rename(kept, target)
+            except OSError as error:
+                raise UsageError(
+                    f"{target}: an interrupted replace left the previous folder at {kept}, and moving it back failed "
+                    f"({error.strerror}); move it back by hand"
+                ) from None
+        for path in [*leftovers, *stale]:
+            _remove(path)
+
+
+def _leftovers(target: Path) -> list[Path]:
+    prefixes = (f".{target.name}.partial-", f".{target.name}.old-")
+    try:
+        return [entry for entry in target.parent.iterdir() if entry.name.startswith(prefixes)]
+    except OSError:  # no parent folder, or not readable: nothing we could clean
+        return []
+
+
+def _stale_temp_files(folder: Path) -> list[Path]:
+    old = time.time() - TMP_MAX_AGE
+    try:
+        temporary = [
+            entry for entry in folder.iterdir() if entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX)
+        ]
+        return [entry for entry in temporary if entry.lstat().st_mtime < old]
+    except OSError:  # not a folder (yet), not readable, or a file gone meanwhile: nothing to clean now
+        return []
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path, exclusive: bool) -> Iterator[bool]:
+    """flock on a folder: shared (waits for a cleaner to finish) or exclusive (never waits). Yields whether it is
+    held; False where locks are unavailable (no fcntl, a filesystem without them), which turns cleaning off."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: writers go unlocked and nothing is cleaned automatically
+        yield False
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+            held = True
+        except OSError:  # a live writer holds it (or the filesystem has no locks)
+            held = False
+        yield held
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        os.close(fd)  # releases the lock
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, symlink or folder, as far as permissions allow (cleaning never fails a load)."""
+    try:
+        if path.is_symlink() or not path.is_dir():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    except OSError:
+        pass
+
+
+def _step(name: str) -> None:
+    """Test hook (tests/test_artifacts.py): CLASSIFIER_TEST_KILL_AT=STEP SIGKILLs this process at that step."""
+    if os.environ.get("CLASSIFIER_TEST_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def save_model_dir(out: str | Path, model, metadata: dict, extra=None) -> Path:
-    """Write the model, its metadata and labels (in prediction order) atomically to `out`.
+    """Write the model, its metadata and labels (in prediction order) atomically to `out`; a hub: backbone's
+    SavedModel is copied in as `hub/`, so the folder needs nothing outside itself.
 
     `extra(folder)` may add more files (plots, metrics) before the folder is moved into place.
     """
+    from .hub import bundle_hub_models
+
     with staged_dir(out) as folder:
         model.save(folder / MODEL_FILE)
+        bundle_hub_models(model, folder)
         write_json(folder / METADATA_FILE, metadata)
         (folder / LABELS_FILE).write_text("".join(f"{name}\n" for name in metadata["class_names"]))
         if extra is not None:
@@ -72,6 +249,7 @@ def save_model_dir(out: str | Path, model, metadata: dict, extra=None) -> Path:
 
 
 def read_metadata(model_dir: str | Path) -> dict:
+    recover(model_dir)
     path = Path(model_dir) / METADATA_FILE
     if not path.is_file():
         raise UsageError(
@@ -83,22 +261,69 @@ def read_metadata(model_dir: str | Path) -> dict:
         raise UsageError(f"{path}: not valid JSON ({error})") from None
 
 
-def load_model(model_dir: str | Path):
-    """The Keras model of a model folder."""
-    from . import hub  # noqa: F401  registers HubFeatures, the layer of hub: backbones
+def load_model(model_dir: str | Path, trust_hub_handle: bool = False):
+    """The Keras model of a model folder, loaded in Keras' safe mode (no Lambda code, no TFSMLayer). A hub:
+    backbone loads only from the folder's own hub/ unless `trust_hub_handle` (see classifier.hub)."""
+    from ._tf import keras
+    from .hub import loading_from
 
+    recover(model_dir)
     path = Path(model_dir) / MODEL_FILE
     if not path.is_file():
         raise UsageError(f"{model_dir}: no {MODEL_FILE} in it; train a model with python -m classifier.train")
-    return keras.models.load_model(path, compile=False)
+    with loading_from(model_dir, trust_hub_handle):
+        return keras.models.load_model(path, compile=False)
+
+
+def add_trust_flag(parser) -> None:
+    """--trust-hub-handle, the same on every command that loads a model folder."""
+    parser.add_argument("--trust-hub-handle", action="store_true", help=TRUST_HUB_HELP)
+
+
+def describe_backbone(metadata: dict) -> str:
+    """The backbone in words, with no machine path: "inception_v3 cut at `mixed7`", "the whole mobilenet_v2"."""
+    name = str(metadata.get("backbone"))
+    if name.startswith("hub:"):
+        return f"the TF-Hub model `{public_path(name[len('hub:') :])}`"
+    cut = metadata.get("cut_layer")
+    return f"the whole {name}" if cut in (None, "top") else f"{name} cut at `{cut}`"
+
+
+def public_path(value: str) -> str:
+    """An absolute path cut to its last part (a URL or a relative path unchanged): no machine layout on show."""
+    for flavour in (PurePosixPath, PureWindowsPath):
+        if flavour(value).is_absolute():
+            return flavour(value).name
+    return value
+
+
+def public_metadata(value):
+    """A JSON value (metadata.json, metrics.json) with every absolute path in it, hub: handles too, cut to its last
+    part: what a public page or repository may show of a model folder."""
+    if isinstance(value, dict):
+        return {key: public_metadata(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [public_metadata(item) for item in value]
+    if isinstance(value, str):
+        prefix = "hub:" if value.startswith("hub:") else ""
+        return prefix + public_path(value[len(prefix) :])
+    return value
 
 
 def write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    """`data` as JSON at `path`, through a temporary file and a rename: readers see the old file or the new one."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+    try:
+        with open(temporary, "x") as file:  # a fresh name, created with the usual permissions (not mkstemp's 0600)
+            file.write(json.dumps(data, indent=2) + "\n")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def versions() -> dict[str, str]:
     from . import __version__
+    from ._tf import keras, tf
 
     return {
         "classifier": __version__,

@@ -17,7 +17,7 @@ class UsageError(Exception):
     """Bad input the user can fix. The message is the whole explanation: name the thing, say what to do."""
 
 
-def first_line(error: Exception) -> str:
+def first_line(error: BaseException) -> str:
     """The first line of an exception's message (at most 200 characters), to quote inside a one-line UsageError."""
     text = str(error).strip().splitlines()
     return text[0][:200] if text else type(error).__name__

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .artifacts import load_model, read_metadata, write_json
+from .artifacts import add_trust_flag, load_model, read_metadata, write_json
 from .console import Log, say
 from .data import image_dataset, load_image_data
 from .datasets import resolve_data
@@ -49,6 +49,7 @@ def evaluate(
     split: str = "validation",
     out: str | Path | None = None,
     log: Log = say,
+    trust_hub_handle: bool = False,
 ) -> dict:
     """Score a model folder on a dataset split, write the report into `out` (default: the model folder);
     return the metrics."""
@@ -62,7 +63,7 @@ def evaluate(
             f"({', '.join(metadata['class_names'])})"
         )
     images = getattr(image_data, split)
-    model = load_model(model_dir)
+    model = load_model(model_dir, trust_hub_handle)
     dataset = image_dataset(images, tuple(metadata["image_size"]), config.get("batch_size", 32))
     probabilities = model.predict(dataset, verbose=0)
     metrics = {
@@ -97,6 +98,7 @@ def build_parser() -> ArgumentParser:
         help="which images to score (default: validation)",
     )
     parser.add_argument("--out", help="folder for metrics.json and the plots (default: the model folder)")
+    add_trust_flag(parser)
     return parser
 
 
@@ -105,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not Path(args.model_dir).is_dir():
         raise UsageError(f"{args.model_dir}: no such model folder")
-    evaluate(args.model_dir, args.data, args.split, args.out, log=print)  # the table is the command's output
+    # the table is the command's output
+    evaluate(args.model_dir, args.data, args.split, args.out, log=print, trust_hub_handle=args.trust_hub_handle)
     return 0
 
 

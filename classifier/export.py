@@ -27,7 +27,16 @@ from ai_edge_litert.interpreter import Interpreter
 
 from . import exportcheck
 from ._tf import keras, tf
-from .artifacts import LABELS_FILE, check_output_dir, load_model, read_metadata, staged_dir, versions, write_json
+from .artifacts import (
+    LABELS_FILE,
+    add_trust_flag,
+    check_output_dir,
+    load_model,
+    read_metadata,
+    staged_dir,
+    versions,
+    write_json,
+)
 from .console import Log, say, silent
 from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli
@@ -73,6 +82,7 @@ def export_model(
     tolerance: float | None = None,
     overwrite: bool = False,
     log: Log = say,
+    trust_hub_handle: bool = False,
 ) -> ExportResult:
     """Write, check and move into place one export of `model_dir`; raises ExportCheckError on a failed check."""
     if format not in FORMATS:
@@ -85,7 +95,7 @@ def export_model(
         raise UsageError(f"--tolerance {tolerance}: must be positive")
     model_dir = Path(model_dir)
     metadata = read_metadata(model_dir)
-    out = check_output_dir(out or default_out(model_dir, format, quantize), overwrite)
+    out = check_output_dir(out or default_out(model_dir, format, quantize), overwrite, is_export_dir, "export folder")
     size = tuple(metadata["image_size"])
     train_folder, check_folder, why_none = _data_folders(metadata, data)
     if quantize == "int8" and train_folder is None:
@@ -93,7 +103,7 @@ def export_model(
             f"--quantize int8 needs real images to calibrate on, and {why_none}; pass --data FOLDER with images like "
             "the training ones"
         )
-    model = load_model(model_dir)
+    model = load_model(model_dir, trust_hub_handle)
     samples = exportcheck.image_samples(check_folder, size, CHECK_IMAGES, why_none)
     reference = model(samples.pixels, training=False).numpy()
     tolerance = tolerance or TOLERANCES[format, quantize]
@@ -116,6 +126,10 @@ def export_model(
         (folder / LABELS_FILE).write_text("".join(f"{name}\n" for name in metadata["class_names"]))
     log(f"exported {format}{'' if quantize == 'none' else f' ({quantize})'} to {out}, checked on {samples.source}")
     return ExportResult(out, record)
+
+
+def is_export_dir(path: Path) -> bool:
+    return (path / EXPORT_FILE).is_file()
 
 
 def _data_folders(metadata: dict, data: str | None) -> tuple[Path | None, Path | None, str]:
@@ -298,6 +312,7 @@ def build_parser() -> ArgumentParser:
         "--tolerance", type=float, help="largest accepted |p_export - p_keras| (default: per format, see README)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+    add_trust_flag(parser)
     return parser
 
 
@@ -306,8 +321,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         export_model(
-            args.model_dir, args.format, args.quantize, args.out, args.data, args.tolerance, args.overwrite, log=print
-        )  # the check figures are the command's output
+            args.model_dir,
+            args.format,
+            args.quantize,
+            args.out,
+            args.data,
+            args.tolerance,
+            args.overwrite,
+            log=print,  # the check figures are the command's output
+            trust_hub_handle=args.trust_hub_handle,
+        )
     except exportcheck.ExportCheckError as error:
         say(f"error: {error}")
         return 1

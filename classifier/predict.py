@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from ._tf import tf
-from .artifacts import load_model, read_metadata
+from .artifacts import add_trust_flag, load_model, read_metadata
 from .errors import ArgumentParser, UsageError, cli
 from .images import MAX_PIXELS, ImageError, ImageSource, image_files, model_pixels
 from .model import resize_antialias
@@ -26,13 +26,13 @@ from .model import resize_antialias
 class Predictor:
     """A trained model folder, loaded once, turned into probabilities per class name."""
 
-    def __init__(self, model_dir: str | Path, max_pixels: int = MAX_PIXELS):
+    def __init__(self, model_dir: str | Path, max_pixels: int = MAX_PIXELS, trust_hub_handle: bool = False):
         self.model_dir = Path(model_dir)
         self.metadata = read_metadata(self.model_dir)
         self.class_names: list[str] = list(self.metadata["class_names"])
         self.image_size: tuple[int, int] = tuple(self.metadata["image_size"])
         self.max_pixels = max_pixels
-        self.model = load_model(self.model_dir)
+        self.model = load_model(self.model_dir, trust_hub_handle)
         self.antialias = resize_antialias(self.model)
         # One traced graph for every batch size: no retracing, no per-call Python overhead of predict().
         self._probabilities = tf.function(
@@ -90,6 +90,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("images", nargs="+", help="image files, or folders to classify every image in")
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to show per image (default: 3)")
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
+    add_trust_flag(parser)
     return parser
 
 
@@ -99,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.top_k < 1:
         raise UsageError(f"--top-k {args.top_k}: must be at least 1")
     paths = expand_image_args(args.images)
-    predictor = Predictor(args.model_dir)
+    predictor = Predictor(args.model_dir, trust_hub_handle=args.trust_hub_handle)
     results, failures = [], 0
     for path in paths:
         try:

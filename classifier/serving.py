@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import METADATA_FILE, MODEL_FILE
+from .artifacts import is_model_dir
 from .images import ImageSource
 from .predict import Predictor
 
@@ -81,10 +81,6 @@ class BatchedPredictor:
                 start += len(pixels)
 
 
-def is_model_dir(path: Path) -> bool:
-    return (path / METADATA_FILE).is_file() and (path / MODEL_FILE).is_file()
-
-
 def find_models(models_dir: str | Path) -> dict[str, Path]:
     """Model folders directly under `models_dir` (or `models_dir` itself), by folder name, sorted."""
     root = Path(models_dir)
@@ -102,8 +98,9 @@ def find_models(models_dir: str | Path) -> dict[str, Path]:
 class ModelLibrary:
     """The models the app offers, by name; each is loaded on first use and then shared."""
 
-    def __init__(self, models: dict[str, Path]):
+    def __init__(self, models: dict[str, Path], trust_hub_handle: bool = False):
         self.paths = dict(models)
+        self.trust_hub_handle = trust_hub_handle  # see classifier.hub: load hub backbones from outside the folder
         self._loaded: dict[str, BatchedPredictor] = {}
         self._lock = threading.Lock()
 
@@ -118,5 +115,7 @@ class ModelLibrary:
             raise KeyError(f"unknown model {name!r}; this app serves: {', '.join(self.names)}")
         with self._lock:  # two first requests must not load the same model twice
             if name not in self._loaded:
-                self._loaded[name] = BatchedPredictor(Predictor(self.paths[name]))
+                self._loaded[name] = BatchedPredictor(
+                    Predictor(self.paths[name], trust_hub_handle=self.trust_hub_handle)
+                )
             return self._loaded[name]

@@ -1,11 +1,10 @@
-"""Every backbone builds, trains and reloads at its minimum size; simple_cnn learns; a TF-Hub model round-trips."""
+"""Every backbone builds, trains and reloads at its minimum size; simple_cnn learns (TF-Hub models: test_hub.py)."""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from conftest import tiny_config
 from painted import paint, stripes
 
@@ -72,41 +71,6 @@ def test_simple_cnn_learns_an_easy_task(tmp_path):
     )
     result = train(config, **QUIET)
     assert max(result.metadata["history"]["val_accuracy"]) >= 0.9, result.metadata["history"]
-
-
-class _TinyFeatures(tf.Module):
-    """A stand-in TF-Hub image feature vector: mean colour -> 6 relu features."""
-
-    def __init__(self):
-        self.w = tf.Variable(tf.random.stateless_normal((3, 6), seed=(1, 2)))
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-    def __call__(self, images):
-        return tf.nn.relu(tf.reduce_mean(images, axis=[1, 2]) @ self.w)
-
-
-def test_hub_backbone_round_trip(tmp_path, tiny_data):
-    hub_dir = tmp_path / "hub_model"
-    tf.saved_model.save(_TinyFeatures(), str(hub_dir))
-    config = tiny_config(
-        tiny_data,
-        tmp_path / "m",
-        backbone=f"hub:{hub_dir}",
-        weights="imagenet",
-        cut_layer=None,
-        image_size=32,
-        epochs=1,
-        batch_size=8,
-        dense_units=8,
-        augment=False,
-    )
-    result = train(config, **QUIET)
-    images = sorted(tiny_data.glob("*/*.png"))[:3]
-    predictor = Predictor(result.model_dir)  # reloads the hub layer from its handle, nothing else needed
-    batch = np.stack([predictor.pixels(path) for path in images])
-    np.testing.assert_allclose(predictor.predict_proba(images), result.model(batch).numpy(), atol=1e-6)
-    reloaded = keras.models.load_model(result.model_dir / "model.keras")  # plain Keras, once classifier.hub is imported
-    np.testing.assert_allclose(reloaded(batch).numpy(), result.model(batch).numpy(), atol=1e-6)
 
 
 def test_options_left_unset_take_the_backbones_defaults():

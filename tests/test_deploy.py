@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,17 +12,39 @@ import urllib.request
 import pytest
 from conftest import ROOT, free_port, run_main
 from gradio_client import Client, handle_file
+from huggingface_hub import SpaceCard
 
-from classifier.deploy import gradio_pin, main, read_front_matter, stage_space
+from classifier.artifacts import describe_backbone
+from classifier.deploy import NOT_SERVED, gradio_pin, main, read_front_matter, stage_space
 from classifier.predict import Predictor
 
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"  # the Python these tests (and CI) run on
 
-def start_space(folder, port: int, log) -> subprocess.Popen:
-    """`python app.py` in the Space folder with nothing of the checkout on its path."""
+
+def start_space(folder, port: int, log, missing) -> subprocess.Popen:
+    """`python app.py` in the Space folder with nothing of the checkout on its path, and the packages in the
+    folder `missing` (see `not_installed`) failing to import as if they were not installed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLASSIFIER_", "GRADIO_", "PYTHON"))}
     return subprocess.Popen(
-        [sys.executable, "app.py", "--port", str(port)], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "app.py", "--port", str(port)],
+        cwd=folder,
+        env={**env, "PYTHONPATH": str(missing)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
+
+
+def not_installed(folder, modules) -> None:
+    """Modules in `folder` that shadow the installed ones and raise what a missing package raises."""
+    folder.mkdir()
+    for module in modules:
+        (folder / f"{module}.py").write_text(f"raise ModuleNotFoundError(\"No module named '{module}'\")\n")
+
+
+def test_the_repository_front_matter_pins_the_python_and_gradio_it_is_tested_with():
+    card = SpaceCard((ROOT / "README.md").read_text()).data  # real YAML: python_version must stay a string
+    assert card.python_version == PYTHON
+    assert card.sdk_version == gradio_pin((ROOT / "requirements.txt").read_text())
 
 
 def wait_until_serving(process: subprocess.Popen, url: str, log_path, timeout: float = 120) -> None:
@@ -52,12 +75,22 @@ def test_staged_space_runs_alone_and_answers(model_dir, shapes_dir, tmp_path):
     meta = read_front_matter(readme)
     assert meta["title"] == "Shapes demo" and meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
     assert meta["sdk_version"] == gradio_pin((ROOT / "requirements.txt").read_text())
-    assert (space / "requirements.txt").read_text() == (ROOT / "requirements.txt").read_text()
+    assert SpaceCard(readme).data.python_version == PYTHON
+    pins = (ROOT / "requirements.txt").read_text().splitlines()
+    served = [line for line in pins if not line.startswith(tuple(f"{name}==" for name in NOT_SERVED))]
+    assert (space / "requirements.txt").read_text().splitlines() == served and len(served) == len(pins) - 3
+    # The model card and the files in the public repository name no path of the training machine.
+    assert "inception_v3 cut at `mixed7` as backbone" in readme and "None" not in readme
+    for text in [readme, *(path.read_text() for path in (space / "models" / model_dir.name).glob("*.json"))]:
+        assert str(shapes_dir) not in text and str(model_dir.parent) not in text
+    assert json.loads((space / "models" / model_dir.name / "metadata.json").read_text())["data"]["root"] == "shapes"
 
+    # The Space starts and answers without what its requirements leave out (gradio imports matplotlib if it can).
+    not_installed(tmp_path / "left_out", ["matplotlib", "ai_edge_litert", "tensorflow_hub"])
     port, log_path = free_port(), tmp_path / "space.log"
     url = f"http://127.0.0.1:{port}/"
     with open(log_path, "w") as log:
-        process = start_space(space, port, log)
+        process = start_space(space, port, log, tmp_path / "left_out")
     try:
         wait_until_serving(process, url, log_path)
         image = sorted(shapes_dir.glob("circle/*.png"))[0]
@@ -76,6 +109,8 @@ def test_deploy_command_errors_are_one_line(model_dir, tmp_path, capsys):
     assert code == 2 and "--out" in err and "already exists" in err
     code, out, _ = run_main(main, [model_dir, "--out", tmp_path / "taken", "--overwrite"], capsys)
     assert code == 0 and (tmp_path / "taken" / "app.py").is_file() and "python app.py" in out
+    code, _, err = run_main(main, [model_dir, "--out", model_dir.parent, "--overwrite"], capsys)
+    assert code == 2 and "not a Space folder" in err and err.count("\n") == 1 and model_dir.is_dir()
 
 
 @pytest.mark.parametrize("requirements", ["gradio>=6\n", "numpy==2.4.6\n"])
@@ -84,3 +119,17 @@ def test_gradio_must_be_pinned_exactly(requirements):
 
     with pytest.raises(UsageError, match="gradio==VERSION"):
         gradio_pin(requirements)
+
+
+@pytest.mark.parametrize(
+    "metadata, words",
+    [
+        ({"backbone": "inception_v3", "cut_layer": "mixed7"}, "inception_v3 cut at `mixed7`"),
+        ({"backbone": "mobilenet_v2", "cut_layer": None}, "the whole mobilenet_v2"),
+        ({"backbone": "resnet50", "cut_layer": "top"}, "the whole resnet50"),
+        ({"backbone": "hub:/home/me/hub/efficientnet_b0", "cut_layer": None}, "the TF-Hub model `efficientnet_b0`"),
+        ({"backbone": "hub:https://tfhub.dev/x/y/5", "cut_layer": None}, "the TF-Hub model `https://tfhub.dev/x/y/5`"),
+    ],
+)
+def test_the_backbone_is_described_without_machine_paths_or_none(metadata, words):
+    assert describe_backbone(metadata) == words

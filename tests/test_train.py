@@ -108,14 +108,15 @@ def _tiny_flags():
 def test_existing_output_is_refused_then_replaced_with_overwrite(tmp_path, shapes_dir, capsys):
     out = tmp_path / "m"
     out.mkdir()
-    (out / "old.txt").write_text("previous model")
+    for name in ("metadata.json", "model.keras"):  # what makes it a model folder, which --overwrite may replace
+        (out / name).write_text("previous model")
     argv = ["--data", shapes_dir, "--out", out, "--epochs", 1, *_tiny_flags()]
     code, _, err = run_main(train_module.main, argv, capsys)
     assert code == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
-    assert (out / "old.txt").read_text() == "previous model"
+    assert (out / "model.keras").read_text() == "previous model"
     code, _, err = run_main(train_module.main, argv + ["--overwrite"], capsys)
     assert code == 0, err
-    assert not (out / "old.txt").exists() and (out / "model.keras").is_file()
+    assert (out / "model.keras").read_bytes().startswith(b"PK")  # the new model (a zip) replaced the old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 

@@ -1,0 +1,133 @@
+"""Model folders survive crashes: a save SIGKILLed at any step leaves a loadable model, and leftovers are cleaned.
+
+The saves run in real subprocesses that kill themselves (SIGKILL, nothing runs after it) at one
+step boundary of `artifacts.staged_dir`, picked by the CLASSIFIER_TEST_KILL_AT hook. They copy a
+real model folder's files into the staged folder, as `save_model_dir` writes them, so that no
+subprocess pays for importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, run_main, tiny_config
+
+from classifier import train as train_module
+from classifier.artifacts import (
+    METADATA_FILE,
+    check_output_dir,
+    read_metadata,
+    recover,
+    save_model_dir,
+    staged_dir,
+    write_json,
+)
+from classifier.errors import UsageError
+from classifier.model import build_model
+from classifier.predict import Predictor
+
+SAVE = """
+import shutil, sys
+from pathlib import Path
+from classifier import artifacts
+source, out, replace = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+if replace == "two-renames":
+    artifacts._renameat2 = None  # as on a system or filesystem that cannot swap two folders
+with artifacts.staged_dir(out) as folder:
+    for path in source.iterdir():
+        shutil.copy2(path, folder / path.name)
+"""
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory, shapes_dir):
+    """Two small real model folders, "old" and "new" (their metadata says which)."""
+    root = tmp_path_factory.mktemp("versions")
+    model = build_model(tiny_config(shapes_dir, None, backbone="simple_cnn", cut_layer=None, image_size=16), 3)
+    for name in ("old", "new"):
+        save_model_dir(root / name, model, {"class_names": ["circle", "square", "triangle"], "image_size": [16, 16]})
+        write_json(root / name / METADATA_FILE, {**read_metadata(root / name), "version": name})
+    return root
+
+
+def killed_save(source, out, replace: str, step: str) -> None:
+    env = {**os.environ, "CLASSIFIER_TEST_KILL_AT": step}
+    process = subprocess.run(
+        [sys.executable, "-c", SAVE, str(source), str(out), replace], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert process.returncode == -signal.SIGKILL, process.stderr
+
+
+@pytest.mark.parametrize(
+    "replace, step, survivor",
+    [
+        ("exchange", "started", "old"),  # staging folder made, nothing written
+        ("exchange", "staged", "old"),  # new folder complete, not yet in place
+        ("exchange", "exchanged", "new"),  # swapped in one step; the old one not yet deleted
+        ("two-renames", "staged", "old"),
+        ("two-renames", "moved-aside", "old"),  # no folder at --out: the next load puts the old one back
+        ("two-renames", "replaced", "new"),
+    ],
+)
+def test_a_replace_killed_at_any_step_leaves_a_loadable_model_and_the_next_load_cleans(
+    versions, shapes_dir, tmp_path, replace, step, survivor
+):
+    out = tmp_path / "models" / "m"
+    shutil.copytree(versions / "old", out)
+    killed_save(versions / "new", out, replace, step)
+    assert len(list(out.parent.iterdir())) > 1  # the kill left something behind
+    assert out.is_dir() == (step != "moved-aside")  # only the two-rename fallback ever has a gap
+
+    predictor = Predictor(out)  # loading recovers the interrupted replace and cleans
+    assert predictor.metadata["version"] == survivor
+    assert predictor.predict_proba(sorted(shapes_dir.glob("*/*.png"))[:1]).shape == (1, 3)
+    assert [path.name for path in out.parent.iterdir()] == ["m"]
+
+
+def test_a_first_save_killed_leaves_nothing_and_the_next_save_cleans(versions, tmp_path):
+    out = tmp_path / "models" / "m"
+    killed_save(versions / "new", out, "exchange", "staged")
+    with pytest.raises(UsageError, match="not a model folder"):
+        read_metadata(out)  # there was no model, and a half-finished one is not put in its place
+    with staged_dir(out) as folder:
+        shutil.copytree(versions / "new", folder, dirs_exist_ok=True)
+    assert [path.name for path in out.parent.iterdir()] == ["m"] and read_metadata(out)["version"] == "new"
+
+
+def test_leftovers_of_a_live_writer_are_left_alone(versions, tmp_path):
+    out = tmp_path / "m"
+    shutil.copytree(versions / "old", out)
+    with staged_dir(out) as folder:
+        shutil.copytree(versions / "new", folder, dirs_exist_ok=True)
+        recover(out)  # another loader of `out` while this save is staging
+        assert folder.is_dir()
+    assert read_metadata(out)["version"] == "new" and [path.name for path in tmp_path.iterdir()] == ["m"]
+
+
+def test_stale_temp_files_of_in_place_writes_are_cleaned(versions, tmp_path):
+    out = shutil.copytree(versions / "old", tmp_path / "m")
+    stale, fresh = out / ".metrics.json.0bad.tmp", out / ".metrics.json.f00d.tmp"
+    for path in (stale, fresh):
+        path.write_text("{")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(stale, (hours_ago, hours_ago))
+    read_metadata(out)
+    assert not stale.exists() and fresh.exists()  # a fresh one may belong to a write in progress
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_model_folder(versions, shapes_dir, tmp_path, capsys):
+    models = tmp_path / "models"
+    shutil.copytree(versions / "old", models / "m")
+    argv = ["--data", shapes_dir, "--out", models, "--overwrite", "--weights", "none", "--epochs", 1]
+    code, _, err = run_main(train_module.main, argv, capsys)
+    assert code == 2 and err.count("\n") == 1 and "not a model folder" in err, err
+    assert read_metadata(models / "m")["version"] == "old"
+    assert check_output_dir(models / "m", overwrite=True) == models / "m"  # a model folder may be replaced
+    (tmp_path / "empty").mkdir()
+    assert check_output_dir(tmp_path / "empty", overwrite=True) == tmp_path / "empty"
