@@ -16,11 +16,12 @@ from _common import machine
 
 from classifier.augment import make_augmenter
 from classifier.config import TrainConfig
+from classifier.console import silent
 from classifier.data import image_dataset, load_image_data
 
 
 def ours(data_dir: Path, epochs: int) -> tuple[int, float]:
-    data = load_image_data(data_dir, quiet=True)
+    data = load_image_data(data_dir, log=silent)
     augmenter = make_augmenter(TrainConfig(data=str(data_dir)))  # the defaults are the course's knobs
     pipeline = image_dataset(data.train, (150, 150), batch_size=20, shuffle=True, augmenter=augmenter)
     count, started = 0, time.time()

@@ -10,7 +10,6 @@ epoch 7. A class folder without images is a warning; a class none of whose image
 
 from __future__ import annotations
 
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ._tf import tf
+from .console import Log, say
 from .errors import UsageError
 from .formats import IMAGE_EXTENSIONS
 from .images import check_image_file, decode_rgb_tf, image_files, resize
@@ -64,9 +64,7 @@ def find_class_files(folder: Path) -> dict[str, list[Path]]:
     return {sub.name: files for sub in class_folders(folder) if (files := image_files(sub))}
 
 
-def load_image_data(
-    data_dir: str | Path, validation_split: float = 0.2, seed: int = 0, quiet: bool = False
-) -> ImageData:
+def load_image_data(data_dir: str | Path, validation_split: float = 0.2, seed: int = 0, log: Log = say) -> ImageData:
     """Find the classes and files under `data_dir`, drop undecodable files, and split train/validation."""
     root = Path(data_dir)
     if not root.is_dir():
@@ -92,8 +90,8 @@ def load_image_data(
     val_classes = find_class_files(validation_dir) if validation_dir else {}
     for folder, classes in ((train_dir, train_classes), (validation_dir, val_classes)):
         for sub in class_folders(folder) if folder else []:
-            if sub.name not in classes and not quiet:
-                print(f"warning: {sub}/ holds no image files; it is not a class", file=sys.stderr)
+            if sub.name not in classes:
+                log(f"warning: {sub}/ holds no image files; it is not a class")
     if validation_dir and set(val_classes) != set(train_classes):
         only_train = sorted(set(train_classes) - set(val_classes)) or ["-"]
         only_val = sorted(set(val_classes) - set(train_classes)) or ["-"]
@@ -106,10 +104,10 @@ def load_image_data(
     skipped: list[tuple[str, str]] = []
     train = _checked_split(train_classes, class_names, skipped)
     validation = _checked_split(val_classes, class_names, skipped) if validation_dir else None
-    if skipped and not quiet:
-        print(f"warning: skipped {len(skipped)} unusable image(s):", file=sys.stderr)
+    if skipped:
+        log(f"warning: skipped {len(skipped)} unusable image(s):")
         for path, why in skipped:
-            print(f"  {path}: {why}", file=sys.stderr)
+            log(f"  {path}: {why}")
     for folder, split in ((train_dir, train), (validation_dir, validation)):
         _refuse_empty_classes(folder, split, class_names)
     if validation is not None:

@@ -32,8 +32,9 @@ import numpy as np
 from ._tf import keras, tf
 from .augment import AUGMENTATION_FIELDS, make_augmenter
 from .config import TrainConfig
+from .console import Log, Progress, say
 from .data import Split, image_dataset
-from .download import Progress, sha256_of
+from .download import sha256_of
 
 # Part of every key: bump it whenever decoding, resizing or augmentation code changes what an entry holds.
 CACHE_FORMAT = 4  # 4: augmentation as ImageDataGenerator's (shear in degrees on one axis, two zoom factors)
@@ -91,7 +92,7 @@ class FeatureCache:
 
 
 def cached_features(
-    extract, split: Split, hashes: list[str], cache: FeatureCache, copy: int, config: TrainConfig, log=print
+    extract, split: Split, hashes: list[str], cache: FeatureCache, copy: int, config: TrainConfig, log: Log = say
 ) -> np.ndarray:
     """Features (N, D) of every image in `split` for one copy, computing and caching the missing ones."""
     paths = [cache.entry(sha, copy) for sha in hashes]
@@ -103,7 +104,7 @@ def cached_features(
         log(f"feature cache: computing {len(missing)} of {len(paths)} ({what}) into {cache.root}")
         augmenter = make_augmenter(config, seed=config.seed + copy) if copy else None
         images = image_dataset(split.subset(missing), config.image_shape, config.batch_size, augmenter=augmenter)
-        progress = Progress("backbone features", len(missing), unit="images")
+        progress = Progress("backbone features", len(missing), log=log, unit="images")
         done = 0
         for batch, _ in images:
             for row in np.asarray(extract(batch)):
@@ -134,7 +135,7 @@ def _save_atomically(path: Path, array: np.ndarray) -> np.ndarray:
     return array
 
 
-def training_features(extractor, data, config: TrainConfig, log=print):
+def training_features(extractor, data, config: TrainConfig, log: Log = say):
     """(x_train, y_train, x_val, y_val) from the cache: train = clean + each augmented copy."""
     cache = FeatureCache.for_config(config)
     size = config.image_shape
