@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from ._tf import keras, tf
 from .augment import AUGMENTATION_FIELDS, make_augmenter
 from .config import TrainConfig
 from .console import Log, Progress, say
-from .data import Split, image_dataset
+from .data import Split, content_hashes, image_dataset  # noqa: F401 (content_hashes: part of this module's API)
 from .download import sha256_of
 
 # Part of every key: bump it whenever decoding, resizing or augmentation code changes what an entry holds.
@@ -44,14 +43,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "classifier" / "features"
 
 
+def scan_memo_dir(config: TrainConfig) -> Path:
+    """Where the training scan keeps its verdicts on files (data.ScanMemo): beside the cached features."""
+    return Path(config.cache_dir or default_cache_dir()) / "scan"
+
+
 def feature_cache_applies(config: TrainConfig) -> bool:
     """Only a frozen backbone has fixed features; `--weights none` trains the backbone itself."""
     return config.feature_cache and config.transfer
-
-
-def content_hashes(paths: list[str]) -> list[str]:
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(sha256_of, paths))
 
 
 def _key(values: dict) -> str:
@@ -94,9 +93,11 @@ class FeatureCache:
 def cached_features(
     extract, split: Split, hashes: list[str], cache: FeatureCache, copy: int, config: TrainConfig, log: Log = say
 ) -> np.ndarray:
-    """Features (N, D) of every image in `split` for one copy, computing and caching the missing ones."""
+    """Features (N, D) of every image in `split` for one copy, computing and caching the missing ones.
+
+    `extract` is the extractor's traced call; `extract.shape` the shape of one image's vector."""
     paths = [cache.entry(sha, copy) for sha in hashes]
-    shape = tuple(extract.get_concrete_function().structured_outputs.shape[1:])  # one image's feature vector
+    shape = extract.shape
     rows = [_load_entry(path, shape) for path in paths]
     missing = [i for i, row in enumerate(rows) if row is None]
     if missing:
@@ -135,19 +136,25 @@ def _save_atomically(path: Path, array: np.ndarray) -> np.ndarray:
     return array
 
 
-def training_features(extractor, data, config: TrainConfig, log: Log = say):
-    """(x_train, y_train, x_val, y_val) from the cache: train = clean + each augmented copy."""
-    cache = FeatureCache.for_config(config)
-    size = config.image_shape
-    # One traced graph for every batch: no per-call Python or retracing in the backbone pass.
+def traced(extractor, size: tuple[int, int]):
+    """`extractor` as one traced graph for every batch of images at `size` (no per-call Python or retracing),
+    traced at its first call; its `shape` attribute is one image's feature vector shape, known without tracing."""
     extract = tf.function(
         lambda batch: extractor(batch, training=False), input_signature=[tf.TensorSpec([None, *size, 3], tf.float32)]
     )
-    train_hashes = content_hashes(data.train.paths)
+    extract.shape = tuple(extractor.output.shape[1:])
+    return extract
+
+
+def training_features(extractor, data, config: TrainConfig, log: Log = say):
+    """(x_train, y_train, x_val, y_val) from the cache: train = clean + each augmented copy."""
+    cache = FeatureCache.for_config(config)
+    extract = traced(extractor, config.image_shape)
+    train_hashes = data.train.content_hashes()
     copies = range(0, 1 + (config.augment_copies if config.augment else 0))
     x_train = np.concatenate(
         [cached_features(extract, data.train, train_hashes, cache, k, config, log) for k in copies]
     )
     y_train = np.tile(np.asarray(data.train.labels), len(copies))
-    x_val = cached_features(extract, data.validation, content_hashes(data.validation.paths), cache, 0, config, log)
+    x_val = cached_features(extract, data.validation, data.validation.content_hashes(), cache, 0, config, log)
     return x_train, y_train, x_val, np.asarray(data.validation.labels)
