@@ -19,10 +19,13 @@ load as the extractor's vector (truncated, garbage, wrong shape) is computed aga
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import json
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +60,17 @@ def _key(values: dict) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _file_sha256(path: str) -> str:
+    """sha256 of a file's content, hashed once per process while its size and modification time stay the same."""
+    stat = os.stat(path)
+    return _sha256_at(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_at(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_of(path)
+
+
 @dataclass
 class FeatureCache:
     """The cache folder for one model configuration."""
@@ -67,7 +81,7 @@ class FeatureCache:
     @classmethod
     def for_config(cls, config: TrainConfig) -> "FeatureCache":
         """The cache of a resolved config (as `metadata.json` saves it)."""
-        weights = config.weights if config.weights == "imagenet" else f"sha256:{sha256_of(config.weights)}"
+        weights = config.weights if config.weights == "imagenet" else f"sha256:{_file_sha256(config.weights)}"
         model_key = _key(
             {
                 "format": CACHE_FORMAT,
@@ -95,10 +109,11 @@ def cached_features(
 ) -> np.ndarray:
     """Features (N, D) of every image in `split` for one copy, computing and caching the missing ones.
 
-    `extract` is the extractor's traced call; `extract.shape` the shape of one image's vector."""
+    `extract` is the extractor's traced call; `extract.shape` the shape of one image's vector. New
+    entries are written by a second thread while the backbone runs on the next batch."""
     paths = [cache.entry(sha, copy) for sha in hashes]
-    shape = extract.shape
-    rows = [_load_entry(path, shape) for path in paths]
+    header = _npy_header(extract.shape)
+    rows = [_load_entry(path, extract.shape, header) for path in paths]
     missing = [i for i, row in enumerate(rows) if row is None]
     if missing:
         what = "images" if copy == 0 else f"augmented copy {copy}"
@@ -106,34 +121,60 @@ def cached_features(
         augmenter = make_augmenter(config, seed=config.seed + copy) if copy else None
         images = image_dataset(split.subset(missing), config.image_shape, config.batch_size, augmenter=augmenter)
         progress = Progress("backbone features", len(missing), log=log, unit="images")
-        done = 0
-        for batch, _ in images:
-            for row in np.asarray(extract(batch)):
-                rows[missing[done]] = _save_atomically(paths[missing[done]], row)
-                done += 1
-            progress.update(done)
+        done, writes = 0, []
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            for batch, _ in images:
+                vectors = np.asarray(extract(batch), np.float32)
+                indices = missing[done : done + len(vectors)]
+                writes.append(writer.submit(_save_rows, [paths[i] for i in indices], vectors))
+                for i, row in zip(indices, vectors, strict=True):
+                    rows[i] = row
+                done += len(vectors)
+                progress.update(done)
+        for write in writes:
+            write.result()  # a failed write (disk full) fails the run here
         progress.close()
     return np.stack(rows)
 
 
-def _load_entry(path: Path, shape: tuple) -> np.ndarray | None:
-    """A cached feature vector, or None when it is absent or does not load as one (then it is recomputed)."""
+def _npy_header(shape: tuple) -> bytes:
+    """The bytes `np.save` writes before the data of a float32 array of `shape`."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(shape, np.float32))
+    return buffer.getvalue()[: -4 * int(np.prod(shape))]
+
+
+def _load_entry(path: Path, shape: tuple, header: bytes) -> np.ndarray | None:
+    """A cached feature vector, or None when it is absent or does not load as one (then it is recomputed).
+
+    An entry that starts with `header` and is as long as the vector is read straight from its bytes, a
+    tenth of np.load's cost; any other is left to np.load."""
     try:
-        row = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):  # absent, truncated, or not a .npy file
+        data = path.read_bytes()
+    except OSError:  # absent
+        return None
+    if data.startswith(header) and len(data) == len(header) + 4 * int(np.prod(shape)):
+        return np.frombuffer(data, np.float32, offset=len(header)).reshape(shape)
+    try:
+        row = np.load(io.BytesIO(data), allow_pickle=False)
+    except (OSError, ValueError, EOFError):  # truncated, or not a .npy file
         return None
     return row if row.dtype == np.float32 and row.shape == shape else None
 
 
-def _save_atomically(path: Path, array: np.ndarray) -> np.ndarray:
-    """Write `array` as float32 to `path` (temporary name, then rename); return what was written."""
+def _save_rows(paths: list[Path], rows: np.ndarray) -> None:
+    for path, row in zip(paths, rows, strict=True):
+        _save_atomically(path, row)
+
+
+def _save_atomically(path: Path, array: np.ndarray) -> None:
+    """Write `array` as float32 to `path` (temporary name, then rename)."""
     array = array.astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(handle, "wb") as file:
         np.save(file, array)
     os.replace(temporary, path)
-    return array
 
 
 def traced(extractor, size: tuple[int, int]):
