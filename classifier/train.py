@@ -108,12 +108,13 @@ class Run:
     @functools.cached_property
     def vectors(self) -> dict:
         """fit()'s data arguments for training the head on cached features: tf.data pipelines over tensors in
-        memory, so no step converts numpy arrays, and the whole validation split is one batch."""
+        memory, so no step converts numpy arrays; validation in batches of up to SCORING_BATCH vectors."""
         x_train, y_train, x_val, y_val = self.features
+        batch = replica_batch_size(self.config.feature_batch_size, len(x_train), self.strategy, "--feature-batch-size")
         train = (
             tf.data.Dataset.from_tensor_slices((x_train, y_train))
             .shuffle(len(x_train), seed=self.config.seed, reshuffle_each_iteration=True)
-            .batch(self.batch(len(x_train)))
+            .batch(batch)
             .prefetch(tf.data.AUTOTUNE)
         )
         validation = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(self.vector_batch(len(x_val))).cache()
