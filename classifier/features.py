@@ -177,13 +177,21 @@ def _save_atomically(path: Path, array: np.ndarray) -> None:
     os.replace(temporary, path)
 
 
+# The last extractor traced and its trace: a retrain in the same process gets the same extractor back from
+# model.feature_extractor (the backbone is shared) and reuses its trace instead of tracing the network again.
+_last_traced: list[tuple[object, tuple, object]] = []
+
+
 def traced(extractor, size: tuple[int, int]):
     """`extractor` as one traced graph for every batch of images at `size` (no per-call Python or retracing),
     traced at its first call; its `shape` attribute is one image's feature vector shape, known without tracing."""
+    if _last_traced and _last_traced[0][0] is extractor and _last_traced[0][1] == tuple(size):
+        return _last_traced[0][2]
     extract = tf.function(
         lambda batch: extractor(batch, training=False), input_signature=[tf.TensorSpec([None, *size, 3], tf.float32)]
     )
     extract.shape = tuple(extractor.output.shape[1:])
+    _last_traced[:] = [(extractor, tuple(size), extract)]
     return extract
 
 

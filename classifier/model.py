@@ -25,6 +25,7 @@ from pathlib import Path
 from ._tf import keras
 from .backbones import HUB_PREFIX, build_feature_extractor, get_backbone
 from .config import TrainConfig
+from .finetune import BACKBONE_LAYER
 from .images import RESIZE_ANTIALIAS
 
 SCRATCH_BATCHNORM_MOMENTUM = 0.9
@@ -33,8 +34,9 @@ RESIZE_LAYER = "resize"
 HEAD_LAYER = "head"
 
 
-# The last frozen backbone built, as (its key, the network): one entry, so it holds one network's memory at most.
-_shared_backbone: list[tuple[tuple, object]] = []
+# The last frozen backbone built, as (its key, the network, its feature extractors by pooling layer): one entry,
+# so it holds one network's memory at most.
+_shared_backbone: list[tuple[tuple, object, dict]] = []
 
 
 def build_model(config: TrainConfig, num_classes: int):
@@ -75,7 +77,7 @@ def _backbone_network(backbone, config: TrainConfig):
     features = build_feature_extractor(backbone, config.image_shape, config.weights, config.cut_layer, config.alpha)
     features.trainable = not config.transfer
     if key is not None:
-        _shared_backbone[:] = [(key, features)]
+        _shared_backbone[:] = [(key, features, {})]
     return features
 
 
@@ -113,8 +115,14 @@ def build_head(feature_dim: int, config: TrainConfig, num_classes: int):
 
 
 def feature_extractor(model):
-    """The full model's frozen part, image -> feature vector: what the feature cache stores."""
-    return keras.Model(model.input, model.get_layer(FEATURES_LAYER).output, name="feature_extractor")
+    """The full model's frozen part, image -> feature vector: what the feature cache stores. For a model on the
+    shared frozen backbone, the extractor made for the first such model with the same pooling (the same
+    computation), so that its traced graph can be reused (features.traced)."""
+    pooling = type(model.get_layer(FEATURES_LAYER)).__name__
+    shared = next((entry[2] for entry in _shared_backbone if entry[1] is model.get_layer(BACKBONE_LAYER)), {})
+    if pooling not in shared:
+        shared[pooling] = keras.Model(model.input, model.get_layer(FEATURES_LAYER).output, name="feature_extractor")
+    return shared[pooling]
 
 
 def head(model):

@@ -227,8 +227,9 @@ def fit_head(run: Run) -> None:
             run.features = training_features(feature_extractor(run.model), run.data, config, run.log)
         run.timing["cached_training_vectors"] = len(run.features[0])
         fit_model, inputs = model_head(run.model), run.vectors
-        # A step on vectors takes far less time than Keras' Python around it: one call runs a whole epoch.
-        steps = int(inputs["x"].cardinality())
+        # A step on vectors takes far less time than Keras' Python around it: one call runs a whole epoch. (Not
+        # across workers: Keras' loop of steps fails there, in its collective ops.)
+        steps = int(inputs["x"].cardinality()) if config.strategy != "multi-worker" else 1
     with run.timed("head_seconds"):
         run.stages.append(
             run_stage(run, "head", fit_model, inputs, config.learning_rate, config.epochs, steps_per_execution=steps)
