@@ -28,6 +28,8 @@ from classifier.artifacts import (
     staged_dir,
     write_json,
 )
+from classifier.config import resolve
+from classifier.console import silent
 from classifier.errors import UsageError
 from classifier.model import build_model
 from classifier.predict import Predictor
@@ -49,7 +51,8 @@ with artifacts.staged_dir(out) as folder:
 def versions(tmp_path_factory, shapes_dir):
     """Two small real model folders, "old" and "new" (their metadata says which)."""
     root = tmp_path_factory.mktemp("versions")
-    model = build_model(tiny_config(shapes_dir, None, backbone="simple_cnn", cut_layer=None, image_size=16), 3)
+    config = resolve(tiny_config(shapes_dir, None, backbone="simple_cnn", cut_layer=None, image_size=16), log=silent)
+    model = build_model(config, 3)
     for name in ("old", "new"):
         save_model_dir(root / name, model, {"class_names": ["circle", "square", "triangle"], "image_size": [16, 16]})
         write_json(root / name / METADATA_FILE, {**read_metadata(root / name), "version": name})
