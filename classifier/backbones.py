@@ -15,9 +15,7 @@ import numpy as np
 
 from ._tf import keras
 from .errors import UsageError, first_line
-
-HUB_PREFIX = "hub:"
-TOP = "top"  # --cut-layer top: the whole network
+from .metadata import HUB_PREFIX, TOP  # the names metadata.json records, too
 
 
 @dataclass(frozen=True)
