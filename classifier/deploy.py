@@ -177,7 +177,7 @@ def build_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = stage_space(args.model_dir, args.out, args.title, args.overwrite)
-    print(f"staged {out}: run it with  cd {out} && python app.py   then push it to a Space (see README.md)")
+    print(f"staged {out}: run it with  cd {out} && python app.py   then push it to a Space (see docs/deploy.md)")
     return 0
 
 

@@ -50,7 +50,7 @@ EXPORT_FILE = "export.json"
 TFLITE_FILE = "model.tflite"
 CHECK_IMAGES = 32  # images the check runs on
 CALIBRATION_IMAGES = 200  # int8 representative images (TFLite's guide: a few hundred)
-# Largest |p_export - p_keras| accepted, per (format, quantize); measured figures in README.md.
+# Largest |p_export - p_keras| accepted, per (format, quantize); measured figures in benchmarks/README.md.
 # SavedModel runs the same TensorFlow kernels as Keras; TFLite float32 runs different kernels
 # (XNNPACK); float16 rounds weights to 11 significant bits; dynamic quantises weights to int8 and
 # activations per batch; int8 quantises everything to 8 bits with ranges calibrated on real images.
@@ -309,7 +309,7 @@ def build_parser() -> ArgumentParser:
         ),
     )
     parser.add_argument(
-        "--tolerance", type=float, help="largest accepted |p_export - p_keras| (default: per format, see README)"
+        "--tolerance", type=float, help="largest accepted |p_export - p_keras| (default: per format: docs/export.md)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
     add_trust_flag(parser)
