@@ -65,8 +65,9 @@ DENIED_OPS: dict[str, frozenset[str]] = {
     "other processes": frozenset({"RemoteCall"}),
 }
 DENIED_PATTERNS: dict[str, re.Pattern] = {
-    "a tf.data pipeline (files, sockets)": re.compile(
-        r"Dataset(V\d)?$|^(Anonymous|AnonymousMultiDevice|MultiDevice|OneShot|Make|Delete|Serialize|Deserialize)?Iterator"
+    "a tf.data pipeline (files, sockets)": re.compile(  # every dataset, and every op that makes or drives an iterator
+        r"Dataset(V\d)?$|^(Anonymous|AnonymousMultiDevice|MultiDevice|OneShot|Make|Delete|Serialize|Deserialize)?"
+        r"Iterator"
     ),
     "a file reader": re.compile(r"^Reader|Reader(V\d)?$"),
     "summary files": re.compile(r"^Write\w*Summary$|SummaryWriter$"),
