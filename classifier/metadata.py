@@ -4,8 +4,8 @@ Training builds it (`train.build_metadata`), `artifacts.save_model_dir` writes i
 `artifacts.read_metadata` reads it back; every other module reads its attributes. The JSON file
 keeps the keys it always had (`to_dict` writes them in the same order); `from_dict` reads a file
 written by an older version (missing keys take their defaults) or a newer one (keys this version
-does not know are kept in `extra` and written back as they were). Only `class_names` and
-`image_size`, without which the model cannot be used, are required.
+does not know are kept in `extra` and written back as they were; within `data`, they are
+dropped). Only `class_names` and `image_size`, without which the model cannot be used, are required.
 
 A model folder can come from anyone, so `from_dict` checks the types of what serving relies on,
 and `describe_backbone`, `public_name` and `public_json` are what a public page or repository may
@@ -80,8 +80,9 @@ class ModelMetadata:
             raise UsageError(f"{source}: class_names must be a non-empty list of names")
         if not (isinstance(size, list) and len(size) == 2 and all(_positive_int(side) for side in size)):
             raise UsageError(f"{source}: image_size must be [height, width] in pixels")
-        data = known.get("data")
-        known["data"] = DataSummary(**_known_fields(DataSummary, data)) if isinstance(data, dict) else DataSummary()
+        data = known.get("data") if isinstance(known.get("data"), dict) else {}
+        data_names = {f.name for f in dataclasses.fields(DataSummary)}
+        known["data"] = DataSummary(**{key: value for key, value in data.items() if key in data_names})
         known["image_size"] = tuple(size)
         return cls(**known, extra={key: value for key, value in values.items() if key not in names})
 
@@ -110,11 +111,6 @@ class ModelMetadata:
         else:
             weights = "ImageNet" if self.weights == "imagenet" else public_name(str(self.weights))
         return f"{self.backbone}, {where}, weights: {weights}"
-
-
-def _known_fields(cls, values: dict) -> dict:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {key: value for key, value in values.items() if key in names}
 
 
 def _positive_int(value) -> bool:
