@@ -15,9 +15,7 @@ import numpy as np
 
 from ._tf import keras
 from .errors import UsageError, first_line
-
-HUB_PREFIX = "hub:"
-TOP = "top"  # --cut-layer top: the whole network
+from .metadata import HUB_PREFIX, TOP  # the names metadata.json records, too
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,7 @@ class Backbone:
     takes_alpha: bool = False  # --alpha (width multiplier) applies
     augment_copies: Callable[[float], int] = lambda alpha: (
         2
-    )  # alpha -> --augment-copies when none is given (README: results)
+    )  # alpha -> --augment-copies when none is given (docs/design.md)
 
 
 def scaling(scale: float, offset: float) -> Callable[[], "keras.layers.Layer"]:
@@ -101,7 +99,7 @@ def _simple_cnn(input_shape, weights, alpha):
 BACKBONES: dict[str, Backbone] = {
     "inception_v3": Backbone(
         # 150 px, the course's size, not its pretraining size 299: a third of the pixels, and frozen
-        # mixed7 features still reach 0.967 on cats_dogs with a linear probe (0.988 at 299).
+        # mixed7 features still carry most of what 299 gives (benchmarks/README.md has the probe's figures).
         "inception_v3",
         _inception_v3,
         scaling(1 / 127.5, -1.0),
@@ -122,7 +120,7 @@ BACKBONES: dict[str, Backbone] = {
         ),  # the last ~third, as TensorFlow's transfer-learning tutorial (layer 100 of 154)
         takes_alpha=True,
         # The narrow widths are the fast choice: on cats_dogs, 0.35's head got nothing from augmented
-        # copies (0.973 without, 0.968 with 1 or 2) and they triple its feature pass; 1.0 gains a little.
+        # copies, which triple its feature pass; 1.0 gains a little (figures: benchmarks/README.md).
         augment_copies=lambda alpha: 0 if alpha < 1 else 2,
     ),
     "efficientnet_b0": Backbone(

@@ -28,7 +28,6 @@ from ai_edge_litert.interpreter import Interpreter
 from . import exportcheck
 from ._tf import keras, tf
 from .artifacts import (
-    LABELS_FILE,
     add_trust_flag,
     check_output_dir,
     load_model,
@@ -36,11 +35,13 @@ from .artifacts import (
     staged_dir,
     versions,
     write_json,
+    write_labels,
 )
 from .console import Log, say, silent
 from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli
 from .images import decode_bytes_rgb_tf, resize
+from .metadata import ModelMetadata
 from .model import resize_antialias
 
 FORMATS = ("savedmodel", "tflite")
@@ -49,7 +50,7 @@ EXPORT_FILE = "export.json"
 TFLITE_FILE = "model.tflite"
 CHECK_IMAGES = 32  # images the check runs on
 CALIBRATION_IMAGES = 200  # int8 representative images (TFLite's guide: a few hundred)
-# Largest |p_export - p_keras| accepted, per (format, quantize); measured figures in README.md.
+# Largest |p_export - p_keras| accepted, per (format, quantize); measured figures in benchmarks/README.md.
 # SavedModel runs the same TensorFlow kernels as Keras; TFLite float32 runs different kernels
 # (XNNPACK); float16 rounds weights to 11 significant bits; dynamic quantises weights to int8 and
 # activations per batch; int8 quantises everything to 8 bits with ranges calibrated on real images.
@@ -96,7 +97,7 @@ def export_model(
     model_dir = Path(model_dir)
     metadata = read_metadata(model_dir)
     out = check_output_dir(out or default_out(model_dir, format, quantize), overwrite, is_export_dir, "export folder")
-    size = tuple(metadata["image_size"])
+    size = metadata.image_size
     train_folder, check_folder, why_none = _data_folders(metadata, data)
     if quantize == "int8" and train_folder is None:
         raise UsageError(
@@ -122,8 +123,7 @@ def export_model(
             log(f"check {exportcheck.describe(name, figures)}")
         record = export_metadata(model_dir, metadata, format, quantize, exportcheck.check(results, samples.source))
         write_json(folder / EXPORT_FILE, record)
-        # TODO(lead): call artifacts.write_labels(folder, metadata["class_names"]) once artifacts.py has it.
-        (folder / LABELS_FILE).write_text("".join(f"{name}\n" for name in metadata["class_names"]))
+        write_labels(folder, metadata.class_names)
     log(f"exported {format}{'' if quantize == 'none' else f' ({quantize})'} to {out}, checked on {samples.source}")
     return ExportResult(out, record)
 
@@ -132,11 +132,11 @@ def is_export_dir(path: Path) -> bool:
     return (path / EXPORT_FILE).is_file()
 
 
-def _data_folders(metadata: dict, data: str | None) -> tuple[Path | None, Path | None, str]:
+def _data_folders(metadata: ModelMetadata, data: str | None) -> tuple[Path | None, Path | None, str]:
     """(training folder, check folder, why there are none) from --data or the metadata's data.root."""
     if data is not None:
         return (*exportcheck.data_folders(resolve_data(data, log=silent)), "")
-    root = metadata.get("data", {}).get("root")
+    root = metadata.data.root
     if root and Path(root).is_dir():
         return (*exportcheck.data_folders(Path(root)), "")
     return None, None, f"the training folder {root or '(none recorded)'} in the model's metadata is not on this machine"
@@ -249,8 +249,8 @@ def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Metadata and CLI
 # --------------------------------------------------------------------------------------------
-def export_metadata(model_dir: Path, metadata: dict, format: str, quantize: str, check: dict) -> dict:
-    size = metadata["image_size"]
+def export_metadata(model_dir: Path, metadata: ModelMetadata, format: str, quantize: str, check: dict) -> dict:
+    size = list(metadata.image_size)
     pixels = f"float32 (N, {size[0]}, {size[1]}, 3), RGB pixels 0..255 at the model's size"
     if format == "savedmodel":
         inputs = {
@@ -264,13 +264,13 @@ def export_metadata(model_dir: Path, metadata: dict, format: str, quantize: str,
     return {
         "format": format,
         "quantize": quantize,
-        "class_names": metadata["class_names"],
+        "class_names": metadata.class_names,
         "image_size": size,
         "inputs": inputs,
         "outputs": {"probabilities": "(N, classes), in class_names / labels.txt order"},
         "check": check,
         "source_model": str(model_dir.resolve()),
-        "trained_at": metadata.get("trained_at"),
+        "trained_at": metadata.trained_at,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
     }
@@ -309,7 +309,7 @@ def build_parser() -> ArgumentParser:
         ),
     )
     parser.add_argument(
-        "--tolerance", type=float, help="largest accepted |p_export - p_keras| (default: per format, see README)"
+        "--tolerance", type=float, help="largest accepted |p_export - p_keras| (default: per format: docs/export.md)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
     add_trust_flag(parser)

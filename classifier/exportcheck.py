@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ._tf import tf
-from .data import VALIDATION_DIRS, Split, find_class_files, image_dataset
+from .data import Split, find_class_files, image_dataset, split_folders
 from .images import check_image_file
 
 
@@ -36,13 +36,9 @@ class Samples:
 
 
 def data_folders(root: Path) -> tuple[Path, Path]:
-    """(training folder, folder to check on) of a data folder laid out as `data.load_image_data` expects."""
-    # TODO(lead): data.py finds these folders too (inside load_image_data); once it has
-    # `split_folders(root: Path) -> tuple[Path, Path | None]` (train/ or root, the validation folder or None),
-    # this becomes `train, validation = split_folders(root); return train, validation or train`.
-    train = root / "train" if (root / "train").is_dir() else root
-    check = next((root / d for d in VALIDATION_DIRS if (root / d).is_dir()), train)
-    return train, check
+    """(training folder, folder to check on: the validation folder, else the training one) of a data folder."""
+    train, validation = split_folders(root)
+    return train, validation or train
 
 
 def sample_split(folder: Path, count: int) -> Split:

@@ -39,7 +39,7 @@ def test_every_backbone_trains_an_epoch_at_its_minimum_size(name, tiny_data, tmp
         augment=False,
     )
     result = train(config, **QUIET)
-    assert result.metadata["epochs_run"] == 1 and result.metadata["image_size"] == [size, size]
+    assert result.metadata.epochs_run == 1 and result.metadata.image_size == (size, size)
     predictor = Predictor(result.model_dir)
     image = sorted(tiny_data.glob("circle/*.png"))[0]
     np.testing.assert_allclose(
@@ -70,7 +70,7 @@ def test_simple_cnn_learns_an_easy_task(tmp_path):
         augment=False,
     )
     result = train(config, **QUIET)
-    assert max(result.metadata["history"]["val_accuracy"]) >= 0.9, result.metadata["history"]
+    assert max(result.metadata.history["val_accuracy"]) >= 0.9, result.metadata.history
 
 
 def test_options_left_unset_take_the_backbones_defaults():

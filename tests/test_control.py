@@ -39,11 +39,10 @@ def test_fine_tuning_moves_only_unfrozen_layers_and_leaves_batchnorm_alone(tmp_p
     )
     result = train(config, **QUIET)
     meta = result.metadata
-    assert [stage["name"] for stage in meta["stages"]] == ["head", "fine_tune"] and meta["stages"][1][
-        "from_layer"
-    ] == "block_11_expand"
-    assert meta["fine_tune_start_epoch"] == 1 and len(meta["history"]["loss"]) == 2
-    assert meta["history"]["learning_rate"] == pytest.approx([1e-3, 1e-2])
+    assert [stage["name"] for stage in meta.stages] == ["head", "fine_tune"]
+    assert meta.stages[1]["from_layer"] == "block_11_expand"
+    assert meta.fine_tune_start_epoch == 1 and len(meta.history["loss"]) == 2
+    assert meta.history["learning_rate"] == pytest.approx([1e-3, 1e-2])
 
     original = keras.applications.MobileNetV2(
         alpha=0.35, include_top=False, weights=str(weights), input_shape=(32, 32, 3)
@@ -84,12 +83,12 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(tmp_path):
         augment=False,
     )
     result = train(config, **QUIET)
-    history = result.metadata["history"]
-    run = result.metadata["epochs_run"]
+    history = result.metadata.history
+    run = result.metadata.epochs_run
     assert run < 15 and len(history["val_loss"]) == run
     best = int(np.argmin(history["val_loss"]))
     assert run == best + 1 + 2  # stopped after `patience` epochs without improvement
-    assert result.metadata["validation_metrics"]["accuracy"] == pytest.approx(history["val_accuracy"][best])
+    assert result.metadata.validation_metrics["accuracy"] == pytest.approx(history["val_accuracy"][best])
 
 
 def test_balanced_class_weights_even_out_the_classes():

@@ -155,7 +155,7 @@ def test_multi_worker_strategy_trains_two_workers_on_localhost(tmp_path, shapes_
 
 
 def test_default_training_records_one_replica(trained):
-    distribution = trained.metadata["distribution"]
+    distribution = trained.metadata.distribution
     assert (distribution["strategy"], distribution["replicas"], distribution["mixed_precision"]) == (
         "default",
         1,

@@ -16,6 +16,7 @@ from classifier._tf import tf
 from classifier.artifacts import load_model, save_model_dir
 from classifier.errors import UsageError
 from classifier.exportcheck import compare, image_samples
+from classifier.metadata import DataSummary, ModelMetadata
 from classifier.model import build_model
 from classifier.predict import Predictor
 
@@ -26,11 +27,9 @@ def small_model_dir(tmp_path_factory, shapes_dir):
     so each export takes seconds; its metadata points at `shapes_dir` like a trained model's does."""
     keras.utils.set_random_seed(0)  # the same weights whatever ran before: int8 error depends on them
     model = build_model(tiny_config(shapes_dir, None, cut_layer="mixed0"), 3)
-    metadata = {
-        "class_names": ["circle", "square", "triangle"],
-        "image_size": [75, 75],
-        "data": {"root": str(shapes_dir)},
-    }
+    metadata = ModelMetadata(
+        class_names=["circle", "square", "triangle"], image_size=(75, 75), data=DataSummary(root=str(shapes_dir))
+    )
     return save_model_dir(tmp_path_factory.mktemp("export") / "small", model, metadata)
 
 

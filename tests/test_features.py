@@ -46,7 +46,7 @@ def test_cache_is_reused_and_invalidated_by_image_size_and_file_content(tmp_path
         f"{FeatureCache.for_config(first_config(first)).root}",
         f"feature cache: computing 4 of 4 (images) into {FeatureCache.for_config(first_config(first)).root}",
     ]
-    assert first.metadata["timing"]["cached_training_vectors"] == 20
+    assert first.metadata.timing["cached_training_vectors"] == 20
 
     _, lines = _run(data, tmp_path / "m", random_inception_weights, cache)
     assert _computed(lines) == []  # second run: no backbone pass at all
@@ -62,7 +62,7 @@ def test_cache_is_reused_and_invalidated_by_image_size_and_file_content(tmp_path
     assert all("(images)" in line for line in computed) and sum(int(line.split()[3]) for line in computed) == 3
     for path, row in good.items():
         np.testing.assert_allclose(np.load(path), row, atol=1e-6)  # recomputed (in another batch size)
-    assert again.metadata["timing"]["cached_training_vectors"] == 20
+    assert again.metadata.timing["cached_training_vectors"] == 20
 
     _, lines = _run(data, tmp_path / "m", random_inception_weights, cache, image_size=80)
     assert [line.split(" into ")[0] for line in _computed(lines)] == [
@@ -88,7 +88,7 @@ def test_cache_is_reused_and_invalidated_by_image_size_and_file_content(tmp_path
 def first_config(result):
     from classifier.config import TrainConfig
 
-    return TrainConfig.from_dict(result.metadata["config"])
+    return TrainConfig.from_dict(result.metadata.config)
 
 
 def test_model_trained_from_cache_predicts_exactly_like_end_to_end(tmp_path, random_inception_weights):
