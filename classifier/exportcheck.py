@@ -23,8 +23,9 @@ What an export may change is set per format and quantization in `ALLOWANCES`:
 The allowances sit several times above what honest exports of the backbones measured, and far
 below what broken ones do (wrong input scaling, labels in the wrong order, per-tensor
 quantization flip about half the answers): the figures per backbone and quantization are in the
-README's export section and come from `benchmarks/export_agreement.py`. Every comparison also
-records the Keras model's and the export's accuracy against the check images' folder labels.
+export documentation (the README's "Export" section), measured with `benchmarks/export_agreement.py`.
+Every comparison also records the Keras model's and the export's accuracy against the check
+images' folder labels.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class Allowance:
         return max(self.min_flips, math.floor((1 - self.min_agreement) * images + 1e-9))
 
 
-# (format, quantize) -> what its export may change; see the module docstring and the README's figures.
+# (format, quantize) -> what its export may change; see the module docstring for why, the docs for the figures.
 ALLOWANCES = {
     ("savedmodel", "none"): Allowance(max_difference=1e-5),  # TensorFlow's own kernels
     ("tflite", "none"): Allowance(max_difference=1e-4),  # float32 on LiteRT's kernels (XNNPACK)
