@@ -3,6 +3,12 @@
 A backbone here is a function from a 0..255 RGB image batch at a fixed size to a feature map or
 vector. Its own input preprocessing is a layer inside the saved model, so nobody who loads a model
 can feed it pixels scaled the wrong way. `hub:HANDLE` builds a TF-Hub feature vector (see hub.py).
+
+`--weights imagenet` means Keras' own download, except where the package ships the file itself
+(`BUNDLED_WEIGHTS`, in classifier/weights/ with its NOTICE): MobileNetV2 0.35 then trains with no
+download, at any image size (convolution weights do not depend on it). `weights_key` names the
+weights for the feature cache by the file's content, so the bundled file and the same file passed
+as `--weights FILE` share cached features.
 """
 
 from __future__ import annotations
@@ -14,8 +20,13 @@ from typing import Callable
 import numpy as np
 
 from ._tf import keras
+from .download import sha256_of
 from .errors import UsageError, first_line
 from .metadata import HUB_PREFIX, TOP  # the names metadata.json records, too
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"  # package data (pyproject.toml), with its NOTICE
+# (backbone, alpha) -> the ImageNet weights file shipped in WEIGHTS_DIR that --weights imagenet loads.
+BUNDLED_WEIGHTS = {("mobilenet_v2", 0.35): "mobilenet_v2_0.35_224_no_top.h5"}
 
 
 @dataclass(frozen=True)
@@ -169,24 +180,52 @@ def get_backbone(name: str) -> Backbone:
         ) from None
 
 
+def bundled_weights(backbone_name: str, alpha: float) -> Path | None:
+    """The ImageNet weights file the package ships for this backbone and width, or None (Keras downloads them)."""
+    name = BUNDLED_WEIGHTS.get((backbone_name, alpha))
+    # A missing file (a broken install) falls back to Keras' download rather than failing.
+    return WEIGHTS_DIR / name if name and (WEIGHTS_DIR / name).is_file() else None
+
+
+def keras_weights(backbone_name: str, weights: str, alpha: float) -> str | None:
+    """What Keras' `weights=` gets for --weights: a file path (the bundled file for imagenet where one ships),
+    "imagenet" (Keras' download cache) or None (random init)."""
+    if weights == "none":
+        return None
+    if weights == "imagenet":
+        bundled = bundled_weights(backbone_name, alpha)
+        return str(bundled) if bundled else "imagenet"
+    return weights
+
+
+def weights_key(backbone_name: str, weights: str, alpha: float) -> str:
+    """Which weights a backbone's features come from, for cache keys: a file's content hash (bundled or given),
+    else Keras' download by name and width (alpha 1.0 keeps the plain "imagenet" older caches used)."""
+    source = keras_weights(backbone_name, weights, alpha)
+    if source not in ("imagenet", None):
+        return f"sha256:{sha256_of(Path(source))}"
+    return weights if alpha == 1.0 else f"{weights} alpha {alpha}"
+
+
 def build_feature_extractor(
     backbone: Backbone, image_size: tuple[int, int], weights: str, cut_layer: str, alpha: float = 1.0
 ):
     """The backbone as a Keras model named "backbone", from preprocessed pixels to features, with `weights` loaded.
 
-    `weights` is "imagenet" (Keras' download cache), "none" (random init) or a local weights file; `cut_layer`
-    names the layer whose output is the features, or is `top` for the network's output.
+    `weights` is "imagenet" (the bundled file where one ships, else Keras' download cache), "none" (random init)
+    or a local weights file; `cut_layer` names the layer whose output is the features, or is `top` for the
+    network's output.
     """
     input_shape = (*image_size, 3)
-    keras_weights = {"imagenet": "imagenet", "none": None}.get(weights, weights)
-    if keras_weights not in ("imagenet", None) and not Path(keras_weights).is_file():
+    source = keras_weights(backbone.name, weights, alpha)
+    if source not in ("imagenet", None) and not Path(source).is_file():
         raise UsageError(f"--weights {weights}: no such file (use imagenet, none, or a Keras weights file)")
     try:
-        network = backbone.build(input_shape, keras_weights, alpha)
+        network = backbone.build(input_shape, source, alpha)
     except UsageError:
         raise
     except Exception as error:  # Keras raises bare Exception for failed downloads
-        if keras_weights == "imagenet":
+        if source == "imagenet":
             raise UsageError(
                 f"--weights imagenet: could not get the {backbone.name} ImageNet weights ({first_line(error)}); "
                 "pass --weights FILE with a local Keras weights file, or --weights none to train from scratch"

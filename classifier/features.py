@@ -9,12 +9,13 @@ On disk, under the cache folder:
     <model key>/clean/<content sha256>.npy          the image as it is (training and validation)
     <model key>/aug-<augmentation key>/<sha>-<k>.npy  its k-th augmented variant
 
-The model key hashes everything that changes features (backbone, resolved cut layer, weights file
-content, image size, pooling, versions), so leaving the cut layer to the backbone and naming the
-same layer share entries; the augmentation key hashes the augmentation settings. Entries are
-per file content, so editing one image recomputes that image only, and entries are written to a
-temporary name and renamed, so an interrupted fill never leaves a wrong one. An entry that does not
-load as the extractor's vector (truncated, garbage, wrong shape) is computed again.
+The model key hashes everything that changes features (backbone, resolved cut layer, weights as
+`backbones.weights_key` names them, image size, pooling, versions), so leaving the cut layer to
+the backbone and naming the same layer share entries; the augmentation key hashes the augmentation
+settings. Entries are per file content, so editing one image recomputes that image only, and
+entries are written to a temporary name and renamed, so an interrupted fill never leaves a wrong
+one. An entry that does not load as the extractor's vector (truncated, garbage, wrong shape) is
+computed again.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 
 from ._tf import keras, tf
 from .augment import AUGMENTATION_FIELDS, make_augmenter
+from .backbones import weights_key
 from .config import TrainConfig
 from .console import Log, Progress, say
 from .data import Split, image_dataset
@@ -68,13 +70,12 @@ class FeatureCache:
     @classmethod
     def for_config(cls, config: TrainConfig) -> "FeatureCache":
         """The cache of a resolved config (as `metadata.json` saves it)."""
-        weights = config.weights if config.weights == "imagenet" else f"sha256:{sha256_of(config.weights)}"
         model_key = _key(
             {
                 "format": CACHE_FORMAT,
                 "backbone": config.backbone,
                 "cut_layer": config.cut_layer,
-                "weights": weights,
+                "weights": weights_key(config.backbone, config.weights, config.alpha),
                 "image_size": config.image_shape,
                 "pooling": config.head_pooling,
                 "keras": keras.__version__,
