@@ -26,12 +26,18 @@ def tiny_data(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
-def test_every_backbone_trains_an_epoch_at_its_minimum_size(name, tiny_data, tmp_path):
-    size = BACKBONES[name].min_size
+def test_every_backbone_trains_an_epoch_at_its_minimum_size(name, tiny_data, tmp_path, random_weights):
+    """Frozen (random weights saved as a file), so the epoch is the feature-cache path's: the backbone's
+    forward pass, never a backward one; simple_cnn, which has no weights, trains from scratch."""
+    backbone = BACKBONES[name]
+    size = backbone.min_size
+    weights = random_weights(name) if backbone.pretrained else "none"
     config = tiny_config(
         tiny_data,
         tmp_path / name,
         backbone=name,
+        weights=str(weights),
+        cache_dir=str(tmp_path / "cache"),
         cut_layer=None,
         image_size=size,
         epochs=1,

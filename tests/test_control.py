@@ -15,19 +15,16 @@ from classifier.train import train
 QUIET = dict(log=lambda *_: None)
 
 
-def test_fine_tuning_moves_only_unfrozen_layers_and_leaves_batchnorm_alone(tmp_path):
+def test_fine_tuning_moves_only_unfrozen_layers_and_leaves_batchnorm_alone(tmp_path, random_mobilenet_weights):
     data = paint(tmp_path / "data", {"blue": solid((20, 20, 230)), "red": solid((230, 20, 20))}, per_class=5, size=32)
-    weights = tmp_path / "mobilenet.weights.h5"
-    keras.utils.set_random_seed(1)
-    keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(
-        weights
-    )
+    weights = random_mobilenet_weights  # MobileNetV2 at --alpha 0.35, the whole network: its default fine-tuning layer
     config = tiny_config(
         data,
         tmp_path / "m",
         backbone="mobilenet_v2",
         alpha=0.35,
         weights=str(weights),
+        cache_dir=str(tmp_path / "cache"),
         cut_layer=None,
         image_size=32,
         epochs=1,

@@ -26,9 +26,9 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    """100 training photos per class and 50 held-out ones, linked from ../shared (nothing copied)."""
+    """60 training photos per class and 40 held-out ones, linked from ../shared (nothing copied)."""
     root = tmp_path_factory.mktemp("cats_dogs")
-    for split, count in (("train", 100), ("validation", 50)):
+    for split, count in (("train", 60), ("validation", 40)):
         for name in ("cats", "dogs"):
             folder = root / split / name
             folder.mkdir(parents=True)
