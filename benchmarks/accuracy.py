@@ -38,25 +38,25 @@ def run_ours(data: str, weights: str, overrides: dict, cache_dir: str) -> dict:
         seconds = time.time() - started
         print(f"  {uptime_load()}")
     meta = result.metadata
-    timing = meta["timing"]
-    passes = timing.get("cached_training_vectors", 0) + meta["data"]["validation_images"]
+    timing = meta.timing
+    passes = timing.get("cached_training_vectors", 0) + meta.data.validation_images
     return {
         "config": {
             **{
                 k: v
-                for k, v in meta["config"].items()
+                for k, v in meta.config.items()
                 if k
                 in ("backbone", "alpha", "head_pooling", "dense_units", "epochs", "augment_copies", "learning_rate")
             },
-            "image_size": meta["image_size"][0],
+            "image_size": meta.image_size[0],
         },
-        "val_accuracy": meta["val_accuracy"],
-        "best_val_accuracy": meta["best_val_accuracy"],
+        "val_accuracy": meta.val_accuracy,
+        "best_val_accuracy": meta.best_val_accuracy,
         "seconds": seconds,
         "features_seconds": timing.get("features_seconds"),
         "head_seconds": timing.get("head_seconds"),
         "backbone_passes": passes,
-        "train_images": meta["data"]["train_images"],
+        "train_images": meta.data.train_images,
     }
 
 

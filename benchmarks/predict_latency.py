@@ -55,8 +55,7 @@ def main() -> None:
     batch = np.repeat(pixels, args.batch_size, axis=0)
 
     print(
-        f"machine: {machine()}\nmodel: {args.model_dir} ({predictor.metadata['backbone']}, {predictor.image_size[0]} "
-        "px)"
+        f"machine: {machine()}\nmodel: {args.model_dir} ({predictor.metadata.backbone}, {predictor.image_size[0]} px)"
     )
     call = timed(lambda: predictor.probabilities_of_pixels(pixels), args.n)
     counter = iter(range(10**9))

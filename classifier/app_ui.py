@@ -2,8 +2,9 @@
 
 Every upload goes to the shared `Predictor` as the file the browser sent: the events run with
 `preprocess=False`, so Gradio never decodes or converts the image itself and there is exactly one
-preprocessing path (`images.load_rgb`: EXIF, every mode to RGB, size limits, bombs). A bad upload
-raises `gr.Error`, shown on the page and returned to API callers; the server keeps serving.
+preprocessing path (`images.model_pixels`: the accepted formats, EXIF, every mode to RGB, the memory
+budget, then the model's resize). A bad upload, or a model folder refused at load, raises `gr.Error`
+naming it, shown on the page and returned to API callers; the server keeps serving.
 
 `launch` serves the page to strangers: what they can send, fetch and cost the server is set there
 and in app_guard.py (queue only, `Limits`, uploads only, no URLs, only the shown files readable).
@@ -17,7 +18,6 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pandas as pd
-from gradio_client.utils import is_http_url_like
 from starlette.middleware import Middleware
 
 from .app_guard import (
@@ -31,18 +31,18 @@ from .app_guard import (
     upload_path,
 )
 from .artifacts import read_metadata
-from .backbones import HUB_PREFIX, TOP
-from .evaluate import METRICS_FILE, format_table
+from .errors import UsageError
 from .images import ImageError
 from .limits import DEFAULT_LIMITS, Limits
+from .metadata import ModelMetadata
+from .metrics import METRICS_FILE, format_table
 from .serving import ModelLibrary
 
 TOP_K = 5
 TRAIN_COMMAND = "python -m classifier.train --data PATH_OR_NAME --out {models_dir}/NAME"
 DEMO_COMMAND = (
     "python -m classifier.shapes datasets/shapes && python -m classifier.train --data datasets/shapes "
-    "--out {models_dir}/shapes --weights none --cut-layer mixed2 --image-size 75 --epochs 12 --learning-rate 1e-3 "
-    "--no-augment"
+    "--out {models_dir}/shapes --backbone mobilenet_v2 --alpha 0.35 --image-size 96 --epochs 5"
 )
 BATCH_COLUMNS = ["file", "prediction", "confidence", f"top {TOP_K}", "error"]
 
@@ -52,7 +52,8 @@ def no_model_message(models_dir: str | Path) -> str:
     return (
         f"**No trained model yet** (no model folder in `{models_dir}/`). Train one, then restart the app:\n\n"
         f"```sh\n{TRAIN_COMMAND.format(models_dir=models_dir)}\n```\n\n"
-        f"or, offline in about a minute, the shapes demo:\n\n```sh\n{DEMO_COMMAND.format(models_dir=models_dir)}\n```"
+        "or, offline in under a minute (real ImageNet weights ship with the package), the shapes demo:"
+        f"\n\n```sh\n{DEMO_COMMAND.format(models_dir=models_dir)}\n```"
     )
 
 
@@ -87,13 +88,29 @@ class App:
     def name(self, model: str | None) -> str:
         return model or self.library.names[0]
 
+    def folder(self, model: str | None) -> Path:
+        """The model folder of `model` (the first one when None)."""
+        return self.library.paths[self.name(model)]
+
     def predictor(self, model: str | None):
+        """The shared predictor of `model`; gr.Error naming it when it is unknown or its folder is refused at load."""
         if not self.library.names:
             raise gr.Error(no_model_message(self.models_dir), title="No model")
         try:
             return self.library.get(model)
         except KeyError as error:
-            raise gr.Error(str(error.args[0])) from None
+            raise gr.Error(str(error.args[0]), title="Unknown model", print_exception=False) from None
+        except (UsageError, ImageError) as error:  # a tampered or broken model folder: say which and why
+            raise self.refused(model, error) from None
+
+    def refused(self, model: str | None, error: Exception) -> gr.Error:
+        """The page's error for a model folder that does not load, naming the model (not this machine's path)."""
+        name = self.name(model)
+        return gr.Error(
+            f"model {name!r} cannot be used: {_shown(error, str(self.folder(model)), name)}",
+            title="Model refused",
+            print_exception=False,
+        )
 
     def classify(self, upload: dict | None, model: str | None = None) -> dict[str, float]:
         """One image -> {class: probability} for the top classes (a `gr.Label` value)."""
@@ -143,26 +160,26 @@ class App:
     def examples(self, model: str | None) -> list[Path]:
         return self.shown.examples(self.name(model)) if self.library.names else []
 
-    def metadata(self, model: str | None) -> dict:
+    def metadata(self, model: str | None) -> ModelMetadata:
         """metadata.json of `model`, read without loading the network (the card needs no weights)."""
-        return read_metadata(self.library.paths[self.name(model)])
+        try:
+            return read_metadata(self.folder(model))
+        except UsageError as error:  # not JSON, or not what a model's metadata holds
+            raise self.refused(model, error) from None
 
     def card(self, model: str | None) -> str:
         if not self.library.names:
             return no_model_message(self.models_dir)
         meta = self.metadata(model)
-        classes = meta["class_names"]
-        shown = ", ".join(classes[:30]) + (f" ... ({len(classes)} in all)" if len(classes) > 30 else "")
-        data = meta.get("data", {})
         lines = [
             f"### {self.name(model)}",
-            f"- **Classes ({len(classes)}):** {shown}",
-            f"- **Backbone:** {_backbone(meta)}",
-            f"- **Image size:** {' x '.join(str(s) for s in meta['image_size'])} px",
-            f"- **Validation accuracy:** {_fraction(meta.get('val_accuracy'))} after the last epoch, "
-            f"{_fraction(meta.get('best_val_accuracy'))} at the best",
-            f"- **Trained:** {meta.get('trained_at', 'unknown')}, {meta.get('epochs_run', '?')} epochs on "
-            f"{data.get('train_images', '?')} images",
+            f"- **Classes ({len(meta.class_names)}):** {meta.class_list(30)}",
+            f"- **Backbone:** {meta.describe_backbone()}",
+            f"- **Image size:** {' x '.join(str(side) for side in meta.image_size)} px",
+            f"- **Validation accuracy:** {_fraction(meta.val_accuracy)} after the last epoch, "
+            f"{_fraction(meta.best_val_accuracy)} at the best",
+            f"- **Trained:** {meta.trained_at or 'unknown'}, {_known(meta.epochs_run)} epochs on "
+            f"{_known(meta.data.train_images)} images",
         ]
         return "\n".join(lines)
 
@@ -173,7 +190,7 @@ class App:
         path = self.shown.path(self.name(model), CURVES_FILE)
         if path:
             return str(path), None
-        history = self.metadata(model).get("history", {})
+        history = self.metadata(model).history
         rows = [
             (epoch + 1, metric, value)
             for metric, values in history.items()
@@ -186,7 +203,7 @@ class App:
         """(metrics table as Markdown or None, confusion_matrix.png or None): what training measured on validation."""
         if not self.library.names:
             return None, None
-        metrics_file = self.library.paths[self.name(model)] / METRICS_FILE
+        metrics_file = self.folder(model) / METRICS_FILE
         confusion = self.shown.path(self.name(model), CONFUSION_FILE)
         table = (
             f"**Validation metrics**\n\n```\n{format_table(json.loads(metrics_file.read_text()))}\n```"
@@ -310,8 +327,8 @@ def launch(
     return demo
 
 
-def _shown(error: ImageError, source, name: str) -> str:
-    """The error as the user knows the file: its own name, not the server's temporary path."""
+def _shown(error: Exception, source, name: str) -> str:
+    """The error as the user knows the file or model: its own name, not the server's (temporary) path."""
     return str(error).replace(str(source) if isinstance(source, str) else "image bytes", name)
 
 
@@ -319,27 +336,5 @@ def _fraction(value) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "unknown"
 
 
-def _backbone(meta: dict) -> str:
-    """The card's backbone line, in words a visitor can read: never the training machine's paths."""
-    cut = meta.get("cut_layer")
-    where = "whole network" if cut in (None, TOP) else f"cut at `{cut}`"
-    return f"{_public_backbone(meta.get('backbone'))}, {where}, weights: {_public_weights(meta.get('weights'))}"
-
-
-def _public_weights(weights) -> str:
-    """ "ImageNet", "none (trained from scratch)" or the weights file's base name."""
-    if weights in (None, "none"):
-        return "none (trained from scratch)"
-    return "ImageNet" if weights == "imagenet" else _public_name(str(weights))
-
-
-def _public_backbone(backbone) -> str:
-    """A hub backbone's local folder shows as its base name; a URL handle is public already."""
-    backbone = str(backbone)
-    if backbone.startswith(HUB_PREFIX):
-        return HUB_PREFIX + _public_name(backbone[len(HUB_PREFIX) :])
-    return backbone
-
-
-def _public_name(value: str) -> str:
-    return value if is_http_url_like(value) else Path(value.rstrip("/\\")).name or value
+def _known(value) -> str:
+    return "?" if value is None else str(value)

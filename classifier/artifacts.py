@@ -1,5 +1,8 @@
 """The model folder: `model.keras`, `metadata.json`, `labels.txt` (and `hub/` for a hub: backbone), written atomically.
 
+`save_model_dir` writes one, `read_metadata` reads its `metadata.json` as a `ModelMetadata`
+(classifier/metadata.py says what it holds), `load_model` loads its network.
+
 Every folder we write (a model, an export, a staged Space) is built beside its target as
 `.NAME.partial-XXXX` and put in place only when complete, so it is never seen half-written:
 
@@ -22,9 +25,8 @@ rename; such a file older than an hour is a leftover (a live write lasts millise
 `--overwrite` replaces only a folder of the kind being written (or an empty one): `--out models`
 holding other models is refused, never deleted.
 
-`describe_backbone` and `public_metadata` are what a public page or repository may show of a
-model folder: no path of the training machine. Nothing here imports TensorFlow until a model is
-loaded or saved, so a save of files can be driven (and killed) cheaply.
+Nothing here imports TensorFlow until a model is loaded or saved, so a save of files can be driven
+(and killed) cheaply.
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ import shutil
 import signal
 import tempfile
 import time
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import UsageError
+from .metadata import ModelMetadata
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
@@ -52,7 +55,8 @@ TMP_SUFFIX = ".tmp"
 TMP_MAX_AGE = 3600  # seconds: an in-place write's temp file older than this belongs to a dead writer
 TRUST_HUB_HELP = (
     "load a hub: backbone from wherever the model's model.keras says (a URL, another folder), not only from the "
-    "model folder's own hub/; loading runs that SavedModel's TensorFlow ops, so only for model folders you trust"
+    "model folder's own hub/, and whatever ops its SavedModel runs (files, Python...: see classifier/hubcheck.py); "
+    "only for model folders you trust"
 )
 
 
@@ -230,7 +234,7 @@ def _step(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def save_model_dir(out: str | Path, model, metadata: dict, extra=None) -> Path:
+def save_model_dir(out: str | Path, model, metadata: ModelMetadata, extra=None) -> Path:
     """Write the model, its metadata and labels (in prediction order) atomically to `out`; a hub: backbone's
     SavedModel is copied in as `hub/`, so the folder needs nothing outside itself.
 
@@ -241,14 +245,20 @@ def save_model_dir(out: str | Path, model, metadata: dict, extra=None) -> Path:
     with staged_dir(out) as folder:
         model.save(folder / MODEL_FILE)
         bundle_hub_models(model, folder)
-        write_json(folder / METADATA_FILE, metadata)
-        (folder / LABELS_FILE).write_text("".join(f"{name}\n" for name in metadata["class_names"]))
+        write_json(folder / METADATA_FILE, metadata.to_dict())
+        write_labels(folder, metadata.class_names)
         if extra is not None:
             extra(folder)
     return Path(out)
 
 
-def read_metadata(model_dir: str | Path) -> dict:
+def write_labels(folder: Path, class_names: list[str]) -> None:
+    """labels.txt: one class name a line, in the model's output order (model folders and exports alike)."""
+    (folder / LABELS_FILE).write_text("".join(f"{name}\n" for name in class_names))
+
+
+def read_metadata(model_dir: str | Path) -> ModelMetadata:
+    """The model folder's metadata.json (read without loading the network); UsageError naming the folder or file."""
     recover(model_dir)
     path = Path(model_dir) / METADATA_FILE
     if not path.is_file():
@@ -256,9 +266,10 @@ def read_metadata(model_dir: str | Path) -> dict:
             f"{model_dir}: not a model folder (no {METADATA_FILE}); train one with python -m classifier.train"
         )
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        values = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UsageError(f"{path}: not valid JSON ({error})") from None
+    return ModelMetadata.from_dict(values, str(path))
 
 
 def load_model(model_dir: str | Path, trust_hub_handle: bool = False):
@@ -278,36 +289,6 @@ def load_model(model_dir: str | Path, trust_hub_handle: bool = False):
 def add_trust_flag(parser) -> None:
     """--trust-hub-handle, the same on every command that loads a model folder."""
     parser.add_argument("--trust-hub-handle", action="store_true", help=TRUST_HUB_HELP)
-
-
-def describe_backbone(metadata: dict) -> str:
-    """The backbone in words, with no machine path: "inception_v3 cut at `mixed7`", "the whole mobilenet_v2"."""
-    name = str(metadata.get("backbone"))
-    if name.startswith("hub:"):
-        return f"the TF-Hub model `{public_path(name[len('hub:') :])}`"
-    cut = metadata.get("cut_layer")
-    return f"the whole {name}" if cut in (None, "top") else f"{name} cut at `{cut}`"
-
-
-def public_path(value: str) -> str:
-    """An absolute path cut to its last part (a URL or a relative path unchanged): no machine layout on show."""
-    for flavour in (PurePosixPath, PureWindowsPath):
-        if flavour(value).is_absolute():
-            return flavour(value).name
-    return value
-
-
-def public_metadata(value):
-    """A JSON value (metadata.json, metrics.json) with every absolute path in it, hub: handles too, cut to its last
-    part: what a public page or repository may show of a model folder."""
-    if isinstance(value, dict):
-        return {key: public_metadata(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [public_metadata(item) for item in value]
-    if isinstance(value, str):
-        prefix = "hub:" if value.startswith("hub:") else ""
-        return prefix + public_path(value[len(prefix) :])
-    return value
 
 
 def write_json(path: Path, data) -> None:

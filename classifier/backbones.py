@@ -3,10 +3,18 @@
 A backbone here is a function from a 0..255 RGB image batch at a fixed size to a feature map or
 vector. Its own input preprocessing is a layer inside the saved model, so nobody who loads a model
 can feed it pixels scaled the wrong way. `hub:HANDLE` builds a TF-Hub feature vector (see hub.py).
+
+`--weights imagenet` means Keras' own download, except where the package ships the file itself
+(`BUNDLED_WEIGHTS`, in classifier/weights/ with its NOTICE): MobileNetV2 0.35 then trains with no
+download, at any image size (convolution weights do not depend on it). `weights_key` names the
+weights for the feature cache by the file's content, so the bundled file and the same file passed
+as `--weights FILE` share cached features.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -14,10 +22,13 @@ from typing import Callable
 import numpy as np
 
 from ._tf import keras
+from .download import sha256_of
 from .errors import UsageError, first_line
+from .metadata import HUB_PREFIX, TOP  # the names metadata.json records, too
 
-HUB_PREFIX = "hub:"
-TOP = "top"  # --cut-layer top: the whole network
+WEIGHTS_DIR = Path(__file__).parent / "weights"  # package data (pyproject.toml), with its NOTICE
+# (backbone, alpha) -> the ImageNet weights file shipped in WEIGHTS_DIR that --weights imagenet loads.
+BUNDLED_WEIGHTS = {("mobilenet_v2", 0.35): "mobilenet_v2_0.35_224_no_top.h5"}
 
 
 @dataclass(frozen=True)
@@ -35,7 +46,7 @@ class Backbone:
     takes_alpha: bool = False  # --alpha (width multiplier) applies
     augment_copies: Callable[[float], int] = lambda alpha: (
         2
-    )  # alpha -> --augment-copies when none is given (README: results)
+    )  # alpha -> --augment-copies when none is given (docs/design.md)
 
 
 def scaling(scale: float, offset: float) -> Callable[[], "keras.layers.Layer"]:
@@ -101,7 +112,7 @@ def _simple_cnn(input_shape, weights, alpha):
 BACKBONES: dict[str, Backbone] = {
     "inception_v3": Backbone(
         # 150 px, the course's size, not its pretraining size 299: a third of the pixels, and frozen
-        # mixed7 features still reach 0.967 on cats_dogs with a linear probe (0.988 at 299).
+        # mixed7 features still carry most of what 299 gives (benchmarks/README.md has the probe's figures).
         "inception_v3",
         _inception_v3,
         scaling(1 / 127.5, -1.0),
@@ -122,7 +133,7 @@ BACKBONES: dict[str, Backbone] = {
         ),  # the last ~third, as TensorFlow's transfer-learning tutorial (layer 100 of 154)
         takes_alpha=True,
         # The narrow widths are the fast choice: on cats_dogs, 0.35's head got nothing from augmented
-        # copies (0.973 without, 0.968 with 1 or 2) and they triple its feature pass; 1.0 gains a little.
+        # copies, which triple its feature pass; 1.0 gains a little (figures: benchmarks/README.md).
         augment_copies=lambda alpha: 0 if alpha < 1 else 2,
     ),
     "efficientnet_b0": Backbone(
@@ -171,24 +182,63 @@ def get_backbone(name: str) -> Backbone:
         ) from None
 
 
+def bundled_weights(backbone_name: str, alpha: float) -> Path | None:
+    """The ImageNet weights file the package ships for this backbone and width, or None (Keras downloads them)."""
+    name = BUNDLED_WEIGHTS.get((backbone_name, alpha))
+    # A missing file (a broken install) falls back to Keras' download rather than failing.
+    return WEIGHTS_DIR / name if name and (WEIGHTS_DIR / name).is_file() else None
+
+
+def keras_weights(backbone_name: str, weights: str, alpha: float) -> str | None:
+    """What Keras' `weights=` gets for --weights: a file path (the bundled file for imagenet where one ships),
+    "imagenet" (Keras' download cache) or None (random init)."""
+    if weights == "none":
+        return None
+    if weights == "imagenet":
+        bundled = bundled_weights(backbone_name, alpha)
+        return str(bundled) if bundled else "imagenet"
+    return weights
+
+
+def _file_sha256(path: str | Path) -> str:
+    """sha256 of a file's content, hashed once per process while its size and modification time stay the same."""
+    stat = os.stat(path)
+    return _sha256_at(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_at(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_of(Path(path))
+
+
+def weights_key(backbone_name: str, weights: str, alpha: float) -> str:
+    """Which weights a backbone's features come from, for cache keys: a file's content hash (bundled or given),
+    else Keras' download by name and width (alpha 1.0 keeps the plain "imagenet" older caches used)."""
+    source = keras_weights(backbone_name, weights, alpha)
+    if source not in ("imagenet", None):
+        return f"sha256:{_file_sha256(source)}"
+    return weights if alpha == 1.0 else f"{weights} alpha {alpha}"
+
+
 def build_feature_extractor(
     backbone: Backbone, image_size: tuple[int, int], weights: str, cut_layer: str, alpha: float = 1.0
 ):
     """The backbone as a Keras model named "backbone", from preprocessed pixels to features, with `weights` loaded.
 
-    `weights` is "imagenet" (Keras' download cache), "none" (random init) or a local weights file; `cut_layer`
-    names the layer whose output is the features, or is `top` for the network's output.
+    `weights` is "imagenet" (the bundled file where one ships, else Keras' download cache), "none" (random init)
+    or a local weights file; `cut_layer` names the layer whose output is the features, or is `top` for the
+    network's output.
     """
     input_shape = (*image_size, 3)
-    keras_weights = {"imagenet": "imagenet", "none": None}.get(weights, weights)
-    if keras_weights not in ("imagenet", None) and not Path(keras_weights).is_file():
+    source = keras_weights(backbone.name, weights, alpha)
+    if source not in ("imagenet", None) and not Path(source).is_file():
         raise UsageError(f"--weights {weights}: no such file (use imagenet, none, or a Keras weights file)")
     try:
-        network = backbone.build(input_shape, keras_weights, alpha)
+        network = backbone.build(input_shape, source, alpha)
     except UsageError:
         raise
     except Exception as error:  # Keras raises bare Exception for failed downloads
-        if keras_weights == "imagenet":
+        if source == "imagenet":
             raise UsageError(
                 f"--weights imagenet: could not get the {backbone.name} ImageNet weights ({first_line(error)}); "
                 "pass --weights FILE with a local Keras weights file, or --weights none to train from scratch"

@@ -1,8 +1,9 @@
-"""Every patch of Keras internals in the package, in one file: delete it when Keras fixes them.
+"""Every patch of a dependency's internals in the package, in one file: delete each when upstream fixes it.
 
-Checked on Keras 3.12.0 and 3.15.1 (TensorFlow backend; TensorFlow 2.21 needs keras>=3.12), whose
-code for every step named below is identical; requirements.txt pins 3.15.1. Each patch says what
-it replaces and how to tell that it can go.
+Patches 1 and 2 were checked on Keras 3.12.0 and 3.15.1 (TensorFlow backend; TensorFlow 2.21 needs
+keras>=3.12), whose code for every step named below is identical; requirements.txt pins 3.15.1.
+Patch 3 was checked on mediapipe 1.2.3 (the `tflite-metadata` extra). Each patch says what it
+replaces and how to tell that it can go.
 
 1. `multi_worker_fit`: Keras 3 cannot run `fit` under MultiWorkerMirroredStrategy
    (keras-team/keras#20585, tensorflow/tensorflow#72388). It replaces, during a multi-worker fit
@@ -28,11 +29,27 @@ it replaces and how to tell that it can go.
    cache) would start at the restored epoch instead of its own `initial_epoch`. It sets the
    attribute back to None, as `Trainer.__init__` does. It can go when `fit` resets
    `_initial_epoch` itself (or stops reading it): grep keras/src for `_initial_epoch`.
+
+3. `mediapipe_metadata()`: MediaPipe's TFLite metadata writer cannot be imported from its wheels
+   (0.10.30 to at least 1.2.3; no upstream issue found): `mediapipe/tasks/python/metadata/metadata.py`
+   imports the pybind module `mediapipe.tasks.cc.metadata.python._pywrap_metadata_version`, which
+   those wheels no longer ship (their native code moved to `libmediapipe.so`, whose C API has no
+   such function), so the import fails with "No module named 'mediapipe.tasks.cc'". Its only use
+   is `GetMinimumMetadataParserVersion(metadata_flatbuffer)`, the oldest metadata parser that reads
+   the buffer; `_minimum_parser_version` below is a port of it (mediapipe/tasks/cc/metadata/
+   metadata_version.cc), registered under the missing module's name. When a mediapipe release
+   ships the module again, the real one is imported and the port is not registered; once the
+   `tflite-metadata` extra requires such a release, delete the port and keep the two imports
+   (tests/test_export.py -k mediapipe must still pass). The same function drops a traceback that
+   importing mediapipe leaves behind (see its comment).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import sys
+import types
 from typing import Iterator
 
 from ._tf import keras, tf
@@ -100,3 +117,77 @@ def multi_worker_fit(strategy) -> Iterator[None]:
 def forget_restored_epoch(model) -> None:
     """Before a `fit`: drop the epoch an earlier fit's BackupAndRestore left on `model` (patch 2 above)."""
     model._initial_epoch = None
+
+
+MEDIAPIPE_VERSION_MODULE = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
+
+
+def mediapipe_metadata():
+    """MediaPipe's (metadata, metadata_writer) modules, importable whatever the wheel lacks (patch 3 above).
+
+    Raises ImportError, naming what is missing, when mediapipe (or one of its dependencies) is not installed.
+    """
+    try:
+        importlib.import_module(MEDIAPIPE_VERSION_MODULE)
+    except ModuleNotFoundError as error:
+        if not (error.name or "").startswith("mediapipe.tasks.cc"):
+            raise  # mediapipe itself, or something it imports, is missing
+        parent = None
+        for name in ("mediapipe.tasks.cc", "mediapipe.tasks.cc.metadata", "mediapipe.tasks.cc.metadata.python"):
+            parent = sys.modules.setdefault(name, types.ModuleType(name))
+        port = types.ModuleType(MEDIAPIPE_VERSION_MODULE)
+        port.GetMinimumMetadataParserVersion = _minimum_parser_version
+        sys.modules[MEDIAPIPE_VERSION_MODULE] = parent._pywrap_metadata_version = port
+    from mediapipe.tasks.python.metadata import metadata
+    from mediapipe.tasks.python.metadata.metadata_writers import metadata_writer
+
+    # Importing mediapipe imports sounddevice, and where the PortAudio library is missing mediapipe keeps the
+    # error in `audio_record.sd_error`, its traceback holding every frame that was importing (ours and our
+    # callers', with their models and images) for good. Drop the traceback; the error itself stays.
+    error = getattr(sys.modules.get("mediapipe.tasks.python.audio.core.audio_record"), "sd_error", None)
+    while error is not None:
+        error.__traceback__, error = None, error.__context__
+    return metadata, metadata_writer
+
+
+def _minimum_parser_version(buffer: bytes) -> str:
+    """The oldest metadata parser version that reads every schema member `buffer` uses: a port of
+    metadata_version.cc, whose table gives each member added after 1.0.0 the version that added it."""
+    from mediapipe.tasks.metadata import metadata_schema_py_generated as schema
+
+    file_type, options = schema.AssociatedFileType, schema.ProcessUnitOptions
+    needed = {(1, 0, 0)}
+
+    def need(version: tuple[int, int, int], used: bool) -> None:
+        if used:
+            needed.add(version)
+
+    def files(items) -> None:  # AssociatedFile tables (entries and lists may be absent: None)
+        for item in filter(None, items or []):
+            need((1, 0, 1), item.type == file_type.VOCABULARY)
+            need((1, 4, 0), item.type == file_type.SCANN_INDEX_FILE)
+            need((1, 4, 1), item.version is not None)
+
+    def units(items) -> None:  # ProcessUnit tables
+        for item in filter(None, items or []):
+            need((1, 1, 0), item.optionsType in (options.BertTokenizerOptions, options.SentencePieceTokenizerOptions))
+            need((1, 2, 1), item.optionsType == options.RegexTokenizerOptions)
+
+    model = schema.ModelMetadataT.InitFromObj(schema.ModelMetadata.GetRootAsModelMetadata(bytes(buffer), 0))
+    for graph in filter(None, model.subgraphMetadata or []):
+        for tensor in filter(None, (graph.inputTensorMetadata or []) + (graph.outputTensorMetadata or [])):
+            files(tensor.associatedFiles)
+            units(tensor.processUnits)
+            content = tensor.content
+            need(
+                (1, 3, 0),
+                content is not None and content.contentPropertiesType == schema.ContentProperties.AudioProperties,
+            )
+        files(graph.associatedFiles)
+        for process_units in (graph.inputProcessUnits, graph.outputProcessUnits):
+            need((1, 1, 0), process_units is not None)
+            units(process_units)
+        need((1, 2, 0), graph.inputTensorGroups is not None or graph.outputTensorGroups is not None)
+        need((1, 5, 0), graph.customMetadata is not None)
+    files(model.associatedFiles)
+    return ".".join(map(str, max(needed)))

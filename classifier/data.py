@@ -122,6 +122,13 @@ def find_class_files(folder: Path) -> dict[str, list[Path]]:
     return {sub.name: files for sub in class_folders(folder) if (files := image_files(sub))}
 
 
+def split_folders(root: Path) -> tuple[Path, Path | None]:
+    """(training folder, validation folder or None) of a data folder: train/ and validation/ (or valid/, val/)
+    when it has them, else the folder itself and no validation folder."""
+    validation = next((root / name for name in VALIDATION_DIRS if (root / name).is_dir()), None)
+    return (root / "train" if (root / "train").is_dir() else root), validation
+
+
 def load_image_data(
     data_dir: str | Path, validation_split: float = 0.2, seed: int = 0, log: Log = say, memo: ScanMemo | None = None
 ) -> ImageData:
@@ -130,8 +137,7 @@ def load_image_data(
     root = Path(data_dir)
     if not root.is_dir():
         raise UsageError(f"--data {data_dir}: no such folder")
-    validation_dir = next((root / d for d in VALIDATION_DIRS if (root / d).is_dir()), None)
-    train_dir = root / "train" if (root / "train").is_dir() else root
+    train_dir, validation_dir = split_folders(root)
     if validation_dir is not None and train_dir == root:
         raise UsageError(f"--data {data_dir}: has {validation_dir.name}/ but no train/ folder beside it")
 

@@ -23,16 +23,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .artifacts import (
-    check_output_dir,
-    describe_backbone,
-    is_model_dir,
-    public_metadata,
-    read_metadata,
-    staged_dir,
-    write_json,
-)
+from .artifacts import check_output_dir, is_model_dir, read_metadata, staged_dir, write_json
 from .errors import ArgumentParser, UsageError, cli
+from .metadata import ModelMetadata, public_json
 
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parent  # the source checkout: app.py, requirements.txt and README.md live here
@@ -103,15 +96,13 @@ def repo_python_version() -> str:
     return version
 
 
-def space_readme(title: str, sdk_version: str, python_version: str, model_name: str, metadata: dict) -> str:
-    classes = metadata["class_names"]
-    accuracy = metadata.get("val_accuracy")
+def space_readme(title: str, sdk_version: str, python_version: str, model_name: str, metadata: ModelMetadata) -> str:
+    accuracy = metadata.val_accuracy
     return front_matter(title, sdk_version, python_version) + (
         f"\n# {title}\n\n"
-        f"An image classifier for {len(classes)} classes "
-        f"({', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}): "
-        f"{describe_backbone(metadata)} as backbone, with a small trained head"
-        + (f", validation accuracy {accuracy:.3f}" if isinstance(accuracy, (int, float)) else "")
+        f"An image classifier for {len(metadata.class_names)} classes ({metadata.class_list(20)}). "
+        f"Backbone: {metadata.describe_backbone()}"
+        + (f"; validation accuracy {accuracy:.3f}" if isinstance(accuracy, (int, float)) else "")
         + ".\n\n"
         "Drop an image on the page, or call the API:\n\n"
         "```python\n"
@@ -156,7 +147,7 @@ def stage_space(model_dir: str | Path, out: str | Path, title: str | None = None
         model_copy = folder / "models" / name
         shutil.copytree(model_dir, model_copy, ignore=MODEL_IGNORE)
         for path in model_copy.glob("*.json"):  # metadata.json, metrics.json: what the page and the repo show
-            write_json(path, public_metadata(json.loads(path.read_text())))
+            write_json(path, public_json(json.loads(path.read_text())))
         (folder / "README.md").write_text(
             space_readme(title or f"{name} classifier", sdk_version, python_version, name, metadata)
         )
@@ -186,7 +177,7 @@ def build_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = stage_space(args.model_dir, args.out, args.title, args.overwrite)
-    print(f"staged {out}: run it with  cd {out} && python app.py   then push it to a Space (see README.md)")
+    print(f"staged {out}: run it with  cd {out} && python app.py   then push it to a Space (see docs/deploy.md)")
     return 0
 
 

@@ -16,16 +16,20 @@ from pathlib import Path
 from typing import Sequence
 
 from .artifacts import add_trust_flag, load_model, read_metadata, write_json
+from .config import TrainConfig
 from .console import Log, say
 from .data import image_dataset, load_image_data
 from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli
 from .images import load_rgb
+from .metadata import ModelMetadata
 from .metrics import METRICS_FILE, classification_metrics, format_table, most_wrong
 from .plots import plot_confusion_matrix, plot_curves, plot_images
 
 
-def write_report(folder: Path, metrics: dict, metadata: dict, wrong: list[tuple[str, int, int, float]]) -> list[Path]:
+def write_report(
+    folder: Path, metrics: dict, metadata: ModelMetadata, wrong: list[tuple[str, int, int, float]]
+) -> list[Path]:
     """metrics.json and the three PNGs into `folder`; the same files for `train` and `evaluate`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -33,7 +37,7 @@ def write_report(folder: Path, metrics: dict, metadata: dict, wrong: list[tuple[
     names = metrics["class_names"]
     return [
         folder / METRICS_FILE,
-        plot_curves(metadata["history"], folder / "curves.png", metadata.get("fine_tune_start_epoch")),
+        plot_curves(metadata.history, folder / "curves.png", metadata.fine_tune_start_epoch),
         plot_confusion_matrix(metrics["confusion_matrix"], names, folder / "confusion_matrix.png"),
         plot_images(
             [load_rgb(path) for path, *_ in wrong],
@@ -54,17 +58,20 @@ def evaluate(
     """Score a model folder on a dataset split, write the report into `out` (default: the model folder);
     return the metrics."""
     metadata = read_metadata(model_dir)
-    config = metadata.get("config", {})
-    data_dir = resolve_data(data or metadata["data"]["root"], csv_dir=config.get("csv_dir"), log=log)
-    image_data = load_image_data(data_dir, config.get("validation_split", 0.2), config.get("seed", 0))
-    if image_data.class_names != metadata["class_names"]:
+    config = TrainConfig.from_dict(metadata.config)  # what training used; an older file's missing keys: defaults
+    source = data or metadata.data.root
+    if source is None:
+        raise UsageError(f"{model_dir}: its metadata records no data folder; pass --data PATH_OR_NAME")
+    data_dir = resolve_data(source, csv_dir=config.csv_dir, log=log)
+    image_data = load_image_data(data_dir, config.validation_split, config.seed)
+    if image_data.class_names != metadata.class_names:
         raise UsageError(
             f"--data {data or data_dir}: its classes ({', '.join(image_data.class_names)}) are not the model's "
-            f"({', '.join(metadata['class_names'])})"
+            f"({', '.join(metadata.class_names)})"
         )
     images = getattr(image_data, split)
     model = load_model(model_dir, trust_hub_handle)
-    dataset = image_dataset(images, tuple(metadata["image_size"]), config.get("batch_size", 32))
+    dataset = image_dataset(images, metadata.image_size, config.batch_size)
     probabilities = model.predict(dataset, verbose=0)
     metrics = {
         **classification_metrics(images.labels, probabilities, image_data.class_names),

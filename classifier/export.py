@@ -7,20 +7,28 @@ Each export is a folder, written atomically (built beside `--out`, renamed into 
     savedmodel:  saved_model.pb, variables/, labels.txt, export.json
     tflite:      model.tflite, labels.txt, export.json
 
+`model.tflite` carries its labels (labels.txt, as the output's TENSOR_AXIS_LABELS file) and input
+normalisation (mean 0, std 1: it takes pixels 0..255 and normalises inside) as TFLite metadata,
+written by MediaPipe's metadata writer, which MediaPipe's ImageClassifier and the Android task
+libraries read. MediaPipe is optional (`pip install -e ".[tflite-metadata]"`); without it the file
+has no metadata and `export.json` says why and how to get it.
+
 Right after writing, the export is loaded back the way its users load it (`tf.saved_model.load`,
 the LiteRT interpreter), run on sample images and compared with the Keras model (see
-`exportcheck`). The figures are printed and saved in `export.json`; a failed check is an error
-(exit 1) and leaves nothing at `--out`.
+`exportcheck` for what each format may change). The figures are printed and saved in
+`export.json`; a failed check is an error (exit 1) and leaves nothing at `--out`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
@@ -36,30 +44,23 @@ from .artifacts import (
     staged_dir,
     versions,
     write_json,
+    write_labels,
 )
+from .compat import mediapipe_metadata
 from .console import Log, say, silent
 from .datasets import resolve_data
-from .errors import ArgumentParser, UsageError, cli
+from .errors import ArgumentParser, UsageError, cli, first_line
 from .images import decode_bytes_rgb_tf, resize
+from .metadata import ModelMetadata
 from .model import resize_antialias
 
 FORMATS = ("savedmodel", "tflite")
 QUANTIZE = ("none", "float16", "dynamic", "int8")
 EXPORT_FILE = "export.json"
 TFLITE_FILE = "model.tflite"
-CHECK_IMAGES = 32  # images the check runs on
+CHECK_IMAGES = 200  # real images the check runs on: enough for an agreement rate to mean something
 CALIBRATION_IMAGES = 200  # int8 representative images (TFLite's guide: a few hundred)
-# Largest |p_export - p_keras| accepted, per (format, quantize); measured figures in README.md.
-# SavedModel runs the same TensorFlow kernels as Keras; TFLite float32 runs different kernels
-# (XNNPACK); float16 rounds weights to 11 significant bits; dynamic quantises weights to int8 and
-# activations per batch; int8 quantises everything to 8 bits with ranges calibrated on real images.
-TOLERANCES = {
-    ("savedmodel", "none"): 1e-5,
-    ("tflite", "none"): 1e-4,
-    ("tflite", "float16"): 1e-2,
-    ("tflite", "dynamic"): 1e-1,
-    ("tflite", "int8"): 1e-1,
-}
+METADATA_EXTRA = 'pip install -e ".[tflite-metadata]" (the extra that installs mediapipe)'
 PIXELS_SIGNATURE, BYTES_SIGNATURE = "serving_default", "serving_bytes"
 
 
@@ -83,8 +84,13 @@ def export_model(
     overwrite: bool = False,
     log: Log = say,
     trust_hub_handle: bool = False,
+    min_agreement: float | None = None,
 ) -> ExportResult:
-    """Write, check and move into place one export of `model_dir`; raises ExportCheckError on a failed check."""
+    """Write, check and move into place one export of `model_dir`; raises ExportCheckError on a failed check.
+
+    `tolerance` replaces a float export's largest accepted |p_export - p_keras|, `min_agreement` a quantized
+    export's share of top-1 answers that must agree (see exportcheck).
+    """
     if format not in FORMATS:
         raise UsageError(f"--format {format}: choose one of {', '.join(FORMATS)}")
     if quantize not in QUANTIZE:
@@ -93,11 +99,22 @@ def export_model(
         raise UsageError(f"--quantize {quantize}: only for --format tflite (a SavedModel keeps the float32 model)")
     if tolerance is not None and not tolerance > 0:
         raise UsageError(f"--tolerance {tolerance}: must be positive")
+    if tolerance is not None and quantize != "none":
+        raise UsageError(
+            f"--tolerance: only for float exports; --quantize {quantize} is judged by top-1 agreement, see "
+            "--min-agreement"
+        )
+    if min_agreement is not None and not 0 <= min_agreement <= 1:
+        raise UsageError(f"--min-agreement {min_agreement}: must be between 0 and 1")
+    if min_agreement is not None and quantize == "none":
+        raise UsageError(
+            "--min-agreement: only for quantized exports (--quantize float16, dynamic or int8); see --tolerance"
+        )
     model_dir = Path(model_dir)
     metadata = read_metadata(model_dir)
     out = check_output_dir(out or default_out(model_dir, format, quantize), overwrite, is_export_dir, "export folder")
-    size = tuple(metadata["image_size"])
-    train_folder, check_folder, why_none = _data_folders(metadata, data)
+    size = metadata.image_size
+    train_folder, check_folder, why_none = model_data_folders(metadata, data)
     if quantize == "int8" and train_folder is None:
         raise UsageError(
             f"--quantize int8 needs real images to calibrate on, and {why_none}; pass --data FOLDER with images like "
@@ -105,25 +122,30 @@ def export_model(
         )
     model = load_model(model_dir, trust_hub_handle)
     samples = exportcheck.image_samples(check_folder, size, CHECK_IMAGES, why_none)
-    reference = model(samples.pixels, training=False).numpy()
-    tolerance = tolerance or TOLERANCES[format, quantize]
+    reference = predict_batches(lambda batch: model(batch, training=False), samples.pixels)
+    rule = exportcheck.allowance(format, quantize, tolerance, min_agreement)
+    targets = samples.targets(metadata.class_names)
 
     with staged_dir(out) as folder:
         if format == "savedmodel":
             write_savedmodel(model, size, folder)
-            results = check_savedmodel(folder, samples, reference, tolerance)
+            results = check_savedmodel(folder, samples, reference, rule, targets)
+            tflite_metadata = None
         else:
             calibration = exportcheck.sample_split(train_folder, CALIBRATION_IMAGES) if quantize == "int8" else None
-            (folder / TFLITE_FILE).write_bytes(convert_tflite(model, size, quantize, calibration))
-            results = {
-                "tflite": exportcheck.compare(run_tflite(folder / TFLITE_FILE, samples.pixels), reference, tolerance)
-            }
+            converted = convert_tflite(model, size, quantize, calibration)
+            tflite, tflite_metadata = with_tflite_metadata(converted, metadata.class_names)
+            if not tflite_metadata["written"]:
+                log(f"note: model.tflite has no TFLite metadata: {tflite_metadata['why']}")
+            (folder / TFLITE_FILE).write_bytes(tflite)
+            probabilities = run_tflite(folder / TFLITE_FILE, samples.pixels)
+            results = {"tflite": exportcheck.compare(probabilities, reference, rule, targets)}
         for name, figures in results.items():
             log(f"check {exportcheck.describe(name, figures)}")
-        record = export_metadata(model_dir, metadata, format, quantize, exportcheck.check(results, samples.source))
+        check = exportcheck.check(results, samples.source, rule)
+        record = export_metadata(model_dir, metadata, format, quantize, check, tflite_metadata)
         write_json(folder / EXPORT_FILE, record)
-        # TODO(lead): call artifacts.write_labels(folder, metadata["class_names"]) once artifacts.py has it.
-        (folder / LABELS_FILE).write_text("".join(f"{name}\n" for name in metadata["class_names"]))
+        write_labels(folder, metadata.class_names)
     log(f"exported {format}{'' if quantize == 'none' else f' ({quantize})'} to {out}, checked on {samples.source}")
     return ExportResult(out, record)
 
@@ -132,11 +154,11 @@ def is_export_dir(path: Path) -> bool:
     return (path / EXPORT_FILE).is_file()
 
 
-def _data_folders(metadata: dict, data: str | None) -> tuple[Path | None, Path | None, str]:
+def model_data_folders(metadata: ModelMetadata, data: str | None) -> tuple[Path | None, Path | None, str]:
     """(training folder, check folder, why there are none) from --data or the metadata's data.root."""
     if data is not None:
         return (*exportcheck.data_folders(resolve_data(data, log=silent)), "")
-    root = metadata.get("data", {}).get("root")
+    root = metadata.data.root
     if root and Path(root).is_dir():
         return (*exportcheck.data_folders(Path(root)), "")
     return None, None, f"the training folder {root or '(none recorded)'} in the model's metadata is not on this machine"
@@ -173,17 +195,30 @@ def _pixels_spec(size: tuple[int, int]):
     return tf.TensorSpec([None, *size, 3], tf.float32, name="images")
 
 
-def check_savedmodel(folder: Path, samples: exportcheck.Samples, reference: np.ndarray, tolerance: float) -> dict:
+def check_savedmodel(
+    folder: Path, samples: exportcheck.Samples, reference: np.ndarray, rule: exportcheck.Allowance, targets
+) -> dict:
     """Load the SavedModel as TF Serving would and compare both signatures with the Keras model."""
     loaded = tf.saved_model.load(str(folder))
-    pixels = loaded.signatures[PIXELS_SIGNATURE](images=tf.constant(samples.pixels))["probabilities"].numpy()
-    results = {PIXELS_SIGNATURE: exportcheck.compare(pixels, reference, tolerance)}
+    from_pixels = loaded.signatures[PIXELS_SIGNATURE]
+    pixels = predict_batches(lambda batch: from_pixels(images=tf.constant(batch))["probabilities"], samples.pixels)
+    results = {PIXELS_SIGNATURE: exportcheck.compare(pixels, reference, rule, targets)}
     upright = [i for i, data in enumerate(samples.encoded) if data is not None]
     if upright:
-        encoded = tf.constant([samples.encoded[i] for i in upright])
-        from_bytes = loaded.signatures[BYTES_SIGNATURE](image_bytes=encoded)["probabilities"].numpy()
-        results[BYTES_SIGNATURE] = exportcheck.compare(from_bytes, reference[upright], tolerance)
+        encoded = np.array([samples.encoded[i] for i in upright], dtype=object)
+        from_bytes = loaded.signatures[BYTES_SIGNATURE]
+        probabilities = predict_batches(
+            lambda batch: from_bytes(image_bytes=tf.constant(batch))["probabilities"], encoded
+        )
+        results[BYTES_SIGNATURE] = exportcheck.compare(
+            probabilities, reference[upright], rule, None if targets is None else targets[upright]
+        )
     return results
+
+
+def predict_batches(predict, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """`predict(batch)` over `inputs` in batches of `batch_size`, so 200 check images need little memory."""
+    return np.concatenate([np.asarray(predict(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,6 +232,13 @@ def convert_tflite(model, size: tuple[int, int], quantize: str, calibration=None
     kernel. int8 is full-integer with uint8 pixels in and uint8 probabilities out (for
     integer-only accelerators), calibrated on `calibration` (a Split of training images).
     """
+    with tflite_converter(model, size, quantize, calibration) as converter:
+        return converter.convert()
+
+
+@contextlib.contextmanager
+def tflite_converter(model, size: tuple[int, int], quantize: str, calibration=None) -> Iterator:
+    """The TFLiteConverter `convert_tflite` uses, configured, for as long as its SavedModel exists."""
     at_size = keras.Model(model.get_layer("backbone_scaling").input, model.output)
     with tempfile.TemporaryDirectory(prefix="classifier-tflite-") as saved:
         # Through a SavedModel: the converter freezes its variables into constants (a concrete
@@ -209,7 +251,7 @@ def convert_tflite(model, size: tuple[int, int], quantize: str, calibration=None
         archive.write_out(saved, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[PIXELS_SIGNATURE])
         _configure(converter, size, quantize, calibration)
-        return converter.convert()
+        yield converter
 
 
 def _configure(converter, size: tuple[int, int], quantize: str, calibration) -> None:
@@ -226,16 +268,49 @@ def _configure(converter, size: tuple[int, int], quantize: str, calibration) -> 
 
 
 def run_tflite(path: Path, pixels: np.ndarray) -> np.ndarray:
-    """Run a TFLite model over a batch in the LiteRT interpreter, (de)quantising its input and output."""
+    """Run a TFLite model over `pixels` in the LiteRT interpreter, in batches, (de)quantising input and output."""
     interpreter = Interpreter(model_path=str(path))
     source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(source["index"], [len(pixels), *source["shape"][1:]])
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(source["index"], _quantize(pixels, source))
-    interpreter.invoke()
-    output = interpreter.get_tensor(target["index"])
-    scale, zero_point = target["quantization"]
-    return (output.astype(np.float32) - zero_point) * scale if scale else output
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        interpreter.resize_tensor_input(source["index"], [len(batch), *source["shape"][1:]])
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(source["index"], _quantize(batch, source))
+        interpreter.invoke()
+        output = interpreter.get_tensor(target["index"])
+        scale, zero_point = target["quantization"]
+        return (output.astype(np.float32) - zero_point) * scale if scale else output
+
+    return predict_batches(run, pixels)
+
+
+def with_tflite_metadata(tflite: bytes, class_names: list[str]) -> tuple[bytes, dict]:
+    """The model with its labels and input normalisation as TFLite metadata (MediaPipe's writer), and export.json's
+    `tflite_metadata` record; without MediaPipe, the model unchanged and a record of why and how to get it."""
+    try:
+        _, writers = mediapipe_metadata()
+    except ImportError as error:
+        why = f"MediaPipe's metadata writer could not be imported ({first_line(error)})"
+        return tflite, {"written": False, "why": why, "to_add_it": f"{METADATA_EXTRA}, then export again"}
+    writer = writers.MetadataWriter.create(bytearray(tflite))
+    writer.add_general_info("image classifier", "Classifies an RGB image into one of: " + ", ".join(class_names))
+    # MediaPipe feeds (pixel - mean) / std: mean 0 and std 1 hand over pixels 0..255, which the model normalises
+    # itself (its backbone's scaling is inside it). A uint8 (int8) input takes pixels as they are.
+    writer.add_image_input(
+        norm_mean=[0.0], norm_std=[1.0], description="RGB pixels 0..255 at the model's size; it normalises them itself"
+    )
+    writer.add_classification_output(
+        writers.Labels().add(class_names, exported_filename=LABELS_FILE),
+        name="probabilities",
+        description="softmax probabilities, one per label, in labels.txt order",
+    )
+    written, _ = writer.populate()
+    return bytes(written), {
+        "written": True,
+        "labels": f"{LABELS_FILE} (packed in model.tflite, the output's TENSOR_AXIS_LABELS)",
+        "normalization": {"mean": [0.0], "std": [1.0]},
+        "writer": f"mediapipe {importlib.metadata.version('mediapipe')}",
+    }
 
 
 def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
@@ -249,8 +324,15 @@ def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Metadata and CLI
 # --------------------------------------------------------------------------------------------
-def export_metadata(model_dir: Path, metadata: dict, format: str, quantize: str, check: dict) -> dict:
-    size = metadata["image_size"]
+def export_metadata(
+    model_dir: Path,
+    metadata: ModelMetadata,
+    format: str,
+    quantize: str,
+    check: dict,
+    tflite_metadata: dict | None = None,
+) -> dict:
+    size = list(metadata.image_size)
     pixels = f"float32 (N, {size[0]}, {size[1]}, 3), RGB pixels 0..255 at the model's size"
     if format == "savedmodel":
         inputs = {
@@ -264,13 +346,14 @@ def export_metadata(model_dir: Path, metadata: dict, format: str, quantize: str,
     return {
         "format": format,
         "quantize": quantize,
-        "class_names": metadata["class_names"],
+        "class_names": metadata.class_names,
         "image_size": size,
         "inputs": inputs,
         "outputs": {"probabilities": "(N, classes), in class_names / labels.txt order"},
         "check": check,
+        **({} if tflite_metadata is None else {"tflite_metadata": tflite_metadata}),
         "source_model": str(model_dir.resolve()),
-        "trained_at": metadata.get("trained_at"),
+        "trained_at": metadata.trained_at,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
     }
@@ -309,11 +392,28 @@ def build_parser() -> ArgumentParser:
         ),
     )
     parser.add_argument(
-        "--tolerance", type=float, help="largest accepted |p_export - p_keras| (default: per format, see README)"
+        "--tolerance",
+        type=float,
+        help="float exports (savedmodel, --quantize none): largest accepted |p_export - p_keras| (default: "
+        + _defaults("max_difference", lambda key: key[0])
+        + ")",
+    )
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        help="quantized exports: share of the check images whose top-1 answer must match the Keras model's, "
+        f"near-ties aside (default: {_defaults('min_agreement', lambda key: key[1])}, and a few disagreements "
+        "always allowed)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
     add_trust_flag(parser)
     return parser
+
+
+def _defaults(field: str, name) -> str:
+    """The allowance table's `field` per export kind, for --help: e.g. "1e-05 savedmodel, 0.0001 tflite"."""
+    rules = exportcheck.ALLOWANCES.items()
+    return ", ".join(f"{getattr(rule, field)} {name(key)}" for key, rule in rules if getattr(rule, field) is not None)
 
 
 @cli
@@ -326,8 +426,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.quantize,
             args.out,
             args.data,
-            args.tolerance,
-            args.overwrite,
+            tolerance=args.tolerance,
+            min_agreement=args.min_agreement,
+            overwrite=args.overwrite,
             log=print,  # the check figures are the command's output
             trust_hub_handle=args.trust_hub_handle,
         )

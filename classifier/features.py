@@ -9,17 +9,17 @@ On disk, under the cache folder:
     <model key>/clean/<content sha256>.npy          the image as it is (training and validation)
     <model key>/aug-<augmentation key>/<sha>-<k>.npy  its k-th augmented variant
 
-The model key hashes everything that changes features (backbone, resolved cut layer, weights file
-content, image size, pooling, versions), so leaving the cut layer to the backbone and naming the
-same layer share entries; the augmentation key hashes the augmentation settings. Entries are
-per file content, so editing one image recomputes that image only, and entries are written to a
-temporary name and renamed, so an interrupted fill never leaves a wrong one. An entry that does not
-load as the extractor's vector (truncated, garbage, wrong shape) is computed again.
+The model key hashes everything that changes features (backbone, resolved cut layer, weights as
+`backbones.weights_key` names them, image size, pooling, versions), so leaving the cut layer to
+the backbone and naming the same layer share entries; the augmentation key hashes the augmentation
+settings. Entries are per file content, so editing one image recomputes that image only, and
+entries are written to a temporary name and renamed, so an interrupted fill never leaves a wrong
+one. An entry that does not load as the extractor's vector (truncated, garbage, wrong shape) is
+computed again.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
@@ -33,10 +33,10 @@ import numpy as np
 
 from ._tf import keras, tf
 from .augment import AUGMENTATION_FIELDS, make_augmenter
+from .backbones import weights_key
 from .config import TrainConfig
 from .console import Log, Progress, say
 from .data import Split, content_hashes, image_dataset  # noqa: F401 (content_hashes: part of this module's API)
-from .download import sha256_of
 
 # Part of every key: bump it whenever decoding, resizing or augmentation code changes what an entry holds.
 CACHE_FORMAT = 4  # 4: augmentation as ImageDataGenerator's (shear in degrees on one axis, two zoom factors)
@@ -60,17 +60,6 @@ def _key(values: dict) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _file_sha256(path: str) -> str:
-    """sha256 of a file's content, hashed once per process while its size and modification time stay the same."""
-    stat = os.stat(path)
-    return _sha256_at(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256_at(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_of(path)
-
-
 @dataclass
 class FeatureCache:
     """The cache folder for one model configuration."""
@@ -81,13 +70,12 @@ class FeatureCache:
     @classmethod
     def for_config(cls, config: TrainConfig) -> "FeatureCache":
         """The cache of a resolved config (as `metadata.json` saves it)."""
-        weights = config.weights if config.weights == "imagenet" else f"sha256:{_file_sha256(config.weights)}"
         model_key = _key(
             {
                 "format": CACHE_FORMAT,
                 "backbone": config.backbone,
                 "cut_layer": config.cut_layer,
-                "weights": weights,
+                "weights": weights_key(config.backbone, config.weights, config.alpha),
                 "image_size": config.image_shape,
                 "pooling": config.head_pooling,
                 "keras": keras.__version__,

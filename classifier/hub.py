@@ -14,8 +14,11 @@ with a UsageError naming the folder, before anything is fetched or opened, unles
 the folder (`trust_hub_handle=True`, `--trust-hub-handle` on the commands), which loads the handle
 as written. Deserialising the layer anywhere else (plain `keras.models.load_model`) is refused.
 
-What this does not do: judge the `hub/` a folder carries. It is a graph its author chose, so
-serving a hub model folder trusts its author; the checks keep it from reaching outside the folder.
+The `hub/` a folder carries is a graph its author chose, and loading or calling it runs that graph:
+so it loads only if it uses no side-effecting op (files, Python, printing, tf.data, other processes:
+the denylist and the walk through its functions are in hubcheck.py), checked before anything is
+loaded. A hub handle used for training is held to the same rule, so training never writes a model
+folder that serving would refuse. `--trust-hub-handle` skips both checks.
 
 The hub model stays frozen: its variables are not Keras variables, and TF-Hub feature vectors take
 images scaled to [0, 1], which the Rescaling layer in front of it provides.
@@ -33,11 +36,14 @@ from typing import Iterator
 
 from ._tf import keras, tf
 from .errors import UsageError, first_line
+from .hubcheck import check_ops
 
 HUB_MIN_SIZE = 32  # TF-Hub image models accept any size; below ~32 px their pooling stacks run out of pixels
 HUB_DEFAULT_SIZE = 224  # the size nearly every TF-Hub image feature vector was trained at
 BUNDLE_DIR = "hub"  # the SavedModel's place inside a model folder; what the saved layer config names
 TF1_HUB_FILE = "tfhub_module.pb"  # marks the legacy TF1 Hub format, which loads with tags=[] (as hub.load does)
+TRUST_ADVICE = "pass --trust-hub-handle only if you trust this folder"
+TRAINING_ADVICE = "predict and the app would refuse a model folder carrying it; use a feature vector that only computes"
 
 
 @dataclass(frozen=True)
@@ -95,8 +101,7 @@ def locate(loading: _Loading, handle: str) -> Path:
     if not (relative and _stays_within(root, path)):
         raise UsageError(
             f"{loading.folder}: its model.keras loads a hub backbone from {handle!r}, outside the model folder; "
-            "refused, since loading a SavedModel runs its TensorFlow ops (pass --trust-hub-handle only if you trust "
-            "this folder)"
+            f"refused, since loading a SavedModel runs its TensorFlow ops ({TRUST_ADVICE})"
         )
     if not path.is_dir():
         raise UsageError(
@@ -125,7 +130,11 @@ class HubFeatures(keras.layers.Layer):
         kwargs["trainable"] = False
         super().__init__(**kwargs)
         self.handle = handle
-        self.source = Path(source) if source is not None else resolve_handle(handle)
+        if source is None:  # training: the user's handle, held to the rule its model folder will be (hubcheck)
+            self.source = resolve_handle(handle)
+            check_ops(self.source, f"--backbone hub:{handle}", TRAINING_ADVICE)
+        else:  # loading: from_config has checked it
+            self.source = Path(source)
         self._module = load_saved_model(self.source, f"--backbone hub:{handle}" if source is None else str(source))
 
     def call(self, images):
@@ -144,7 +153,10 @@ class HubFeatures(keras.layers.Layer):
                 "checks where its SavedModel comes from"
             )
         config = dict(config)
-        return cls(source=locate(loading, config["handle"]), **config)
+        source = locate(loading, config["handle"])
+        if not loading.trust:  # before anything of the SavedModel runs: loading it runs its initialisers
+            check_ops(source, str(loading.folder), TRUST_ADVICE)
+        return cls(source=source, **config)
 
 
 def bundle_hub_models(model, folder: Path) -> None:

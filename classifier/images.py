@@ -14,15 +14,13 @@ the tests to give the same pixels:
   is that frame alone, without the rest of the canvas it declares (as TensorFlow decodes it);
 - a JPEG much larger than the model's input is decoded at 1/2, 1/4 or 1/8 scale by libjpeg
   itself (Pillow's `draft`, TensorFlow's `ratio`): the largest scale r with both sides >= r times
-  the target side. Several times faster than a full decode, and the same rule on both sides.
+  the target side. Much cheaper than a full decode, and the same rule on both sides.
 
 Then `resize` brings the image to the model's size: bilinear, without antialiasing, the op the
 model's own Resizing layer runs. That is how the ImageNet backbones saw their training images
 (TF-slim and Keras resize bilinearly), and it measured better than antialiasing, not just
-faster: on the cats_dogs photos, a logistic probe on frozen MobileNetV2 1.0 features at 224 px
-got 0.990-0.991 against 0.985-0.989, InceptionV3 mixed7 at 150 px 0.967-0.968 against
-0.965-0.967, and the resize's cost fell from about 1 ms of CPU per image to 0.2 ms. A decoded
-JPEG is less than twice the target size, so plain bilinear skips no detail worth keeping there.
+faster (figures: benchmarks/README.md, "The measurements behind the defaults"). A decoded JPEG
+is less than twice the target size, so plain bilinear skips no detail worth keeping there.
 
 Serving (`model_pixels`) never holds a float copy of an image much larger than the model's input.
 Bilinear resizing without antialias, with half-pixel centres, reads two rows and two columns of

@@ -16,7 +16,7 @@ class Limits:
 
     concurrency: int = 4  # events running at once (each holds a CPU thread while it decodes and predicts)
     max_queue: int = 64  # events waiting; the next one is turned away ("queue is full")
-    # Files per /predict_batch call: a folder of photos, yet seconds of CPU (README, "Web app"), so one
+    # Files per /predict_batch call: a folder of photos, yet seconds of CPU (benchmarks/README.md), so one
     # call holds a concurrency slot only briefly; its uploads take at most max_batch x max_upload of disk.
     max_batch: int = 32
     max_upload: int = MAX_UPLOAD_BYTES

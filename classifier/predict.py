@@ -29,8 +29,8 @@ class Predictor:
     def __init__(self, model_dir: str | Path, max_pixels: int = MAX_PIXELS, trust_hub_handle: bool = False):
         self.model_dir = Path(model_dir)
         self.metadata = read_metadata(self.model_dir)
-        self.class_names: list[str] = list(self.metadata["class_names"])
-        self.image_size: tuple[int, int] = tuple(self.metadata["image_size"])
+        self.class_names: list[str] = self.metadata.class_names
+        self.image_size: tuple[int, int] = self.metadata.image_size
         self.max_pixels = max_pixels
         self.model = load_model(self.model_dir, trust_hub_handle)
         self.antialias = resize_antialias(self.model)

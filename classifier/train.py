@@ -43,6 +43,7 @@ from .errors import ArgumentParser, cli
 from .evaluate import write_report
 from .features import feature_cache_applies, scan_memo_dir, training_features
 from .finetune import fine_tune_layer, unfreeze_from
+from .metadata import DataSummary, ModelMetadata
 from .metrics import classification_metrics, most_wrong
 from .model import build_model, compile_model, feature_extractor
 from .model import head as model_head
@@ -53,7 +54,7 @@ SCORING_BATCH = 1024  # cached feature vectors per validation or scoring step
 @dataclass
 class TrainResult:
     model_dir: Path
-    metadata: dict
+    metadata: ModelMetadata  # what the model folder's metadata.json holds
     model: object  # the trained keras.Model, as saved
 
 
@@ -75,7 +76,7 @@ class Run:
     timing: dict = field(default_factory=dict)  # seconds per step, for metadata.json
     metrics: dict = field(default_factory=dict)  # the saved model's validation metrics (metrics.json)
     wrong: list = field(default_factory=list)  # its most confidently wrong validation images (most_wrong.png)
-    metadata: dict = field(default_factory=dict)
+    metadata: ModelMetadata | None = None  # built by save
 
     def batch(self, images: int) -> int:
         """--batch-size for a split of `images`, shrunk where the replicas need it (distribute.replica_batch_size)."""
@@ -325,46 +326,45 @@ def save(run: Run) -> None:
         save_model_dir(folder, run.model, run.metadata, extra=report)
 
 
-def build_metadata(run: Run) -> dict:
+def build_metadata(run: Run) -> ModelMetadata:
     """What metadata.json says about the model and how it was trained."""
     config, data, model, history = run.config, run.data, run.model, run.checkpoint.history
-    return {
-        "class_names": data.class_names,
-        "image_size": list(config.image_shape),
-        "backbone": config.backbone,
-        "cut_layer": config.cut_layer,
-        "weights": config.weights,
-        "input": "RGB pixels 0..255, any size (the model resizes); float32 batch (N, H, W, 3)",
-        "config": config.to_dict(),
-        "data": {
-            "root": str(data.root),
-            "train_images": len(data.train),
-            "validation_images": len(data.validation),
-            "validation_from": data.validation_from,
-            "skipped": [path for path, _ in data.skipped],
-        },
-        "history": history,
-        "val_accuracy": history["val_accuracy"][-1],
-        "best_val_accuracy": max(history["val_accuracy"]),
-        "epochs_run": len(history["val_accuracy"]),
-        "train_seconds": round(time.time() - run.started, 1),
-        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "parameters": {
+    return ModelMetadata(
+        class_names=data.class_names,
+        image_size=config.image_shape,
+        backbone=config.backbone,
+        cut_layer=config.cut_layer,
+        weights=config.weights,
+        config=config.to_dict(),
+        data=DataSummary(
+            root=str(data.root),
+            train_images=len(data.train),
+            validation_images=len(data.validation),
+            validation_from=data.validation_from,
+            skipped=[path for path, _ in data.skipped],
+        ),
+        history=history,
+        val_accuracy=history["val_accuracy"][-1],
+        best_val_accuracy=max(history["val_accuracy"]),
+        epochs_run=len(history["val_accuracy"]),
+        train_seconds=round(time.time() - run.started, 1),
+        trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        parameters={
             "total": int(model.count_params()),
             "trainable": int(sum(w.numpy().size for w in model.trainable_weights)),
         },
-        "versions": versions(),
-        "stages": run.stages,
-        "fine_tune_start_epoch": run.stages[1]["first_epoch"] - 1 if len(run.stages) > 1 else None,
-        "validation_metrics": {"accuracy": run.metrics["accuracy"], "macro_f1": run.metrics["macro_avg"]["f1"]},
-        "timing": run.timing,
-        "distribution": describe(run.strategy, config),
-    }
+        versions=versions(),
+        stages=run.stages,
+        fine_tune_start_epoch=run.stages[1]["first_epoch"] - 1 if len(run.stages) > 1 else None,
+        validation_metrics={"accuracy": run.metrics["accuracy"], "macro_f1": run.metrics["macro_avg"]["f1"]},
+        timing=run.timing,
+        distribution=describe(run.strategy, config),
+    )
 
 
 def log_done(run: Run) -> None:
     """The closing line: best and saved accuracy, time taken, where the model is."""
-    history = run.metadata["history"]["val_accuracy"]
+    history = run.metadata.history["val_accuracy"]
     where = (
         f"model, metrics and plots saved to {run.out}" if is_chief(run.strategy) else "the chief worker saves the model"
     )

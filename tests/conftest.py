@@ -19,6 +19,10 @@ from classifier.train import train  # noqa: E402
 # Small everywhere: the whole suite runs on 2 CPU cores in a few minutes. Cutting at mixed2 halves
 # graph-building time; the session model below keeps the real default (mixed7).
 TINY = dict(weights="none", cut_layer="mixed2", image_size=75, batch_size=16, dense_units=32, learning_rate=1e-3)
+# The cheapest frozen backbone, for tests of mechanics (the feature cache, strategies) where no network is under
+# test: MobileNetV2's first blocks at its narrowest width and smallest size, with `random_mobilenet_weights`.
+# (MobileNetV2 names every layer, so the cut's name holds in any process, however many models it built before.)
+MOBILENET_STEM = dict(backbone="mobilenet_v2", alpha=0.35, cut_layer="block_1_expand_relu", image_size=32)
 
 
 def tiny_config(data, out, **overrides) -> TrainConfig:
@@ -51,18 +55,43 @@ def run_main(main, argv, capsys) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="session")
-def random_inception_weights(tmp_path_factory) -> Path:
-    """A frozen-backbone weights file without any download: InceptionV3's random init, saved.
+def random_weights(tmp_path_factory):
+    """random_weights(backbone, alpha=1.0) -> a weights file of that backbone's random init, saved once per session.
 
-    Costs exactly what ImageNet weights cost; its features are meaningless, so tests with it check
-    mechanics and exactness, never accuracy.
+    A frozen-backbone weights file without any download: it costs what ImageNet weights cost and
+    puts the backbone on the feature-cache path (no backward pass through it is ever traced). Its
+    features are meaningless, so tests with it check mechanics and exactness, never accuracy.
     """
     import keras
 
-    path = tmp_path_factory.mktemp("weights") / "inception_v3_random.weights.h5"
-    keras.utils.set_random_seed(0)
-    keras.applications.InceptionV3(include_top=False, weights=None, input_shape=(75, 75, 3)).save_weights(path)
-    return path
+    from classifier.backbones import BACKBONES
+
+    made = {}
+
+    def weights(name: str, alpha: float = 1.0) -> Path:
+        if (name, alpha) not in made:
+            backbone = BACKBONES[name]
+            path = tmp_path_factory.mktemp("weights") / f"{name}_{alpha}_random.weights.h5"
+            keras.utils.set_random_seed(0)
+            size = backbone.min_size  # the kernels do not depend on the input size
+            backbone.build((size, size, 3), None, alpha).save_weights(path)
+            made[name, alpha] = path
+        return made[name, alpha]
+
+    return weights
+
+
+@pytest.fixture(scope="session")
+def random_inception_weights(random_weights) -> Path:
+    """InceptionV3's random init as a weights file (see `random_weights`)."""
+    return random_weights("inception_v3")
+
+
+@pytest.fixture(scope="session")
+def random_mobilenet_weights(random_weights) -> Path:
+    """The cheapest backbone with weights, MobileNetV2 at --alpha 0.35, random init (see `random_weights`): for tests
+    of the feature cache's and the strategies' mechanics, where the network is not under test."""
+    return random_weights("mobilenet_v2", alpha=0.35)
 
 
 def free_port() -> int:

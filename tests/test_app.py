@@ -195,7 +195,7 @@ def test_card_examples_and_curves_come_from_the_model_folder(models_dir, model_d
     assert "circle, square, triangle" in card and "75 x 75" in card
     assert "inception_v3, cut at `mixed7`, weights: none (trained from scratch)" in card
     meta = Predictor(model_dir).metadata
-    assert f"{meta['val_accuracy']:.3f}" in card and meta["trained_at"] in card
+    assert f"{meta.val_accuracy:.3f}" in card and meta.trained_at in card
     assert [p.name for p in app.examples("shapes")] == ["circle_000.png", "square_000.png", "triangle_000.png"]
     assert app.examples("shapes_copy") == []
     assert app.curves("shapes")[0].endswith("curves.png")  # training wrote it
@@ -219,8 +219,8 @@ def test_card_words_for_weights_and_backbones(models_dir, tmp_path):
     for backbone, cut, weights, words in [
         ("mobilenet_v2", None, "imagenet", "mobilenet_v2, whole network, weights: ImageNet"),
         ("mobilenet_v2", "top", "/home/me/w/mobilenet.h5", "mobilenet_v2, whole network, weights: mobilenet.h5"),
-        ("hub:/home/me/hub/effnet_b0/", None, "none", "hub:effnet_b0, whole network, weights: none (trained from"),
-        ("hub:https://tfhub.dev/google/x/5", None, "none", "hub:https://tfhub.dev/google/x/5, whole network"),
+        ("hub:/home/me/hub/effnet_b0/", None, "imagenet", "TF-Hub model `effnet_b0`"),
+        ("hub:https://tfhub.dev/google/x/5", None, "imagenet", "TF-Hub model `https://tfhub.dev/google/x/5`"),
     ]:
         (folder / "metadata.json").write_text(
             json.dumps({**meta, "backbone": backbone, "cut_layer": cut, "weights": weights})

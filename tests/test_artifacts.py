@@ -8,6 +8,7 @@ subprocess pays for importing TensorFlow.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,15 +21,16 @@ from conftest import ROOT, run_main, tiny_config
 
 from classifier import train as train_module
 from classifier.artifacts import (
-    METADATA_FILE,
     check_output_dir,
     read_metadata,
     recover,
     save_model_dir,
     staged_dir,
-    write_json,
 )
+from classifier.config import resolve
+from classifier.console import silent
 from classifier.errors import UsageError
+from classifier.metadata import ModelMetadata
 from classifier.model import build_model
 from classifier.predict import Predictor
 
@@ -49,10 +51,13 @@ with artifacts.staged_dir(out) as folder:
 def versions(tmp_path_factory, shapes_dir):
     """Two small real model folders, "old" and "new" (their metadata says which)."""
     root = tmp_path_factory.mktemp("versions")
-    model = build_model(tiny_config(shapes_dir, None, backbone="simple_cnn", cut_layer=None, image_size=16), 3)
+    config = resolve(tiny_config(shapes_dir, None, backbone="simple_cnn", cut_layer=None, image_size=16), log=silent)
+    model = build_model(config, 3)
     for name in ("old", "new"):
-        save_model_dir(root / name, model, {"class_names": ["circle", "square", "triangle"], "image_size": [16, 16]})
-        write_json(root / name / METADATA_FILE, {**read_metadata(root / name), "version": name})
+        # "version" is no key of ModelMetadata's: kept as it is, like a key a newer version wrote
+        save_model_dir(
+            root / name, model, ModelMetadata(["circle", "square", "triangle"], (16, 16), extra={"version": name})
+        )
     return root
 
 
@@ -85,7 +90,7 @@ def test_a_replace_killed_at_any_step_leaves_a_loadable_model_and_the_next_load_
     assert out.is_dir() == (step != "moved-aside")  # only the two-rename fallback ever has a gap
 
     predictor = Predictor(out)  # loading recovers the interrupted replace and cleans
-    assert predictor.metadata["version"] == survivor
+    assert predictor.metadata.extra["version"] == survivor
     assert predictor.predict_proba(sorted(shapes_dir.glob("*/*.png"))[:1]).shape == (1, 3)
     assert [path.name for path in out.parent.iterdir()] == ["m"]
 
@@ -97,7 +102,7 @@ def test_a_first_save_killed_leaves_nothing_and_the_next_save_cleans(versions, t
         read_metadata(out)  # there was no model, and a half-finished one is not put in its place
     with staged_dir(out) as folder:
         shutil.copytree(versions / "new", folder, dirs_exist_ok=True)
-    assert [path.name for path in out.parent.iterdir()] == ["m"] and read_metadata(out)["version"] == "new"
+    assert [path.name for path in out.parent.iterdir()] == ["m"] and read_metadata(out).extra["version"] == "new"
 
 
 def test_leftovers_of_a_live_writer_are_left_alone(versions, tmp_path):
@@ -107,7 +112,7 @@ def test_leftovers_of_a_live_writer_are_left_alone(versions, tmp_path):
         shutil.copytree(versions / "new", folder, dirs_exist_ok=True)
         recover(out)  # another loader of `out` while this save is staging
         assert folder.is_dir()
-    assert read_metadata(out)["version"] == "new" and [path.name for path in tmp_path.iterdir()] == ["m"]
+    assert read_metadata(out).extra["version"] == "new" and [path.name for path in tmp_path.iterdir()] == ["m"]
 
 
 def test_stale_temp_files_of_in_place_writes_are_cleaned(versions, tmp_path):
@@ -127,7 +132,31 @@ def test_overwrite_refuses_a_folder_that_is_not_a_model_folder(versions, shapes_
     argv = ["--data", shapes_dir, "--out", models, "--overwrite", "--weights", "none", "--epochs", 1]
     code, _, err = run_main(train_module.main, argv, capsys)
     assert code == 2 and err.count("\n") == 1 and "not a model folder" in err, err
-    assert read_metadata(models / "m")["version"] == "old"
+    assert read_metadata(models / "m").extra["version"] == "old"
     assert check_output_dir(models / "m", overwrite=True) == models / "m"  # a model folder may be replaced
     (tmp_path / "empty").mkdir()
     assert check_output_dir(tmp_path / "empty", overwrite=True) == tmp_path / "empty"
+
+
+# metadata.json's keys, in the order every version so far wrote them.
+METADATA_KEYS = [
+    "class_names", "image_size", "backbone", "cut_layer", "weights", "input", "config", "data", "history",
+    "val_accuracy", "best_val_accuracy", "epochs_run", "train_seconds", "trained_at", "parameters", "versions",
+    "stages", "fine_tune_start_epoch", "validation_metrics", "timing", "distribution",
+]  # fmt: skip
+
+
+def test_metadata_keeps_the_files_keys_and_reads_older_and_newer_files(model_dir, tmp_path):
+    written = json.loads((model_dir / "metadata.json").read_text())
+    assert list(written) == METADATA_KEYS and list(written["data"]) == [
+        "root", "train_images", "validation_images", "validation_from", "skipped"
+    ]  # fmt: skip
+    assert ModelMetadata.from_dict(written).to_dict() == written
+    older = ModelMetadata.from_dict({"class_names": ["a", "b"], "image_size": [75, 75], "later": {"x": 1}})
+    assert older.cut_layer is None and older.data.root is None and older.history == {} and older.trained_at is None
+    assert older.to_dict()["later"] == {"x": 1}  # a key this version does not know goes back as it came
+    size = {"image_size": [75, 75]}
+    for broken in [[], size, {**size, "class_names": "ab"}, {"class_names": ["a"], "image_size": [0, 75]}]:
+        (tmp_path / "metadata.json").write_text(json.dumps(broken))
+        with pytest.raises(UsageError, match=f"^{tmp_path / 'metadata.json'}: "):
+            read_metadata(tmp_path)

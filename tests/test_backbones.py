@@ -1,4 +1,5 @@
-"""Every backbone builds, trains and reloads at its minimum size; simple_cnn learns (TF-Hub models: test_hub.py)."""
+"""Every backbone builds, trains and reloads at its minimum size; simple_cnn learns; MobileNetV2 0.35 loads the
+ImageNet weights shipped in the package (TF-Hub models: test_hub.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from conftest import tiny_config
 from painted import paint, stripes
 
-from classifier.backbones import BACKBONES, caffe_preprocessing
+from classifier.backbones import BACKBONES, build_feature_extractor, caffe_preprocessing
 from classifier.predict import Predictor
 from classifier.shapes import make_shapes_dataset
 from classifier.train import train
@@ -25,12 +26,18 @@ def tiny_data(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
-def test_every_backbone_trains_an_epoch_at_its_minimum_size(name, tiny_data, tmp_path):
-    size = BACKBONES[name].min_size
+def test_every_backbone_trains_an_epoch_at_its_minimum_size(name, tiny_data, tmp_path, random_weights):
+    """Frozen (random weights saved as a file), so the epoch is the feature-cache path's: the backbone's
+    forward pass, never a backward one; simple_cnn, which has no weights, trains from scratch."""
+    backbone = BACKBONES[name]
+    size = backbone.min_size
+    weights = random_weights(name) if backbone.pretrained else "none"
     config = tiny_config(
         tiny_data,
         tmp_path / name,
         backbone=name,
+        weights=str(weights),
+        cache_dir=str(tmp_path / "cache"),
         cut_layer=None,
         image_size=size,
         epochs=1,
@@ -39,7 +46,7 @@ def test_every_backbone_trains_an_epoch_at_its_minimum_size(name, tiny_data, tmp
         augment=False,
     )
     result = train(config, **QUIET)
-    assert result.metadata["epochs_run"] == 1 and result.metadata["image_size"] == [size, size]
+    assert result.metadata.epochs_run == 1 and result.metadata.image_size == (size, size)
     predictor = Predictor(result.model_dir)
     image = sorted(tiny_data.glob("circle/*.png"))[0]
     np.testing.assert_allclose(
@@ -70,7 +77,7 @@ def test_simple_cnn_learns_an_easy_task(tmp_path):
         augment=False,
     )
     result = train(config, **QUIET)
-    assert max(result.metadata["history"]["val_accuracy"]) >= 0.9, result.metadata["history"]
+    assert max(result.metadata.history["val_accuracy"]) >= 0.9, result.metadata.history
 
 
 def test_options_left_unset_take_the_backbones_defaults():
@@ -88,3 +95,44 @@ def test_options_left_unset_take_the_backbones_defaults():
         160,
         3,
     )  # given values win
+
+
+def test_the_bundled_weights_are_the_file_their_notice_names_and_ship_as_package_data():
+    import tomllib
+
+    from classifier.backbones import BUNDLED_WEIGHTS, WEIGHTS_DIR
+    from classifier.download import sha256_of
+
+    notice = (WEIGHTS_DIR / "NOTICE").read_text()
+    assert "Apache License, Version 2.0" in notice
+    for name in BUNDLED_WEIGHTS.values():
+        assert f"{name}\nsha256 {sha256_of(WEIGHTS_DIR / name)}" in notice  # a real file, not an LFS pointer
+    pyproject = tomllib.loads((WEIGHTS_DIR.parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["classifier"]
+    for path in WEIGHTS_DIR.iterdir():
+        assert any(path.match(pattern) for pattern in patterns), f"{path.name} would be left out of the wheel"
+
+
+def test_imagenet_mobilenet_035_loads_the_bundled_file_at_any_size_and_caches_by_its_content():
+    from classifier.backbones import bundled_weights, get_backbone, weights_key
+    from classifier.config import TrainConfig, resolve
+    from classifier.features import FeatureCache
+
+    bundled = bundled_weights("mobilenet_v2", 0.35)
+    pixels = np.random.default_rng(0).uniform(-1, 1, (2, 96, 96, 3)).astype("float32")
+    features = {
+        weights: build_feature_extractor(get_backbone("mobilenet_v2"), (96, 96), weights, "top", 0.35)(pixels)
+        for weights in ("imagenet", str(bundled), "none")
+    }
+    np.testing.assert_array_equal(features["imagenet"], features[str(bundled)])  # no download: the bundled file
+    assert np.abs(features["imagenet"] - features["none"]).max() > 1  # and not a random init
+    # The cache names weights by content: the bundled file and the same file by name share entries; other widths
+    # (Keras downloads them by name) do not.
+    assert weights_key("mobilenet_v2", "imagenet", 0.35) == weights_key("mobilenet_v2", str(bundled), 0.35)
+    assert weights_key("mobilenet_v2", "imagenet", 0.5) == "imagenet alpha 0.5"
+    assert weights_key("inception_v3", "imagenet", 1.0) == "imagenet"  # unchanged for the caches it already keys
+
+    def cache(**options):
+        return FeatureCache.for_config(resolve(TrainConfig(data="unused", backbone="mobilenet_v2", **options))).root
+
+    assert cache(alpha=0.35) == cache(alpha=0.35, weights=str(bundled)) != cache(alpha=0.5)

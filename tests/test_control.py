@@ -15,19 +15,16 @@ from classifier.train import train
 QUIET = dict(log=lambda *_: None)
 
 
-def test_fine_tuning_moves_only_unfrozen_layers_and_leaves_batchnorm_alone(tmp_path):
+def test_fine_tuning_moves_only_unfrozen_layers_and_leaves_batchnorm_alone(tmp_path, random_mobilenet_weights):
     data = paint(tmp_path / "data", {"blue": solid((20, 20, 230)), "red": solid((230, 20, 20))}, per_class=5, size=32)
-    weights = tmp_path / "mobilenet.weights.h5"
-    keras.utils.set_random_seed(1)
-    keras.applications.MobileNetV2(alpha=0.35, include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(
-        weights
-    )
+    weights = random_mobilenet_weights  # MobileNetV2 at --alpha 0.35, the whole network: its default fine-tuning layer
     config = tiny_config(
         data,
         tmp_path / "m",
         backbone="mobilenet_v2",
         alpha=0.35,
         weights=str(weights),
+        cache_dir=str(tmp_path / "cache"),
         cut_layer=None,
         image_size=32,
         epochs=1,
@@ -39,11 +36,10 @@ def test_fine_tuning_moves_only_unfrozen_layers_and_leaves_batchnorm_alone(tmp_p
     )
     result = train(config, **QUIET)
     meta = result.metadata
-    assert [stage["name"] for stage in meta["stages"]] == ["head", "fine_tune"] and meta["stages"][1][
-        "from_layer"
-    ] == "block_11_expand"
-    assert meta["fine_tune_start_epoch"] == 1 and len(meta["history"]["loss"]) == 2
-    assert meta["history"]["learning_rate"] == pytest.approx([1e-3, 1e-2])
+    assert [stage["name"] for stage in meta.stages] == ["head", "fine_tune"]
+    assert meta.stages[1]["from_layer"] == "block_11_expand"
+    assert meta.fine_tune_start_epoch == 1 and len(meta.history["loss"]) == 2
+    assert meta.history["learning_rate"] == pytest.approx([1e-3, 1e-2])
 
     original = keras.applications.MobileNetV2(
         alpha=0.35, include_top=False, weights=str(weights), input_shape=(32, 32, 3)
@@ -84,12 +80,12 @@ def test_early_stopping_stops_and_keeps_the_best_epoch(tmp_path):
         augment=False,
     )
     result = train(config, **QUIET)
-    history = result.metadata["history"]
-    run = result.metadata["epochs_run"]
+    history = result.metadata.history
+    run = result.metadata.epochs_run
     assert run < 15 and len(history["val_loss"]) == run
     best = int(np.argmin(history["val_loss"]))
     assert run == best + 1 + 2  # stopped after `patience` epochs without improvement
-    assert result.metadata["validation_metrics"]["accuracy"] == pytest.approx(history["val_accuracy"][best])
+    assert result.metadata.validation_metrics["accuracy"] == pytest.approx(history["val_accuracy"][best])
 
 
 def test_balanced_class_weights_even_out_the_classes():

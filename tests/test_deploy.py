@@ -14,8 +14,8 @@ from conftest import ROOT, free_port, run_main
 from gradio_client import Client, handle_file
 from huggingface_hub import SpaceCard
 
-from classifier.artifacts import describe_backbone
 from classifier.deploy import NOT_SERVED, gradio_pin, main, read_front_matter, stage_space
+from classifier.metadata import ModelMetadata
 from classifier.predict import Predictor
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"  # the Python these tests (and CI) run on
@@ -80,7 +80,7 @@ def test_staged_space_runs_alone_and_answers(model_dir, shapes_dir, tmp_path):
     served = [line for line in pins if not line.startswith(tuple(f"{name}==" for name in NOT_SERVED))]
     assert (space / "requirements.txt").read_text().splitlines() == served and len(served) == len(pins) - 3
     # The model card and the files in the public repository name no path of the training machine.
-    assert "inception_v3 cut at `mixed7` as backbone" in readme and "None" not in readme
+    assert "Backbone: inception_v3, cut at `mixed7`" in readme and "None" not in readme
     for text in [readme, *(path.read_text() for path in (space / "models" / model_dir.name).glob("*.json"))]:
         assert str(shapes_dir) not in text and str(model_dir.parent) not in text
     assert json.loads((space / "models" / model_dir.name / "metadata.json").read_text())["data"]["root"] == "shapes"
@@ -122,14 +122,18 @@ def test_gradio_must_be_pinned_exactly(requirements):
 
 
 @pytest.mark.parametrize(
-    "metadata, words",
+    "backbone, cut, weights, words",
     [
-        ({"backbone": "inception_v3", "cut_layer": "mixed7"}, "inception_v3 cut at `mixed7`"),
-        ({"backbone": "mobilenet_v2", "cut_layer": None}, "the whole mobilenet_v2"),
-        ({"backbone": "resnet50", "cut_layer": "top"}, "the whole resnet50"),
-        ({"backbone": "hub:/home/me/hub/efficientnet_b0", "cut_layer": None}, "the TF-Hub model `efficientnet_b0`"),
-        ({"backbone": "hub:https://tfhub.dev/x/y/5", "cut_layer": None}, "the TF-Hub model `https://tfhub.dev/x/y/5`"),
+        ("inception_v3", "mixed7", "imagenet", "inception_v3, cut at `mixed7`, weights: ImageNet"),
+        ("mobilenet_v2", None, "/home/me/w/mobilenet.h5", "mobilenet_v2, whole network, weights: mobilenet.h5"),
+        ("resnet50", "top", "../w/resnet.h5", "resnet50, whole network, weights: resnet.h5"),
+        ("simple_cnn", "top", "none", "simple_cnn, whole network, weights: none (trained from scratch)"),
+        ("hub:/home/me/hub/efficientnet_b0/", None, "imagenet", "TF-Hub model `efficientnet_b0`"),
+        ("hub:C:\\models\\effnet", None, "imagenet", "TF-Hub model `effnet`"),
+        ("hub:https://tfhub.dev/x/y/5", None, "imagenet", "TF-Hub model `https://tfhub.dev/x/y/5`"),
     ],
 )
-def test_the_backbone_is_described_without_machine_paths_or_none(metadata, words):
-    assert describe_backbone(metadata) == words
+def test_the_backbone_is_described_without_machine_paths_or_none(backbone, cut, weights, words):
+    """The one description the page's card and the Space's README share."""
+    metadata = ModelMetadata(["a", "b"], (32, 32), backbone=backbone, cut_layer=cut, weights=weights)
+    assert metadata.describe_backbone() == words

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import ROOT, TINY, run_main, tiny_config
+from conftest import MOBILENET_STEM, ROOT, TINY, run_main, tiny_config
 
 from classifier import train as train_module
 from classifier._tf import keras, tf
@@ -23,9 +23,8 @@ from classifier.distribute import is_chief, precision_policy, replica_batch_size
 from classifier.model import build_model
 from classifier.predict import Predictor
 
-# The InceptionV3 stem only: the strategy is under test, not the network. Keras numbers unnamed
-# layers per process, so this name holds in the fresh training process, not in the test session.
-STEM_CUT = "max_pooling2d"
+# The strategy is under test, not the network: the smallest one, which trains from scratch.
+FROM_SCRATCH = dict(backbone="simple_cnn", cut_layer="top", image_size=16)
 
 
 def _flags(**overrides):
@@ -50,7 +49,7 @@ def test_mirrored_strategy_trains_over_two_logical_cpu_devices(tmp_path, shapes_
         "--epochs",
         "1",
         "--no-augment",
-        *_flags(cut_layer=STEM_CUT),
+        *_flags(**FROM_SCRATCH),
     ]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -108,7 +107,7 @@ def _run_workers(argv, tmp_path, workers: int, timeout: float) -> list[tuple[int
     ]
 
 
-def test_multi_worker_strategy_trains_two_workers_on_localhost(tmp_path, shapes_dir, random_inception_weights):
+def test_multi_worker_strategy_trains_two_workers_on_localhost(tmp_path, shapes_dir, random_mobilenet_weights):
     """Two worker processes, one replica each: the head trains on cached features (numpy arrays to
     fit) and fine-tuning on images (a tf.data pipeline); only worker 0 keeps the model."""
     argv = [
@@ -129,8 +128,8 @@ def test_multi_worker_strategy_trains_two_workers_on_localhost(tmp_path, shapes_
         "--fine-tune-epochs",
         "1",
         "--fine-tune-from",
-        "conv2d_2",
-        *_flags(cut_layer=STEM_CUT, weights=random_inception_weights),
+        "block_1_expand",  # the stem's last convolution
+        *_flags(**MOBILENET_STEM, weights=random_mobilenet_weights),
     ]
     (code0, out0, err0), (code1, out1, err1) = _run_workers(argv, tmp_path, workers=2, timeout=300)
     assert code0 == 0 and code1 == 0, f"worker 0: {err0[-2000:]}\nworker 1: {err1[-2000:]}"
@@ -155,7 +154,7 @@ def test_multi_worker_strategy_trains_two_workers_on_localhost(tmp_path, shapes_
 
 
 def test_default_training_records_one_replica(trained):
-    distribution = trained.metadata["distribution"]
+    distribution = trained.metadata.distribution
     assert (distribution["strategy"], distribution["replicas"], distribution["mixed_precision"]) == (
         "default",
         1,

@@ -14,6 +14,7 @@ from PIL import Image
 from classifier import evaluate as evaluate_module
 from classifier.artifacts import save_model_dir
 from classifier.evaluate import evaluate
+from classifier.metadata import DataSummary, ModelMetadata
 from classifier.metrics import classification_metrics
 
 BLUE, RED = solid((20, 20, 230)), solid((230, 20, 20))
@@ -51,13 +52,13 @@ def colour_model(tmp_path_factory):
         [np.array([[-0.1, 0.1], [0, 0], [0.1, -0.1]]), np.zeros(2)]
     )  # columns: blue, red
     history = {"accuracy": [0.5, 0.9], "val_accuracy": [0.5, 0.8], "loss": [0.7, 0.3], "val_loss": [0.7, 0.4]}
-    metadata = {
-        "class_names": ["blue", "red"],
-        "image_size": [24, 24],
-        "config": {"batch_size": 4},
-        "history": history,
-        "data": {"root": str(data)},
-    }
+    metadata = ModelMetadata(
+        class_names=["blue", "red"],
+        image_size=(24, 24),
+        config={"batch_size": 4},
+        history=history,
+        data=DataSummary(root=str(data)),
+    )
     return save_model_dir(root / "model", model, metadata), data
 
 
@@ -108,6 +109,6 @@ def test_training_writes_the_report_and_evaluate_reuses_its_split(trained, model
     _assert_pngs(model_dir)
     written = json.loads((model_dir / "metrics.json").read_text())
     meta = trained.metadata
-    assert written["images"] == meta["data"]["validation_images"]
+    assert written["images"] == meta.data.validation_images
     again = evaluate(model_dir, out=tmp_path, log=lambda *_: None)
     assert again["confusion_matrix"] == written["confusion_matrix"]

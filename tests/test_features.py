@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import tiny_config
+from conftest import MOBILENET_STEM, tiny_config
 from PIL import Image
 
 from classifier.data import load_image_data
@@ -19,12 +19,12 @@ def _run(data, out, weights, cache_dir, **overrides):
     config = tiny_config(
         data,
         out,
+        **{**MOBILENET_STEM, **overrides},
         weights=str(weights),
         cache_dir=str(cache_dir),
         epochs=2,
         augment_copies=1,
         overwrite=True,
-        **overrides,
     )
     return train(config, log=lines.append), lines
 
@@ -33,22 +33,22 @@ def _computed(lines) -> list[str]:
     return [line for line in lines if line.startswith("feature cache: computing")]
 
 
-def test_cache_is_reused_and_invalidated_by_image_size_and_file_content(tmp_path, random_inception_weights):
+def test_cache_is_reused_and_invalidated_by_image_size_and_file_content(tmp_path, random_mobilenet_weights):
     data = make_shapes_dataset(
         tmp_path / "data", per_class=5, size=48, classes=["circle", "square"], validation_per_class=2
     )
     cache = tmp_path / "cache"
 
-    first, lines = _run(data, tmp_path / "m", random_inception_weights, cache)
+    first, lines = _run(data, tmp_path / "m", random_mobilenet_weights, cache)
     assert _computed(lines) == [
         f"feature cache: computing 10 of 10 (images) into {FeatureCache.for_config(first_config(first)).root}",
         "feature cache: computing 10 of 10 (augmented copy 1) into "
         f"{FeatureCache.for_config(first_config(first)).root}",
         f"feature cache: computing 4 of 4 (images) into {FeatureCache.for_config(first_config(first)).root}",
     ]
-    assert first.metadata["timing"]["cached_training_vectors"] == 20
+    assert first.metadata.timing["cached_training_vectors"] == 20
 
-    _, lines = _run(data, tmp_path / "m", random_inception_weights, cache)
+    _, lines = _run(data, tmp_path / "m", random_mobilenet_weights, cache)
     assert _computed(lines) == []  # second run: no backbone pass at all
 
     # Entries that do not load as a feature vector are computed again, not fatal.
@@ -57,14 +57,14 @@ def test_cache_is_reused_and_invalidated_by_image_size_and_file_content(tmp_path
     entries[0].write_bytes(entries[0].read_bytes()[:100])  # truncated mid-array
     entries[1].write_bytes(b"garbage, not a .npy file")
     np.save(entries[2], np.zeros(5, np.float32))  # a vector of the wrong shape
-    again, lines = _run(data, tmp_path / "m", random_inception_weights, cache)
+    again, lines = _run(data, tmp_path / "m", random_mobilenet_weights, cache)
     computed = _computed(lines)  # "feature cache: computing N of M (images) into ...", train and validation
     assert all("(images)" in line for line in computed) and sum(int(line.split()[3]) for line in computed) == 3
     for path, row in good.items():
         np.testing.assert_allclose(np.load(path), row, atol=1e-6)  # recomputed (in another batch size)
-    assert again.metadata["timing"]["cached_training_vectors"] == 20
+    assert again.metadata.timing["cached_training_vectors"] == 20
 
-    _, lines = _run(data, tmp_path / "m", random_inception_weights, cache, image_size=80)
+    _, lines = _run(data, tmp_path / "m", random_mobilenet_weights, cache, image_size=40)
     assert [line.split(" into ")[0] for line in _computed(lines)] == [
         "feature cache: computing 10 of 10 (images)",
         "feature cache: computing 10 of 10 (augmented copy 1)",
@@ -73,13 +73,13 @@ def test_cache_is_reused_and_invalidated_by_image_size_and_file_content(tmp_path
 
     changed = sorted((data / "train" / "circle").glob("*.png"))[0]
     Image.new("RGB", (48, 48), "white").save(changed)
-    _, lines = _run(data, tmp_path / "m", random_inception_weights, cache)
+    _, lines = _run(data, tmp_path / "m", random_mobilenet_weights, cache)
     assert [line.split(" into ")[0] for line in _computed(lines)] == [
         "feature cache: computing 1 of 10 (images)",
         "feature cache: computing 1 of 10 (augmented copy 1)",
     ]
 
-    _, lines = _run(data, tmp_path / "m", random_inception_weights, cache, rotation=5.0)
+    _, lines = _run(data, tmp_path / "m", random_mobilenet_weights, cache, rotation=5.0)
     assert [line.split(" into ")[0] for line in _computed(lines)] == [
         "feature cache: computing 10 of 10 (augmented copy 1)"
     ]
@@ -88,14 +88,14 @@ def test_cache_is_reused_and_invalidated_by_image_size_and_file_content(tmp_path
 def first_config(result):
     from classifier.config import TrainConfig
 
-    return TrainConfig.from_dict(result.metadata["config"])
+    return TrainConfig.from_dict(result.metadata.config)
 
 
-def test_model_trained_from_cache_predicts_exactly_like_end_to_end(tmp_path, random_inception_weights):
+def test_model_trained_from_cache_predicts_exactly_like_end_to_end(tmp_path, random_mobilenet_weights):
     data = make_shapes_dataset(
         tmp_path / "data", per_class=4, size=48, classes=["circle", "square"], validation_per_class=2
     )
-    result, _ = _run(data, tmp_path / "m", random_inception_weights, tmp_path / "cache")
+    result, _ = _run(data, tmp_path / "m", random_mobilenet_weights, tmp_path / "cache")
     config = first_config(result)
     images = load_image_data(data)
     cache = FeatureCache.for_config(config)

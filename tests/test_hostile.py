@@ -4,17 +4,21 @@ the Predictor keeps working, batch rows stay independent, and the real app's mem
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import free_port, run_main
+from gradio.utils import get_upload_folder
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from hostile import corpus, largest_accepted_png, running_app, status_kb
 
 from classifier.app_ui import App
 from classifier.images import MAX_DECODE_BYTES, ImageError
+from classifier.limits import Limits
 from classifier.predict import Predictor, main
 from classifier.serving import ModelLibrary
 
@@ -60,7 +64,15 @@ def test_batch_rows_are_independent(model_dir, predictor, hostile_files, shapes_
     good = sorted(shapes_dir.glob("*/*_002.png"))
     bad = [path for path, expected in hostile_files.values() if refused(expected)]
     paths = [path for pair in zip(bad, (good * len(bad))[: len(bad)], strict=True) for path in pair]  # interleaved
-    table = App(ModelLibrary({"shapes": model_dir}), "models").classify_files([str(p) for p in paths])
+    # As the page would pass them: files Gradio received (its upload folder), all in one request.
+    uploaded = Path(tempfile.mkdtemp(dir=get_upload_folder()))
+    sent = []
+    for i, path in enumerate(paths):  # one folder each, as Gradio keeps uploads: names repeat
+        (uploaded / str(i)).mkdir()
+        sent.append(str(shutil.copy(path, uploaded / str(i) / path.name)))
+    app = App(ModelLibrary({"shapes": model_dir}), "models", Limits(max_batch=len(paths)))
+    table = app.classify_files(sent)
+    shutil.rmtree(uploaded)
     expected = {p.name: predictor.top_k(row)[0][0] for p, row in zip(good, predictor.predict_proba(good), strict=True)}
     for (file, label, confidence, _, error), path in zip(table.itertuples(index=False), paths, strict=True):
         assert file == path.name

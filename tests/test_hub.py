@@ -1,7 +1,9 @@
-"""A hub: backbone travels inside its model folder; a model.keras whose handle points anywhere else is refused.
+"""A hub: backbone travels inside its model folder; a model.keras whose handle points anywhere else is refused,
+and so is a bundled SavedModel that would run side-effecting ops.
 
 The TF-Hub model is a real SavedModel built here (a tf.Module mapping images to a vector); the
-tampered folders are edited the way an attacker would: config.json inside the model.keras zip.
+tampered folders are edited the way an attacker would: config.json inside the model.keras zip, or
+hub/ replaced by a SavedModel that writes a file.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 import threading
 import zipfile
 
+import gradio as gr
 import keras
 import numpy as np
 import pytest
@@ -21,7 +24,9 @@ from conftest import free_port, run_main, tiny_config
 
 import app as app_cli
 from classifier import predict
+from classifier.app_ui import App
 from classifier.errors import UsageError
+from classifier.hub import HubFeatures
 from classifier.predict import Predictor
 from classifier.serving import ModelLibrary, find_models
 from classifier.shapes import make_shapes_dataset
@@ -37,6 +42,48 @@ class _TinyFeatures(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     def __call__(self, images):
         return tf.nn.relu(tf.reduce_mean(images, axis=[1, 2]) @ self.w)
+
+
+@tf.function
+def _write_file(path):  # a library function of the caller's graph, not an object of the SavedModel: found by the walk
+    tf.io.write_file(path, "written by a model folder")
+
+
+class _WritesOnCall(_TinyFeatures):
+    """Hostile: the same features, and a file written on every call."""
+
+    def __init__(self, seed: int, path):
+        super().__init__(seed)
+        self.path = str(path)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    def __call__(self, images):
+        _write_file(self.path)
+        return tf.nn.relu(tf.reduce_mean(images, axis=[1, 2]) @ self.w)
+
+
+class _WriteOnLoad(tf.lookup.KeyValueTensorInitializer):
+    """A table initialiser that writes a file: tf.saved_model.load runs it, before any call."""
+
+    def __init__(self, path):
+        super().__init__(["scale"], [1.0])
+        self.path = str(path)
+
+    def initialize(self, table):
+        with tf.control_dependencies([tf.io.write_file(self.path, "written by a model folder")]):
+            return super().initialize(table)
+
+
+class _WritesOnLoad(_TinyFeatures):
+    """Hostile: the same features (times 1.0 from a table), and a file written while loading."""
+
+    def __init__(self, seed: int, path):
+        super().__init__(seed)
+        self.table = tf.lookup.StaticHashTable(_WriteOnLoad(path), 0.0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    def __call__(self, images):
+        return tf.nn.relu(tf.reduce_mean(images, axis=[1, 2]) @ self.w) * self.table.lookup(tf.constant("scale"))
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +211,30 @@ def test_a_handle_pointing_outside_the_folder_is_refused_without_being_fetched(
     assert code == 0 and image.name in out, err  # trusted, the handle loads as written
     backbone = Predictor(linked, trust_hub_handle=True).model.get_layer("backbone")
     assert backbone.get_layer("hub_features").source == linked / "hub"  # followed the symlink, as trusted
+
+
+@pytest.mark.parametrize("hostile", [_WritesOnCall, _WritesOnLoad], ids=["on-call", "on-load"])
+def test_a_bundled_saved_model_with_side_effects_is_refused_before_it_runs(
+    hostile, hub_model, copy_of, tmp_path, capsys
+):
+    """hub/ swapped for a SavedModel that writes a file: refused in one line naming the folder, by predict, the app
+    and training alike, and nothing written; trusted, it loads and writes (what the check stops is real)."""
+    image, written = hub_model[1][0], tmp_path / "written.txt"
+    folder = copy_of("hostile")
+    shutil.rmtree(folder / "hub")
+    tf.saved_model.save(hostile(seed=1, path=written), str(folder / "hub"))
+    written.unlink(missing_ok=True)  # saving may have run the initialiser
+
+    code, _, err = run_main(predict.main, [folder, image], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert str(folder) in err and "WriteFile (file I/O)" in err and "--trust-hub-handle" in err
+    with pytest.raises(gr.Error) as refused:  # the page: the model by name, no path of this machine
+        App(ModelLibrary(find_models(folder.parent)), tmp_path).predictor(None)
+    assert "'hub_shapes'" in refused.value.message and "WriteFile" in refused.value.message
+    assert str(folder) not in refused.value.message
+    with pytest.raises(UsageError, match=r"--backbone hub:.*WriteFile.*would refuse"):  # training refuses it too
+        HubFeatures(str(folder / "hub"))
+    assert not written.exists()
+
+    Predictor(folder, trust_hub_handle=True).predict(image)
+    assert written.exists()

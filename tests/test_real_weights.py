@@ -26,9 +26,9 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    """100 training photos per class and 50 held-out ones, linked from ../shared (nothing copied)."""
+    """60 training photos per class and 40 held-out ones, linked from ../shared (nothing copied)."""
     root = tmp_path_factory.mktemp("cats_dogs")
-    for split, count in (("train", 100), ("validation", 50)):
+    for split, count in (("train", 60), ("validation", 40)):
         for name in ("cats", "dogs"):
             folder = root / split / name
             folder.mkdir(parents=True)
@@ -69,7 +69,7 @@ def test_model_trained_from_cache_predicts_real_photos_exactly_like_end_to_end(r
     from classifier.config import TrainConfig
 
     held_out = load_image_data(photos).validation
-    cache = FeatureCache.for_config(TrainConfig.from_dict(real_model.metadata["config"]))
+    cache = FeatureCache.for_config(TrainConfig.from_dict(real_model.metadata.config))
     cached = np.stack([np.load(cache.entry(sha, 0)) for sha in content_hashes(held_out.paths)])
     from_cache = head(real_model.model)(cached, training=False).numpy()
     end_to_end = Predictor(real_model.model_dir).predict_proba(held_out.paths)

@@ -1,0 +1,140 @@
+"""What a model folder holds, as one typed object: `ModelMetadata`, the contents of its `metadata.json`.
+
+Training builds it (`train.build_metadata`), `artifacts.save_model_dir` writes it and
+`artifacts.read_metadata` reads it back; every other module reads its attributes. The JSON file
+keeps the keys it always had (`to_dict` writes them in the same order); `from_dict` reads a file
+written by an older version (missing keys take their defaults) or a newer one (keys this version
+does not know are kept in `extra` and written back as they were; within `data`, they are
+dropped). Only `class_names` and `image_size`, without which the model cannot be used, are required.
+
+A model folder can come from anyone, so `from_dict` checks the types of what serving relies on,
+and `describe_backbone`, `public_name` and `public_json` are what a public page or repository may
+show of it: no path of the training machine. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any
+
+from .errors import UsageError
+
+HUB_PREFIX = "hub:"  # a TF-Hub backbone's name: hub:HANDLE (the registry's too: backbones.py imports these two)
+TOP = "top"  # --cut-layer top, cut_layer "top": the backbone's own output, the whole network
+WHOLE_NETWORK = (None, TOP)  # cut_layer values that mean the whole network (older files say None)
+INPUT = "RGB pixels 0..255, any size (the model resizes); float32 batch (N, H, W, 3)"
+
+
+@dataclass
+class DataSummary:
+    """The images a model was trained and validated on (`metadata.json`'s `data`)."""
+
+    root: str | None = None  # the data folder, as a path of the training machine
+    train_images: int | None = None
+    validation_images: int | None = None
+    validation_from: str | None = None  # "folder" (a validation/ folder) or "split" (held out of train)
+    skipped: list[str] = field(default_factory=list)  # files the scan skipped as unusable
+
+
+@dataclass
+class ModelMetadata:
+    """A model folder's `metadata.json`: what the model is, what it was trained on, and how it did."""
+
+    class_names: list[str]  # in the model's output order (labels.txt holds the same)
+    image_size: tuple[int, int]  # (height, width) the model was trained at; it resizes any input to this
+    backbone: str = "unknown"  # registry name, or hub:HANDLE
+    cut_layer: str | None = None  # backbone layer that feeds the head; "top" (or None): its output
+    weights: str | None = None  # imagenet, none, or the weights file used
+    input: str = INPUT  # what the saved model takes, in words
+    config: dict[str, Any] = field(default_factory=dict)  # the resolved TrainConfig, as TrainConfig.to_dict()
+    data: DataSummary = field(default_factory=DataSummary)
+    history: dict[str, list[float]] = field(default_factory=dict)  # per epoch: loss, accuracy, val_..., learning_rate
+    val_accuracy: float | None = None  # after the last epoch
+    best_val_accuracy: float | None = None
+    epochs_run: int | None = None
+    train_seconds: float | None = None
+    trained_at: str | None = None  # ISO 8601, UTC
+    parameters: dict[str, int] = field(default_factory=dict)  # total, trainable
+    versions: dict[str, str] = field(default_factory=dict)  # classifier, tensorflow, keras, python
+    stages: list[dict] = field(default_factory=list)  # per stage: name, first_epoch, last_epoch, learning_rate
+    fine_tune_start_epoch: int | None = None  # epochs before fine-tuning began (None: no fine-tuning)
+    validation_metrics: dict[str, float] = field(default_factory=dict)  # accuracy, macro_f1 of the saved model
+    timing: dict[str, float] = field(default_factory=dict)  # seconds per step, cached vectors
+    distribution: dict[str, Any] = field(default_factory=dict)  # strategy, replicas, devices, mixed precision
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as they are
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "metadata.json") -> "ModelMetadata":
+        """Read a parsed metadata.json; UsageError naming `source` when what serving needs is missing or wrong."""
+        if not isinstance(values, dict):
+            raise UsageError(f"{source}: not a JSON object; not a model's metadata")
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {key: value for key, value in values.items() if key in names}
+        missing = [key for key in ("class_names", "image_size") if key not in known]
+        if missing:
+            raise UsageError(f"{source}: no {missing[0]}; not the metadata of a model folder")
+        classes, size = known["class_names"], known["image_size"]
+        if not (isinstance(classes, list) and classes and all(isinstance(name, str) for name in classes)):
+            raise UsageError(f"{source}: class_names must be a non-empty list of names")
+        if not (isinstance(size, list) and len(size) == 2 and all(_positive_int(side) for side in size)):
+            raise UsageError(f"{source}: image_size must be [height, width] in pixels")
+        data = known.get("data") if isinstance(known.get("data"), dict) else {}
+        data_names = {f.name for f in dataclasses.fields(DataSummary)}
+        known["data"] = DataSummary(**{key: value for key, value in data.items() if key in data_names})
+        known["image_size"] = tuple(size)
+        return cls(**known, extra={key: value for key, value in values.items() if key not in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of metadata.json: the same keys, in the same order, as every version wrote."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**values, "image_size": list(self.image_size), "data": dataclasses.asdict(self.data), **self.extra}
+
+    @property
+    def is_hub(self) -> bool:
+        return str(self.backbone).startswith(HUB_PREFIX)
+
+    def class_list(self, most: int) -> str:
+        """The class names for people: "a, b, c", or the first `most` and "... (N in all)"."""
+        names = self.class_names
+        return ", ".join(names[:most]) + (f" ... ({len(names)} in all)" if len(names) > most else "")
+
+    def describe_backbone(self) -> str:
+        """The backbone in words a visitor may read (the page's card, a Space's README); no machine path:
+        "inception_v3, cut at `mixed7`, weights: ImageNet", "TF-Hub model `efficientnet_b0`"."""
+        if self.is_hub:
+            return f"TF-Hub model `{public_name(self.backbone[len(HUB_PREFIX) :])}`"
+        where = "whole network" if self.cut_layer in WHOLE_NETWORK else f"cut at `{self.cut_layer}`"
+        if self.weights in (None, "none"):
+            weights = "none (trained from scratch)"
+        else:
+            weights = "ImageNet" if self.weights == "imagenet" else public_name(str(self.weights))
+        return f"{self.backbone}, {where}, weights: {weights}"
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def public_name(value: str) -> str:
+    """A file or folder by its last part (no machine layout on show); a URL unchanged."""
+    if "://" in value:
+        return value
+    flavour = PureWindowsPath if "\\" in value else PurePosixPath  # Windows paths read either separator
+    return flavour(value).name or value
+
+
+def public_json(value):
+    """A JSON value (metadata.json, metrics.json) with every absolute path in it, hub: handles too, cut to its last
+    part: what a public page or repository may show of a model folder."""
+    if isinstance(value, dict):
+        return {key: public_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [public_json(item) for item in value]
+    if isinstance(value, str):
+        prefix = HUB_PREFIX if value.startswith(HUB_PREFIX) else ""
+        path = value[len(prefix) :]
+        absolute = PurePosixPath(path).is_absolute() or PureWindowsPath(path).is_absolute()
+        return prefix + public_name(path) if absolute else value
+    return value
