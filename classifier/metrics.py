@@ -122,21 +122,23 @@ def format_table(metrics: dict) -> str:
 def describe_not_sure(not_sure: dict) -> list[str]:
     """metrics.json's `not_sure` in words: the suggested threshold, then the model's own when it was measured."""
     target = f"{not_sure.get('target_precision', TARGET_PRECISION):.0%}"
-    suggested = not_sure.get("suggested")
-    lines = [
-        f"not sure below {threshold_words(suggested)} (the lowest threshold with {target} of answers right)"
-        if suggested
-        else f"not sure: no threshold makes {target} of answers right on these images"
-    ]
-    if not_sure.get("model"):
-        lines.append(f"the model's own threshold: not sure below {threshold_words(not_sure['model'])}")
+    suggested, model = not_sure.get("suggested"), not_sure.get("model")
+    if suggested:
+        lines = [
+            f"not sure below {suggested['min_confidence']:.3f}, the lowest threshold with {target} of answers right:",
+            f"  {answered_words(suggested)}",
+        ]
+    else:
+        lines = [f"not sure: no threshold makes {target} of answers right on these images"]
+    if model:
+        lines += [f"the model's own threshold, {model['min_confidence']:.3f}:", f"  {answered_words(model)}"]
     return lines
 
 
-def threshold_words(figures: dict) -> str:
-    """`at_threshold`'s figures in words: "0.830: 95.0% of images answered, 99.2% of them right"."""
+def answered_words(figures: dict) -> str:
+    """`at_threshold`'s figures in words: "answers 95.0% of images, 99.2% of them right"."""
     right = "none" if figures["precision"] is None else f"{figures['precision']:.1%}"
-    return f"{figures['min_confidence']:.3f}: {figures['coverage']:.1%} of images answered, {right} of them right"
+    return f"answers {figures['coverage']:.1%} of images, {right} of them right"
 
 
 def most_wrong(

@@ -73,8 +73,11 @@ def test_suggested_threshold_never_splits_a_tie():
         "precision": pytest.approx(100 / 102),
     }
     table = format_table(metrics)
-    assert "not sure below 0.900: 97.1% of images answered, 100.0% of them right" in table
-    assert "the model's own threshold: not sure below 0.500: 100.0% of images answered, 98.0% of them right" in table
+    assert (
+        "not sure below 0.900, the lowest threshold with 99% of answers right:\n  answers 97.1% of images, 100.0% of"
+        in table
+    )
+    assert "the model's own threshold, 0.500:\n  answers 100.0% of images, 98.0% of them right" in table
     none = classification_metrics(*answers((1, 0.95, False)), ["a", "b"])
     assert "not sure: no threshold makes 99% of answers right on these images" in format_table(none)
 
@@ -138,7 +141,7 @@ def test_evaluate_cli_prints_a_table_and_refuses_bad_input(colour_model, tmp_pat
     code, out, err = run_main(evaluate_module.main, [model_dir, "--data", data, "--out", tmp_path], capsys)
     assert code == 0, err
     assert "precision" in out and "macro avg" in out and "weighted avg" in out and "0.833" in out
-    assert "the model's own threshold: not sure below 0.500: 100.0% of images answered, 83.3% of them right" in out
+    assert "the model's own threshold, 0.500:\n  answers 100.0% of images, 83.3% of them right" in out
     cases = [
         ([tmp_path / "nowhere"], "no such model folder"),
         ([tmp_path], "not a model folder"),
