@@ -1,14 +1,36 @@
-"""Small helpers the benchmark scripts share: import path, machine line, subsets of a data folder."""
+"""Small helpers the benchmark scripts share: import path, machine line, subsets of a data folder, servers.
+
+`--code DIR` on a script's command line (read here, before anything imports `classifier`) runs it on
+the `classifier` package of another checkout, e.g. `--code ../main` for before/after figures.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+
+
+def code_root(argv: list[str]) -> Path:
+    """The checkout whose `classifier` the script runs: `--code DIR` if given, else this one."""
+    for i, arg in enumerate(argv):
+        if arg == "--code" and i + 1 < len(argv):
+            return Path(argv[i + 1]).resolve()
+        if arg.startswith("--code="):
+            return Path(arg.split("=", 1)[1]).resolve()
+    return ROOT
+
+
+CODE = code_root(sys.argv)
+sys.path.insert(0, str(CODE))
 
 
 def machine() -> str:
@@ -28,3 +50,36 @@ def subset(data_dir: Path, out: Path, per_class: int, split: str = "train") -> P
 def percentile(values, q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def uptime_load() -> str:
+    """The 1-, 5- and 15-minute load averages, for the line under each figure."""
+    return "load average " + ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(argv: list[str], port: int, log_path: Path, timeout: float = 180):
+    """`argv` (a server on 127.0.0.1:`port`) in a subprocess from the code root, once it answers; stopped after."""
+    url = f"http://127.0.0.1:{port}/"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(argv, cwd=CODE, stdout=log, stderr=log)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(url + "config", timeout=5)
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"{argv[1]} did not start:\n{log_path.read_text()}") from None
+                time.sleep(0.5)
+        yield server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import machine
+from _common import machine, uptime_load
 
 from classifier.config import TrainConfig
 from classifier.train import train
@@ -32,9 +32,11 @@ def run_ours(data: str, weights: str, overrides: dict, cache_dir: str) -> dict:
         raise SystemExit(f"error: this version of classifier has no option {', '.join(unknown)}")
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(data=data, weights=weights, out=f"{out}/model", cache_dir=cache_dir, **overrides)
+        print(f"  {uptime_load()}")
         started = time.time()
         result = train(config, log=lambda line: print("  " + line))
         seconds = time.time() - started
+        print(f"  {uptime_load()}")
     meta = result.metadata
     timing = meta.timing
     passes = timing.get("cached_training_vectors", 0) + meta.data.validation_images

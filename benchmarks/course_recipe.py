@@ -96,7 +96,7 @@ def run(
             epoch_seconds.append(time.time() - self.t)
             log(
                 f"  course epoch {epoch + 1}/{epochs}: val_accuracy {logs['val_accuracy']:.4f} "
-                f"({epoch_seconds[-1]:.0f} s)"
+                f"({epoch_seconds[-1]:.0f} s; load average {os.getloadavg()[0]:.2f})"
             )
 
     history = net.fit(train, validation_data=validation, epochs=epochs, verbose=0, callbacks=[Timer()])

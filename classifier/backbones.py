@@ -13,6 +13,8 @@ as `--weights FILE` share cached features.
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -198,12 +200,23 @@ def keras_weights(backbone_name: str, weights: str, alpha: float) -> str | None:
     return weights
 
 
+def _file_sha256(path: str | Path) -> str:
+    """sha256 of a file's content, hashed once per process while its size and modification time stay the same."""
+    stat = os.stat(path)
+    return _sha256_at(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_at(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_of(Path(path))
+
+
 def weights_key(backbone_name: str, weights: str, alpha: float) -> str:
     """Which weights a backbone's features come from, for cache keys: a file's content hash (bundled or given),
     else Keras' download by name and width (alpha 1.0 keeps the plain "imagenet" older caches used)."""
     source = keras_weights(backbone_name, weights, alpha)
     if source not in ("imagenet", None):
-        return f"sha256:{sha256_of(Path(source))}"
+        return f"sha256:{_file_sha256(source)}"
     return weights if alpha == 1.0 else f"{weights} alpha {alpha}"
 
 

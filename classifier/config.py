@@ -109,6 +109,11 @@ class TrainConfig:
         type=int,
     )
     cache_dir: str | None = option(None, "feature cache folder (default: ~/.cache/classifier/features)")
+    feature_batch_size: int = option(
+        64,
+        "with the feature cache: cached feature vectors per step while the head trains on them (--batch-size is "
+        "for images; on vectors a step costs little more than the optimizer's update, so larger steps are faster)",
+    )
 
     # Where training runs (tf.distribute, see classifier/distribute.py) and at what precision.
     strategy: str = option(
@@ -154,6 +159,7 @@ class TrainConfig:
             ("image_size", self.image_size is None or self.image_size >= 1, "must be a positive number of pixels"),
             ("epochs", self.epochs >= 1, "must be at least 1"),
             ("batch_size", self.batch_size >= 1, "must be at least 1"),
+            ("feature_batch_size", self.feature_batch_size >= 1, "must be at least 1"),
             ("learning_rate", self.learning_rate > 0, "must be positive"),
             ("dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)"),
             ("dense_units", self.dense_units >= 0, "must be 0 or more"),

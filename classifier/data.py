@@ -6,23 +6,36 @@ any depth. Every image is decoded once up front (in threads), as serving would d
 file that is corrupt, too large, not in an accepted format whatever its name, or that tf.data would
 decode differently is reported by name with the reason and skipped, instead of killing training in
 epoch 7. A class folder without images is a warning; a class none of whose images is usable is an error.
+
+With a `ScanMemo` (training with the feature cache), each file is hashed instead and only content
+the memo has not seen is decoded: a retrain after adding photos decodes the new photos alone, and
+a new or changed file is always checked. The memo is one JSON file per data folder beside the
+feature cache (content sha256 -> EXIF orientation and why it is skipped), rewritten atomically
+with the files of the latest scan.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import PIL
 
 from ._tf import tf
+from .artifacts import write_json
 from .console import Log, say
+from .download import sha256_of
 from .errors import UsageError
 from .formats import IMAGE_EXTENSIONS
-from .images import check_image_file, decode_rgb_tf, image_files, resize
+from .images import MAX_PIXELS, check_image_file, decode_rgb_tf, image_files, resize
 
 VALIDATION_DIRS = ("validation", "valid", "val")
+# Part of the memo's key: bump it whenever images.check_image_file changes what it accepts or reports.
+SCAN_FORMAT = 1
 
 
 @dataclass
@@ -32,14 +45,59 @@ class Split:
     paths: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     orientations: list[int] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)  # content sha256 per file when the scan hashed them, else empty
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def subset(self, indices) -> "Split":
+        indices = list(indices)
         return Split(
-            [self.paths[i] for i in indices], [self.labels[i] for i in indices], [self.orientations[i] for i in indices]
+            [self.paths[i] for i in indices],
+            [self.labels[i] for i in indices],
+            [self.orientations[i] for i in indices],
+            [self.hashes[i] for i in indices] if self.hashes else [],
         )
+
+    def content_hashes(self) -> list[str]:
+        """The sha256 of each file's content: the scan's, or computed now."""
+        return self.hashes or content_hashes(self.paths)
+
+
+def content_hashes(paths: list[str]) -> list[str]:
+    with ThreadPoolExecutor(max_workers=4) as pool:  # hashlib releases the GIL on large reads
+        return list(pool.map(sha256_of, paths))
+
+
+class ScanMemo:
+    """The scan's verdict on each file content it has decoded (EXIF orientation, why it is skipped or None),
+    for one data folder, kept in `folder`: so a scan decodes only content it has not seen."""
+
+    def __init__(self, folder: str | Path, data_dir: str | Path):
+        data_dir = Path(data_dir).resolve()
+        key = {"format": SCAN_FORMAT, "pillow": PIL.__version__, "max_pixels": MAX_PIXELS, "data": str(data_dir)}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        self.path = Path(folder) / f"{data_dir.name}-{digest}.json"
+        try:
+            self.known = {sha: tuple(verdict) for sha, verdict in json.loads(self.path.read_text()).items()}
+        except (OSError, ValueError, TypeError, AttributeError):  # absent or unreadable: every file is decoded
+            self.known = {}
+        self.seen: dict[str, tuple[int, str | None]] = {}  # this scan's files: what the memo keeps
+
+    def checked(self, paths: list[str], hashes: list[str]) -> list[tuple[int, str | None]]:
+        """`check_image_file` of each path, decoding only content the memo has no verdict on."""
+        verdicts = [self.known.get(sha) for sha in hashes]
+        new = [i for i, verdict in enumerate(verdicts) if verdict is None]
+        for i, verdict in zip(new, _check_files([paths[i] for i in new]), strict=True):
+            verdicts[i] = verdict
+        self.seen.update(zip(hashes, verdicts, strict=True))
+        return verdicts
+
+    def save(self) -> None:
+        """Keep this scan's verdicts (files no longer in the folder drop out); atomic."""
+        if self.seen != self.known:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(self.path, self.seen)
 
 
 @dataclass
@@ -71,8 +129,11 @@ def split_folders(root: Path) -> tuple[Path, Path | None]:
     return (root / "train" if (root / "train").is_dir() else root), validation
 
 
-def load_image_data(data_dir: str | Path, validation_split: float = 0.2, seed: int = 0, log: Log = say) -> ImageData:
-    """Find the classes and files under `data_dir`, drop undecodable files, and split train/validation."""
+def load_image_data(
+    data_dir: str | Path, validation_split: float = 0.2, seed: int = 0, log: Log = say, memo: ScanMemo | None = None
+) -> ImageData:
+    """Find the classes and files under `data_dir`, drop undecodable files, and split train/validation; with
+    `memo`, files are hashed and only content it does not know is decoded."""
     root = Path(data_dir)
     if not root.is_dir():
         raise UsageError(f"--data {data_dir}: no such folder")
@@ -108,8 +169,10 @@ def load_image_data(data_dir: str | Path, validation_split: float = 0.2, seed: i
         )
 
     skipped: list[tuple[str, str]] = []
-    train = _checked_split(train_classes, class_names, skipped)
-    validation = _checked_split(val_classes, class_names, skipped) if validation_dir else None
+    train = _checked_split(train_classes, class_names, skipped, memo)
+    validation = _checked_split(val_classes, class_names, skipped, memo) if validation_dir else None
+    if memo is not None:
+        memo.save()
     if skipped:
         log(f"warning: skipped {len(skipped)} unusable image(s):")
         for path, why in skipped:
@@ -143,20 +206,30 @@ def _refuse_empty_classes(folder: Path | None, split: Split | None, class_names:
         )
 
 
-def _checked_split(classes: dict[str, list[Path]], class_names: list[str], skipped: list) -> Split:
-    """Decode every file once (threads: Pillow releases the GIL) and keep the readable ones."""
+def _checked_split(
+    classes: dict[str, list[Path]], class_names: list[str], skipped: list, memo: ScanMemo | None
+) -> Split:
+    """Check every file (decoded once, or its content's verdict from `memo`) and keep the readable ones."""
     items = [(str(path), class_names.index(name)) for name, files in classes.items() for path in files]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda item: check_image_file(Path(item[0])), items))
+    paths = [path for path, _ in items]
+    hashes = content_hashes(paths) if memo is not None else []
+    results = memo.checked(paths, hashes) if memo is not None else _check_files(paths)
     split = Split()
-    for (path, label), (orientation, problem) in zip(items, results, strict=True):
+    for i, ((path, label), (orientation, problem)) in enumerate(zip(items, results, strict=True)):
         if problem:
             skipped.append((path, problem))
             continue
         split.paths.append(path)
         split.labels.append(label)
         split.orientations.append(orientation)
+        split.hashes.extend(hashes[i : i + 1])
     return split
+
+
+def _check_files(paths: list[str]) -> list[tuple[int, str | None]]:
+    """`check_image_file` of each path, in threads (Pillow releases the GIL while decoding)."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda path: check_image_file(Path(path)), paths))
 
 
 def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:

@@ -64,7 +64,7 @@ def distribution_strategy(config, log: Log = say) -> "tf.distribute.Strategy":
         ) from None
 
 
-def replica_batch_size(batch_size: int, images: int, strategy) -> int:
+def replica_batch_size(batch_size: int, images: int, strategy, flag: str = "--batch-size") -> int:
     """A batch size for a split of `images` whose every batch gives each replica at least one image,
     and whose first batch divides evenly over the replicas.
 
@@ -72,14 +72,14 @@ def replica_batch_size(batch_size: int, images: int, strategy) -> int:
     replicas to build the model ("Inputs to operation AddN ... [8,75,75,3] != [7,75,75,3]"), and a
     replica handed an empty share of a last, short batch fails in BatchNormalization. So the global
     batch must be a multiple of the replicas, and where a split's last batch would leave a replica
-    empty, a smaller multiple is used for that split.
+    empty, a smaller multiple is used for that split. `flag` is the option that set `batch_size`.
     """
     replicas = strategy.num_replicas_in_sync
     if replicas == 1:
         return batch_size
     if batch_size % replicas:
         raise UsageError(
-            f"--batch-size {batch_size}: with {replicas} replicas in sync it must be a multiple of {replicas} "
+            f"{flag} {batch_size}: with {replicas} replicas in sync it must be a multiple of {replicas} "
             f"(every replica takes an equal share), e.g. {(batch_size // replicas + 1) * replicas}"
         )
     for size in range(min(batch_size, images // replicas * replicas), 0, -replicas):

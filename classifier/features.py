@@ -21,6 +21,7 @@ computed again.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -35,8 +36,7 @@ from .augment import AUGMENTATION_FIELDS, make_augmenter
 from .backbones import weights_key
 from .config import TrainConfig
 from .console import Log, Progress, say
-from .data import Split, image_dataset
-from .download import sha256_of
+from .data import Split, content_hashes, image_dataset  # noqa: F401 (content_hashes: part of this module's API)
 
 # Part of every key: bump it whenever decoding, resizing or augmentation code changes what an entry holds.
 CACHE_FORMAT = 4  # 4: augmentation as ImageDataGenerator's (shear in degrees on one axis, two zoom factors)
@@ -46,14 +46,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "classifier" / "features"
 
 
+def scan_memo_dir(config: TrainConfig) -> Path:
+    """Where the training scan keeps its verdicts on files (data.ScanMemo): beside the cached features."""
+    return Path(config.cache_dir or default_cache_dir()) / "scan"
+
+
 def feature_cache_applies(config: TrainConfig) -> bool:
     """Only a frozen backbone has fixed features; `--weights none` trains the backbone itself."""
     return config.feature_cache and config.transfer
-
-
-def content_hashes(paths: list[str]) -> list[str]:
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(sha256_of, paths))
 
 
 def _key(values: dict) -> str:
@@ -95,10 +95,13 @@ class FeatureCache:
 def cached_features(
     extract, split: Split, hashes: list[str], cache: FeatureCache, copy: int, config: TrainConfig, log: Log = say
 ) -> np.ndarray:
-    """Features (N, D) of every image in `split` for one copy, computing and caching the missing ones."""
+    """Features (N, D) of every image in `split` for one copy, computing and caching the missing ones.
+
+    `extract` is the extractor's traced call; `extract.shape` the shape of one image's vector. New
+    entries are written by a second thread while the backbone runs on the next batch."""
     paths = [cache.entry(sha, copy) for sha in hashes]
-    shape = tuple(extract.get_concrete_function().structured_outputs.shape[1:])  # one image's feature vector
-    rows = [_load_entry(path, shape) for path in paths]
+    header = _npy_header(extract.shape)
+    rows = [_load_entry(path, extract.shape, header) for path in paths]
     missing = [i for i, row in enumerate(rows) if row is None]
     if missing:
         what = "images" if copy == 0 else f"augmented copy {copy}"
@@ -106,49 +109,89 @@ def cached_features(
         augmenter = make_augmenter(config, seed=config.seed + copy) if copy else None
         images = image_dataset(split.subset(missing), config.image_shape, config.batch_size, augmenter=augmenter)
         progress = Progress("backbone features", len(missing), log=log, unit="images")
-        done = 0
-        for batch, _ in images:
-            for row in np.asarray(extract(batch)):
-                rows[missing[done]] = _save_atomically(paths[missing[done]], row)
-                done += 1
-            progress.update(done)
+        done, writes = 0, []
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            for batch, _ in images:
+                vectors = np.asarray(extract(batch), np.float32)
+                indices = missing[done : done + len(vectors)]
+                writes.append(writer.submit(_save_rows, [paths[i] for i in indices], vectors))
+                for i, row in zip(indices, vectors, strict=True):
+                    rows[i] = row
+                done += len(vectors)
+                progress.update(done)
+        for write in writes:
+            write.result()  # a failed write (disk full) fails the run here
         progress.close()
     return np.stack(rows)
 
 
-def _load_entry(path: Path, shape: tuple) -> np.ndarray | None:
-    """A cached feature vector, or None when it is absent or does not load as one (then it is recomputed)."""
+def _npy_header(shape: tuple) -> bytes:
+    """The bytes `np.save` writes before the data of a float32 array of `shape`."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(shape, np.float32))
+    return buffer.getvalue()[: -4 * int(np.prod(shape))]
+
+
+def _load_entry(path: Path, shape: tuple, header: bytes) -> np.ndarray | None:
+    """A cached feature vector, or None when it is absent or does not load as one (then it is recomputed).
+
+    An entry that starts with `header` and is as long as the vector is read straight from its bytes, a
+    tenth of np.load's cost; any other is left to np.load."""
     try:
-        row = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError):  # absent, truncated, or not a .npy file
+        data = path.read_bytes()
+    except OSError:  # absent
+        return None
+    if data.startswith(header) and len(data) == len(header) + 4 * int(np.prod(shape)):
+        return np.frombuffer(data, np.float32, offset=len(header)).reshape(shape)
+    try:
+        row = np.load(io.BytesIO(data), allow_pickle=False)
+    except (OSError, ValueError, EOFError):  # truncated, or not a .npy file
         return None
     return row if row.dtype == np.float32 and row.shape == shape else None
 
 
-def _save_atomically(path: Path, array: np.ndarray) -> np.ndarray:
-    """Write `array` as float32 to `path` (temporary name, then rename); return what was written."""
+def _save_rows(paths: list[Path], rows: np.ndarray) -> None:
+    for path, row in zip(paths, rows, strict=True):
+        _save_atomically(path, row)
+
+
+def _save_atomically(path: Path, array: np.ndarray) -> None:
+    """Write `array` as float32 to `path` (temporary name, then rename)."""
     array = array.astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(handle, "wb") as file:
         np.save(file, array)
     os.replace(temporary, path)
-    return array
+
+
+# The last extractor traced and its trace: a retrain in the same process gets the same extractor back from
+# model.feature_extractor (the backbone is shared) and reuses its trace instead of tracing the network again.
+_last_traced: list[tuple[object, tuple, object]] = []
+
+
+def traced(extractor, size: tuple[int, int]):
+    """`extractor` as one traced graph for every batch of images at `size` (no per-call Python or retracing),
+    traced at its first call; its `shape` attribute is one image's feature vector shape, known without tracing."""
+    if _last_traced and _last_traced[0][0] is extractor and _last_traced[0][1] == tuple(size):
+        return _last_traced[0][2]
+    extract = tf.function(
+        lambda batch: extractor(batch, training=False), input_signature=[tf.TensorSpec([None, *size, 3], tf.float32)]
+    )
+    extract.shape = tuple(extractor.output.shape[1:])
+    _last_traced[:] = [(extractor, tuple(size), extract)]
+    return extract
 
 
 def training_features(extractor, data, config: TrainConfig, log: Log = say):
     """(x_train, y_train, x_val, y_val) from the cache: train = clean + each augmented copy."""
     cache = FeatureCache.for_config(config)
-    size = config.image_shape
-    # One traced graph for every batch: no per-call Python or retracing in the backbone pass.
-    extract = tf.function(
-        lambda batch: extractor(batch, training=False), input_signature=[tf.TensorSpec([None, *size, 3], tf.float32)]
-    )
-    train_hashes = content_hashes(data.train.paths)
+    extract = traced(extractor, config.image_shape)
+    train_hashes = data.train.content_hashes()
     copies = range(0, 1 + (config.augment_copies if config.augment else 0))
     x_train = np.concatenate(
         [cached_features(extract, data.train, train_hashes, cache, k, config, log) for k in copies]
     )
     y_train = np.tile(np.asarray(data.train.labels), len(copies))
-    x_val = cached_features(extract, data.validation, content_hashes(data.validation.paths), cache, 0, config, log)
+    x_val = cached_features(extract, data.validation, data.validation.content_hashes(), cache, 0, config, log)
     return x_train, y_train, x_val, np.asarray(data.validation.labels)

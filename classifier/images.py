@@ -97,13 +97,23 @@ class ImageError(ValueError):
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Every image file under `folder`, at any depth, sorted; hidden files and folders are skipped."""
-    folder = Path(folder)
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    """Every image file under `folder`, at any depth, sorted as paths; hidden files and folders are skipped, and
+    symlinked folders are not entered (as `rglob`). One `scandir` per folder: no `stat` per file."""
+    found, pending = [], [str(folder)]
+    while pending:
+        try:
+            entries = os.scandir(pending.pop())
+        except OSError:  # unreadable or gone: skipped, as rglob skips it
+            continue
+        with entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif entry.is_file() and is_image_file(Path(entry.name)):
+                    found.append(entry.path)
+    return [Path(path) for path in sorted(found, key=lambda path: path.split(os.sep))]  # Path's order: by parts
 
 
 # --------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from .compat import forget_restored_epoch, multi_worker_fit
 from .config import TrainConfig, resolve
 from .console import Log, say
 from .control import Checkpoint, class_weights, early_stop_note, training_callbacks
-from .data import ImageData, image_dataset, load_image_data
+from .data import ImageData, ScanMemo, image_dataset, load_image_data
 from .datasets import resolve_data
 from .distribute import (
     WORKER_LOST,
@@ -41,12 +41,14 @@ from .distribute import (
 )
 from .errors import ArgumentParser, cli
 from .evaluate import write_report
-from .features import feature_cache_applies, training_features
+from .features import feature_cache_applies, scan_memo_dir, training_features
 from .finetune import fine_tune_layer, unfreeze_from
 from .metadata import DataSummary, ModelMetadata
 from .metrics import classification_metrics, most_wrong
 from .model import build_model, compile_model, feature_extractor
 from .model import head as model_head
+
+SCORING_BATCH = 1024  # cached feature vectors per validation or scoring step
 
 
 @dataclass
@@ -104,12 +106,39 @@ class Run:
             shuffle=False,  # the training pipeline shuffles itself
         )
 
-    @contextlib.contextmanager
-    def timed(self, step: str) -> Iterator[None]:
-        """Record the block's wall time as timing[step]."""
-        tick = time.time()
-        yield
-        self.timing[step] = round(time.time() - tick, 1)
+    @functools.cached_property
+    def vectors(self) -> dict:
+        """fit()'s data arguments for training the head on cached features: tf.data pipelines over tensors in
+        memory, so no step converts numpy arrays; validation in batches of up to SCORING_BATCH vectors."""
+        x_train, y_train, x_val, y_val = self.features
+        batch = replica_batch_size(self.config.feature_batch_size, len(x_train), self.strategy, "--feature-batch-size")
+        train = (
+            tf.data.Dataset.from_tensor_slices((x_train, y_train))
+            .shuffle(len(x_train), seed=self.config.seed, reshuffle_each_iteration=True)
+            .batch(batch)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        validation = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(self.vector_batch(len(x_val))).cache()
+        return dict(x=train, validation_data=validation, class_weight=self.class_weight, shuffle=False)
+
+    def vector_batch(self, vectors: int) -> int:
+        """A batch for scoring `vectors` cached features: large, since a row costs microseconds and a step far more."""
+        replicas = self.strategy.num_replicas_in_sync
+        return replica_batch_size(
+            max(replicas, min(vectors, SCORING_BATCH) // replicas * replicas), vectors, self.strategy
+        )
+
+    def timed(self, step: str):
+        """A block whose wall time is recorded as timing[step]."""
+        return timed(self.timing, step)
+
+
+@contextlib.contextmanager
+def timed(timing: dict, step: str) -> Iterator[None]:
+    """Record the block's wall time in seconds as timing[step]."""
+    tick = time.time()
+    yield
+    timing[step] = round(time.time() - tick, 1)
 
 
 def train(config: TrainConfig, log: Log = say) -> TrainResult:
@@ -140,8 +169,11 @@ def prepare(config: TrainConfig, log: Log) -> Run:
     out = check_output_dir(config.out or default_out_dir(data_dir), config.overwrite)
     checkpoint = Checkpoint(out, config)
     keras.utils.set_random_seed(config.seed)
-    data = load_image_data(data_dir, config.validation_split, config.seed)
-    with strategy.scope(), precision_policy(config.mixed_precision):
+    timing: dict = {}
+    with timed(timing, "scan_seconds"):
+        memo = ScanMemo(scan_memo_dir(config), data_dir) if feature_cache_applies(config) else None
+        data = load_image_data(data_dir, config.validation_split, config.seed, memo=memo)
+    with timed(timing, "build_seconds"), strategy.scope(), precision_policy(config.mixed_precision):
         model = build_model(config, len(data.class_names))
     run = Run(
         config=config,
@@ -153,6 +185,7 @@ def prepare(config: TrainConfig, log: Log) -> Run:
         model=model,
         fine_tune_from=fine_tune_layer(model, config),
         started=started,
+        timing=timing,
     )
     log_setup(run)
     return run
@@ -189,23 +222,19 @@ def fit_head(run: Run) -> None:
     and augmented copy), else the full model on images."""
     config = run.config
     if not feature_cache_applies(config):
-        fit_model, inputs = run.model, run.images
+        fit_model, inputs, steps = run.model, run.images, 1
     else:
         with run.timed("features_seconds"):
             run.features = training_features(feature_extractor(run.model), run.data, config, run.log)
-        x_train, y_train, x_val, y_val = run.features
-        run.timing["cached_training_vectors"] = len(x_train)
-        fit_model = model_head(run.model)
-        inputs = dict(
-            x=x_train,
-            y=y_train,
-            batch_size=run.batch(len(x_train)),
-            validation_data=(x_val, y_val),
-            class_weight=run.class_weight,
-            shuffle=True,
-        )
+        run.timing["cached_training_vectors"] = len(run.features[0])
+        fit_model, inputs = model_head(run.model), run.vectors
+        # A step on vectors takes far less time than Keras' Python around it: one call runs a whole epoch. (Not
+        # across workers: Keras' loop of steps fails there, in its collective ops.)
+        steps = int(inputs["x"].cardinality()) if config.strategy != "multi-worker" else 1
     with run.timed("head_seconds"):
-        run.stages.append(run_stage(run, "head", fit_model, inputs, config.learning_rate, epochs=config.epochs))
+        run.stages.append(
+            run_stage(run, "head", fit_model, inputs, config.learning_rate, config.epochs, steps_per_execution=steps)
+        )
 
 
 def fine_tune(run: Run) -> None:
@@ -226,10 +255,12 @@ def fine_tune(run: Run) -> None:
     run.stages.append({**stage, "from_layer": run.fine_tune_from})
 
 
-def run_stage(run: Run, name: str, fit_model, inputs: dict, learning_rate: float, epochs: int) -> dict:
+def run_stage(
+    run: Run, name: str, fit_model, inputs: dict, learning_rate: float, epochs: int, steps_per_execution: int = 1
+) -> dict:
     """Fit `epochs` more epochs of `fit_model` (the full model, or its head on cached features) on `inputs` at
     `learning_rate`, resumable; a stage finished before an interruption is restored instead. Checkpoints
-    always hold the full model's weights."""
+    hold `fit_model`'s weights, the only ones the stage changes."""
     checkpoint, log = run.checkpoint, run.log
     done = checkpoint.finished(name)
     if done:
@@ -237,10 +268,10 @@ def run_stage(run: Run, name: str, fit_model, inputs: dict, learning_rate: float
             f"resume: the {name} stage had finished (epochs {done['first_epoch']}-{done['last_epoch']}); its weights "
             "are restored"
         )
-        return checkpoint.restore_stage(name, run.model)
+        return checkpoint.restore_stage(name, fit_model)
     first = sum(stage["last_epoch"] - stage["first_epoch"] + 1 for stage in run.stages)  # epochs of earlier stages
     with run.strategy.scope():
-        compile_model(fit_model, learning_rate)
+        compile_model(fit_model, learning_rate, steps_per_execution)
     callbacks = checkpoint.stage_callbacks(name)
     if checkpoint.epochs_done > first:
         log(f"resume: continuing the {name} stage after epoch {checkpoint.epochs_done}")
@@ -265,23 +296,26 @@ def run_stage(run: Run, name: str, fit_model, inputs: dict, learning_rate: float
         "last_epoch": checkpoint.epochs_done,
         "learning_rate": learning_rate,
     }
-    checkpoint.finish_stage(name, run.model, info)
+    checkpoint.finish_stage(name, fit_model, info)
     return info
 
 
 def score(run: Run) -> None:
     """The saved model's metrics on the validation images."""
-    if run.features is not None and not run.fine_tune_from:  # the head on cached features is exactly the model
-        probabilities = model_head(run.model).predict(run.features[2], verbose=0)
-    else:
-        probabilities = run.model.predict(run.images["validation_data"], verbose=0)
-    validation = run.data.validation
-    run.metrics = {
-        **classification_metrics(validation.labels, probabilities, run.data.class_names),
-        "split": "validation",
-        "data": str(run.data.root),
-    }
-    run.wrong = most_wrong(validation.paths, validation.labels, probabilities)
+    with run.timed("score_seconds"):
+        if run.features is not None and not run.fine_tune_from:  # the head on cached features is exactly the model
+            vectors = run.features[2]
+            head = model_head(run.model)
+            probabilities = head.predict(vectors, batch_size=run.vector_batch(len(vectors)), verbose=0)
+        else:
+            probabilities = run.model.predict(run.images["validation_data"], verbose=0)
+        validation = run.data.validation
+        run.metrics = {
+            **classification_metrics(validation.labels, probabilities, run.data.class_names),
+            "split": "validation",
+            "data": str(run.data.root),
+        }
+        run.wrong = most_wrong(validation.paths, validation.labels, probabilities)
 
 
 def save(run: Run) -> None:

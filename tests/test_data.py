@@ -127,3 +127,31 @@ def test_random_affine_is_exact_identity_with_every_knob_at_zero_and_varies_othe
     moved = np.asarray(RandomAffine(rotation=40, zoom=0.2, seed=1)(batch, training=True))
     assert moved.shape == batch.shape and not np.allclose(moved, batch)
     np.testing.assert_array_equal(np.asarray(RandomAffine(rotation=40)(batch, training=False)), batch)
+
+
+def test_a_scan_memo_decodes_only_new_or_changed_content_and_still_catches_bad_files(tmp_path, monkeypatch):
+    from classifier import data as data_module
+    from classifier.data import ScanMemo
+
+    folder = make_shapes_dataset(tmp_path / "data", per_class=4, size=32, classes=["circle", "square"])
+    decoded = []
+    check = data_module.check_image_file
+    monkeypatch.setattr(data_module, "check_image_file", lambda path: decoded.append(path.name) or check(path))
+
+    def scan():
+        decoded.clear()
+        return load_image_data(folder, validation_split=0.5, memo=ScanMemo(tmp_path / "memo", folder))
+
+    first = scan()
+    assert len(decoded) == 8 and len(first.train.hashes) == len(first.train)
+    again = scan()
+    assert decoded == [] and again.train.paths == first.train.paths and again.train.hashes == first.train.hashes
+    Image.new("RGB", (32, 32), "white").save(folder / "circle" / "added.png")
+    (folder / "square" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n and then nothing")
+    changed = sorted((folder / "square").glob("square_*.png"))[0]
+    Image.new("RGB", (32, 32), "black").save(changed)  # same name, new content
+    later = scan()
+    assert sorted(decoded) == sorted(["added.png", "broken.png", changed.name])
+    assert [path.rsplit("/", 1)[-1] for path, _ in later.skipped] == ["broken.png"]
+    last = scan()
+    assert decoded == [] and last.skipped == later.skipped  # the broken file's verdict is remembered too

@@ -117,3 +117,28 @@ def test_the_backbones_default_cut_and_the_same_cut_by_name_share_one_cache(tmp_
 
     assert root() == root(cut_layer="mixed7") != root(cut_layer="mixed6")
     assert root(backbone="mobilenet_v2") == root(backbone="mobilenet_v2", cut_layer="top")
+
+
+def test_a_retrain_in_the_same_process_reuses_the_frozen_backbone_and_saves_the_same_model(
+    tmp_path, random_mobilenet_weights
+):
+    import json
+    import zipfile
+
+    data = make_shapes_dataset(
+        tmp_path / "data", per_class=3, size=48, classes=["circle", "square"], validation_per_class=1
+    )
+    first, _ = _run(data, tmp_path / "a", random_mobilenet_weights, tmp_path / "cache")
+    second, lines = _run(data, tmp_path / "b", random_mobilenet_weights, tmp_path / "cache")
+    assert second.model.get_layer("backbone") is first.model.get_layer("backbone") and _computed(lines) == []
+    assert second.metadata.history == first.metadata.history  # the head's start follows the seed alone
+    for a, b in zip(first.model.get_weights(), second.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    def saved_config(result):
+        config = json.loads(zipfile.ZipFile(result.model_dir / "model.keras").read("config.json"))
+        for layer in config["config"]["layers"]:
+            layer.get("compile_config", {}).get("optimizer", {}).get("config", {}).pop("name", None)
+        return config  # (Keras numbers each optimizer it makes: adam, adam_1, ...)
+
+    assert saved_config(second) == saved_config(first)
