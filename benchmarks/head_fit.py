@@ -37,11 +37,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=sorted(RUNS), help="these backbones only")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="--seed values to time (default 0)")
     parser.add_argument("--batch-size", type=int, help="--batch-size (default: the project's)")
+    parser.add_argument("--feature-batch-size", type=int, help="--feature-batch-size (default: the project's)")
     parser.add_argument("--cache-dir", default=str(default_cache_dir()), help="feature cache (default: the user's)")
     parser.add_argument("--code", help="run another checkout's classifier package (e.g. ../main)")
     args = parser.parse_args()
     print(f"machine: {machine()}\ncode: {CODE}")
-    extra = {"batch_size": args.batch_size} if args.batch_size else {}
+    extra = {name: getattr(args, name) for name in ("batch_size", "feature_batch_size") if getattr(args, name)}
     with tempfile.TemporaryDirectory() as work:
         for name in args.only or RUNS:
             options = {**RUNS[name], "weights": str(args.weights_dir / RUNS[name]["weights"])}
@@ -54,9 +55,10 @@ def main() -> None:
                 load = uptime_load()
                 meta = train(config, log=lambda line: None).metadata
                 print(
-                    f"{name:18} seed {seed}: head {meta['timing']['head_seconds']:5.1f} s for "
-                    f"{meta['timing']['cached_training_vectors']} vectors x {meta['epochs_run']} epochs, "
-                    f"batch {meta['config']['batch_size']}; val accuracy {meta['val_accuracy']:.4f}   "
+                    f"{name:18} seed {seed}: head {meta.timing['head_seconds']:5.1f} s for "
+                    f"{meta.timing['cached_training_vectors']} vectors x {meta.epochs_run} epochs, "
+                    f"batch {meta.config.get('feature_batch_size', meta.config['batch_size'])}; "
+                    f"val accuracy {meta.val_accuracy:.4f}   "
                     f"({load}; after: {uptime_load()})",
                     flush=True,
                 )

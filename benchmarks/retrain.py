@@ -39,7 +39,8 @@ def timed_train(config: dict) -> dict:
     started = time.perf_counter()
     result = train(TrainConfig(**config), log=lambda line: None)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "timing": result.metadata["timing"], "val_accuracy": result.metadata["val_accuracy"]}
+    meta = result.metadata
+    return {"seconds": seconds, "timing": meta.timing, "val_accuracy": meta.val_accuracy}
 
 
 def add_photos(data: Path, count: int, transform, prefix: str) -> None:

@@ -71,7 +71,7 @@ def test_simple_cnn_learns_an_easy_task(tmp_path):
         backbone="simple_cnn",
         cut_layer=None,
         image_size=24,
-        epochs=8,
+        epochs=10,
         batch_size=8,
         learning_rate=3e-3,
         augment=False,

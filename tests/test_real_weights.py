@@ -48,7 +48,7 @@ def real_model(photos, tmp_path_factory):
         image_size=150,
         dense_units=1024,
         learning_rate=1e-4,
-        epochs=2,
+        epochs=4,  # 8 steps in all of --feature-batch-size 64 on the 120 vectors
         augment_copies=0,
         cache_dir=str(tmp_path_factory.mktemp("cache")),
     )
