@@ -1,10 +1,11 @@
 """The web app: `python app.py`, here and unchanged on Hugging Face Spaces.
 
     python app.py [--model DIR] [--models-dir models] [--host 127.0.0.1] [--port 7860] [--share]
-                  [--concurrency 4] [--max-queue 64] [--max-batch 32]
+                  [--concurrency 4] [--max-queue 64] [--max-batch 32] [--min-confidence P]
 
 Environment: CLASSIFIER_MODEL, CLASSIFIER_MODELS_DIR, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT,
-CLASSIFIER_CONCURRENCY, CLASSIFIER_MAX_QUEUE, CLASSIFIER_MAX_BATCH (flags win).
+CLASSIFIER_CONCURRENCY, CLASSIFIER_MAX_QUEUE, CLASSIFIER_MAX_BATCH, CLASSIFIER_MIN_CONFIDENCE (flags win).
+--min-confidence replaces every model's own "not sure" threshold (classifier/confidence.py).
 
 The limits are what one stranger can cost the server, and each one hit is a message to the caller
 (page and API alike): --concurrency predictions run at once and every call waits in Gradio's queue
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from classifier.artifacts import add_trust_flag
+from classifier.confidence import add_min_confidence_flag, min_confidence_option
 from classifier.errors import ArgumentParser, UsageError, cli
 from classifier.limits import DEFAULT_LIMITS, Limits
 
@@ -68,6 +70,7 @@ def build_parser() -> ArgumentParser:
         help=f"files one /predict_batch call may send; more is refused (env CLASSIFIER_MAX_BATCH; default: "
         f"{limits.max_batch})",
     )
+    add_min_confidence_flag(parser, env="CLASSIFIER_MIN_CONFIDENCE")
     add_trust_flag(parser)
     return parser
 
@@ -89,6 +92,7 @@ def parse_args(argv: Sequence[str] | None):
             raise UsageError(f"{flag} {value}: not a whole number") from None
         if getattr(args, option) < 1:
             raise UsageError(f"{flag} {value}: must be at least 1")
+    args.min_confidence = min_confidence_option(args.min_confidence)
     return args
 
 
@@ -114,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from classifier.app_ui import launch
     from classifier.serving import ModelLibrary
 
-    library = ModelLibrary(models, trust_hub_handle=args.trust_hub_handle)
+    library = ModelLibrary(models, trust_hub_handle=args.trust_hub_handle, min_confidence=args.min_confidence)
     if models:
         library.get(None)  # load the first model now, so the first visitor does not wait for it
         print(f"serving {len(models)} model(s): {', '.join(models)}", file=sys.stderr)

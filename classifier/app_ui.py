@@ -31,11 +31,12 @@ from .app_guard import (
     upload_path,
 )
 from .artifacts import read_metadata
+from .confidence import in_effect
 from .errors import UsageError
 from .images import ImageError
 from .limits import DEFAULT_LIMITS, Limits
 from .metadata import ModelMetadata
-from .metrics import METRICS_FILE, format_table
+from .metrics import METRICS_FILE, TARGET_PRECISION, format_table
 from .serving import ModelLibrary
 
 TOP_K = 5
@@ -44,7 +45,7 @@ DEMO_COMMAND = (
     "python -m classifier.shapes datasets/shapes && python -m classifier.train --data datasets/shapes "
     "--out {models_dir}/shapes --backbone mobilenet_v2 --alpha 0.35 --image-size 96 --epochs 5"
 )
-BATCH_COLUMNS = ["file", "prediction", "confidence", f"top {TOP_K}", "error"]
+BATCH_COLUMNS = ["file", "prediction", "confidence", "not sure", f"top {TOP_K}", "error"]
 
 
 def no_model_message(models_dir: str | Path) -> str:
@@ -112,19 +113,25 @@ class App:
             print_exception=False,
         )
 
-    def classify(self, upload: dict | None, model: str | None = None) -> dict[str, float]:
-        """One image -> {class: probability} for the top classes (a `gr.Label` value)."""
+    def classify(self, upload: dict | None, model: str | None = None) -> dict:
+        """One image -> a `gr.Label` value as sent: the answer as `label` (the top class, or "Not sure (top guess:
+        ...)"), and the top classes' `confidences` either way."""
         predictor = self.predictor(model)
         source, name = upload_source(upload, self.limits)
         try:
             probabilities = predictor.predict_proba([source])[0]
         except ImageError as error:
             raise gr.Error(_shown(error, source, name), title="Not a usable image", print_exception=False) from None
-        return dict(predictor.top_k(probabilities, TOP_K))
+        said = predictor.answer(probabilities)
+        return {
+            # The class name as it is; "not sure (top guess: ...)" capitalised, as the label's heading.
+            "label": said.text[0].upper() + said.text[1:] if said.not_sure else said.label,
+            "confidences": [{"label": label, "confidence": p} for label, p in predictor.top_k(probabilities, TOP_K)],
+        }
 
-    def classify_if_any(self, upload: dict | None, model: str | None = None) -> dict[str, float] | None:
+    def classify_if_any(self, upload: dict | None, model: str | None = None) -> dict:
         """`classify` for the page's change event: a cleared image clears the prediction."""
-        return self.classify(upload, model) if upload else None
+        return self.classify(upload, model) if upload else {}
 
     def classify_files(self, paths: list[str] | None, model: str | None = None) -> pd.DataFrame:
         """Several files -> one table row each; a bad file gets its error in its row, the rest go on."""
@@ -140,18 +147,19 @@ class App:
         rows, good, pixels = [], [], []
         for path in paths:
             name = Path(path).name
-            rows.append([name, "", None, "", ""])
+            rows.append([name, "", None, None, "", ""])
             try:
                 pixels.append(predictor.pixels(upload_path(path, name)))
                 good.append(len(rows) - 1)
             except ImageError as error:
-                rows[-1][4] = _shown(error, path, name)
+                rows[-1][-1] = _shown(error, path, name)
         if pixels:
             for row, probabilities in zip(good, predictor.probabilities_of_pixels(np.stack(pixels)), strict=True):
-                ranked = predictor.top_k(probabilities, TOP_K)
-                rows[row][1:4] = [
-                    ranked[0][0],
-                    round(ranked[0][1], 4),
+                said, ranked = predictor.answer(probabilities), predictor.top_k(probabilities, TOP_K)
+                rows[row][1:5] = [
+                    said.label,  # the top class; "not sure" says whether it is only a guess
+                    round(said.confidence, 4),
+                    said.not_sure,
                     ", ".join(f"{label} {p:.3f}" for label, p in ranked),
                 ]
         return pd.DataFrame(rows, columns=BATCH_COLUMNS)
@@ -180,8 +188,22 @@ class App:
             f"{_fraction(meta.best_val_accuracy)} at the best",
             f"- **Trained:** {meta.trained_at or 'unknown'}, {_known(meta.epochs_run)} epochs on "
             f"{_known(meta.data.train_images)} images",
+            self.not_sure_line(meta),
         ]
         return "\n".join(lines)
+
+    def not_sure_line(self, meta: ModelMetadata) -> str:
+        """The card's line on the "not sure" threshold in effect: --min-confidence's, or the model's own."""
+        threshold = in_effect(self.library.min_confidence, meta.min_confidence)
+        if threshold is None:
+            return "- **Not sure:** never (this model has no threshold; `--min-confidence P` sets one)"
+        if self.library.min_confidence is not None:
+            return f"- **Not sure below:** {threshold:.3f} top probability (set by `--min-confidence`)"
+        coverage = "" if meta.min_confidence_coverage is None else f"{meta.min_confidence_coverage:.0%} of "
+        return (
+            f"- **Not sure below:** {threshold:.3f} top probability (the model's own: it answers {coverage}validation "
+            f"images, at least {TARGET_PRECISION:.0%} of them right)"
+        )
 
     def curves(self, model: str | None):
         """(curves.png or None, history table or None): the picture when the folder has one, else the history."""
@@ -273,6 +295,7 @@ def build_app(app: App) -> gr.Blocks:
             inputs=[image, model],
             outputs=label,
             preprocess=False,
+            postprocess=False,  # `classify` sends the label itself: the answer, which may be "Not sure"
             concurrency_limit=limits.concurrency,
             concurrency_id="predict",
         )

@@ -3,7 +3,8 @@
     python -m classifier.evaluate MODEL_DIR [--data PATH_OR_NAME] [--split validation] [--out DIR]
 
 Writes `metrics.json`, `confusion_matrix.png`, `curves.png` (from the saved training history) and
-`most_wrong.png` into `--out` (default: the model folder) and prints a table. A data folder
+`most_wrong.png` into `--out` (default: the model folder) and prints a table, closed by the "not
+sure" threshold these images suggest and what the model's own threshold does on them. A data folder
 without train/validation folders is split exactly as training split it (the validation fraction
 and seed saved in the model's metadata), so `--split validation` is never an image it trained on.
 Training calls `write_report` on its validation predictions, so every model folder has these.
@@ -74,7 +75,7 @@ def evaluate(
     dataset = image_dataset(images, metadata.image_size, config.batch_size)
     probabilities = model.predict(dataset, verbose=0)
     metrics = {
-        **classification_metrics(images.labels, probabilities, image_data.class_names),
+        **classification_metrics(images.labels, probabilities, image_data.class_names, metadata.min_confidence),
         "split": split,
         "data": str(data_dir),
     }

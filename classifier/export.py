@@ -16,7 +16,8 @@ has no metadata and `export.json` says why and how to get it.
 Right after writing, the export is loaded back the way its users load it (`tf.saved_model.load`,
 the LiteRT interpreter), run on sample images and compared with the Keras model (see
 `exportcheck` for what each format may change). The figures are printed and saved in
-`export.json`; a failed check is an error (exit 1) and leaves nothing at `--out`.
+`export.json`; a failed check is an error (exit 1) and leaves nothing at `--out`. `export.json`
+also records the model's "not sure" threshold (`min_confidence`) and the rule that applies it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from .artifacts import (
     write_labels,
 )
 from .compat import mediapipe_metadata
+from .confidence import RULE
 from .console import Log, say, silent
 from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli, first_line
@@ -350,6 +352,9 @@ def export_metadata(
         "image_size": size,
         "inputs": inputs,
         "outputs": {"probabilities": "(N, classes), in class_names / labels.txt order"},
+        # The model's "not sure" threshold, so a deployment answers as the app and the predict command do.
+        "min_confidence": metadata.min_confidence,
+        "min_confidence_rule": RULE,
         "check": check,
         **({} if tflite_metadata is None else {"tflite_metadata": tflite_metadata}),
         "source_model": str(model_dir.resolve()),

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
+from .confidence import check_min_confidence
 from .errors import UsageError
 
 HUB_PREFIX = "hub:"  # a TF-Hub backbone's name: hub:HANDLE (the registry's too: backbones.py imports these two)
@@ -63,6 +64,10 @@ class ModelMetadata:
     validation_metrics: dict[str, float] = field(default_factory=dict)  # accuracy, macro_f1 of the saved model
     timing: dict[str, float] = field(default_factory=dict)  # seconds per step, cached vectors
     distribution: dict[str, Any] = field(default_factory=dict)  # strategy, replicas, devices, mixed precision
+    # The "not sure" threshold serving applies by default (confidence.py), suggested by training from the validation
+    # images (metrics.suggest_min_confidence); None: none reached the target, or no validation images, or older file.
+    min_confidence: float | None = None
+    min_confidence_coverage: float | None = None  # the share of validation images answered at min_confidence
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as they are
 
     @classmethod
@@ -80,6 +85,10 @@ class ModelMetadata:
             raise UsageError(f"{source}: class_names must be a non-empty list of names")
         if not (isinstance(size, list) and len(size) == 2 and all(_positive_int(side) for side in size)):
             raise UsageError(f"{source}: image_size must be [height, width] in pixels")
+        check_min_confidence(known.get("min_confidence"), f"{source}: min_confidence")  # serving applies it
+        coverage = known.get("min_confidence_coverage")  # the page shows it
+        if coverage is not None and not (_number(coverage) and 0 <= coverage <= 1):
+            raise UsageError(f"{source}: min_confidence_coverage must be a fraction from 0 to 1, or null")
         data = known.get("data") if isinstance(known.get("data"), dict) else {}
         data_names = {f.name for f in dataclasses.fields(DataSummary)}
         known["data"] = DataSummary(**{key: value for key, value in data.items() if key in data_names})
@@ -115,6 +124,10 @@ class ModelMetadata:
 
 def _positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def public_name(value: str) -> str:

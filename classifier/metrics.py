@@ -1,7 +1,9 @@
 """Classification metrics from labels and predicted probabilities: numpy only, no TensorFlow.
 
 `classification_metrics` is what `metrics.json` holds; `format_table` prints it; `most_wrong`
-picks the images for `most_wrong.png`. Training and `python -m classifier.evaluate` both use them
+picks the images for `most_wrong.png`. `suggest_min_confidence` picks the "not sure" threshold
+(see confidence.py) a model keeps as its default: the lowest one whose answered images are at
+least `TARGET_PRECISION` right. Training and `python -m classifier.evaluate` both use them
 (through evaluate.write_report), and the app reads `metrics.json` back.
 """
 
@@ -11,12 +13,21 @@ from typing import Sequence
 
 import numpy as np
 
+from .confidence import answered
+
 METRICS_FILE = "metrics.json"
 MOST_WRONG = 12
+TARGET_PRECISION = 0.99  # a suggested "not sure" threshold: the images it answers were at least this often right
 
 
-def classification_metrics(labels: Sequence[int], probabilities: np.ndarray, class_names: Sequence[str]) -> dict:
-    """Accuracy, per-class precision/recall/F1/support, macro and weighted averages, confusion matrix (rows: true)."""
+def classification_metrics(
+    labels: Sequence[int],
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    min_confidence: float | None = None,
+) -> dict:
+    """Accuracy, per-class precision/recall/F1/support, macro and weighted averages, confusion matrix (rows: true),
+    and `not_sure`: the suggested threshold, and the figures at the model's own `min_confidence` when given."""
     n = len(class_names)
     y_true = np.asarray(labels, int)
     y_pred = np.asarray(probabilities).argmax(axis=1)
@@ -39,7 +50,51 @@ def classification_metrics(labels: Sequence[int], probabilities: np.ndarray, cla
         "macro_avg": {k: float(v.mean()) for k, v in scores.items()},
         "weighted_avg": {k: float((v * weights).sum()) for k, v in scores.items()},
         "confusion_matrix": matrix.tolist(),
+        "not_sure": {
+            "target_precision": TARGET_PRECISION,
+            "suggested": suggest_min_confidence(y_true, probabilities),
+            **({} if min_confidence is None else {"model": at_threshold(y_true, probabilities, min_confidence)}),
+        },
     }
+
+
+def at_threshold(labels: Sequence[int], probabilities: np.ndarray, min_confidence: float) -> dict:
+    """At a "not sure" threshold: the share of images answered (coverage) and the share of those right (precision,
+    None when none is answered)."""
+    probabilities = np.asarray(probabilities)
+    sure = answered(probabilities.max(axis=1), min_confidence)
+    right = probabilities.argmax(axis=1) == np.asarray(labels, int)
+    return {
+        "min_confidence": float(min_confidence),
+        "coverage": float(sure.mean()) if len(sure) else 0.0,
+        "precision": float(right[sure].mean()) if sure.any() else None,
+    }
+
+
+def suggest_min_confidence(
+    labels: Sequence[int], probabilities: np.ndarray, target: float = TARGET_PRECISION
+) -> dict | None:
+    """The lowest "not sure" threshold whose answered images are at least `target` right, with `at_threshold`'s
+    figures; None when no threshold reaches `target` (or there are no images).
+
+    The threshold is always some image's top probability: answering every image at or above it, and
+    below the least confident one answered there is no evidence. Images of equal top probability are
+    answered together, so a tie is never split.
+    """
+    probabilities = np.asarray(probabilities)
+    if not len(probabilities):
+        return None
+    confidence = probabilities.max(axis=1)
+    right = probabilities.argmax(axis=1) == np.asarray(labels, int)
+    order = np.argsort(-confidence, kind="stable")
+    ranked = confidence[order]
+    hits = np.cumsum(right[order])  # right answers among the k most confident, for k = 1..n
+    precision = hits / np.arange(1, len(ranked) + 1)
+    last_of_tie = np.append(ranked[1:] != ranked[:-1], True)  # a threshold answers every image tied with it
+    reaching = np.flatnonzero(last_of_tie & (precision >= target))
+    if not len(reaching):
+        return None
+    return at_threshold(labels, probabilities, float(ranked[reaching[-1]]))  # furthest down: the lowest threshold
 
 
 def format_table(metrics: dict) -> str:
@@ -58,7 +113,32 @@ def format_table(metrics: dict) -> str:
             f"{metrics['images']:7d}"
         )
     lines.append(f"{'accuracy':<{width}}  {'':9}  {'':6}  {metrics['accuracy']:5.3f}  {metrics['images']:7d}")
+    not_sure = metrics.get("not_sure")  # absent from the metrics.json of older models
+    if isinstance(not_sure, dict):
+        lines += ["", *describe_not_sure(not_sure)]
     return "\n".join(lines)
+
+
+def describe_not_sure(not_sure: dict) -> list[str]:
+    """metrics.json's `not_sure` in words: the suggested threshold, then the model's own when it was measured."""
+    target = f"{not_sure.get('target_precision', TARGET_PRECISION):.0%}"
+    suggested, model = not_sure.get("suggested"), not_sure.get("model")
+    if suggested:
+        lines = [
+            f"not sure below {suggested['min_confidence']:.3f}, the lowest threshold with {target} of answers right:",
+            f"  {answered_words(suggested)}",
+        ]
+    else:
+        lines = [f"not sure: no threshold makes {target} of answers right on these images"]
+    if model:
+        lines += [f"the model's own threshold, {model['min_confidence']:.3f}:", f"  {answered_words(model)}"]
+    return lines
+
+
+def answered_words(figures: dict) -> str:
+    """`at_threshold`'s figures in words: "answers 95.0% of images, 99.2% of them right"."""
+    right = "none" if figures["precision"] is None else f"{figures['precision']:.1%}"
+    return f"answers {figures['coverage']:.1%} of images, {right} of them right"
 
 
 def most_wrong(

@@ -1,10 +1,12 @@
 """Load a model folder once and classify images: the `Predictor` the CLI and the app share.
 
-    python -m classifier.predict MODEL_DIR IMAGE_OR_FOLDER [...] [--top-k 3] [--json]
+    python -m classifier.predict MODEL_DIR IMAGE_OR_FOLDER [...] [--top-k 3] [--json] [--min-confidence P]
 
 Images go through `images.model_pixels` (allowed formats, EXIF, any mode -> RGB, memory limits,
 then the resize the training pipeline and the model's own Resizing layer run), then one compiled call.
 A file that cannot be used raises `images.ImageError` naming it; the command lists it and goes on.
+`Predictor.answer` applies the "not sure" rule (confidence.py) at the threshold in effect: the one
+given, else the model's own from its metadata.json.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from ._tf import tf
 from .artifacts import add_trust_flag, load_model, read_metadata
+from .confidence import Answer, add_min_confidence_flag, answer, check_min_confidence, in_effect, min_confidence_option
 from .errors import ArgumentParser, UsageError, cli
 from .images import MAX_PIXELS, ImageError, ImageSource, image_files, model_pixels
 from .model import resize_antialias
@@ -26,10 +29,18 @@ from .model import resize_antialias
 class Predictor:
     """A trained model folder, loaded once, turned into probabilities per class name."""
 
-    def __init__(self, model_dir: str | Path, max_pixels: int = MAX_PIXELS, trust_hub_handle: bool = False):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        max_pixels: int = MAX_PIXELS,
+        trust_hub_handle: bool = False,
+        min_confidence: float | None = None,
+    ):
         self.model_dir = Path(model_dir)
         self.metadata = read_metadata(self.model_dir)
         self.class_names: list[str] = self.metadata.class_names
+        # The "not sure" threshold `answer` applies: `min_confidence` when given, else the model's own (None: never).
+        self.min_confidence = in_effect(check_min_confidence(min_confidence), self.metadata.min_confidence)
         self.image_size: tuple[int, int] = self.metadata.image_size
         self.max_pixels = max_pixels
         self.model = load_model(self.model_dir, trust_hub_handle)
@@ -64,6 +75,10 @@ class Predictor:
         order = np.argsort(-probabilities, kind="stable")[: k or len(self.class_names)]
         return [(self.class_names[i], float(probabilities[i])) for i in order]
 
+    def answer(self, probabilities: np.ndarray) -> Answer:
+        """One image's probabilities -> its top class, or "not sure" with the top guess, at `min_confidence`."""
+        return answer(probabilities, self.class_names, self.min_confidence)
+
 
 def expand_image_args(paths: Sequence[str]) -> list[Path]:
     """Files as given; folders become every image file under them, sorted."""
@@ -90,6 +105,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("images", nargs="+", help="image files, or folders to classify every image in")
     parser.add_argument("--top-k", type=int, default=3, help="how many classes to show per image (default: 3)")
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
+    add_min_confidence_flag(parser)
     add_trust_flag(parser)
     return parser
 
@@ -99,20 +115,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.top_k < 1:
         raise UsageError(f"--top-k {args.top_k}: must be at least 1")
+    min_confidence = min_confidence_option(args.min_confidence)
     paths = expand_image_args(args.images)
-    predictor = Predictor(args.model_dir, trust_hub_handle=args.trust_hub_handle)
+    predictor = Predictor(args.model_dir, trust_hub_handle=args.trust_hub_handle, min_confidence=min_confidence)
     results, failures = [], 0
     for path in paths:
         try:
-            top = predictor.predict(path, args.top_k)
+            probabilities = predictor.predict_proba([path])[0]
         except ImageError as error:
             failures += 1
             print(f"error: {error}", file=sys.stderr)
             results.append({"image": str(path), "error": str(error)})
             continue
-        results.append({"image": str(path), "predictions": [{"label": label, "probability": p} for label, p in top]})
+        top, said = predictor.top_k(probabilities, args.top_k), predictor.answer(probabilities)
+        results.append(
+            {
+                "image": str(path),
+                "predictions": [{"label": label, "probability": p} for label, p in top],
+                "not_sure": said.not_sure,
+            }
+        )
         if not args.json:
-            print(f"{path}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
+            ranked = ", ".join(f"{label} {p:.3f}" for label, p in top)
+            print(f"{path}: " + (f"{said.text}; {ranked}" if said.not_sure else ranked))
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if failures else 0

@@ -35,7 +35,7 @@ class BatchedPredictor:
         self._pending: queue.SimpleQueue[tuple[np.ndarray, Future]] = queue.SimpleQueue()
         threading.Thread(target=self._serve, name=f"batcher-{predictor.model_dir.name}", daemon=True).start()
 
-    def __getattr__(self, name):  # class_names, metadata, pixels, top_k, model_dir ...
+    def __getattr__(self, name):  # class_names, metadata, pixels, top_k, answer, model_dir ...
         return getattr(self.predictor, name)
 
     def predict_proba(self, images: list[ImageSource]) -> np.ndarray:
@@ -98,9 +98,10 @@ def find_models(models_dir: str | Path) -> dict[str, Path]:
 class ModelLibrary:
     """The models the app offers, by name; each is loaded on first use and then shared."""
 
-    def __init__(self, models: dict[str, Path], trust_hub_handle: bool = False):
+    def __init__(self, models: dict[str, Path], trust_hub_handle: bool = False, min_confidence: float | None = None):
         self.paths = dict(models)
         self.trust_hub_handle = trust_hub_handle  # see classifier.hub: load hub backbones from outside the folder
+        self.min_confidence = min_confidence  # the "not sure" threshold for every model; None: each model's own
         self._loaded: dict[str, BatchedPredictor] = {}
         self._lock = threading.Lock()
 
@@ -116,6 +117,8 @@ class ModelLibrary:
         with self._lock:  # two first requests must not load the same model twice
             if name not in self._loaded:
                 self._loaded[name] = BatchedPredictor(
-                    Predictor(self.paths[name], trust_hub_handle=self.trust_hub_handle)
+                    Predictor(
+                        self.paths[name], trust_hub_handle=self.trust_hub_handle, min_confidence=self.min_confidence
+                    )
                 )
             return self._loaded[name]

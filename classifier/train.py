@@ -44,7 +44,7 @@ from .evaluate import write_report
 from .features import feature_cache_applies, scan_memo_dir, training_features
 from .finetune import fine_tune_layer, unfreeze_from
 from .metadata import DataSummary, ModelMetadata
-from .metrics import classification_metrics, most_wrong
+from .metrics import TARGET_PRECISION, classification_metrics, most_wrong
 from .model import build_model, compile_model, feature_extractor
 from .model import head as model_head
 
@@ -329,6 +329,7 @@ def save(run: Run) -> None:
 def build_metadata(run: Run) -> ModelMetadata:
     """What metadata.json says about the model and how it was trained."""
     config, data, model, history = run.config, run.data, run.model, run.checkpoint.history
+    suggested = run.metrics["not_sure"]["suggested"] or {}  # the "not sure" default (suggest_min_confidence), if any
     return ModelMetadata(
         class_names=data.class_names,
         image_size=config.image_shape,
@@ -359,6 +360,8 @@ def build_metadata(run: Run) -> ModelMetadata:
         validation_metrics={"accuracy": run.metrics["accuracy"], "macro_f1": run.metrics["macro_avg"]["f1"]},
         timing=run.timing,
         distribution=describe(run.strategy, config),
+        min_confidence=suggested.get("min_confidence"),
+        min_confidence_coverage=suggested.get("coverage"),
     )
 
 
@@ -368,9 +371,15 @@ def log_done(run: Run) -> None:
     where = (
         f"model, metrics and plots saved to {run.out}" if is_chief(run.strategy) else "the chief worker saves the model"
     )
+    meta = run.metadata
+    not_sure = (
+        f"not sure below {meta.min_confidence:.3f} (answers {meta.min_confidence_coverage:.0%} of validation images)"
+        if meta.min_confidence is not None
+        else f"no 'not sure' threshold reaches {TARGET_PRECISION:.0%} right on validation"
+    )
     run.log(
         f"done: best val_accuracy {max(history):.4f} (epoch {history.index(max(history)) + 1}), "
-        f"saved model's {run.metrics['accuracy']:.4f}; {_duration(time.time() - run.started)}; {where}"
+        f"saved model's {run.metrics['accuracy']:.4f}; {not_sure}; {_duration(time.time() - run.started)}; {where}"
     )
 
 

@@ -184,9 +184,42 @@ def test_batch_tab_reports_each_file(client, shapes_dir, tmp_path):
     rows = {row[0]: row for row in table["data"]}
     assert set(rows) == {p.name for p in good} | {"broken.gif"}
     for path in good:
-        file, label, confidence, top, error = rows[path.name]
+        file, label, confidence, not_sure, top, error = rows[path.name]
         assert label in ("circle", "square", "triangle") and 0 < confidence <= 1 and top.startswith(label) and not error
-    assert "broken.gif" in rows["broken.gif"][4] and not rows["broken.gif"][1]
+        assert isinstance(not_sure, bool)  # whether the model's own threshold finds it a guess (see the next test)
+    assert "broken.gif" in rows["broken.gif"][-1] and not rows["broken.gif"][1] and rows["broken.gif"][3] is None
+
+
+def test_not_sure_below_the_models_own_threshold(model_dir, predictor, shapes_dir, tmp_path):
+    """A model whose metadata.json threshold falls between two images' top probabilities: the page and the API say
+    "Not sure" with the top guess for the one below it, the confidences still there, and the batch table marks it."""
+    images = sorted(shapes_dir.glob("*/*_00[0-2].png"))
+    confidence = predictor.predict_proba(images).max(axis=1)
+    unsure, sure = images[int(confidence.argmin())], images[int(confidence.argmax())]
+    assert confidence.min() < confidence.max(), "the session model is equally sure of every image"
+    folder = tmp_path / "models" / "picky"
+    shutil.copytree(model_dir, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    threshold = float(confidence.min() + confidence.max()) / 2
+    (folder / "metadata.json").write_text(
+        json.dumps({**meta, "min_confidence": threshold, "min_confidence_coverage": 0.5})
+    )
+    demo, library, url = serve(folder.parent)
+    try:
+        client = Client(url, verbose=False)
+        result = client.predict(handle_file(str(unsure)), api_name="/predict")
+        top, p = predictor.predict(unsure)[0]
+        assert result["label"] == f"Not sure (top guess: {top}, {p:.2f})"
+        assert confidences(result) == pytest.approx(dict(predictor.predict(unsure)), abs=1e-5)
+        assert client.predict(handle_file(str(sure)), api_name="/predict")["label"] == predictor.predict(sure)[0][0]
+        table = client.predict([handle_file(str(unsure)), handle_file(str(sure))], api_name="/predict_batch")
+        assert [(row[1], row[3]) for row in table["data"]] == [(top, True), (predictor.predict(sure)[0][0], False)]
+        card = App(library, folder.parent).card("picky")
+        assert f"**Not sure below:** {threshold:.3f} top probability (the model's own: it answers 50% of" in card
+    finally:
+        demo.close()
+    overridden = App(ModelLibrary({"picky": folder}, min_confidence=0.25), folder.parent).card("picky")
+    assert "**Not sure below:** 0.250 top probability (set by `--min-confidence`)" in overridden
 
 
 def test_card_examples_and_curves_come_from_the_model_folder(models_dir, model_dir):
@@ -249,6 +282,7 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
         (["--model", tmp_path], "not a model folder"),
         (["--max-batch", "0"], "--max-batch 0: must be at least 1"),
         (["--concurrency", "four"], "--concurrency four: not a whole number"),
+        (["--min-confidence", "1.5"], "--min-confidence 1.5: must be a number from 0 up to (not including) 1"),
     ]:
         code, _, err = run_main(app_cli.main, argv, capsys)
         assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
@@ -257,8 +291,10 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
 def test_limits_come_from_flags_or_the_environment(monkeypatch):
     monkeypatch.setenv("CLASSIFIER_MAX_BATCH", "7")
     monkeypatch.setenv("CLASSIFIER_MAX_QUEUE", "9")
+    monkeypatch.setenv("CLASSIFIER_MIN_CONFIDENCE", "0.6")
     args = app_cli.parse_args(["--max-queue", "5"])
     assert (args.concurrency, args.max_queue, args.max_batch) == (DEFAULT_LIMITS.concurrency, 5, 7)
+    assert args.min_confidence == 0.6 and app_cli.parse_args(["--min-confidence", "0"]).min_confidence == 0.0
 
 
 def test_readme_is_a_space_pinned_to_the_requirements_gradio():

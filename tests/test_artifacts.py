@@ -142,7 +142,8 @@ def test_overwrite_refuses_a_folder_that_is_not_a_model_folder(versions, shapes_
 METADATA_KEYS = [
     "class_names", "image_size", "backbone", "cut_layer", "weights", "input", "config", "data", "history",
     "val_accuracy", "best_val_accuracy", "epochs_run", "train_seconds", "trained_at", "parameters", "versions",
-    "stages", "fine_tune_start_epoch", "validation_metrics", "timing", "distribution",
+    "stages", "fine_tune_start_epoch", "validation_metrics", "timing", "distribution", "min_confidence",
+    "min_confidence_coverage",
 ]  # fmt: skip
 
 
@@ -154,9 +155,19 @@ def test_metadata_keeps_the_files_keys_and_reads_older_and_newer_files(model_dir
     assert ModelMetadata.from_dict(written).to_dict() == written
     older = ModelMetadata.from_dict({"class_names": ["a", "b"], "image_size": [75, 75], "later": {"x": 1}})
     assert older.cut_layer is None and older.data.root is None and older.history == {} and older.trained_at is None
+    assert older.min_confidence is None and older.min_confidence_coverage is None  # an older file: always answers
     assert older.to_dict()["later"] == {"x": 1}  # a key this version does not know goes back as it came
     size = {"image_size": [75, 75]}
-    for broken in [[], size, {**size, "class_names": "ab"}, {"class_names": ["a"], "image_size": [0, 75]}]:
+    named = {**size, "class_names": ["a"]}
+    for broken in [
+        [],
+        size,
+        {**size, "class_names": "ab"},
+        {"class_names": ["a"], "image_size": [0, 75]},
+        {**named, "min_confidence": 1.5},  # serving would never answer
+        {**named, "min_confidence": "0.5"},
+        {**named, "min_confidence_coverage": -1},
+    ]:
         (tmp_path / "metadata.json").write_text(json.dumps(broken))
         with pytest.raises(UsageError, match=f"^{tmp_path / 'metadata.json'}: "):
             read_metadata(tmp_path)

@@ -15,7 +15,7 @@ from classifier import evaluate as evaluate_module
 from classifier.artifacts import save_model_dir
 from classifier.evaluate import evaluate
 from classifier.metadata import DataSummary, ModelMetadata
-from classifier.metrics import classification_metrics
+from classifier.metrics import TARGET_PRECISION, classification_metrics, format_table, suggest_min_confidence
 
 BLUE, RED = solid((20, 20, 230)), solid((230, 20, 20))
 
@@ -32,6 +32,54 @@ def test_metrics_match_hand_counts():
     assert (c["precision"], c["recall"], c["f1"], c["support"]) == (0.0, 0.0, 0.0, 1)  # never predicted: 0, not NaN
     assert metrics["macro_avg"]["f1"] == pytest.approx((2 / 3 + 0.8) / 3)
     assert metrics["weighted_avg"]["recall"] == pytest.approx(4 / 6)
+
+
+def answers(*groups: tuple[int, float, bool]) -> tuple[list[int], np.ndarray]:
+    """Labels and two-class probabilities from (count, top probability, right?) groups, in that order."""
+    labels, rows = [], []
+    for count, confidence, right in groups:
+        labels += [0] * count
+        rows += [[confidence, 1 - confidence] if right else [1 - confidence, confidence]] * count
+    return labels, np.array(rows, np.float32)
+
+
+def test_suggested_threshold_is_the_lowest_with_99_percent_of_answers_right():
+    assert TARGET_PRECISION == 0.99
+    # All right: every image is answered, down to the least confident one.
+    suggested = suggest_min_confidence(*answers((3, 0.9, True), (2, 0.6, True)))
+    assert suggested == {"min_confidence": pytest.approx(0.6), "coverage": 1.0, "precision": 1.0}
+    # 99 right above one wrong: exactly 99% right, so the wrong one is answered too.
+    assert suggest_min_confidence(*answers((99, 0.9, True), (1, 0.7, False)))["min_confidence"] == pytest.approx(0.7)
+    # One more wrong below: the threshold stops above it, answering 100 of 101.
+    suggested = suggest_min_confidence(*answers((99, 0.9, True), (1, 0.7, False), (1, 0.6, False)))
+    assert suggested["min_confidence"] == pytest.approx(0.7) and suggested["coverage"] == pytest.approx(100 / 101)
+    assert suggested["precision"] == pytest.approx(0.99)
+    # The most confident answer is wrong and none below makes up for it: no threshold, and no images: none either.
+    assert suggest_min_confidence(*answers((1, 0.95, False), (50, 0.9, True))) is None
+    assert suggest_min_confidence([], np.zeros((0, 2))) is None
+
+
+def test_suggested_threshold_never_splits_a_tie():
+    """A right and two wrong images share a top probability: a threshold there answers all three (100 of 102 right,
+    below 99%), so it stays above them, though answering the right one alone would have kept 99%."""
+    labels, probabilities = answers((99, 0.9, True), (1, 0.6, True), (2, 0.6, False))
+    suggested = suggest_min_confidence(labels, probabilities)
+    assert suggested["min_confidence"] == pytest.approx(0.9) and suggested["coverage"] == pytest.approx(99 / 102)
+    metrics = classification_metrics(labels, probabilities, ["a", "b"], min_confidence=0.5)
+    assert metrics["not_sure"]["suggested"] == suggested
+    assert metrics["not_sure"]["model"] == {
+        "min_confidence": 0.5,
+        "coverage": 1.0,
+        "precision": pytest.approx(100 / 102),
+    }
+    table = format_table(metrics)
+    assert (
+        "not sure below 0.900, the lowest threshold with 99% of answers right:\n  answers 97.1% of images, 100.0% of"
+        in table
+    )
+    assert "the model's own threshold, 0.500:\n  answers 100.0% of images, 98.0% of them right" in table
+    none = classification_metrics(*answers((1, 0.95, False)), ["a", "b"])
+    assert "not sure: no threshold makes 99% of answers right on these images" in format_table(none)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +106,7 @@ def colour_model(tmp_path_factory):
         config={"batch_size": 4},
         history=history,
         data=DataSummary(root=str(data)),
+        min_confidence=0.5,  # two classes: every image is answered, the mislabelled one too
     )
     return save_model_dir(root / "model", model, metadata), data
 
@@ -92,6 +141,7 @@ def test_evaluate_cli_prints_a_table_and_refuses_bad_input(colour_model, tmp_pat
     code, out, err = run_main(evaluate_module.main, [model_dir, "--data", data, "--out", tmp_path], capsys)
     assert code == 0, err
     assert "precision" in out and "macro avg" in out and "weighted avg" in out and "0.833" in out
+    assert "the model's own threshold, 0.500:\n  answers 100.0% of images, 83.3% of them right" in out
     cases = [
         ([tmp_path / "nowhere"], "no such model folder"),
         ([tmp_path], "not a model folder"),
@@ -110,5 +160,10 @@ def test_training_writes_the_report_and_evaluate_reuses_its_split(trained, model
     written = json.loads((model_dir / "metrics.json").read_text())
     meta = trained.metadata
     assert written["images"] == meta.data.validation_images
+    suggested = written["not_sure"]["suggested"] or {}  # the model's "not sure" default comes from these images
+    assert (meta.min_confidence, meta.min_confidence_coverage) == (
+        suggested.get("min_confidence"),
+        suggested.get("coverage"),
+    )
     again = evaluate(model_dir, out=tmp_path, log=lambda *_: None)
     assert again["confusion_matrix"] == written["confusion_matrix"]

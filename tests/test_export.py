@@ -51,7 +51,10 @@ def small_model_dir(tmp_path_factory, shapes_dir):
     keras.utils.set_random_seed(0)  # the same weights whatever ran before: int8 error depends on them
     model = build_model(tiny_config(shapes_dir, None, cut_layer="mixed0"), 3)
     metadata = ModelMetadata(
-        class_names=["circle", "square", "triangle"], image_size=(75, 75), data=DataSummary(root=str(shapes_dir))
+        class_names=["circle", "square", "triangle"],
+        image_size=(75, 75),
+        data=DataSummary(root=str(shapes_dir)),
+        min_confidence=0.8,
     )
     return save_model_dir(tmp_path_factory.mktemp("export") / "small", model, metadata)
 
@@ -95,6 +98,7 @@ def test_savedmodel_serves_pixels_and_encoded_images_like_the_keras_model(tmp_pa
         ["circle", "square", "triangle"],
     )
     assert record["check"]["passed"] and "72 images from" in record["check"]["samples"]
+    assert record["min_confidence"] == 0.8 and "not sure" in record["min_confidence_rule"]  # as the app applies it
     assert record["check"]["rule"] == {"max_abs_difference": 1e-5} and "tflite_metadata" not in record
     for figures in record["check"]["signatures"].values():
         assert figures["max_abs_difference"] <= 1e-5 and figures["top1_agreement"] == 1.0

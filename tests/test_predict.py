@@ -94,3 +94,25 @@ def test_serving_resizes_the_way_the_model_was_built(model_dir, shapes_dir, tmp_
         expected, tf.image.resize(load_rgb(image), predictor.image_size).numpy()
     )  # the difference is real
     np.testing.assert_array_equal(predictor.pixels(image), expected)
+
+
+def test_cli_says_not_sure_below_the_threshold(predictor, model_dir, shapes_dir, capsys):
+    """--min-confidence above an image's top probability: "not sure" beside the top guess, in text and JSON; 0: always
+    an answer; without it, the model's own threshold (metadata.json's, suggested by training)."""
+    images = sorted(shapes_dir.glob("*/*_00[0-2].png"))
+    probabilities = predictor.predict_proba(images)
+    image = images[int(probabilities.max(axis=1).argmin())]  # the least sure of them
+    top, p = predictor.predict(image)[0]
+    assert p < 0.999, "the session model is sure of every image: no threshold below 1 can make it unsure"
+    threshold = (p + 1) / 2
+    code, out, _ = run_main(main, [model_dir, image, "--min-confidence", threshold], capsys)
+    assert code == 0 and out.startswith(f"{image}: not sure (top guess: {top}, {p:.2f}); {top} {p:.3f}, ")
+    code, out, _ = run_main(main, [model_dir, image, "--min-confidence", threshold, "--json"], capsys)
+    result = json.loads(out)[0]
+    assert result["not_sure"] is True and result["predictions"][0] == {"label": top, "probability": pytest.approx(p)}
+    code, out, _ = run_main(main, [model_dir, image, "--min-confidence", 0, "--json"], capsys)
+    assert json.loads(out)[0]["not_sure"] is False
+    assert predictor.min_confidence == predictor.metadata.min_confidence  # no option: the model's own
+    for bad in ("1", "0.5x"):
+        code, _, err = run_main(main, [model_dir, image, "--min-confidence", bad], capsys)
+        assert code == 2 and err.startswith(f"error: --min-confidence {bad}: ") and err.count("\n") == 1

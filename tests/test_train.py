@@ -95,6 +95,8 @@ def test_train_cli_prints_progress_and_summary(tmp_path, shapes_dir, capsys):
     assert "epoch 1/1" in out and "val_accuracy" in out and "loss" in out
     assert "trains from scratch" in out
     assert "done: best val_accuracy" in out and str(tmp_path / "m") in out
+    # The summary says the "not sure" threshold the validation images suggest, or that none reached the target.
+    assert re.search(r"; (not sure below 0\.\d{3} \(answers \d+% of validation images\)|no 'not sure' threshold)", out)
     assert (tmp_path / "m" / "model.keras").is_file()
 
 
