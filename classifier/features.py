@@ -106,13 +106,10 @@ def cached_features(
     if missing:
         what = "images" if copy == 0 else f"augmented copy {copy}"
         log(f"feature cache: computing {len(missing)} of {len(paths)} ({what}) into {cache.root}")
-        augmenter = make_augmenter(config, seed=config.seed + copy) if copy else None
-        images = image_dataset(split.subset(missing), config.image_shape, config.batch_size, augmenter=augmenter)
         progress = Progress("backbone features", len(missing), log=log, unit="images")
         done, writes = 0, []
         with ThreadPoolExecutor(max_workers=1) as writer:
-            for batch, _ in images:
-                vectors = np.asarray(extract(batch), np.float32)
+            for vectors in backbone_batches(extract, split.subset(missing), config, copy):
                 indices = missing[done : done + len(vectors)]
                 writes.append(writer.submit(_save_rows, [paths[i] for i in indices], vectors))
                 for i, row in zip(indices, vectors, strict=True):
@@ -123,6 +120,16 @@ def cached_features(
             write.result()  # a failed write (disk full) fails the run here
         progress.close()
     return np.stack(rows)
+
+
+def backbone_batches(extract, split: Split, config: TrainConfig, copy: int, seed: int | None = None):
+    """The feature vectors of `split`'s images, a float32 (n, D) array per batch of `config.batch_size`, in order:
+    copy 0 as the images are, copy k >= 1 through `make_augmenter(config, seed)` (by default seeded
+    `config.seed + copy`; its draws follow the stream of batches, so the same images in the same order and
+    batches get the same copies). Also the batch engine's computation (classifier/batch_features.py)."""
+    augmenter = make_augmenter(config, seed=config.seed + copy if seed is None else seed) if copy else None
+    for batch, _ in image_dataset(split, config.image_shape, config.batch_size, augmenter=augmenter):
+        yield np.asarray(extract(batch), np.float32)
 
 
 def _npy_header(shape: tuple) -> bytes:

@@ -171,8 +171,7 @@ def prepare(config: TrainConfig, log: Log) -> Run:
     keras.utils.set_random_seed(config.seed)
     timing: dict = {}
     with timed(timing, "scan_seconds"):
-        memo = ScanMemo(scan_memo_dir(config), data_dir) if feature_cache_applies(config) else None
-        data = load_image_data(data_dir, config.validation_split, config.seed, memo=memo)
+        data = scan_data(config, data_dir)
     with timed(timing, "build_seconds"), strategy.scope(), precision_policy(config.mixed_precision):
         model = build_model(config, len(data.class_names))
     run = Run(
@@ -189,6 +188,13 @@ def prepare(config: TrainConfig, log: Log) -> Run:
     )
     log_setup(run)
     return run
+
+
+def scan_data(config: TrainConfig, data_dir: Path) -> ImageData:
+    """The images a run of `config` trains and validates on: listed, checked (through the scan memo when the
+    feature cache applies) and split; classifier.batch_features fills the cache for the same split."""
+    memo = ScanMemo(scan_memo_dir(config), data_dir) if feature_cache_applies(config) else None
+    return load_image_data(data_dir, config.validation_split, config.seed, memo=memo)
 
 
 def default_out_dir(data_dir: Path) -> Path:

@@ -1,0 +1,159 @@
+"""Fill the training feature cache on Apache Beam, so that `classifier.train` then trains the head without a
+backbone pass.
+
+    python -m classifier.batch_features --data DATA [train options] [--chunk-size 1024]
+        [--runner DirectRunner] [Beam pipeline options]
+
+Takes the same options as `classifier.train` (those that do not shape features are ignored) and
+fills the cache that a `classifier.train` run with those options reads (`features.FeatureCache`):
+every training image (copy 0) and its `--augment-copies` augmented copies, and every validation
+image. This process lists and splits the data exactly as `train` does (`train.scan_data`), skips
+the entries already cached, and cuts the rest into chunks of `--chunk-size` images, one work item
+each; Beam spreads the chunks over its workers, and each worker builds the frozen backbone once
+and runs `features.backbone_batches` on its chunks, the same computation as `train`'s own pass.
+
+Augmented copies: a chunk's draws are `make_augmenter(config, seed)`'s with seed `--seed + k` for
+copy k's first chunk (what `train` itself draws when one chunk holds every image) and `--seed + k +
+CHUNK_SEED_STRIDE * i` for its i-th chunk, so a fill is reproducible whatever the workers; with
+several chunks the copies are other draws of the same augmentation than `train`'s own pass makes.
+
+Every worker must reach the data folder and the cache folder at the same paths (a shared
+filesystem), as with `--strategy multi-worker`. Entries are content-addressed and written to a
+temporary name and renamed, so workers that overlap or retry write the same bytes harmlessly.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from . import engine
+from .config import TrainConfig, resolve
+from .console import Log
+from .data import ImageData, Split
+from .datasets import resolve_data
+from .errors import ArgumentParser, UsageError, cli
+from .features import FeatureCache, _save_rows, feature_cache_applies
+from .train import scan_data
+
+CHUNK_SEED_STRIDE = 1_000_003  # chunk i of copy k is seeded --seed + k + STRIDE * i: no two (copy, chunk) share one
+
+
+@dataclass
+class Chunk:
+    """One work item: images of one split to pass through the backbone as one copy, with its augmenter's seed."""
+
+    copy: int  # 0: the images as they are; k >= 1: augmented copy k
+    seed: int
+    paths: list[str]
+    orientations: list[int]
+    hashes: list[str]
+
+    def split(self) -> Split:
+        return Split(self.paths, [0] * len(self.paths), self.orientations)  # labels: not part of a feature
+
+
+# ---- The cache, through two small functions: the lead switches them to the sharded cache's API
+# (`cache.missing(keys)`, `cache.write(entries)`, branch s1) at merge.
+def missing_entries(cache: FeatureCache, keys: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The (content sha256, copy) keys with no entry in `cache` yet. (A damaged entry counts as present here;
+    `train` recomputes it when it reads it.)"""
+    return [(sha, copy) for sha, copy in keys if not cache.entry(sha, copy).is_file()]
+
+
+def write_entries(cache: FeatureCache, keys: list[tuple[str, int]], vectors: np.ndarray) -> None:
+    """Write one feature vector per (sha, copy) key into `cache`, each atomically (temporary name, rename)."""
+    _save_rows([cache.entry(sha, copy) for sha, copy in keys], vectors)
+
+
+def plan(data: ImageData, config: TrainConfig, cache: FeatureCache, chunk_size: int) -> tuple[list[Chunk], int]:
+    """(chunks of the entries still missing, how many entries the run reads in all), in `train`'s order."""
+    copies = range(0, 1 + (config.augment_copies if config.augment else 0))
+    work = [(data.train, copy) for copy in copies] + [(data.validation, 0)]
+    chunks, total = [], 0
+    for split, copy in work:
+        hashes = split.content_hashes()
+        total += len(hashes)
+        absent = set(missing_entries(cache, [(sha, copy) for sha in hashes]))
+        todo = [i for i, sha in enumerate(hashes) if (sha, copy) in absent]
+        for n, start in enumerate(range(0, len(todo), chunk_size)):
+            part = todo[start : start + chunk_size]
+            chunks.append(
+                Chunk(
+                    copy=copy,
+                    seed=config.seed + copy + CHUNK_SEED_STRIDE * n,
+                    paths=[split.paths[i] for i in part],
+                    orientations=[split.orientations[i] for i in part],
+                    hashes=[hashes[i] for i in part],
+                )
+            )
+    return chunks, total
+
+
+def build(pipeline, chunks: list[Chunk], config: TrainConfig, classes: int, cache: FeatureCache) -> None:
+    """The chunks, spread over the workers, through the backbone into the cache."""
+    import apache_beam as beam
+
+    from .handlers import ComputeFeatures
+
+    _ = (
+        pipeline
+        | "Chunks" >> beam.Create(chunks, reshuffle=False)
+        | "Spread" >> beam.Reshuffle()  # one chunk per worker at a time, not every chunk on the first
+        | "Features" >> beam.ParDo(ComputeFeatures(config, classes, cache))
+    )
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        allow_abbrev=False,  # an abbreviation of ours must not take a Beam option passed through
+        prog="python -m classifier.batch_features",
+        description="Fill the feature cache that python -m classifier.train reads (the same options), on Apache "
+        "Beam: the backbone pass of every image and augmented copy, spread over the engine's workers.",
+        epilog="Example: python -m classifier.batch_features --data /shared/photos --cache-dir /shared/features; "
+        "then python -m classifier.train with the same options computes no features.",
+    )
+    TrainConfig.add_arguments(parser)
+    parser.add_argument("--chunk-size", type=int, default=1024, help="images per work item (default: 1024)")
+    engine.add_engine_arguments(parser)
+    return parser
+
+
+def fill(config: TrainConfig, chunk_size: int, runner: str, beam_args: Sequence[str], log: Log = print) -> int:
+    """Compute every missing cache entry of `config`'s training run on Beam; how many were computed."""
+    engine.beam()
+    if chunk_size < 1:
+        raise UsageError(f"--chunk-size {chunk_size}: must be at least 1")
+    config = resolve(config, log)
+    if not feature_cache_applies(config):
+        raise UsageError(
+            "the feature cache is off for these options (--weights none trains the backbone, or --no-feature-cache): "
+            "there are no fixed features to compute"
+        )
+    pipeline = engine.make_pipeline(runner, beam_args)
+    data = scan_data(config, resolve_data(config.data, csv_dir=config.csv_dir, log=log))
+    cache = FeatureCache.for_config(config)
+    chunks, total = plan(data, config, cache, chunk_size)
+    entries = sum(len(chunk.paths) for chunk in chunks)
+    log(f"feature cache: {entries} of {total} entries to compute, in {len(chunks)} chunk(s), into {cache.root}")
+    if not chunks:
+        return 0
+    build(pipeline, chunks, config, len(data.class_names), cache)
+    result = engine.run_pipeline(pipeline)
+    computed = engine.counter(result, "classifier", "features_written")
+    log(f"feature cache: computed {computed} entries")
+    return computed
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args, beam_args = build_parser().parse_known_args(argv)
+    fill(TrainConfig.from_args(args), args.chunk_size, args.runner, beam_args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

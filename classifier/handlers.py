@@ -1,0 +1,90 @@
+"""Beam's side of the batch commands: the classes Beam runs on its workers, loaded only where Beam is installed.
+
+`PredictorHandler` is `batch_predict`'s RunInference model handler (a `Predictor` per worker);
+`ComputeFeatures` is `batch_features`' step (the frozen backbone per worker). Both load their
+model once per worker process, in Beam's `load_model` / `setup`, never in the launching process.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler
+
+from .batch_predict import error_row, result_row
+from .engine import local_model_dir
+from .errors import UsageError, first_line
+from .images import ImageError
+from .predict import Predictor
+
+
+class PredictorHandler(ModelHandler):
+    """RunInference's model: a `Predictor` loaded once per worker; a batch of (path, bytes) -> CSV fields per file."""
+
+    def __init__(
+        self, model_dir: str, top_k: int, min_confidence: float | None, batch_size: int, trust_hub_handle: bool
+    ):
+        super().__init__(min_batch_size=1, max_batch_size=batch_size)
+        self.model_dir, self.top_k, self.min_confidence = model_dir, top_k, min_confidence
+        self.trust_hub_handle = trust_hub_handle
+
+    def load_model(self):
+        local = local_model_dir(self.model_dir)
+        try:
+            return Predictor(local, min_confidence=self.min_confidence, trust_hub_handle=self.trust_hub_handle)
+        except UsageError:
+            raise
+        except Exception as error:  # noqa: BLE001 (a model.keras Keras cannot read: one line, not a worker trace)
+            raise UsageError(f"{self.model_dir}: the model does not load ({first_line(error)})") from None
+
+    def run_inference(self, batch, model, inference_args=None):
+        pixels, problems = [], []
+        for _, data in batch:
+            try:
+                pixels.append(model.pixels(data))
+                problems.append(None)
+            except ImageError as error:
+                problems.append(error.reason)  # the message without "image bytes": the row names the file
+        probabilities = iter(model.probabilities_of_pixels(np.stack(pixels)) if pixels else [])
+        rows = []
+        for (path, _), problem in zip(batch, problems, strict=True):
+            if problem:
+                rows.append(error_row(path, problem, self.top_k))
+            else:
+                row = next(probabilities)
+                rows.append(result_row(path, model.top_k(row, self.top_k), model.answer(row)))
+        return rows
+
+    def get_num_bytes(self, batch) -> int:
+        return sum(len(data) for _, data in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "classifier"
+
+
+class ComputeFeatures(beam.DoFn):
+    """`batch_features`' step: a chunk of images -> their backbone features, written into the cache. The frozen
+    backbone is built once per worker (`setup`) as `train` builds it; the computation is `features.backbone_batches`."""
+
+    def __init__(self, config, classes: int, cache):
+        self.config, self.classes, self.cache = config, classes, cache
+        self.written = beam.metrics.Metrics.counter("classifier", "features_written")
+
+    def setup(self):
+        from .features import traced
+        from .model import build_model, feature_extractor
+
+        model = build_model(self.config, self.classes)  # the head is not used: only the frozen part runs
+        self.extract = traced(feature_extractor(model), self.config.image_shape)
+
+    def process(self, chunk):
+        from .batch_features import write_entries
+        from .features import backbone_batches
+
+        done = 0
+        for vectors in backbone_batches(self.extract, chunk.split(), self.config, chunk.copy, chunk.seed):
+            keys = [(sha, chunk.copy) for sha in chunk.hashes[done : done + len(vectors)]]
+            write_entries(self.cache, keys, vectors)
+            done += len(vectors)
+            self.written.inc(len(vectors))
+        yield done
