@@ -193,7 +193,7 @@ def test_card_examples_and_curves_come_from_the_model_folder(models_dir, model_d
     app = App(ModelLibrary(find_models(models_dir)), models_dir)
     card = app.card("shapes")
     assert "circle, square, triangle" in card and "75 x 75" in card
-    assert "inception_v3, cut at `mixed7`, weights: none (trained from scratch)" in card
+    assert "mobilenet_v2, cut at `block_1_expand_relu`, weights: ImageNet" in card
     meta = Predictor(model_dir).metadata
     assert f"{meta.val_accuracy:.3f}" in card and meta.trained_at in card
     assert [p.name for p in app.examples("shapes")] == ["circle_000.png", "square_000.png", "triangle_000.png"]
@@ -217,6 +217,7 @@ def test_card_words_for_weights_and_backbones(models_dir, tmp_path):
     meta = json.loads((folder / "metadata.json").read_text())
     app = App(ModelLibrary({"m": folder}), tmp_path)
     for backbone, cut, weights, words in [
+        ("inception_v3", "mixed7", "none", "inception_v3, cut at `mixed7`, weights: none (trained from scratch)"),
         ("mobilenet_v2", None, "imagenet", "mobilenet_v2, whole network, weights: ImageNet"),
         ("mobilenet_v2", "top", "/home/me/w/mobilenet.h5", "mobilenet_v2, whole network, weights: mobilenet.h5"),
         ("hub:/home/me/hub/effnet_b0/", None, "imagenet", "TF-Hub model `effnet_b0`"),

@@ -7,16 +7,15 @@ from conftest import MOBILENET_STEM, tiny_config
 from PIL import Image
 
 from classifier.data import load_image_data
-from classifier.features import FeatureCache, content_hashes
-from classifier.model import head
+from classifier.features import FeatureCache, content_hashes, training_features
+from classifier.model import feature_extractor, head
 from classifier.predict import Predictor
 from classifier.shapes import make_shapes_dataset
-from classifier.train import train
+from classifier.train import prepare, train
 
 
-def _run(data, out, weights, cache_dir, **overrides):
-    lines = []
-    config = tiny_config(
+def _config(data, out, weights, cache_dir, **overrides):
+    return tiny_config(
         data,
         out,
         **{**MOBILENET_STEM, **overrides},
@@ -26,7 +25,20 @@ def _run(data, out, weights, cache_dir, **overrides):
         augment_copies=1,
         overwrite=True,
     )
-    return train(config, log=lines.append), lines
+
+
+def _run(data, out, weights, cache_dir, **overrides):
+    lines = []
+    return train(_config(data, out, weights, cache_dir, **overrides), log=lines.append), lines
+
+
+def _feature_pass(data, out, weights, cache_dir, **overrides) -> list[str]:
+    """What a training run logs up to its feature pass, the same steps `train` takes, without the head's epochs
+    and the save that follow it (they do not touch the cache)."""
+    lines = []
+    run = prepare(_config(data, out, weights, cache_dir, **overrides), lines.append)
+    training_features(feature_extractor(run.model), run.data, run.config, lines.append)
+    return lines
 
 
 def _computed(lines) -> list[str]:
@@ -48,7 +60,7 @@ def test_cache_is_reused_and_invalidated_by_image_size_and_file_content(tmp_path
     ]
     assert first.metadata.timing["cached_training_vectors"] == 20
 
-    _, lines = _run(data, tmp_path / "m", random_mobilenet_weights, cache)
+    lines = _feature_pass(data, tmp_path / "m", random_mobilenet_weights, cache)
     assert _computed(lines) == []  # second run: no backbone pass at all
 
     # Entries that do not load as a feature vector are computed again, not fatal.
@@ -64,7 +76,7 @@ def test_cache_is_reused_and_invalidated_by_image_size_and_file_content(tmp_path
         np.testing.assert_allclose(np.load(path), row, atol=1e-6)  # recomputed (in another batch size)
     assert again.metadata.timing["cached_training_vectors"] == 20
 
-    _, lines = _run(data, tmp_path / "m", random_mobilenet_weights, cache, image_size=40)
+    lines = _feature_pass(data, tmp_path / "m", random_mobilenet_weights, cache, image_size=40)
     assert [line.split(" into ")[0] for line in _computed(lines)] == [
         "feature cache: computing 10 of 10 (images)",
         "feature cache: computing 10 of 10 (augmented copy 1)",
@@ -73,13 +85,13 @@ def test_cache_is_reused_and_invalidated_by_image_size_and_file_content(tmp_path
 
     changed = sorted((data / "train" / "circle").glob("*.png"))[0]
     Image.new("RGB", (48, 48), "white").save(changed)
-    _, lines = _run(data, tmp_path / "m", random_mobilenet_weights, cache)
+    lines = _feature_pass(data, tmp_path / "m", random_mobilenet_weights, cache)
     assert [line.split(" into ")[0] for line in _computed(lines)] == [
         "feature cache: computing 1 of 10 (images)",
         "feature cache: computing 1 of 10 (augmented copy 1)",
     ]
 
-    _, lines = _run(data, tmp_path / "m", random_mobilenet_weights, cache, rotation=5.0)
+    lines = _feature_pass(data, tmp_path / "m", random_mobilenet_weights, cache, rotation=5.0)
     assert [line.split(" into ")[0] for line in _computed(lines)] == [
         "feature cache: computing 10 of 10 (augmented copy 1)"
     ]
