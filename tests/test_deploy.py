@@ -80,7 +80,7 @@ def test_staged_space_runs_alone_and_answers(model_dir, shapes_dir, tmp_path):
     served = [line for line in pins if not line.startswith(tuple(f"{name}==" for name in NOT_SERVED))]
     assert (space / "requirements.txt").read_text().splitlines() == served and len(served) == len(pins) - 3
     # The model card and the files in the public repository name no path of the training machine.
-    assert "Backbone: inception_v3, cut at `mixed7`" in readme and "None" not in readme
+    assert "Backbone: mobilenet_v2, cut at `block_1_expand_relu`" in readme and "None" not in readme
     for text in [readme, *(path.read_text() for path in (space / "models" / model_dir.name).glob("*.json"))]:
         assert str(shapes_dir) not in text and str(model_dir.parent) not in text
     assert json.loads((space / "models" / model_dir.name / "metadata.json").read_text())["data"]["root"] == "shapes"

@@ -16,6 +16,8 @@ from conftest import ROOT, TINY, run_main, tiny_config
 
 from classifier import train as train_module
 from classifier.artifacts import staged_dir
+from classifier.config import TrainConfig, resolve
+from classifier.console import silent
 from classifier.predict import Predictor
 from classifier.shapes import make_shapes_dataset
 
@@ -34,7 +36,9 @@ def test_model_folder_has_model_metadata_and_labels(trained, model_dir):
     assert meta["class_names"] == ["circle", "square", "triangle"]
     assert (model_dir / "labels.txt").read_text().split() == meta["class_names"]
     assert meta["image_size"] == [75, 75]
-    assert (meta["backbone"], meta["cut_layer"], meta["weights"]) == ("inception_v3", "mixed7", "none")
+    assert (meta["backbone"], meta["cut_layer"], meta["weights"]) == ("mobilenet_v2", "block_1_expand_relu", "imagenet")
+    # A run that leaves the cut to the backbone records the one it used: the default's is mixed7.
+    assert resolve(TrainConfig(data="unused", weights="none"), log=silent).cut_layer == "mixed7"
     assert meta["config"]["epochs"] == 2 and meta["config"]["dense_units"] == 32
     assert set(meta["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
     assert (
