@@ -119,3 +119,10 @@ class ModelLibrary:
                     Predictor(self.paths[name], trust_hub_handle=self.trust_hub_handle)
                 )
             return self._loaded[name]
+
+    def add(self, name: str, path: Path) -> None:
+        """Offer the model folder `path` as `name`, or reload it after it was replaced (a retrain): the next
+        request loads the new folder. (A replaced predictor's idle worker thread stays, holding its model.)"""
+        with self._lock:
+            self.paths[name] = Path(path)
+            self._loaded.pop(name, None)
