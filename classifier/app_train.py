@@ -101,9 +101,9 @@ class TrainPage:
     def retrain(self, model):
         """Train the picked model again on its training folder, with the tab's options it was trained with."""
         with page_errors():
-            name = self.app.name(model)
+            name = self.model_name(model)
             data = self.training_folder(name, must_exist=True)
-            options = read_metadata(self.app.folder(model)).config
+            options = read_metadata(self.app.folder(name)).config
             backbone = next(
                 (label for label, chosen in BACKBONES.items() if all(options.get(k) == v for k, v in chosen.items())),
                 None,
@@ -111,7 +111,7 @@ class TrainPage:
             if backbone is None:
                 raise UsageError(f"model {name!r}: its backbone is not one of the Train tab's; retrain it with the CLI")
             size, epochs = options["image_size"], options["epochs"]
-            config = tab_config(data, self.app.folder(model), backbone, size, epochs, cache_dir=self.cache_dir)
+            config = tab_config(data, self.app.folder(name), backbone, size, epochs, cache_dir=self.cache_dir)
             job = self.workbench.submit(name, config)
         return self.started(job)
 
@@ -164,6 +164,16 @@ class TrainPage:
         return f"**{job.name}:** {job.phase}"
 
     # -- the images of a job, and corrections -------------------------------------------------------
+    def model_name(self, model) -> str:
+        """The picked model's name (the first model's when none is picked), refused when this app has no such model."""
+        names = self.app.library.names
+        if not names:
+            raise UsageError("no model yet: train one in the Train tab first")
+        name = model or names[0]
+        if name not in names:
+            raise UsageError(f"unknown model {name!r}; this app serves: {', '.join(names)}")
+        return name
+
     def training_folder(self, name: str, must_exist: bool = False) -> Path:
         folder = trainset.data_folder(self.models_dir, name)
         if must_exist and not folder.is_dir():
@@ -181,7 +191,7 @@ class TrainPage:
         """The picked model's classes, for the correction row (none when its folder is refused)."""
         try:
             return self.app.metadata(model).class_names if self.app.library.names else []
-        except gr.Error:  # a broken model folder: its predictions say why
+        except (gr.Error, KeyError):  # a broken model folder (its predictions say why), or an unknown name
             return []
 
     def class_choices(self, model):
@@ -225,9 +235,9 @@ class TrainPage:
         from .app_ui import upload_source
 
         with page_errors():
-            name = self.app.name(model)
+            name = self.model_name(model)
             folder = self.training_folder(name, must_exist=True)
-            if label not in self.app.metadata(model).class_names:
+            if label not in self.app.metadata(name).class_names:
                 raise UsageError(f"class {label!r}: pick one of the model's classes")
             count = trainset.class_counts(folder).get(label, 0)
             if count >= self.limits.max_class_images:
@@ -247,7 +257,8 @@ class TrainPage:
         with page_errors():
             if kind not in DOWNLOADS.values():
                 raise UsageError(f"download {kind!r}: choose one of {', '.join(DOWNLOADS.values())}")
-            name, folder = self.app.name(model), self.app.folder(model)
+            name = self.model_name(model)
+            folder = self.app.folder(name)
             out = self.fresh_download_folder()
             if kind == "zip":
                 return str(zip_model_folder(folder, out / f"{name}.zip"))
@@ -361,7 +372,13 @@ def build_train_tab(page: TrainPage, model: gr.Dropdown) -> TrainTab:
     tab.timer.tick(page.status, tab.job, [*tab.progress, tab.timer, model], api_name="train_status")
     cancel.click(page.cancel, tab.job, tab.progress, api_name="train_cancel")
     download.click(
-        page.download, [model, kind], file, api_name="download", concurrency_limit=1, concurrency_id="export"
+        page.download,
+        [model, kind],
+        file,
+        api_name="download",
+        preprocess=False,  # the model's name as sent, as for a retrain
+        concurrency_limit=1,
+        concurrency_id="export",
     )
     return tab
 
@@ -375,7 +392,11 @@ def class_slots() -> tuple[list, list, list]:
             uploads.append(
                 no_fetch(
                     gr.File(
-                        file_count="multiple", file_types=list(IMAGE_EXTENSIONS), type="filepath", label="Its images"
+                        file_count="multiple",
+                        file_types=list(IMAGE_EXTENSIONS),
+                        type="filepath",
+                        label="Its images",
+                        elem_id=f"class-{i + 1}-images",  # for the browser test
                     )
                 )
             )
@@ -402,5 +423,6 @@ def wire_corrections(page: TrainPage, model, image, row: tuple, tab: TrainTab) -
     """The correction row's events; a retrain reports its progress in the Train tab."""
     label, save, retrain, said = row
     save.click(page.correct, [image, model, label], said, api_name="correct", preprocess=False)
-    retrain.click(page.retrain, model, [tab.job, *tab.progress, tab.timer], api_name="retrain")
+    # The model's name as sent (preprocess=False): a model trained since the page loaded is not among its choices.
+    retrain.click(page.retrain, model, [tab.job, *tab.progress, tab.timer], api_name="retrain", preprocess=False)
     model.change(page.class_choices, model, label, api_visibility="private")

@@ -82,13 +82,14 @@ class Job:
     config: TrainConfig
     state: str = QUEUED
     phase: str = "waiting for its turn"
-    features: dict | None = None  # the feature pass: done, total, per_second, seconds_left
+    features: dict | None = None  # the feature passes so far (train, validation): done, total, per_second, seconds_left
     epochs: list[dict] = field(default_factory=list)  # per finished epoch: epoch and EPOCH_METRICS
     lines: collections.deque = field(default_factory=lambda: collections.deque(maxlen=KEPT_LINES))
     message: str = ""  # how it ended
     started: float | None = None
     finished: float | None = None
     cancel_requested: threading.Event = field(default_factory=threading.Event)
+    _passes: dict = field(default_factory=dict)  # id of each feature pass's Progress -> (done, total)
 
     def log(self, line: str) -> None:
         self.lines.append(line)
@@ -98,12 +99,13 @@ class Job:
             raise Cancelled(CANCELLED_MESSAGE)
 
     def on_features(self, progress: Progress) -> None:
-        """train's `on_progress`: the feature pass after each batch."""
+        """train's `on_progress`: a feature pass after each batch (images counted over every pass so far)."""
         self.phase = "backbone feature pass"
-        left = progress.seconds_left
+        self._passes[id(progress)] = (progress.done, progress.total or 0)
+        left = progress.seconds_left  # of the current pass
         self.features = {
-            "done": progress.done,
-            "total": progress.total,
+            "done": sum(done for done, _ in self._passes.values()),
+            "total": sum(total for _, total in self._passes.values()),
             "per_second": round(progress.rate, 1),
             "seconds_left": None if left is None else round(left, 1),
         }
