@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, free_port
 from gradio_client import Client, handle_file
-from test_app import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from test_app import ARTIFACTS, CHROMIUM, browser_page
 
 from classifier.app_ui import launch
 from classifier.limits import Limits
@@ -76,69 +76,60 @@ def test_api_trains_reports_progress_and_predicts(server, drawn):
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, tmp_path):
-    sync_playwright = pytest.importorskip("playwright.sync_api", reason="needs playwright").sync_playwright
     url, models = server
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1100})
-            page.goto(url)
-            page.get_by_role("tab", name="Train").click()
-            page.get_by_label("Model name").fill("shapes")
-            for slot, label in enumerate(("circle", "square"), start=1):
-                page.get_by_label(f"Class {slot}").fill(label)
-                files = [str(p) for p in drawn[label][:12]]
-                page.locator(f"#class-{slot}-images input[type=file]").set_input_files(files)
-            page.get_by_label("Image size (px)").fill(SIZE)
-            page.get_by_label("Epochs").fill(EPOCHS)
-            page.get_by_role("button", name="Train", exact=True).click()
-            status = page.get_by_text("done: model 'shapes' saved")
-            status.wait_for(timeout=600_000)
-            page.wait_for_timeout(1500)  # the curve's last redraw
-            page.screenshot(path=str(ARTIFACTS / "train_tab.png"), full_page=True)
-            if os.environ.get("SCREENSHOT") == "1":
-                page.screenshot(path=str(ROOT / "docs" / "train-tab.png"), full_page=True)
+    with browser_page(url, height=1100) as page:
+        page.get_by_role("tab", name="Train").click()
+        page.get_by_label("Model name").fill("shapes")
+        for slot, label in enumerate(("circle", "square"), start=1):
+            page.get_by_label(f"Class {slot}").fill(label)
+            files = [str(p) for p in drawn[label][:12]]
+            page.locator(f"#class-{slot}-images input[type=file]").set_input_files(files)
+        page.get_by_label("Image size (px)").fill(SIZE)
+        page.get_by_label("Epochs").fill(EPOCHS)
+        page.get_by_role("button", name="Train", exact=True).click()
+        status = page.get_by_text("done: model 'shapes' saved")
+        status.wait_for(timeout=600_000)
+        page.wait_for_timeout(1500)  # the curve's last redraw
+        page.screenshot(path=str(ARTIFACTS / "train_tab.png"), full_page=True)
+        if os.environ.get("SCREENSHOT") == "1":
+            page.screenshot(path=str(ROOT / "docs" / "train-tab.png"), full_page=True)
 
-            # The predict tab now offers the model: a held-out square is a square.
-            page.get_by_role("tab", name="One image").click()
-            page.locator("input[type=file]").first.set_input_files(str(drawn["square"][-1]))
-            label = page.locator('[data-testid="label-output-value"]')
-            label.wait_for(timeout=60_000)
-            assert label.inner_text().splitlines()[0].strip() == "square"
+        # The predict tab now offers the model: a held-out square is a square.
+        page.get_by_role("tab", name="One image").click()
+        page.locator("input[type=file]").first.set_input_files(str(drawn["square"][-1]))
+        label = page.locator('[data-testid="label-output-value"]')
+        label.wait_for(timeout=60_000)
+        assert label.inner_text().splitlines()[0].strip() == "square"
 
-            # Correct it (as if it were wrong, it is a circle now), then retrain on the training folder.
-            before = len(list((models / "shapes.data").glob("*/*.png")))
-            page.get_by_label("Wrong? It is:").click()
-            page.get_by_role("option", name="circle").click()
-            page.get_by_role("button", name="Add to this class").click()
-            page.get_by_text("Saved to class circle").wait_for(timeout=60_000)
-            assert len(list((models / "shapes.data" / "circle").glob("*.png"))) == 13
-            assert len(list((models / "shapes.data").glob("*/*.png"))) == before + 1
-            trained_at = Predictor(models / "shapes").metadata.trained_at
-            page.get_by_role("button", name="Retrain").click()
-            page.get_by_role("tab", name="Train").click()
-            page.wait_for_function(
-                "() => !document.body.innerText.includes(\"done: model 'shapes' saved\")", timeout=60_000
-            )
-            status.wait_for(timeout=600_000)
-            retrained = Predictor(models / "shapes").metadata
-            assert (
-                retrained.trained_at != trained_at
-                and retrained.data.train_images + retrained.data.validation_images == 25
-            )
+        # Correct it (as if it were wrong, it is a circle now), then retrain on the training folder.
+        before = len(list((models / "shapes.data").glob("*/*.png")))
+        page.get_by_label("Wrong? It is:").click()
+        page.get_by_role("option", name="circle").click()
+        page.get_by_role("button", name="Add to this class").click()
+        page.get_by_text("Saved to class circle").wait_for(timeout=60_000)
+        assert len(list((models / "shapes.data" / "circle").glob("*.png"))) == 13
+        assert len(list((models / "shapes.data").glob("*/*.png"))) == before + 1
+        trained_at = Predictor(models / "shapes").metadata.trained_at
+        page.get_by_role("button", name="Retrain").click()
+        page.get_by_role("tab", name="Train").click()
+        page.wait_for_function(
+            "() => !document.body.innerText.includes(\"done: model 'shapes' saved\")", timeout=60_000
+        )
+        status.wait_for(timeout=600_000)
+        retrained = Predictor(models / "shapes").metadata
+        assert (
+            retrained.trained_at != trained_at and retrained.data.train_images + retrained.data.validation_images == 25
+        )
 
-            # Download the model folder as a zip and load it as any model folder.
-            page.get_by_text("Download the picked model").click()
-            page.get_by_role("button", name="Prepare the download").click()
-            link = page.locator('a[download="shapes.zip"]')  # the file's row: its size, linked
-            link.wait_for(timeout=120_000)
-            with page.expect_download() as download:
-                link.click()
-            archive = tmp_path / "shapes.zip"
-            download.value.save_as(archive)
-        finally:
-            browser.close()
+        # Download the model folder as a zip and load it as any model folder.
+        page.get_by_text("Download the picked model").click()
+        page.get_by_role("button", name="Prepare the download").click()
+        link = page.locator('a[download="shapes.zip"]')  # the file's row: its size, linked
+        link.wait_for(timeout=120_000)
+        with page.expect_download() as download:
+            link.click()
+        archive = tmp_path / "shapes.zip"
+        download.value.save_as(archive)
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(tmp_path / "unzipped")
     predictor = Predictor(tmp_path / "unzipped" / "shapes")
