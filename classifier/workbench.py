@@ -52,6 +52,7 @@ BACKBONES = {
 DEFAULT_BACKBONE = next(iter(BACKBONES))
 IMAGE_SIZE = 96  # the tab's default input size: small, for a CPU
 EPOCHS = 10
+SIZE_RANGE, EPOCHS_RANGE = (32, 320), (1, 100)  # what a page may ask for: a bound on one job's cost
 # The tab trains the head alone on cached features, on few images: ten times the CLI's rate converges in its epochs.
 LEARNING_RATE = 1e-3
 
@@ -62,6 +63,9 @@ def tab_config(
     """The training options of a job started from the Train tab (`more`: any other TrainConfig field)."""
     if backbone not in BACKBONES:
         raise UsageError(f"backbone {backbone!r}: choose one of {', '.join(BACKBONES)}")
+    for what, value, (low, high) in (("image size", image_size, SIZE_RANGE), ("epochs", epochs, EPOCHS_RANGE)):
+        if not isinstance(value, (int, float)) or not low <= value <= high:
+            raise UsageError(f"{what} {value!r}: the Train tab takes {low} to {high}")
     options = dict(
         data=str(data),
         out=str(out),
