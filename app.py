@@ -2,6 +2,8 @@
 
     python app.py [--model DIR] [--models-dir models] [--host 127.0.0.1] [--port 7860] [--share]
                   [--concurrency 4] [--max-queue 64] [--max-batch 32] [--min-confidence P]
+                  [--allow-training | --no-allow-training] [--max-classes 20] [--max-class-images 1000]
+                  [--max-train-mb 500] [--max-train-queue 2]
 
 Environment: CLASSIFIER_MODEL, CLASSIFIER_MODELS_DIR, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT,
 CLASSIFIER_CONCURRENCY, CLASSIFIER_MAX_QUEUE, CLASSIFIER_MAX_BATCH, CLASSIFIER_MIN_CONFIDENCE (flags win).
@@ -14,10 +16,16 @@ a /predict_batch call with more than --max-batch files is refused whole ("at mos
 Uploads above 50 MB are refused by Gradio (413), inline images too. What else a caller can and
 cannot do is in classifier/app_guard.py; the page itself lives in classifier/app_ui.py. This file
 only parses and launches.
+
+Training from the page (the Train tab, corrections, downloads; classifier/app_train.py) is on when
+the app runs locally and off on a public deployment (SPACE_ID set, --share, or a --host other than
+loopback) unless --allow-training; --no-allow-training turns it off locally. Its limits are the
+--max-class*/--max-train-* flags; the page names the flag of each limit it hits.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -26,7 +34,14 @@ from typing import Sequence
 from classifier.artifacts import add_trust_flag
 from classifier.confidence import add_min_confidence_flag, min_confidence_option
 from classifier.errors import ArgumentParser, UsageError, cli
-from classifier.limits import DEFAULT_LIMITS, Limits
+from classifier.limits import DEFAULT_LIMITS, Limits, is_public, training_allowed
+
+TRAINING_LIMITS = {  # flag option -> its help
+    "max_classes": "classes one training job may have",
+    "max_class_images": "images one class of a model's training folder may hold",
+    "max_train_mb": "megabytes of images (or of a zip, unpacked) one training job may upload",
+    "max_train_queue": "training jobs that may wait behind the running one; the next is turned away",
+}
 
 
 def build_parser() -> ArgumentParser:
@@ -71,6 +86,19 @@ def build_parser() -> ArgumentParser:
         f"{limits.max_batch})",
     )
     add_min_confidence_flag(parser, env="CLASSIFIER_MIN_CONFIDENCE")
+    parser.add_argument(
+        "--allow-training",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the Train tab, corrections and downloads (default: on locally, off on a public deployment: SPACE_ID "
+        "set, --share, or a --host other than loopback)",
+    )
+    for option, what in TRAINING_LIMITS.items():
+        parser.add_argument(
+            "--" + option.replace("_", "-"),
+            default=getattr(limits, option),
+            help=f"{what} (default: {getattr(limits, option)})",
+        )
     add_trust_flag(parser)
     return parser
 
@@ -83,7 +111,7 @@ def parse_args(argv: Sequence[str] | None):
         raise UsageError(f"--port {args.port}: not a port number") from None
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port}: must be between 1 and 65535")
-    for option in ("concurrency", "max_queue", "max_batch"):  # env values arrive as strings, like --port's
+    for option in ("concurrency", "max_queue", "max_batch", *TRAINING_LIMITS):  # env values arrive as strings
         value = getattr(args, option)
         flag = "--" + option.replace("_", "-")
         try:
@@ -111,6 +139,18 @@ def find_served_models(args) -> dict[str, Path]:
     return find_models(args.models_dir)
 
 
+def app_limits(args) -> Limits:
+    """The flags' limits, training on or off as --allow-training and where the app listens say."""
+    return Limits(
+        concurrency=args.concurrency,
+        max_queue=args.max_queue,
+        max_batch=args.max_batch,
+        training=training_allowed(args.allow_training, args.host, args.share),
+        local=not is_public(args.host, args.share),
+        **{option: getattr(args, option) for option in TRAINING_LIMITS},
+    )
+
+
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
@@ -124,7 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"serving {len(models)} model(s): {', '.join(models)}", file=sys.stderr)
     else:
         print(f"no model folder in {args.models_dir}/ yet: the page says how to train one", file=sys.stderr)
-    limits = Limits(concurrency=args.concurrency, max_queue=args.max_queue, max_batch=args.max_batch)
+    limits = app_limits(args)
+    if limits.training:
+        print(f"training from the page is on: new models go to {args.models_dir}/", file=sys.stderr)
     launch(library, args.models_dir, args.host, args.port, limits, share=args.share)
     return 0
 

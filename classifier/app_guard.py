@@ -104,7 +104,12 @@ class ShownFiles:
         self._folder = tempfile.TemporaryDirectory(prefix="classifier-shown-")
         self.folder = Path(self._folder.name)
         for name, model_dir in models.items():
-            self._publish(Path(model_dir), self.folder / name)
+            self.publish(name, model_dir)
+
+    def publish(self, model: str, model_dir: str | Path) -> None:
+        """Copy the shown files of `model` from `model_dir`, replacing any copies of an earlier folder."""
+        shutil.rmtree(self.folder / model, ignore_errors=True)
+        self._publish(Path(model_dir), self.folder / model)
 
     def path(self, model: str, file: str) -> Path | None:
         """The copy of `file` (curves.png, ...) of `model`, or None when the folder has none."""

@@ -30,6 +30,7 @@ from .app_guard import (
     no_fetch,
     upload_path,
 )
+from .app_train import TrainPage, build_correction_row, build_train_tab, wire_corrections
 from .artifacts import read_metadata
 from .confidence import in_effect
 from .errors import UsageError
@@ -253,8 +254,9 @@ class App:
         return str(examples[index]) if index is not None and 0 <= index < len(examples) else None
 
 
-def build_app(app: App) -> gr.Blocks:
-    """The Blocks page of `app`, with its queue: every event waits there, within `app.limits`."""
+def build_app(app: App, trainer: TrainPage | None = None) -> gr.Blocks:
+    """The Blocks page of `app`, with its queue: every event waits there, within `app.limits`; with `trainer`, the
+    Train tab and the correction row under a prediction (classifier/app_train.py)."""
     names, limits = app.library.names, app.limits
     with gr.Blocks(title="Image classifier", delete_cache=limits.delete_cache) as demo:
         gr.Markdown("# Image classifier\nDrop, upload, paste or photograph an image; the model ranks its classes.")
@@ -273,6 +275,7 @@ def build_app(app: App) -> gr.Blocks:
                     )
                     button = gr.Button("Classify", variant="primary")
                     label = gr.Label(num_top_classes=TOP_K, label="Prediction")
+                    correction = build_correction_row(trainer, app) if trainer else None
                     examples = gr.Dataset(
                         components=[gr.Image(visible=False)], samples=[], type="index", label="Examples", visible=False
                     )
@@ -282,6 +285,9 @@ def build_app(app: App) -> gr.Blocks:
                     )
                     batch_button = gr.Button("Classify all", variant="primary")
                     table = gr.Dataframe(headers=BATCH_COLUMNS, label="Predictions", interactive=False)
+                if trainer:
+                    with gr.Tab("Train"):
+                        train_tab = build_train_tab(trainer, model)
             with gr.Column():
                 card = gr.Markdown(app.card(names[0] if names else None))
                 curves = gr.Image(label="Training curves", interactive=False, visible=False)
@@ -314,6 +320,8 @@ def build_app(app: App) -> gr.Blocks:
         view = [card, curves, history, metrics, confusion, examples]
         demo.load(app.model_view, model, view, api_visibility="private")
         model.change(app.model_view, model, view, api_visibility="private")
+        if trainer:
+            wire_corrections(trainer, model, image, correction, train_tab)
     # api_open=False: POST /gradio_api/run/<name> (which would skip the queue and its limits) answers 404;
     # the page and gradio_client join the queue (/gradio_api/queue/join), and so does /gradio_api/call/<name>.
     demo.queue(api_open=False, default_concurrency_limit=limits.concurrency, max_size=limits.max_queue)
@@ -328,18 +336,23 @@ def launch(
     limits: Limits = DEFAULT_LIMITS,
     share: bool = False,
     block: bool = True,
+    train_cache: str | None = None,
 ) -> gr.Blocks:
-    """Build the page for `library` and serve it to strangers; returns the running Blocks."""
+    """Build the page for `library` and serve it to strangers; returns the running Blocks. `train_cache`: the
+    feature cache of jobs started from the page (None: the user's default)."""
     app = App(library, models_dir, limits)
-    demo = build_app(app)
+    trainer = TrainPage(app, train_cache) if limits.training else None
+    demo = build_app(app, trainer)
+    # With training, new model folders and their training images appear under models_dir: none of it is readable.
+    blocked = [*library.paths.values(), *([Path(models_dir)] if trainer else [])]
     demo.launch(
         server_name=host,
         server_port=port,
         share=share,
         max_file_size=limits.max_upload,
         # Only copies of the files the page shows are readable, never a model folder itself.
-        allowed_paths=[str(app.shown.folder)],
-        blocked_paths=[str(path.resolve()) for path in library.paths.values()],
+        allowed_paths=[str(app.shown.folder), *([str(trainer.downloads)] if trainer else [])],
+        blocked_paths=[str(Path(path).resolve()) for path in blocked],
         app_kwargs={"middleware": [Middleware(RequestGuard, max_body=limits.max_body)]},
         mcp_server=False,  # Gradio's MCP server (GRADIO_MCP_SERVER=true) would be another way in
         enable_monitoring=False,  # /monitoring: traffic figures for anyone who asks

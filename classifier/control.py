@@ -22,6 +22,11 @@ from ._tf import keras
 from .config import TrainConfig
 from .errors import UsageError
 
+
+class Cancelled(Exception):
+    """A run stopped by its caller (a callback or progress hook raised it): nothing is kept, see train.train."""
+
+
 # Options that may differ between an interrupted run and its --resume; any other difference is refused.
 RESUMABLE_CHANGES = {"resume", "overwrite", "epochs", "fine_tune_epochs", "patience", "reduce_lr_on_plateau"}
 PLATEAU = dict(factor=0.2, patience=2, min_lr=1e-7)

@@ -93,12 +93,20 @@ class FeatureCache:
 
 
 def cached_features(
-    extract, split: Split, hashes: list[str], cache: FeatureCache, copy: int, config: TrainConfig, log: Log = say
+    extract,
+    split: Split,
+    hashes: list[str],
+    cache: FeatureCache,
+    copy: int,
+    config: TrainConfig,
+    log: Log = say,
+    on_progress=None,
 ) -> np.ndarray:
     """Features (N, D) of every image in `split` for one copy, computing and caching the missing ones.
 
     `extract` is the extractor's traced call; `extract.shape` the shape of one image's vector. New
-    entries are written by a second thread while the backbone runs on the next batch."""
+    entries are written by a second thread while the backbone runs on the next batch. `on_progress`
+    is `console.Progress`'s `on_update`, called after each batch."""
     paths = [cache.entry(sha, copy) for sha in hashes]
     header = _npy_header(extract.shape)
     rows = [_load_entry(path, extract.shape, header) for path in paths]
@@ -106,7 +114,7 @@ def cached_features(
     if missing:
         what = "images" if copy == 0 else f"augmented copy {copy}"
         log(f"feature cache: computing {len(missing)} of {len(paths)} ({what}) into {cache.root}")
-        progress = Progress("backbone features", len(missing), log=log, unit="images")
+        progress = Progress("backbone features", len(missing), log=log, unit="images", on_update=on_progress)
         done, writes = 0, []
         with ThreadPoolExecutor(max_workers=1) as writer:
             for vectors in backbone_batches(extract, split.subset(missing), config, copy):
@@ -190,15 +198,18 @@ def traced(extractor, size: tuple[int, int]):
     return extract
 
 
-def training_features(extractor, data, config: TrainConfig, log: Log = say):
-    """(x_train, y_train, x_val, y_val) from the cache: train = clean + each augmented copy."""
+def training_features(extractor, data, config: TrainConfig, log: Log = say, on_progress=None):
+    """(x_train, y_train, x_val, y_val) from the cache: train = clean + each augmented copy (`on_progress`: see
+    `cached_features`)."""
     cache = FeatureCache.for_config(config)
     extract = traced(extractor, config.image_shape)
     train_hashes = data.train.content_hashes()
     copies = range(0, 1 + (config.augment_copies if config.augment else 0))
     x_train = np.concatenate(
-        [cached_features(extract, data.train, train_hashes, cache, k, config, log) for k in copies]
+        [cached_features(extract, data.train, train_hashes, cache, k, config, log, on_progress) for k in copies]
     )
     y_train = np.tile(np.asarray(data.train.labels), len(copies))
-    x_val = cached_features(extract, data.validation, data.validation.content_hashes(), cache, 0, config, log)
+    x_val = cached_features(
+        extract, data.validation, data.validation.content_hashes(), cache, 0, config, log, on_progress
+    )
     return x_train, y_train, x_val, np.asarray(data.validation.labels)

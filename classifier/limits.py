@@ -1,13 +1,19 @@
 """What one stranger can cost the server: the app's limits, shared by app.py's flags and the page.
 
+Training from the page (the Train tab, corrections, downloads) is off unless `training` is set:
+app.py turns it on when the app runs locally, or on a public deployment with `--allow-training`
+(`training_allowed`). Its limits are flags too, and each message names its flag (`limit_hit`).
+
 Nothing imported, so `python app.py --help` answers without loading Gradio or TensorFlow.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # per file, uploaded or inline: far above any photo
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,13 @@ class Limits:
     # Gradio's delete_cache (every, older than), seconds: an upload outlives its prediction and a visit
     # to the page (the picture is shown, and classified again, from that file), then goes within 70 min.
     delete_cache: tuple[int, int] = (600, 3600)
+    # Training from the page, and what one training job may bring (app.py's --allow-training and --max-* flags).
+    training: bool = False  # the Train tab, corrections and model downloads exist at all
+    local: bool = False  # the app runs on the user's own machine: the Train tab may read a folder on it
+    max_classes: int = 20
+    max_class_images: int = 1000  # images in one class of a model's training folder
+    max_train_mb: int = 500  # bytes of images (or of a zip, unpacked) one training job may upload
+    max_train_queue: int = 2  # training jobs waiting behind the running one; the next is turned away
 
     @property
     def max_inline(self) -> int:
@@ -36,3 +49,28 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+# The flag that sets each training limit, for the message that says it was hit.
+LIMIT_FLAGS = {
+    "max_classes": "--max-classes",
+    "max_class_images": "--max-class-images",
+    "max_train_mb": "--max-train-mb",
+    "max_train_queue": "--max-train-queue",
+}
+
+
+def limit_hit(limits: Limits, name: str, what: str) -> str:
+    """One message for a training limit hit: `what` happened, the limit, and the flag that sets it."""
+    return f"{what}: above this app's limit of {getattr(limits, name):,} ({LIMIT_FLAGS[name]} sets it)"
+
+
+def is_public(host: str, share: bool) -> bool:
+    """Whether strangers can reach the app: on a Hugging Face Space (SPACE_ID set), with --share, or listening
+    on anything but the loopback interface."""
+    return bool(os.environ.get("SPACE_ID")) or share or host not in LOOPBACK_HOSTS
+
+
+def training_allowed(flag: bool | None, host: str, share: bool) -> bool:
+    """--allow-training / --no-allow-training when given, else on locally and off on a public deployment."""
+    return flag if flag is not None else not is_public(host, share)

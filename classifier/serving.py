@@ -32,7 +32,9 @@ class BatchedPredictor:
         self.max_batch = max_batch
         self.calls = 0  # model calls made; with `images` it shows how much batching happened
         self.images = 0
-        self._pending: queue.SimpleQueue[tuple[np.ndarray, Future]] = queue.SimpleQueue()
+        self._pending: queue.SimpleQueue[tuple[np.ndarray, Future] | None] = queue.SimpleQueue()  # None: close()
+        self._closing = threading.Lock()
+        self._closed = False
         threading.Thread(target=self._serve, name=f"batcher-{predictor.model_dir.name}", daemon=True).start()
 
     def __getattr__(self, name):  # class_names, metadata, pixels, top_k, answer, model_dir ...
@@ -47,17 +49,33 @@ class BatchedPredictor:
     def probabilities_of_pixels(self, batch: np.ndarray) -> np.ndarray:
         """Queue (N, H, W, 3) pixels for the worker and wait for their (N, classes) probabilities."""
         future: Future = Future()
-        self._pending.put((batch, future))
+        with self._closing:  # never queued behind close()'s marker, where no worker would answer it
+            if self._closed:
+                raise RuntimeError(f"the model {self.predictor.model_dir.name} was replaced; send the request again")
+            self._pending.put((batch, future))
         return future.result()
+
+    def close(self) -> None:
+        """End the worker thread once the requests queued before this call are answered, so a replaced model's
+        memory is freed; a request made later is refused (RuntimeError)."""
+        with self._closing:
+            self._closed = True
+            self._pending.put(None)
 
     def _serve(self) -> None:
         while True:
-            jobs = [self._pending.get()]
+            first = self._pending.get()
+            if first is None:  # close(): nothing can be queued behind it; the model goes with the last reference
+                return
+            jobs = [first]
             size = len(jobs[0][0])
             while size < self.max_batch:
                 try:
                     job = self._pending.get_nowait()
                 except queue.Empty:
+                    break
+                if job is None:  # close() arrived behind these jobs: answer them first, then stop
+                    self._pending.put(None)
                     break
                 jobs.append(job)
                 size += len(job[0])
@@ -122,3 +140,13 @@ class ModelLibrary:
                     )
                 )
             return self._loaded[name]
+
+    def add(self, name: str, path: Path) -> None:
+        """Offer the model folder `path` as `name`, or reload it after it was replaced (a retrain): the next
+        request loads the new folder; the replaced predictor answers the requests it holds, then lets go of its
+        model."""
+        with self._lock:
+            self.paths[name] = Path(path)
+            replaced = self._loaded.pop(name, None)
+        if replaced is not None:
+            replaced.close()  # its worker answers what is queued, then ends

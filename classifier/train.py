@@ -6,6 +6,11 @@
 options, find the data, build the model), fit the head (on cached backbone features, or on images),
 fine-tune (optional), score the validation images, save. Each step is a function of one `Run`,
 which holds what the steps share. `main` is a thin CLI over `train`.
+
+A caller that watches or stops a run (the web page's Train tab, classifier/workbench.py) passes
+Keras `callbacks` (added to every fit) and `on_progress` (the backbone feature pass's
+`console.Progress` after each batch). Either may raise `control.Cancelled`: the run stops there,
+keeps no checkpoint and writes no model folder, so the previous model stays as it was.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from ._tf import keras, tf
 from .artifacts import check_output_dir, save_model_dir, versions
@@ -25,8 +30,8 @@ from .augment import make_augmenter
 from .backbones import HUB_PREFIX, TOP
 from .compat import forget_restored_epoch, multi_worker_fit
 from .config import TrainConfig, resolve
-from .console import Log, say
-from .control import Checkpoint, class_weights, early_stop_note, training_callbacks
+from .console import Log, Progress, say
+from .control import Cancelled, Checkpoint, class_weights, early_stop_note, training_callbacks
 from .data import ImageData, ScanMemo, image_dataset, load_image_data
 from .datasets import resolve_data
 from .distribute import (
@@ -77,6 +82,8 @@ class Run:
     metrics: dict = field(default_factory=dict)  # the saved model's validation metrics (metrics.json)
     wrong: list = field(default_factory=list)  # its most confidently wrong validation images (most_wrong.png)
     metadata: ModelMetadata | None = None  # built by save
+    callbacks: Sequence = ()  # the caller's Keras callbacks, added to every fit
+    on_progress: Callable[[Progress], None] | None = None  # the caller's watch on the feature pass
 
     def batch(self, images: int) -> int:
         """--batch-size for a split of `images`, shrunk where the replicas need it (distribute.replica_batch_size)."""
@@ -141,9 +148,16 @@ def timed(timing: dict, step: str) -> Iterator[None]:
     timing[step] = round(time.time() - tick, 1)
 
 
-def train(config: TrainConfig, log: Log = say) -> TrainResult:
-    """Run one training job end to end; raises UsageError for anything the user must fix."""
+def train(
+    config: TrainConfig,
+    log: Log = say,
+    callbacks: Sequence = (),
+    on_progress: Callable[[Progress], None] | None = None,
+) -> TrainResult:
+    """Run one training job end to end; raises UsageError for anything the user must fix, and `Cancelled` when
+    `callbacks` or `on_progress` (see the module docstring) stop it."""
     run = prepare(config, log)
+    run.callbacks, run.on_progress = callbacks, on_progress
     try:
         fit_head(run)
         fine_tune(run)
@@ -151,6 +165,9 @@ def train(config: TrainConfig, log: Log = say) -> TrainResult:
         save(run)
     except KeyboardInterrupt:  # Ctrl-C: keep the completed epochs and say how to resume
         raise run.checkpoint.interrupted() from None
+    except Cancelled:  # stopped by its caller, who asked for nothing to be kept
+        run.checkpoint.remove()
+        raise
     except WORKER_LOST as error:
         if run.config.strategy != "multi-worker":
             raise
@@ -231,7 +248,7 @@ def fit_head(run: Run) -> None:
         fit_model, inputs, steps = run.model, run.images, 1
     else:
         with run.timed("features_seconds"):
-            run.features = training_features(feature_extractor(run.model), run.data, config, run.log)
+            run.features = training_features(feature_extractor(run.model), run.data, config, run.log, run.on_progress)
         run.timing["cached_training_vectors"] = len(run.features[0])
         fit_model, inputs = model_head(run.model), run.vectors
         # A step on vectors takes far less time than Keras' Python around it: one call runs a whole epoch. (Not
@@ -291,7 +308,7 @@ def run_stage(
             initial_epoch=first,
             epochs=first + epochs,
             verbose=0,
-            callbacks=[*callbacks, EpochLog(total, log), *control],
+            callbacks=[*callbacks, EpochLog(total, log), *control, *run.callbacks],
         )
     note = early_stop_note(control)
     if note:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
@@ -35,6 +36,23 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+@contextlib.contextmanager
+def browser_page(url: str, height: int = 900):
+    """A headless Chromium page at `url`, 1280 px wide (the test is skipped without playwright)."""
+    sync_playwright = pytest.importorskip(
+        "playwright.sync_api", reason="needs the playwright Python package"
+    ).sync_playwright
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": height})
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
 
 
 def serve(models_dir: Path, limits: Limits = DEFAULT_LIMITS):
@@ -177,6 +195,21 @@ def test_batcher_merges_requests_that_wait_for_a_busy_model(predictor, shapes_di
     assert batcher.images == 24 and batcher.calls < 9  # fewer model calls than requests
 
 
+def test_a_closed_batcher_answers_what_it_holds_then_its_worker_ends(predictor, shapes_dir):
+    """A retrain replaces a model: its batcher answers the requests already queued, refuses later ones, and its
+    worker thread ends, so the old model's memory can go."""
+    before = set(threading.enumerate())
+    batcher = BatchedPredictor(predictor)
+    (worker,) = set(threading.enumerate()) - before  # its own worker (other tests' batchers share the name)
+    pixels = np.stack([predictor.pixels(p) for p in sorted(shapes_dir.glob("*/*.png"))[:2]])
+    np.testing.assert_allclose(batcher.probabilities_of_pixels(pixels), predictor.probabilities_of_pixels(pixels))
+    batcher.close()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    with pytest.raises(RuntimeError, match="was replaced; send the request again"):
+        batcher.probabilities_of_pixels(pixels)
+
+
 def test_batch_tab_reports_each_file(client, shapes_dir, tmp_path):
     good = sorted(shapes_dir.glob("*/*_001.png"))
     broken = tmp_path / "broken.gif"
@@ -311,26 +344,16 @@ def test_readme_is_a_space_pinned_to_the_requirements_gradio():
     reason="needs Debian's chromium at /usr/bin/chromium (CI installs it: apt-get install chromium)",
 )
 def test_browser_uploads_an_image_and_reads_the_label(server, predictor, shapes_dir, models_dir):
-    sync_playwright = pytest.importorskip(
-        "playwright.sync_api", reason="needs the playwright Python package"
-    ).sync_playwright
     url, _ = server
     path = sorted(shapes_dir.glob("square/*.png"))[0]
     expected = predictor.predict(path)[0][0]
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(url)
-            page.wait_for_selector("input[type=file]", state="attached", timeout=30_000)
-            page.screenshot(path=str(ARTIFACTS / "app_loaded.png"), full_page=True)
-            assert "circle, square, triangle" in page.inner_text("body")  # the model card
-            page.locator("input[type=file]").first.set_input_files(str(path))
-            label = page.locator('[data-testid="label-output-value"]')
-            label.wait_for(timeout=30_000)
-            page.screenshot(path=str(ARTIFACTS / "app_predicted.png"), full_page=True)
-            assert label.inner_text().splitlines()[0].strip() == expected
-            assert str(models_dir) not in page.content()  # the pictures shown are copies, not the model folder's
-        finally:
-            browser.close()
+    with browser_page(url) as page:
+        page.wait_for_selector("input[type=file]", state="attached", timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "app_loaded.png"), full_page=True)
+        assert "circle, square, triangle" in page.inner_text("body")  # the model card
+        page.locator("input[type=file]").first.set_input_files(str(path))
+        label = page.locator('[data-testid="label-output-value"]')
+        label.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "app_predicted.png"), full_page=True)
+        assert label.inner_text().splitlines()[0].strip() == expected
+        assert str(models_dir) not in page.content()  # the pictures shown are copies, not the model folder's

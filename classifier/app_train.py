@@ -1,0 +1,428 @@
+"""The page's Train tab, corrections and downloads: the whole loop in the browser.
+
+Built only when `Limits.training` is on (app.py: locally, or with --allow-training); otherwise
+none of these events exists, so no caller can reach them. Like the predict events, every one runs
+in Gradio's queue, reads only files Gradio received on /upload (`app_guard.upload_path`) and
+refuses URLs (`no_fetch`); a folder on the server is read only when the app runs locally.
+
+- Train (`/train`): the images of up to `CLASS_SLOTS` named classes, or one zip of class folders,
+  or a local folder, go into `models/NAME.data/` (classifier/trainset.py: checked as training data,
+  deduplicated, within the limits); then a `Workbench` job trains `models/NAME` with the same
+  `train()` as the CLI. `/train_status` (polled by a timer) gives its progress, `/train_cancel` stops it.
+  When it finishes, the model joins the picker (`ModelLibrary.add`) with its card and plots.
+- Under a prediction: "Wrong? It is: [class]" (`/correct`) saves the shown image into the model's
+  training folder under that class, and `/retrain` trains the model again on its folder with the
+  tab's options it was trained with (the feature cache makes only the new images cost a backbone pass).
+- Downloads (`/download`): the model folder as a zip, a SavedModel (zip) or a TFLite file, made by
+  `classifier.export` (with its check) as copies in a temporary folder; never the model folder itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import gradio as gr
+import pandas as pd
+
+from . import trainset
+from .app_guard import no_fetch, upload_path
+from .artifacts import is_model_dir, read_metadata
+from .console import silent
+from .errors import UsageError
+from .formats import IMAGE_EXTENSIONS
+from .images import ImageError
+from .limits import limit_hit
+from .workbench import BACKBONES, DEFAULT_BACKBONE, DONE, EPOCHS, FINISHED, IMAGE_SIZE, Job, Workbench, tab_config
+
+CLASS_SLOTS = 6  # class slots the tab can show; a zip or a folder brings more classes
+FIRST_SLOTS = 2  # shown at first
+POLL_SECONDS = 1.0
+DOWNLOADS = {"model folder (zip)": "zip", "SavedModel (zip)": "savedmodel", "TFLite file": "tflite"}
+
+
+@contextlib.contextmanager
+def page_errors() -> Iterator[None]:
+    """A user's mistake (UsageError, ImageError) as the page's error: its one line, no traceback."""
+    try:
+        yield
+    except (UsageError, ImageError) as error:
+        raise gr.Error(str(error), print_exception=False) from None
+
+
+class TrainPage:
+    """The training events of one `App`: its models folder, its limits, one `Workbench`."""
+
+    def __init__(self, app, cache_dir: str | None = None):
+        self.app = app
+        self.models_dir = Path(app.models_dir)
+        self.limits = app.limits
+        self.cache_dir = cache_dir  # the feature cache (None: the user's, ~/.cache/classifier/features)
+        self.workbench = Workbench(app.limits, on_done=self.publish)
+        self._downloads = tempfile.TemporaryDirectory(prefix="classifier-downloads-")
+        self.downloads = Path(self._downloads.name)  # the only folder the page serves downloads from
+        self._starting = threading.Lock()  # one Train at a time fills a training folder
+
+    def publish(self, job: Job, result) -> None:
+        """A finished job's model joins the page: predictions load the new folder, the card shows its plots."""
+        self.app.library.add(job.name, result.model_dir)
+        self.app.shown.publish(job.name, result.model_dir)
+
+    # -- Train, status, cancel, retrain ------------------------------------------------------------
+    def train(self, name, backbone, image_size, epochs, archive, folder, *slots):
+        """Fill models/NAME.data from the images given one way, then queue a job training models/NAME."""
+        name = (name or "").strip()
+        with page_errors(), self._starting:
+            trainset.check_model_name(name)
+            if is_model_dir(self.models_dir / name):
+                raise UsageError(f"model {name!r} exists: choose another name, or retrain it under a prediction")
+            config = tab_config(
+                self.training_folder(name),
+                self.models_dir / name,
+                backbone,
+                image_size,
+                epochs,
+                cache_dir=self.cache_dir,
+            )
+            self.refuse_busy(name)
+            with self.images(archive, folder, slots) as images:
+                trainset.build(self.models_dir, name, images, self.limits)
+            job = self.workbench.submit(name, config)
+        return self.started(job)
+
+    def retrain(self, model):
+        """Train the picked model again on its training folder, with the tab's options it was trained with."""
+        with page_errors():
+            name = self.model_name(model)
+            data = self.training_folder(name, must_exist=True)
+            options = read_metadata(self.app.folder(name)).config
+            backbone = next(
+                (label for label, chosen in BACKBONES.items() if all(options.get(k) == v for k, v in chosen.items())),
+                None,
+            )
+            if backbone is None:
+                raise UsageError(f"model {name!r}: its backbone is not one of the Train tab's; retrain it with the CLI")
+            size, epochs = options["image_size"], options["epochs"]
+            config = tab_config(data, self.app.folder(name), backbone, size, epochs, cache_dir=self.cache_dir)
+            job = self.workbench.submit(name, config)
+        return self.started(job)
+
+    def status(self, job_id: str):
+        """The job's progress for the page (status, curve, details, timer, model picker) and API callers."""
+        with page_errors():
+            job = self.workbench.get(job_id)
+        names = self.app.library.names
+        picker = gr.Dropdown(choices=names, value=job.name, visible=len(names) > 1) if job.state == DONE else gr.skip()
+        return (*self.view(job), gr.Timer(active=job.state not in FINISHED), picker)
+
+    def cancel(self, job_id: str):
+        with page_errors():
+            job = self.workbench.cancel(job_id)
+        return self.view(job)
+
+    def started(self, job: Job):
+        return (job.id, *self.view(job), gr.Timer(active=True))
+
+    def view(self, job: Job):
+        """(status line, curve table or None, details as JSON) of a job."""
+        snapshot = job.snapshot()
+        rows = [
+            (epoch["epoch"], metric, value)
+            for epoch in snapshot["epochs"]
+            for metric, value in epoch.items()
+            if metric != "epoch"
+        ]
+        curve = pd.DataFrame(rows, columns=["epoch", "metric", "value"]) if rows else None
+        return self.describe(job, snapshot), curve, snapshot
+
+    def describe(self, job: Job, snapshot: dict) -> str:
+        """One line on where the job is."""
+        if job.state in FINISHED:
+            return f"**{job.name}: {job.message}**"
+        ahead = self.workbench.position(job)
+        if ahead is not None:
+            return f"**{job.name}:** waiting, {ahead} job(s) ahead"
+        features, epochs = snapshot["features"], snapshot["epochs"]
+        if epochs:
+            last = epochs[-1]
+            scores = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k != "epoch")
+            return f"**{job.name}:** epoch {last['epoch']} of {snapshot['total_epochs']}: {scores}"
+        if features and job.phase != "training the head":
+            left = "" if features["seconds_left"] is None else f", about {features['seconds_left']:.0f} s left"
+            return (
+                f"**{job.name}:** backbone pass, {features['done']} of {features['total']} new images, "
+                f"{features['per_second']:.1f} images/s{left}"
+            )
+        return f"**{job.name}:** {job.phase}"
+
+    # -- the images of a job, and corrections -------------------------------------------------------
+    def model_name(self, model) -> str:
+        """The picked model's name (the first model's when none is picked), refused when this app has no such model."""
+        names = self.app.library.names
+        if not names:
+            raise UsageError("no model yet: train one in the Train tab first")
+        name = model or names[0]
+        if name not in names:
+            raise UsageError(f"unknown model {name!r}; this app serves: {', '.join(names)}")
+        return name
+
+    def training_folder(self, name: str, must_exist: bool = False) -> Path:
+        folder = trainset.data_folder(self.models_dir, name)
+        if must_exist and not folder.is_dir():
+            raise UsageError(
+                f"model {name!r} was not trained on this page (it has no training folder {folder.name}); retrain it "
+                "with python -m classifier.train"
+            )
+        return folder
+
+    def refuse_busy(self, name: str) -> None:
+        if any(job.name == name for job in self.workbench.active()):
+            raise UsageError(f"model {name!r} is training now; wait for it or cancel it")
+
+    def classes(self, model) -> list[str]:
+        """The picked model's classes, for the correction row (none when its folder is refused)."""
+        try:
+            return self.app.metadata(model).class_names if self.app.library.names else []
+        except (gr.Error, KeyError):  # a broken model folder (its predictions say why), or an unknown name
+            return []
+
+    def class_choices(self, model):
+        return gr.Dropdown(choices=self.classes(model), value=None)
+
+    @contextlib.contextmanager
+    def images(self, archive, folder, slots) -> Iterator[trainset.Images]:
+        """The job's images, from exactly one of: the class slots, a zip, a folder on this machine."""
+        named = self.slot_images(slots[:CLASS_SLOTS], slots[CLASS_SLOTS:])
+        folder = (folder or "").strip()
+        if sum(map(bool, (named, archive, folder))) != 1:
+            raise UsageError("give the images one way: drop them into named classes, or a zip, or a folder")
+        if archive:
+            shown = Path(archive).name
+            with trainset.unpacked_zip(Path(upload_path(archive, shown)), shown, self.limits) as images:
+                yield images
+        elif folder:
+            if not self.limits.local:
+                raise UsageError("a folder on the server is read only when the app runs locally; upload a zip")
+            if not Path(folder).expanduser().is_dir():
+                raise UsageError(f"{folder}: no such folder on this machine")
+            yield trainset.folder_images(Path(folder).expanduser())
+        else:
+            yield named
+
+    @staticmethod
+    def slot_images(labels, uploads) -> trainset.Images:
+        images: trainset.Images = {}
+        for label, paths in zip(labels, uploads, strict=True):
+            if not paths:
+                continue
+            label = (label or "").strip()
+            if not label:
+                raise UsageError("images dropped into a class without a name: name every class you drop images into")
+            files = [(Path(upload_path(path, Path(path).name)), Path(path).name) for path in paths]
+            images.setdefault(label, []).extend(files)
+        return images
+
+    def correct(self, upload, model, label):
+        """Save the shown image into the picked model's training folder under `label`."""
+        from .app_ui import upload_source
+
+        with page_errors():
+            name = self.model_name(model)
+            folder = self.training_folder(name, must_exist=True)
+            if label not in self.app.metadata(name).class_names:
+                raise UsageError(f"class {label!r}: pick one of the model's classes")
+            count = trainset.class_counts(folder).get(label, 0)
+            if count >= self.limits.max_class_images:
+                raise UsageError(limit_hit(self.limits, "max_class_images", f"class {label!r} has {count:,} images"))
+            source, shown = upload_source(upload, self.limits)
+            with _as_file(source, shown) as path:
+                _, new = trainset.add(folder, label, path, shown)
+        if not new:
+            return f"Already in class **{label}** of {name}'s training images."
+        return f"Saved to class **{label}** of {name}'s training images ({count + 1}); press Retrain to learn from it."
+
+    # -- downloads ---------------------------------------------------------------------------------
+    def download(self, model, kind: str) -> str:
+        """A copy of the picked model as `kind` (a DOWNLOADS value), in this page's downloads folder."""
+        from .export import export_model
+
+        with page_errors():
+            if kind not in DOWNLOADS.values():
+                raise UsageError(f"download {kind!r}: choose one of {', '.join(DOWNLOADS.values())}")
+            name = self.model_name(model)
+            folder = self.app.folder(name)
+            out = self.fresh_download_folder()
+            if kind == "zip":
+                return str(zip_model_folder(folder, out / f"{name}.zip"))
+            trust = self.app.library.trust_hub_handle
+            result = export_model(folder, kind, out=out / kind, log=silent, trust_hub_handle=trust)
+            if kind == "savedmodel":
+                return str(zip_folder(result.path, out / f"{name}-savedmodel.zip"))
+            return str(shutil.copyfile(result.path / "model.tflite", out / f"{name}.tflite"))
+
+    def fresh_download_folder(self) -> Path:
+        """A new folder for one download; those older than Gradio's cache lifetime go (Gradio serves its copy)."""
+        old = time.time() - self.limits.delete_cache[1]
+        for entry in self.downloads.iterdir():
+            if entry.stat().st_mtime < old:
+                shutil.rmtree(entry, ignore_errors=True)
+        return Path(tempfile.mkdtemp(dir=self.downloads))
+
+
+@contextlib.contextmanager
+def _as_file(source, shown: str) -> Iterator[Path]:
+    """An upload as a file: the uploaded file itself, or inline bytes written to a temporary one."""
+    if not isinstance(source, bytes):
+        yield Path(source)
+        return
+    with tempfile.TemporaryDirectory(prefix="classifier-inline-") as folder:
+        path = Path(folder) / Path(shown).name
+        path.write_bytes(source)
+        yield path
+
+
+def zip_folder(folder: Path, dest: Path) -> Path:
+    """The regular files of `folder` in a zip at `dest`; symlinks are left out (nothing from elsewhere)."""
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as archive:
+        for root, _, files in os.walk(folder):  # does not enter symlinked folders
+            for file in sorted(files):
+                path = Path(root) / file
+                if path.is_file() and not path.is_symlink():
+                    archive.write(path, Path(folder.name) / path.relative_to(folder))
+    return dest
+
+
+def zip_model_folder(folder: Path, dest: Path) -> Path:
+    """`zip_folder` of a model folder, again if a retrain replaced it meanwhile (so never a mix of two)."""
+    for _ in range(3):
+        before = read_metadata(folder).trained_at
+        zip_folder(folder, dest)
+        if read_metadata(folder).trained_at == before:
+            return dest
+    raise UsageError(f"model {folder.name!r} keeps being retrained; download it when the job has finished")
+
+
+# --------------------------------------------------------------------------------------------
+# The page
+# --------------------------------------------------------------------------------------------
+@dataclass
+class TrainTab:
+    """The Train tab's components that other events (a retrain under a prediction) update."""
+
+    job: gr.State
+    timer: gr.Timer
+    status: gr.Markdown
+    curve: gr.LinePlot
+    details: gr.JSON
+
+    @property
+    def progress(self) -> list:
+        return [self.status, self.curve, self.details]
+
+
+def build_train_tab(page: TrainPage, model: gr.Dropdown) -> TrainTab:
+    """The Train tab's contents and events (inside a `gr.Tab`)."""
+    gr.Markdown(
+        "Name each class and drop its images in (or give one zip of class folders), press **Train**. The "
+        "model is saved under the name below, as `python -m classifier.train` saves it, and joins the picker."
+    )
+    name = gr.Textbox(label="Model name", placeholder="letters, digits, - and _")
+    labels, uploads, groups = class_slots()
+    count = gr.State(FIRST_SLOTS)
+    with gr.Row():
+        add = gr.Button("Add a class", size="sm")
+        remove = gr.Button("Remove the last class", size="sm")
+    local = page.limits.local
+    with gr.Accordion("Or: one zip of class folders" + (", or a folder on this machine" if local else ""), open=False):
+        archive = no_fetch(gr.File(file_types=[".zip"], type="filepath", label="Zip of class folders"))
+        folder = gr.Textbox(label="Folder of class folders on this machine", visible=local)
+    with gr.Row():
+        backbone = gr.Dropdown(list(BACKBONES), value=DEFAULT_BACKBONE, label="Backbone")
+        size = gr.Number(IMAGE_SIZE, label="Image size (px)", precision=0, minimum=32, maximum=320)
+        epochs = gr.Number(EPOCHS, label="Epochs", precision=0, minimum=1, maximum=100)
+    with gr.Row():
+        train = gr.Button("Train", variant="primary")
+        cancel = gr.Button("Cancel", variant="stop")
+    tab = TrainTab(
+        job=gr.State(""),
+        timer=gr.Timer(POLL_SECONDS, active=False),
+        status=gr.Markdown(),
+        curve=gr.LinePlot(x="epoch", y="value", color="metric", label="Accuracy and loss per epoch"),
+        details=gr.JSON(label="Job details", visible=False),
+    )
+    with gr.Accordion("Download the picked model", open=False):
+        kind = gr.Radio(list(DOWNLOADS.items()), value="zip", label="As")
+        download = gr.Button("Prepare the download")
+        file = gr.File(label="Download", interactive=False)
+
+    resize = dict(inputs=count, outputs=[count, *groups], api_visibility="private")
+    add.click(lambda n: shown_slots(n + 1), **resize)
+    remove.click(lambda n: shown_slots(n - 1), **resize)
+    started = [tab.job, *tab.progress, tab.timer]
+    inputs = [name, backbone, size, epochs, archive, folder, *labels, *uploads]
+    train.click(page.train, inputs, started, api_name="train", concurrency_limit=1, concurrency_id="train")
+    tab.timer.tick(page.status, tab.job, [*tab.progress, tab.timer, model], api_name="train_status")
+    cancel.click(page.cancel, tab.job, tab.progress, api_name="train_cancel")
+    download.click(
+        page.download,
+        [model, kind],
+        file,
+        api_name="download",
+        preprocess=False,  # the model's name as sent, as for a retrain
+        concurrency_limit=1,
+        concurrency_id="export",
+    )
+    return tab
+
+
+def class_slots() -> tuple[list, list, list]:
+    """(name boxes, image uploads, their groups) of CLASS_SLOTS classes, FIRST_SLOTS of them shown."""
+    labels, uploads, groups = [], [], []
+    for i in range(CLASS_SLOTS):
+        with gr.Group(visible=i < FIRST_SLOTS) as group:
+            labels.append(gr.Textbox(label=f"Class {i + 1}", placeholder="class name"))
+            uploads.append(
+                no_fetch(
+                    gr.File(
+                        file_count="multiple",
+                        file_types=list(IMAGE_EXTENSIONS),
+                        type="filepath",
+                        label="Its images",
+                        elem_id=f"class-{i + 1}-images",  # for the browser test
+                    )
+                )
+            )
+        groups.append(group)
+    return labels, uploads, groups
+
+
+def shown_slots(count: int) -> list:
+    count = max(FIRST_SLOTS, min(CLASS_SLOTS, count))
+    return [count, *(gr.Group(visible=i < count) for i in range(CLASS_SLOTS))]
+
+
+def build_correction_row(page: TrainPage, app) -> tuple:
+    """Under a prediction: "Wrong? It is: [class]", its button, Retrain, and what happened (inside the tab)."""
+    with gr.Row():
+        label = gr.Dropdown(page.classes(None), value=None, label="Wrong? It is:", scale=2)
+        save = gr.Button("Add to this class", size="sm", scale=1)
+        retrain = gr.Button("Retrain", size="sm", scale=1)
+    said = gr.Markdown()
+    return label, save, retrain, said
+
+
+def wire_corrections(page: TrainPage, model, image, row: tuple, tab: TrainTab) -> None:
+    """The correction row's events; a retrain reports its progress in the Train tab."""
+    label, save, retrain, said = row
+    save.click(page.correct, [image, model, label], said, api_name="correct", preprocess=False)
+    # The model's name as sent (preprocess=False): a model trained since the page loaded is not among its choices.
+    retrain.click(page.retrain, model, [tab.job, *tab.progress, tab.timer], api_name="retrain", preprocess=False)
+    model.change(page.class_choices, model, label, api_visibility="private")

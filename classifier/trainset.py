@@ -1,0 +1,159 @@
+"""A model's training folder, as the web page fills it: `models/NAME.data/CLASS/<sha256>.<ext>`.
+
+The Train tab saves every image it is given here (uploads per class, a zip of class folders, a
+local folder), and corrections add to it; training reads it as any `--data` folder. Each image is
+first checked with the training scan's rules (`images.check_image_file`: the accepted formats,
+the pixel budget, what tf.data decodes as Pillow does), and a file that fails refuses the whole
+batch, naming the file. Files are named by their content's sha256, so the same photo is stored
+once: sent again to the same class it is already there, sent to another class it moves there
+(the latest word on a photo wins).
+
+A new folder is built beside its target and renamed into place when complete (artifacts.staged_dir);
+a correction's image is written to a hidden temporary name and renamed. A model name is letters,
+digits, `-` and `_` (no dot, so `NAME.data` never names a model); a class name also allows spaces,
+and is never `train` or `validation` (those mean splits to the training scan).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+from .artifacts import staged_dir
+from .data import VALIDATION_DIRS, class_folders, find_class_files, split_folders
+from .download import VerifyError, extract_zip, sha256_of
+from .errors import UsageError
+from .formats import FORMAT_NAMES, is_image_file
+from .images import ImageError, check_image_file
+from .limits import Limits, limit_hit
+
+DATA_SUFFIX = ".data"
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+CLASS_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 _-]{0,62}[A-Za-z0-9_-])?")
+SPLIT_NAMES = ("train", *VALIDATION_DIRS)
+HASH_CHARS = 32  # of the sha256 in a stored file's name: collisions are out of reach
+
+Images = dict[str, list[tuple[Path, str]]]  # class -> (file on the server, the name its sender knows it by)
+
+
+def data_folder(models_dir: str | Path, model: str) -> Path:
+    return Path(models_dir) / f"{model}{DATA_SUFFIX}"
+
+
+def check_model_name(name: str) -> str:
+    if not MODEL_NAME.fullmatch(name or ""):
+        raise UsageError(
+            f"model name {name!r}: use 1 to 64 letters, digits, '-' or '_' (starting with a letter or digit)"
+        )
+    return name
+
+
+def check_class_name(name: str) -> str:
+    if not CLASS_NAME.fullmatch(name or "") or name.lower() in SPLIT_NAMES:
+        raise UsageError(
+            f"class name {name!r}: use 1 to 64 letters, digits, spaces, '-' or '_', and not {', '.join(SPLIT_NAMES)}"
+        )
+    return name
+
+
+def check_limits(images: Images, limits: Limits) -> None:
+    """Refuse a job's images above `limits` (classes, images per class, bytes), before any is copied."""
+    if len(images) > limits.max_classes:
+        raise UsageError(limit_hit(limits, "max_classes", f"{len(images)} classes"))
+    for label, files in images.items():
+        if len(files) > limits.max_class_images:
+            raise UsageError(limit_hit(limits, "max_class_images", f"class {label!r} has {len(files):,} images"))
+    size = sum(path.stat().st_size for files in images.values() for path, _ in files)
+    if size > limits.max_train_mb * 2**20:
+        raise UsageError(limit_hit(limits, "max_train_mb", f"{size / 2**20:,.1f} MB of images"))
+
+
+def build(models_dir: str | Path, model: str, images: Images, limits: Limits) -> Path:
+    """`models_dir/model.data` holding `images` (checked, deduplicated), replacing any folder there, atomically."""
+    check_model_name(model)
+    for label in images:
+        check_class_name(label)
+    if len(images) < 2:
+        raise UsageError(f"{len(images)} class(es) with images: a classifier needs at least 2")
+    check_limits(images, limits)
+    with staged_dir(data_folder(models_dir, model)) as folder:
+        for label, files in images.items():
+            for path, shown in files:
+                add(folder, label, path, shown)
+    return data_folder(models_dir, model)
+
+
+def add(folder: Path, label: str, source: Path, shown: str) -> tuple[Path, bool]:
+    """Save the image `source` (its sender calls it `shown`) under `folder/label/`: (where it is, whether it is
+    new there). An image already stored under another class moves to `label`."""
+    check_class_name(label)
+    suffix = Path(shown).suffix.lower()
+    if not is_image_file(Path(f"image{suffix}")):
+        raise ImageError(shown, f"not a {FORMAT_NAMES} file name; training reads only those")
+    problem = check_image_file(Path(source))[1]
+    if problem:
+        raise ImageError(shown, problem)
+    target = folder / label / f"{sha256_of(Path(source))[:HASH_CHARS]}{suffix}"
+    stored = stored_copy(folder, target.stem)
+    if stored == target:
+        return target, False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if stored is not None:  # the same photo under another class: the latest word wins
+        os.replace(stored, target)
+        return target, True
+    temporary = target.with_name(f".{target.name}.tmp")  # hidden: a scan meanwhile skips it
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+    return target, True
+
+
+def stored_copy(folder: Path, stem: str) -> Path | None:
+    """The file of `folder` whose content hash is `stem`, in any class, or None."""
+    return next((path for sub in class_folders(folder) for path in sub.glob(f"{stem}.*")), None)
+
+
+def class_counts(folder: Path) -> dict[str, int]:
+    """Images per class of a training folder."""
+    return {label: len(files) for label, files in find_class_files(folder).items()} if folder.is_dir() else {}
+
+
+def folder_images(root: Path) -> Images:
+    """Class -> images of a folder of class folders (train/ and validation/ merged, when it has them)."""
+    train, validation = split_folders(root)
+    images: Images = {}
+    for split in filter(None, (train, validation)):
+        for label, files in find_class_files(split).items():
+            images.setdefault(label, []).extend((path, path.name) for path in files)
+    return images
+
+
+@contextlib.contextmanager
+def unpacked_zip(archive: Path, shown: str, limits: Limits) -> Iterator[Images]:
+    """The class folders of a zip (at its top, or in its one top folder), unpacked to a temporary folder that is
+    deleted after. The declared sizes are checked against `limits` first (zipfile reads no more than declared),
+    and download.extract_zip refuses absolute paths, `..` and symlinks."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+    except (zipfile.BadZipFile, OSError):
+        raise UsageError(f"{shown}: not a readable zip file") from None
+    unpacked = sum(info.file_size for info in members)
+    if unpacked > limits.max_train_mb * 2**20:
+        raise UsageError(limit_hit(limits, "max_train_mb", f"{shown} unpacks to {unpacked / 2**20:,.1f} MB"))
+    if len(members) > limits.max_classes * (limits.max_class_images + 1) * 2:  # files, folders and train/ + val/
+        raise UsageError(limit_hit(limits, "max_class_images", f"{shown} holds {len(members):,} entries"))
+    with tempfile.TemporaryDirectory(prefix="classifier-zip-") as work:
+        root = Path(work)
+        try:
+            extract_zip(archive, root, {"": ""})
+        except VerifyError as error:
+            raise UsageError(str(error).replace(archive.name, shown)) from None
+        while len(class_folders(root)) == 1 and not (root / "train").is_dir():  # one top folder: look inside
+            root = class_folders(root)[0]
+        yield folder_images(root)
