@@ -70,7 +70,7 @@ def test_model_trained_from_cache_predicts_real_photos_exactly_like_end_to_end(r
 
     held_out = load_image_data(photos).validation
     cache = FeatureCache.for_config(TrainConfig.from_dict(real_model.metadata.config))
-    cached = np.stack([np.load(cache.entry(sha, 0)) for sha in content_hashes(held_out.paths)])
+    cached = np.stack(cache.read([(sha, cache.variant(0)) for sha in content_hashes(held_out.paths)]))
     from_cache = head(real_model.model)(cached, training=False).numpy()
     end_to_end = Predictor(real_model.model_dir).predict_proba(held_out.paths)
     np.testing.assert_allclose(end_to_end, from_cache, atol=1e-5)
