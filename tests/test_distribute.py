@@ -112,25 +112,32 @@ def _run_workers(argv, tmp_path, workers: int, timeout: float) -> list[tuple[int
     ]
 
 
+def _worker_command(tmp_path, data) -> list[str]:
+    """Training on `data` as a worker of a multi-worker run (`{index}` in its --out), with one shared cache."""
+    return [
+        sys.executable,
+        "-m",
+        "classifier.train",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "worker{index}"),
+        "--strategy",
+        "multi-worker",
+        "--cache-dir",
+        str(tmp_path / "cache"),  # one cache for every worker: each computes its share of the features
+        "--no-augment",  # (an augmented copy is a random draw per pass: which worker draws it changes it)
+    ]
+
+
 def test_multi_worker_strategy_trains_two_workers_on_localhost(tmp_path, shapes_dir, random_mobilenet_weights):
     """Fine-tuning: two worker processes under MultiWorkerMirroredStrategy, one replica each. They share the
     feature pass, the head trains on the cached features in sync and fine-tuning on images (a tf.data
     pipeline); only worker 0 keeps the model."""
     argv = [
-        sys.executable,
-        "-m",
-        "classifier.train",
-        "--data",
-        str(shapes_dir),
-        "--out",
-        str(tmp_path / "worker{index}"),
-        "--strategy",
-        "multi-worker",
+        *_worker_command(tmp_path, shapes_dir),
         "--epochs",
         "1",
-        "--no-augment",
-        "--cache-dir",
-        str(tmp_path / "cache"),  # one cache for both: each worker computes half of the features
         "--fine-tune-epochs",
         "1",
         "--fine-tune-from",
@@ -166,22 +173,8 @@ def test_two_workers_share_the_feature_pass_and_the_chief_trains_as_one_worker_w
 ):
     """The default multi-worker path: each worker computes half of the features into one cache, then worker 0
     alone trains the head (no MultiWorkerMirroredStrategy); its model predicts as a single worker's does."""
-    options = dict(**MOBILENET_STEM, weights=random_mobilenet_weights, epochs=2)
-    argv = [
-        sys.executable,
-        "-m",
-        "classifier.train",
-        "--data",
-        str(shapes_dir),
-        "--out",
-        str(tmp_path / "worker{index}"),
-        "--strategy",
-        "multi-worker",
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--no-augment",  # (an augmented copy is a random draw per pass: which worker draws it changes it)
-        *_flags(**options),
-    ]
+    options = dict(**MOBILENET_STEM, weights=str(random_mobilenet_weights), epochs=2)
+    argv = [*_worker_command(tmp_path, shapes_dir), *_flags(**options)]
     (code0, out0, err0), (code1, out1, err1) = _run_workers(argv, tmp_path, workers=2, timeout=300)
     assert code0 == 0 and code1 == 0, f"worker 0: {err0[-2000:]}\nworker 1: {err1[-2000:]}"
     assert "the chief (worker 0) trains the head and writes the model" in out1 and "epoch 1/2" not in out1
