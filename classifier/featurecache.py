@@ -5,7 +5,8 @@ An entry is one float32 vector keyed by (content sha256 of the image file, varia
 the image as it is, "aug-<augmentation key>-<k>" its k-th augmented copy. Per model configuration:
 
     <cache dir>/<backbone>-<model key>/shards/<name>.npy   up to SHARD_ROWS vectors: one float32 array (rows, *shape)
-    <cache dir>/<backbone>-<model key>/index/<name>.json   that shard's index segment: the key of each row, the
+    <cache dir>/<backbone>-<model key>/index/<name>.json   that shard's index segment: the key of each row ("sha
+                                                           variant" lines in one string, quick to parse), the
                                                            vector shape, the shard's crc32, who wrote it
 
 The whole API, numpy in and numpy out, with no TensorFlow state (any process may fill a cache, e.g.
@@ -89,18 +90,30 @@ def model_key(values: dict) -> str:
 
 @dataclass
 class Segment:
-    """One index segment: the keys of its shard's rows, their vector shape, and the shard's crc32."""
+    """One index segment: the keys of its shard's rows, their vector shape, the shard's crc32 and its writer."""
 
     keys: list[Key]
     shape: tuple[int, ...]
     crc32: int
+    writer: str
 
     @classmethod
     def parse(cls, data: bytes) -> "Segment":
-        """The segment in `data`; ValueError (or TypeError, KeyError) when it is not one."""
+        """The segment in `data`; ValueError (or TypeError, KeyError, AttributeError) when it is not one."""
         raw = json.loads(data)
-        keys = [(str(sha), str(variant)) for sha, variant in raw["keys"]]
-        return cls(keys, tuple(int(n) for n in raw["shape"]), int(raw["crc32"]))
+        words = raw["keys"].split()  # "sha variant" per row
+        if len(words) % 2:
+            raise ValueError("an index segment's keys come in pairs")
+        return cls(
+            list(zip(words[0::2], words[1::2], strict=True)),
+            tuple(int(n) for n in raw["shape"]),
+            int(raw["crc32"]),
+            raw["writer"],
+        )
+
+    def dump(self) -> bytes:
+        keys = "".join(f"{sha} {variant}\n" for sha, variant in self.keys)
+        return json.dumps({"keys": keys, "shape": self.shape, "crc32": self.crc32, "writer": self.writer}).encode()
 
 
 @dataclass
@@ -112,6 +125,8 @@ class FeatureCache:
     writer: str = field(default_factory=lambda: f"{socket.gethostname()} pid {os.getpid()}")  # recorded per segment
     # Parsed segments by name: a segment never changes once written, so each is read once per process.
     _segments: dict[str, Segment] = field(default_factory=dict, repr=False)
+    # The index merged from the segments last listed: (their names, first place of each key, further places).
+    _merged: tuple = field(default=((), {}, {}), repr=False)
     # This writer's file names: random per instance, numbered per shard.
     _names: itertools.count = field(default_factory=itertools.count, repr=False)
     _prefix: str = field(default_factory=lambda: secrets.token_hex(8), repr=False)
@@ -142,8 +157,8 @@ class FeatureCache:
     def missing(self, keys) -> list[Key]:
         """The keys the index lacks, in order, each once. (An entry whose shard turns out damaged is not
         among them: `read` gives None for it.)"""
-        index = self._index()
-        return list(dict.fromkeys(key for key in map(tuple, keys) if key not in index))
+        first, _ = self._index()
+        return list(dict.fromkeys(key for key in map(tuple, keys) if key not in first))
 
     def write(self, keys, vectors) -> list[str]:
         """Add an entry per key (vectors: (len(keys), *shape), made float32): one shard, then its index
@@ -152,36 +167,33 @@ class FeatureCache:
         vectors = np.ascontiguousarray(vectors, np.float32)
         if len(vectors) != len(keys):
             raise ValueError(f"FeatureCache.write: {len(keys)} keys but {len(vectors)} vectors")
+        if any(len(sha.split()) != 1 or len(variant.split()) != 1 for sha, variant in keys):
+            raise ValueError("FeatureCache.write: a sha256 or variant is empty or holds whitespace")
         names = []
         for start in range(0, len(keys), SHARD_ROWS):
             name = f"{self._prefix}-{next(self._names):06d}"
             buffer = io.BytesIO()
             np.save(buffer, vectors[start : start + SHARD_ROWS])
             shard = buffer.getvalue()
-            segment = {
-                "keys": keys[start : start + SHARD_ROWS],
-                "shape": list(vectors.shape[1:]),
-                "crc32": zlib.crc32(shard),
-                "writer": self.writer,
-            }
+            segment = Segment(keys[start : start + SHARD_ROWS], vectors.shape[1:], zlib.crc32(shard), self.writer)
             _put(join(self.root, "shards", f"{name}.npy"), shard)  # the shard first: a segment is the commit
-            _put(join(self.root, "index", f"{name}.json"), json.dumps(segment).encode())
+            _put(join(self.root, "index", f"{name}.json"), segment.dump())
             names.append(name)
         return names
 
     def read(self, keys) -> list[np.ndarray | None]:
         """Each key's vector, or None where the index lacks it or every shard holding it is unreadable."""
-        index = self._index()
+        first, more = self._index()
         keys = [tuple(key) for key in keys]
         vectors: list[np.ndarray | None] = [None] * len(keys)
         shards: dict[str, np.ndarray | None] = {}  # loaded (None: unreadable) during this call
         for attempt in itertools.count():  # the first copy of each key, then the next where that one failed
             wanted: dict[str, list[tuple[int, int]]] = {}
             for i, key in enumerate(keys):
-                places = index.get(key, ())
-                if vectors[i] is None and attempt < len(places):
-                    name, row = places[attempt]
-                    wanted.setdefault(name, []).append((i, row))
+                extra = more.get(key, ()) if attempt else ()
+                place = first.get(key) if attempt == 0 else extra[attempt - 1] if attempt <= len(extra) else None
+                if vectors[i] is None and place is not None:
+                    wanted.setdefault(place[0], []).append((i, place[1]))
             if not wanted:
                 return vectors
             for name, rows in wanted.items():
@@ -191,31 +203,41 @@ class FeatureCache:
                     for i, row in rows:
                         vectors[i] = shards[name][row]
 
-    def segments(self) -> dict[str, dict]:
-        """Every readable index segment as written (keys, shape, crc32, writer), by name: for inspection."""
-        return {name: json.loads(_get(join(self.root, "index", f"{name}.json"))) for name in self._index_names()}
+    def segments(self) -> dict[str, Segment]:
+        """Every readable index segment (keys, shape, crc32, writer), by name: for inspection."""
+        self._index()
+        return dict(self._segments)
 
     def _index_names(self) -> list[str]:
         return sorted(_list(join(self.root, "index"), ".json"))
 
-    def _index(self) -> dict[Key, list[tuple[str, int]]]:
-        """Every key's places (shard name, row), merged from all segments; reads only segments not seen before."""
+    def _index(self) -> tuple[dict[Key, tuple[str, int]], dict[Key, list[tuple[str, int]]]]:
+        """Each key's first place (shard name, row) and its further places, if stored more than once, merged from
+        every segment; reads only segments not seen before, and merges again only when the listing changed."""
         names = self._index_names()
         shards = set(_list(join(self.root, "shards"), ".npy"))  # listed after the index: a shard precedes its segment
-        index: dict[Key, list[tuple[str, int]]] = {}
         for name in names:
             if name not in shards:  # its shard is gone: drop the segment (heal), its entries get computed again
                 _remove(join(self.root, "index", f"{name}.json"))
                 self._segments.pop(name, None)
-                continue
-            if name not in self._segments:
+            elif name not in self._segments:
                 try:
                     self._segments[name] = Segment.parse(_get(join(self.root, "index", f"{name}.json")))
-                except (*FILE_ERRORS, ValueError, TypeError, KeyError):  # truncated or not a segment: skipped
-                    continue
-            for row, key in enumerate(self._segments[name].keys):
-                index.setdefault(key, []).append((name, row))
-        return index
+                except (*FILE_ERRORS, ValueError, TypeError, KeyError, AttributeError):  # not a segment: skipped
+                    pass
+        usable = tuple(name for name in names if name in shards and name in self._segments)
+        for gone in self._segments.keys() - set(usable):
+            del self._segments[gone]
+        if usable != self._merged[0]:
+            first: dict[Key, tuple[str, int]] = {}
+            more: dict[Key, list[tuple[str, int]]] = {}
+            for name in usable:
+                places = {key: (name, row) for row, key in enumerate(self._segments[name].keys)}
+                for key in first.keys() & places.keys():  # stored again (two writers, or a recomputed entry)
+                    more.setdefault(key, []).append(places.pop(key))
+                first.update(places)
+            self._merged = (usable, first, more)
+        return self._merged[1], self._merged[2]
 
     def _load_shard(self, name: str) -> np.ndarray | None:
         """A shard's vectors, or None when it does not match its segment (absent, truncated, altered)."""

@@ -165,7 +165,7 @@ def wait_for_shares(cache: FeatureCache, passes: list, share, timeout: float, lo
     keys, waiting, progressed = list(owner), None, time.monotonic()
     while missing := cache.missing(keys):
         if waiting is None:
-            log(f"feature cache: waiting for the other workers' shares ({_by_worker(missing, owner)}) in {cache.root}")
+            log(f"feature cache: waiting for {_by_worker(missing, owner)} in {cache.root}")
         if waiting is None or len(missing) < waiting:
             waiting, progressed = len(missing), time.monotonic()
         elif time.monotonic() - progressed > timeout:

@@ -186,7 +186,7 @@ def test_two_workers_share_the_feature_pass_and_the_chief_trains_as_one_worker_w
     cache = FeatureCache.for_config(TrainConfig.from_dict(metadata["config"]))
     written = Counter()
     for segment in cache.segments().values():
-        written[segment["writer"]] += len(segment["keys"])
+        written[segment.writer] += len(segment.keys)
     assert sorted(written.values()) == sorted([_computed(out0), _computed(out1)])
     assert metadata["distribution"]["replicas"] == 1 and metadata["distribution"]["feature_pass_workers"] == 2
 

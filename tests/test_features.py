@@ -59,7 +59,7 @@ def test_cache_is_reused_and_invalidated_by_image_size_and_file_content(tmp_path
     before = _vectors(store, data)
     segments = store.segments()  # one per pass: name -> its keys
     assert len(segments) == 3 and len(list(Path(store.root, "shards").glob("*.npy"))) == 3
-    by_pass = {(len(segment["keys"]), segment["keys"][0][1] == "clean"): name for name, segment in segments.items()}
+    by_pass = {(len(segment.keys), segment.keys[0][1] == "clean"): name for name, segment in segments.items()}
     clean, augmented, validation = by_pass[10, True], by_pass[10, False], by_pass[4, True]
     shard = Path(store.root, "shards", f"{clean}.npy")
     shard.write_bytes(shard.read_bytes()[:100])  # truncated mid-array
@@ -212,7 +212,7 @@ def test_the_store_shards_entries_merges_concurrent_writers_and_survives_damage(
     first.write_bytes(bytes(data))
     second.write_bytes(second.read_bytes()[:90])  # truncated
     third.unlink()  # gone: its segment is deleted on the next read of the index
-    Path(segments, f"{writers[3]._prefix}-000000.json").write_bytes(b'{"keys": [["a"')  # a cut-off segment
+    Path(segments, f"{writers[3]._prefix}-000000.json").write_bytes(b'{"keys": "ab')  # a cut-off segment
     fresh = FeatureCache(cache.root)
     assert np.array_equal(np.stack(fresh.read(keys)), vectors)  # every entry from another copy
     assert not Path(segments, f"{names[2]}.json").exists()
