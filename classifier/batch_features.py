@@ -28,15 +28,13 @@ import sys
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
-
 from . import engine
 from .config import TrainConfig, resolve
 from .console import Log
 from .data import ImageData, Split
 from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli
-from .features import FeatureCache, _save_rows, feature_cache_applies
+from .features import FeatureCache, feature_cache_applies
 from .train import scan_data
 
 CHUNK_SEED_STRIDE = 1_000_003  # chunk i of copy k is seeded --seed + k + STRIDE * i: no two (copy, chunk) share one
@@ -56,19 +54,6 @@ class Chunk:
         return Split(self.paths, [0] * len(self.paths), self.orientations)  # labels: not part of a feature
 
 
-# ---- The cache, through two small functions: the lead switches them to the sharded cache's API
-# (`cache.missing(keys)`, `cache.write(entries)`, branch s1) at merge.
-def missing_entries(cache: FeatureCache, keys: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """The (content sha256, copy) keys with no entry in `cache` yet. (A damaged entry counts as present here;
-    `train` recomputes it when it reads it.)"""
-    return [(sha, copy) for sha, copy in keys if not cache.entry(sha, copy).is_file()]
-
-
-def write_entries(cache: FeatureCache, keys: list[tuple[str, int]], vectors: np.ndarray) -> None:
-    """Write one feature vector per (sha, copy) key into `cache`, each atomically (temporary name, rename)."""
-    _save_rows([cache.entry(sha, copy) for sha, copy in keys], vectors)
-
-
 def plan(data: ImageData, config: TrainConfig, cache: FeatureCache, chunk_size: int) -> tuple[list[Chunk], int]:
     """(chunks of the entries still missing, how many entries the run reads in all), in `train`'s order."""
     copies = range(0, 1 + (config.augment_copies if config.augment else 0))
@@ -77,8 +62,8 @@ def plan(data: ImageData, config: TrainConfig, cache: FeatureCache, chunk_size: 
     for split, copy in work:
         hashes = split.content_hashes()
         total += len(hashes)
-        absent = set(missing_entries(cache, [(sha, copy) for sha in hashes]))
-        todo = [i for i, sha in enumerate(hashes) if (sha, copy) in absent]
+        absent = set(cache.missing([(sha, cache.variant(copy)) for sha in hashes]))
+        todo = [i for i, sha in enumerate(hashes) if (sha, cache.variant(copy)) in absent]
         for n, start in enumerate(range(0, len(todo), chunk_size)):
             part = todo[start : start + chunk_size]
             chunks.append(

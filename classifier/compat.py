@@ -6,8 +6,10 @@ Patch 3 was checked on mediapipe 1.2.3 (the `tflite-metadata` extra). Each patch
 replaces and how to tell that it can go.
 
 1. `multi_worker_fit`: Keras 3 cannot run `fit` under MultiWorkerMirroredStrategy
-   (keras-team/keras#20585, tensorflow/tensorflow#72388). It replaces, during a multi-worker fit
-   only and on the Keras releases in KERAS_CHECKED only, two functions of
+   (keras-team/keras#20585, tensorflow/tensorflow#72388). It replaces, during a fit under that
+   strategy only (fine-tuning, or training on images, across workers: train.keras_workaround
+   imports it on that path alone; the default multi-worker path trains the head on one worker and
+   never builds the strategy) and on the Keras releases in KERAS_CHECKED only, two functions of
    keras/src/backend/tensorflow/trainer.py:
    - `TensorFlowTrainer._maybe_symbolic_build`, which turns the first distributed batch into a
      plain one with `strategy.reduce("MEAN", batch, axis=None)` only to read its shapes and dtypes;

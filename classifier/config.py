@@ -122,6 +122,11 @@ class TrainConfig:
         "TF_CONFIG); --batch-size is the global batch",
         choices=("default", "mirrored", "multi-worker"),
     )
+    worker_timeout: float = option(
+        1800.0,
+        "--strategy multi-worker with the feature cache: give up, naming the missing worker, when the other workers' "
+        "shares of the feature pass have not grown in the shared --cache-dir for this many seconds",
+    )
     mixed_precision: bool = option(False, "compute in float16, keep float32 weights (Keras mixed_float16; GPUs only)")
 
     # More backbones, fine-tuning and training control (see finetune.py and control.py).
@@ -169,6 +174,7 @@ class TrainConfig:
             ("fine_tune_epochs", self.fine_tune_epochs >= 0, "must be 0 or more"),
             ("fine_tune_learning_rate", self.fine_tune_learning_rate > 0, "must be positive"),
             ("patience", self.patience >= 0, "must be 0 or more"),
+            ("worker_timeout", self.worker_timeout > 0, "must be positive"),
         ]
         for name, ok, what in checks:
             if not ok:

@@ -28,7 +28,15 @@ class Cancelled(Exception):
 
 
 # Options that may differ between an interrupted run and its --resume; any other difference is refused.
-RESUMABLE_CHANGES = {"resume", "overwrite", "epochs", "fine_tune_epochs", "patience", "reduce_lr_on_plateau"}
+RESUMABLE_CHANGES = {
+    "resume",
+    "overwrite",
+    "epochs",
+    "fine_tune_epochs",
+    "patience",
+    "reduce_lr_on_plateau",
+    "worker_timeout",
+}
 PLATEAU = dict(factor=0.2, patience=2, min_lr=1e-7)
 
 

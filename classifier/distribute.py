@@ -3,16 +3,21 @@
     --strategy default       one device (TensorFlow's default strategy)
     --strategy mirrored      tf.distribute.MirroredStrategy over every local GPU (with no GPU, over
                              the logical CPU devices: one, unless the process split the CPU)
-    --strategy multi-worker  tf.distribute.MultiWorkerMirroredStrategy, cluster and role from TF_CONFIG
+    --strategy multi-worker  several machines, cluster and role from TF_CONFIG (below)
     --mixed-precision        Keras' mixed_float16 policy, GPUs only; the softmax output stays float32
 
 The model is built and compiled under `strategy.scope()` and Keras' `fit` does the rest: each
 `--batch-size` batch is the global batch, split across replicas, and nothing is scaled by hand.
 
-Multi-worker: Keras 3 cannot start `fit` under MultiWorkerMirroredStrategy (keras-team/keras#20585);
-`compat.multi_worker_fit` patches the two Keras steps that fail, and training itself stays Keras' and
-tf.distribute's. Only the chief keeps the model folder (`worker_out_dir`); a taken port or a lost
-worker is one `error:` line.
+Multi-worker with the feature cache (a frozen backbone): the cost is the backbone pass, so the
+workers share it (`FeatureShare`): each computes its share of the missing entries into the shared
+`--cache-dir`. Without fine-tuning only the chief then trains the head, in one process under the
+default strategy (plain Keras, no patch), and the other workers stop once their share is written.
+Fine-tuning, or training on images (`--no-feature-cache`, `--weights none`), runs under
+tf.distribute.MultiWorkerMirroredStrategy, where Keras 3 cannot start `fit` (keras-team/keras#20585):
+`compat.multi_worker_fit` patches the two Keras steps that fail on that path alone, and training
+itself stays Keras' and tf.distribute's. Only the chief keeps the model folder (`worker_out_dir`); a
+taken port or a lost worker is one `error:` line.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from ._tf import keras, tf
 from .console import Log, say
 from .errors import UsageError
+from .features import feature_cache_applies
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
@@ -49,6 +56,12 @@ def distribution_strategy(config, log: Log = say) -> "tf.distribute.Strategy":
     tf_config = read_tf_config()
     task, cluster = tf_config["task"], tf_config["cluster"]
     workers = sum(len(cluster.get(role) or []) for role in ("chief", "worker"))
+    if chief_trains_alone(config):
+        log(
+            f"strategy: multi-worker, {task['type']} {task.get('index', 0)} of {workers} in TF_CONFIG: the workers "
+            "share the feature pass, then the chief trains the head alone"
+        )
+        return tf.distribute.get_strategy()
     log(
         f"strategy: multi-worker, {task['type']} {task.get('index', 0)} of {workers} in TF_CONFIG; waiting until "
         "every worker has joined"
@@ -62,6 +75,45 @@ def distribution_strategy(config, log: Log = say) -> "tf.distribute.Strategy":
             f"({error.message}); "
             "the address must be this machine's and its port free"
         ) from None
+
+
+def chief_trains_alone(config) -> bool:
+    """Multi-worker with the feature cache and no fine-tuning: the workers share the feature pass, then the chief
+    trains the head on its own (no MultiWorkerMirroredStrategy)."""
+    return config.strategy == "multi-worker" and feature_cache_applies(config) and not config.fine_tune_epochs
+
+
+@dataclass(frozen=True)
+class FeatureShare:
+    """This worker's part of a multi-worker feature pass. Of each pass's distinct images, sorted by content
+    sha256, worker i computes every `workers`-th one from position i (those the cache lacks): every worker
+    splits alike, whatever the cache held when it started."""
+
+    index: int  # 0 is the chief: the `chief` task if the cluster has one, else worker 0
+    workers: int
+    trains: bool  # whether this worker trains afterwards (so it waits for the other shares)
+
+    def owners(self, hashes: list[str]) -> list[int]:
+        """The worker whose share each image (by content sha256) is."""
+        position = {sha: i for i, sha in enumerate(sorted(set(hashes)))}
+        return [position[sha] % self.workers for sha in hashes]
+
+
+def feature_share(config) -> FeatureShare | None:
+    """This worker's share of the feature pass in a multi-worker run with the feature cache; None otherwise.
+    Refuses (one line) a TF_CONFIG it cannot use and a missing --cache-dir."""
+    if config.strategy != "multi-worker" or not feature_cache_applies(config):
+        return None
+    tf_config = read_tf_config()
+    if not config.cache_dir:
+        raise UsageError(
+            "--strategy multi-worker: set --cache-dir to one folder every worker reaches (a shared folder, or a gs:// "
+            "or s3:// path): each worker computes its share of the backbone features there"
+        )
+    task, cluster = tf_config["task"], tf_config["cluster"]
+    chiefs, workers = cluster.get("chief") or [], cluster.get("worker") or []
+    index = task.get("index", 0) + (0 if task["type"] == "chief" else len(chiefs))
+    return FeatureShare(index, len(chiefs) + len(workers), trains=index == 0 or not chief_trains_alone(config))
 
 
 def replica_batch_size(batch_size: int, images: int, strategy, flag: str = "--batch-size") -> int:
@@ -182,8 +234,9 @@ def precision_policy(mixed: bool) -> Iterator[None]:
         keras.mixed_precision.set_global_policy(previous)
 
 
-def describe(strategy, config) -> dict:
-    """What metadata.json records about where and how the model trained."""
+def describe(strategy, config, share: FeatureShare | None = None) -> dict:
+    """What metadata.json records about where and how the model trained (and how many workers shared the
+    feature pass)."""
     try:
         devices = list(strategy.extended.worker_devices)
     except (AttributeError, RuntimeError, NotImplementedError):
@@ -193,4 +246,5 @@ def describe(strategy, config) -> dict:
         "replicas": int(strategy.num_replicas_in_sync),
         "devices": devices,
         "mixed_precision": bool(config.mixed_precision),
+        "feature_pass_workers": share.workers if share else 1,
     }

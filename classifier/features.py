@@ -4,92 +4,50 @@ Like TF-Hub's retrain.py "bottlenecks", but augmentation keeps working: each tra
 gets `augment_copies` augmented variants, each passed through the backbone once and cached. The
 head then trains for many epochs on vectors, which costs next to nothing.
 
-On disk, under the cache folder:
+The cache itself (shards and an index, content-addressed, on any `tf.io.gfile` filesystem) is
+`featurecache.FeatureCache`; this module fills it from the backbone and reads the training set's
+vectors back. Its model key hashes everything that changes features (backbone, resolved cut layer,
+weights as `backbones.weights_key` names them, image size, pooling, versions), so leaving the cut
+layer to the backbone and naming the same layer share entries; augmented copies are keyed by the
+augmentation settings too. Entries are per file content, so editing one image recomputes that image
+only; an entry that does not load as the extractor's vector is computed again.
 
-    <model key>/clean/<content sha256>.npy          the image as it is (training and validation)
-    <model key>/aug-<augmentation key>/<sha>-<k>.npy  its k-th augmented variant
-
-The model key hashes everything that changes features (backbone, resolved cut layer, weights as
-`backbones.weights_key` names them, image size, pooling, versions), so leaving the cut layer to
-the backbone and naming the same layer share entries; the augmentation key hashes the augmentation
-settings. Entries are per file content, so editing one image recomputes that image only, and
-entries are written to a temporary name and renamed, so an interrupted fill never leaves a wrong
-one. An entry that does not load as the extractor's vector (truncated, garbage, wrong shape) is
-computed again.
+With several workers (`--strategy multi-worker`, see distribute.FeatureShare) every worker computes
+only its share of the missing entries into the shared cache, and a worker that trains waits until
+the cache holds the others' shares (`training_features(..., share=...)`). Augmented copies are
+random draws made per pass, so which worker computes an image's copy (or a partial recompute)
+changes the draw, not its distribution.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import os
-import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ._tf import keras, tf
-from .augment import AUGMENTATION_FIELDS, make_augmenter
-from .backbones import weights_key
+from ._tf import tf
+from .augment import make_augmenter
 from .config import TrainConfig
 from .console import Log, Progress, say
 from .data import Split, content_hashes, image_dataset  # noqa: F401 (content_hashes: part of this module's API)
+from .errors import UsageError
+from .featurecache import CACHE_FORMAT, SHARD_ROWS, FeatureCache, default_cache_dir, is_url  # noqa: F401 (API)
 
-# Part of every key: bump it whenever decoding, resizing or augmentation code changes what an entry holds.
-CACHE_FORMAT = 4  # 4: augmentation as ImageDataGenerator's (shear in degrees on one axis, two zoom factors)
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "classifier" / "features"
+POLL_SECONDS = 2.0  # how often a waiting worker looks at the index for the other workers' shares
 
 
 def scan_memo_dir(config: TrainConfig) -> Path:
-    """Where the training scan keeps its verdicts on files (data.ScanMemo): beside the cached features."""
-    return Path(config.cache_dir or default_cache_dir()) / "scan"
+    """Where the training scan keeps its verdicts on files (data.ScanMemo): beside the cached features when they
+    are in a local folder, else in the local default cache (the memo is about this machine's files)."""
+    folder = config.cache_dir if config.cache_dir and not is_url(config.cache_dir) else default_cache_dir()
+    return Path(folder) / "scan"
 
 
 def feature_cache_applies(config: TrainConfig) -> bool:
     """Only a frozen backbone has fixed features; `--weights none` trains the backbone itself."""
     return config.feature_cache and config.transfer
-
-
-def _key(values: dict) -> str:
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
-
-
-@dataclass
-class FeatureCache:
-    """The cache folder for one model configuration."""
-
-    root: Path
-    augmentation: str  # key of the augmentation settings
-
-    @classmethod
-    def for_config(cls, config: TrainConfig) -> "FeatureCache":
-        """The cache of a resolved config (as `metadata.json` saves it)."""
-        model_key = _key(
-            {
-                "format": CACHE_FORMAT,
-                "backbone": config.backbone,
-                "cut_layer": config.cut_layer,
-                "weights": weights_key(config.backbone, config.weights, config.alpha),
-                "image_size": config.image_shape,
-                "pooling": config.head_pooling,
-                "keras": keras.__version__,
-                "tensorflow": tf.__version__,
-            }
-        )
-        augmentation = _key({name: getattr(config, name) for name in AUGMENTATION_FIELDS})
-        return cls(Path(config.cache_dir or default_cache_dir()) / f"{config.backbone}-{model_key}", augmentation)
-
-    def entry(self, sha: str, copy: int) -> Path:
-        """Copy 0 is the image itself; copies 1..K are augmented variants."""
-        if copy == 0:
-            return self.root / "clean" / f"{sha}.npy"
-        return self.root / f"aug-{self.augmentation}" / f"{sha}-{copy}.npy"
 
 
 def cached_features(
@@ -104,30 +62,62 @@ def cached_features(
 ) -> np.ndarray:
     """Features (N, D) of every image in `split` for one copy, computing and caching the missing ones.
 
-    `extract` is the extractor's traced call; `extract.shape` the shape of one image's vector. New
-    entries are written by a second thread while the backbone runs on the next batch. `on_progress`
-    is `console.Progress`'s `on_update`, called after each batch."""
-    paths = [cache.entry(sha, copy) for sha in hashes]
-    header = _npy_header(extract.shape)
-    rows = [_load_entry(path, extract.shape, header) for path in paths]
+    `extract` is the extractor's traced call; `extract.shape` the shape of one image's vector.
+    `on_progress` is `console.Progress`'s `on_update`, called after each batch of the backbone pass."""
+    keys = [(sha, cache.variant(copy)) for sha in hashes]
+    rows = [row if row is None or row.shape == extract.shape else None for row in cache.read(keys)]
     missing = [i for i, row in enumerate(rows) if row is None]
     if missing:
-        what = "images" if copy == 0 else f"augmented copy {copy}"
-        log(f"feature cache: computing {len(missing)} of {len(paths)} ({what}) into {cache.root}")
-        progress = Progress("backbone features", len(missing), log=log, unit="images", on_update=on_progress)
-        done, writes = 0, []
-        with ThreadPoolExecutor(max_workers=1) as writer:
-            for vectors in backbone_batches(extract, split.subset(missing), config, copy):
-                indices = missing[done : done + len(vectors)]
-                writes.append(writer.submit(_save_rows, [paths[i] for i in indices], vectors))
-                for i, row in zip(indices, vectors, strict=True):
-                    rows[i] = row
-                done += len(vectors)
-                progress.update(done)
-        for write in writes:
-            write.result()  # a failed write (disk full) fails the run here
-        progress.close()
+        computed = compute(extract, split, keys, missing, cache, copy, config, log, on_progress)
+        for i, row in zip(missing, computed, strict=True):
+            rows[i] = row
     return np.stack(rows)
+
+
+def compute(
+    extract,
+    split: Split,
+    keys: list,
+    indices: list[int],
+    cache: FeatureCache,
+    copy: int,
+    config: TrainConfig,
+    log: Log,
+    on_progress=None,
+) -> np.ndarray:
+    """The vectors of `split`'s images at `indices` for one copy, written to the cache under their `keys`, a
+    shard per SHARD_ROWS of them, by a second thread while the backbone runs on the next batch.
+
+    What was computed is written even when the pass stops early (Ctrl-C, a failing batch)."""
+    what = "images" if copy == 0 else f"augmented copy {copy}"
+    log(f"feature cache: computing {len(indices)} of {len(keys)} ({what}) into {cache.root}")
+    progress = Progress("backbone features", len(indices), log=log, unit="images", on_update=on_progress)
+    batches, pending, writes = [], [], []  # every batch's vectors; those not yet handed to the writer; writes
+    done = written = 0  # rows computed; rows handed to the writer
+    with ThreadPoolExecutor(max_workers=1) as writer:
+
+        def flush(rows: int) -> None:  # the next `rows` computed vectors as one shard
+            nonlocal pending, written
+            block = np.concatenate(pending)
+            shard_keys = [keys[i] for i in indices[written : written + rows]]
+            writes.append(writer.submit(cache.write, shard_keys, block[:rows]))
+            pending, written = [block[rows:]], written + rows
+
+        try:
+            for vectors in backbone_batches(extract, split.subset(indices), config, copy):
+                batches.append(vectors)
+                pending.append(vectors)
+                done += len(batches[-1])
+                progress.update(done)
+                while done - written >= SHARD_ROWS:
+                    flush(SHARD_ROWS)
+        finally:
+            if done > written:
+                flush(done - written)
+    for write in writes:
+        write.result()  # a failed write (disk full) fails the run here
+    progress.close()
+    return np.concatenate(batches)
 
 
 def backbone_batches(extract, split: Split, config: TrainConfig, copy: int, seed: int | None = None):
@@ -138,46 +128,6 @@ def backbone_batches(extract, split: Split, config: TrainConfig, copy: int, seed
     augmenter = make_augmenter(config, seed=config.seed + copy if seed is None else seed) if copy else None
     for batch, _ in image_dataset(split, config.image_shape, config.batch_size, augmenter=augmenter):
         yield np.asarray(extract(batch), np.float32)
-
-
-def _npy_header(shape: tuple) -> bytes:
-    """The bytes `np.save` writes before the data of a float32 array of `shape`."""
-    buffer = io.BytesIO()
-    np.save(buffer, np.zeros(shape, np.float32))
-    return buffer.getvalue()[: -4 * int(np.prod(shape))]
-
-
-def _load_entry(path: Path, shape: tuple, header: bytes) -> np.ndarray | None:
-    """A cached feature vector, or None when it is absent or does not load as one (then it is recomputed).
-
-    An entry that starts with `header` and is as long as the vector is read straight from its bytes, a
-    tenth of np.load's cost; any other is left to np.load."""
-    try:
-        data = path.read_bytes()
-    except OSError:  # absent
-        return None
-    if data.startswith(header) and len(data) == len(header) + 4 * int(np.prod(shape)):
-        return np.frombuffer(data, np.float32, offset=len(header)).reshape(shape)
-    try:
-        row = np.load(io.BytesIO(data), allow_pickle=False)
-    except (OSError, ValueError, EOFError):  # truncated, or not a .npy file
-        return None
-    return row if row.dtype == np.float32 and row.shape == shape else None
-
-
-def _save_rows(paths: list[Path], rows: np.ndarray) -> None:
-    for path, row in zip(paths, rows, strict=True):
-        _save_atomically(path, row)
-
-
-def _save_atomically(path: Path, array: np.ndarray) -> None:
-    """Write `array` as float32 to `path` (temporary name, then rename)."""
-    array = array.astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(handle, "wb") as file:
-        np.save(file, array)
-    os.replace(temporary, path)
 
 
 # The last extractor traced and its trace: a retrain in the same process gets the same extractor back from
@@ -198,18 +148,61 @@ def traced(extractor, size: tuple[int, int]):
     return extract
 
 
-def training_features(extractor, data, config: TrainConfig, log: Log = say, on_progress=None):
+def training_features(extractor, data, config: TrainConfig, log: Log = say, share=None, on_progress=None):
     """(x_train, y_train, x_val, y_val) from the cache: train = clean + each augmented copy (`on_progress`: see
-    `cached_features`)."""
+    `cached_features`).
+
+    With `share` (a distribute.FeatureShare: a multi-worker run) this worker first computes only its share of
+    the entries the cache lacks. One that does not train (`share.trains` false) stops there and gets None; one
+    that trains waits until the cache holds every worker's share, then reads them all (computing itself any
+    entry that turns out damaged)."""
     cache = FeatureCache.for_config(config)
     extract = traced(extractor, config.image_shape)
-    train_hashes = data.train.content_hashes()
     copies = range(0, 1 + (config.augment_copies if config.augment else 0))
-    x_train = np.concatenate(
-        [cached_features(extract, data.train, train_hashes, cache, k, config, log, on_progress) for k in copies]
-    )
+    train_hashes, validation_hashes = data.train.content_hashes(), data.validation.content_hashes()
+    passes = [(data.train, train_hashes, k) for k in copies] + [(data.validation, validation_hashes, 0)]
+    if share is not None:
+        for split, hashes, copy in passes:
+            keys = [(sha, cache.variant(copy)) for sha in hashes]
+            absent, owners = set(cache.missing(keys)), share.owners(hashes)
+            mine = [i for i, key in enumerate(keys) if key in absent and owners[i] == share.index]
+            if mine:
+                compute(extract, split, keys, mine, cache, copy, config, log, on_progress)
+        if not share.trains:
+            return None
+        wait_for_shares(cache, passes, share, config.worker_timeout, log)
+    vectors = [
+        cached_features(extract, split, hashes, cache, copy, config, log, on_progress) for split, hashes, copy in passes
+    ]
     y_train = np.tile(np.asarray(data.train.labels), len(copies))
-    x_val = cached_features(
-        extract, data.validation, data.validation.content_hashes(), cache, 0, config, log, on_progress
-    )
-    return x_train, y_train, x_val, np.asarray(data.validation.labels)
+    return np.concatenate(vectors[:-1]), y_train, vectors[-1], np.asarray(data.validation.labels)
+
+
+def wait_for_shares(cache: FeatureCache, passes: list, share, timeout: float, log: Log = say) -> None:
+    """Poll the index until it holds every entry of `passes` ((split, hashes, copy) each); a UsageError naming
+    the workers whose share is missing when it has not grown for `timeout` seconds."""
+    owner = {}  # key -> the worker whose share it is
+    for _, hashes, copy in passes:
+        owner.update(zip([(sha, cache.variant(copy)) for sha in hashes], share.owners(hashes), strict=True))
+    keys, waiting, progressed = list(owner), None, time.monotonic()
+    while missing := cache.missing(keys):
+        if waiting is None:
+            log(f"feature cache: waiting for {_by_worker(missing, owner)} in {cache.root}")
+        if waiting is None or len(missing) < waiting:
+            waiting, progressed = len(missing), time.monotonic()
+        elif time.monotonic() - progressed > timeout:
+            raise UsageError(
+                f"--strategy multi-worker: {cache.root} still lacks {_by_worker(missing, owner)} after "
+                f"{timeout:g} s without progress; start that worker with the same command and its TF_CONFIG, "
+                "check that every worker reaches --cache-dir (one shared folder or gs:// path), or raise "
+                "--worker-timeout"
+            )
+        time.sleep(min(POLL_SECONDS, timeout))
+
+
+def _by_worker(missing: list, owner: dict) -> str:
+    """ "worker 1's share (5 entries), ..." for the missing keys."""
+    counts: dict[int, int] = {}
+    for key in missing:
+        counts[owner[key]] = counts.get(owner[key], 0) + 1
+    return ", ".join(f"worker {worker}'s share ({n} entries)" for worker, n in sorted(counts.items()))

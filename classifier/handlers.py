@@ -71,20 +71,20 @@ class ComputeFeatures(beam.DoFn):
         self.written = beam.metrics.Metrics.counter("classifier", "features_written")
 
     def setup(self):
-        from .features import traced
+        from .features import FeatureCache, traced
         from .model import build_model, feature_extractor
 
         model = build_model(self.config, self.classes)  # the head is not used: only the frozen part runs
         self.extract = traced(feature_extractor(model), self.config.image_shape)
+        # This worker's own writer: a cache object unpickled on several workers would share its shard names.
+        self.store = FeatureCache(self.cache.root, self.cache.augmentation)
 
     def process(self, chunk):
-        from .batch_features import write_entries
         from .features import backbone_batches
 
-        done = 0
-        for vectors in backbone_batches(self.extract, chunk.split(), self.config, chunk.copy, chunk.seed):
-            keys = [(sha, chunk.copy) for sha in chunk.hashes[done : done + len(vectors)]]
-            write_entries(self.cache, keys, vectors)
-            done += len(vectors)
-            self.written.inc(len(vectors))
-        yield done
+        vectors = list(backbone_batches(self.extract, chunk.split(), self.config, chunk.copy, chunk.seed))
+        rows = np.concatenate(vectors) if vectors else np.zeros((0,), np.float32)
+        if len(rows):  # the chunk as one shard (write cuts more than featurecache.SHARD_ROWS into several)
+            self.store.write([(sha, self.store.variant(chunk.copy)) for sha in chunk.hashes], rows)
+        self.written.inc(len(rows))
+        yield len(rows)

@@ -11,6 +11,9 @@ A caller that watches or stops a run (the web page's Train tab, classifier/workb
 Keras `callbacks` (added to every fit) and `on_progress` (the backbone feature pass's
 `console.Progress` after each batch). Either may raise `control.Cancelled`: the run stops there,
 keeps no checkpoint and writes no model folder, so the previous model stays as it was.
+
+With `--strategy multi-worker` and the feature cache, a worker that does not train (see
+distribute.py) only computes its share of the features (`share_features`) and stops.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from ._tf import keras, tf
 from .artifacts import check_output_dir, save_model_dir, versions
 from .augment import make_augmenter
 from .backbones import HUB_PREFIX, TOP
-from .compat import forget_restored_epoch, multi_worker_fit
+from .compat import forget_restored_epoch
 from .config import TrainConfig, resolve
 from .console import Log, Progress, say
 from .control import Cancelled, Checkpoint, class_weights, early_stop_note, training_callbacks
@@ -36,8 +39,11 @@ from .data import ImageData, ScanMemo, image_dataset, load_image_data
 from .datasets import resolve_data
 from .distribute import (
     WORKER_LOST,
+    FeatureShare,
+    chief_trains_alone,
     describe,
     distribution_strategy,
+    feature_share,
     is_chief,
     precision_policy,
     replica_batch_size,
@@ -46,7 +52,7 @@ from .distribute import (
 )
 from .errors import ArgumentParser, cli
 from .evaluate import write_report
-from .features import feature_cache_applies, scan_memo_dir, training_features
+from .features import FeatureCache, feature_cache_applies, scan_memo_dir, training_features
 from .finetune import fine_tune_layer, unfreeze_from
 from .metadata import DataSummary, ModelMetadata
 from .metrics import TARGET_PRECISION, classification_metrics, most_wrong
@@ -58,8 +64,10 @@ SCORING_BATCH = 1024  # cached feature vectors per validation or scoring step
 
 @dataclass
 class TrainResult:
-    model_dir: Path
-    metadata: ModelMetadata  # what the model folder's metadata.json holds
+    """What a run made; all None on a multi-worker worker that only computed its share of the features."""
+
+    model_dir: Path | None
+    metadata: ModelMetadata | None  # what the model folder's metadata.json holds
     model: object  # the trained keras.Model, as saved
 
 
@@ -75,6 +83,7 @@ class Run:
     checkpoint: Checkpoint
     model: keras.Model
     fine_tune_from: str | None  # first backbone layer to unfreeze; None: no fine-tuning
+    share: FeatureShare | None = None  # this worker's share of a multi-worker feature pass
     started: float = field(default_factory=time.time)
     features: tuple | None = None  # (x_train, y_train, x_val, y_val) cached backbone features, when the cache applies
     stages: list[dict] = field(default_factory=list)  # per stage: name, epochs, learning rate
@@ -156,7 +165,11 @@ def train(
 ) -> TrainResult:
     """Run one training job end to end; raises UsageError for anything the user must fix, and `Cancelled` when
     `callbacks` or `on_progress` (see the module docstring) stop it."""
-    run = prepare(config, log)
+    config = resolve(config, log)
+    share = feature_share(config)
+    if share is not None and not share.trains:
+        return share_features(config, share, log)
+    run = prepare(config, log, share)
     run.callbacks, run.on_progress = callbacks, on_progress
     try:
         fit_head(run)
@@ -169,7 +182,7 @@ def train(
         run.checkpoint.remove()
         raise
     except WORKER_LOST as error:
-        if run.config.strategy != "multi-worker":
+        if not is_multi_worker(run.strategy):
             raise
         raise worker_lost(error, run.checkpoint.stopped()) from None
     run.checkpoint.remove()  # the model folder is complete: nothing left to resume
@@ -177,9 +190,8 @@ def train(
     return TrainResult(run.out, run.metadata, run.model)
 
 
-def prepare(config: TrainConfig, log: Log) -> Run:
-    """Resolve the options, pick the strategy, find the data and build the model; every check before training."""
-    config = resolve(config, log)
+def prepare(config: TrainConfig, log: Log, share: FeatureShare | None = None) -> Run:
+    """Pick the strategy, find the data and build the model for a resolved config; every check before training."""
     strategy = distribution_strategy(config, log)
     started = time.time()
     data_dir = resolve_data(config.data, csv_dir=config.csv_dir, log=log)
@@ -200,6 +212,7 @@ def prepare(config: TrainConfig, log: Log) -> Run:
         checkpoint=checkpoint,
         model=model,
         fine_tune_from=fine_tune_layer(model, config),
+        share=share,
         started=started,
         timing=timing,
     )
@@ -214,6 +227,22 @@ def scan_data(config: TrainConfig, data_dir: Path) -> ImageData:
     return load_image_data(data_dir, config.validation_split, config.seed, memo=memo)
 
 
+def share_features(config: TrainConfig, share: FeatureShare, log: Log) -> TrainResult:
+    """A multi-worker worker that does not train: compute its share of the feature pass into the shared cache."""
+    log(
+        f"strategy: multi-worker, worker {share.index} of {share.workers}: computing this worker's share of the "
+        "feature pass"
+    )
+    data = scan_data(config, resolve_data(config.data, csv_dir=config.csv_dir, log=log))
+    keras.utils.set_random_seed(config.seed)
+    training_features(feature_extractor(build_model(config, len(data.class_names))), data, config, log, share)
+    log(
+        f"done: worker {share.index}'s share of the features is in {FeatureCache.for_config(config).root}; the chief "
+        "(worker 0) trains the head and writes the model"
+    )
+    return TrainResult(None, None, None)
+
+
 def default_out_dir(data_dir: Path) -> Path:
     name = data_dir.resolve().name
     if name.endswith("_filtered"):  # cats_and_dogs_filtered -> cats_and_dogs
@@ -224,7 +253,7 @@ def default_out_dir(data_dir: Path) -> Path:
 def log_setup(run: Run) -> None:
     """What is about to train: replicas, data, model."""
     config, data, log = run.config, run.data, run.log
-    if config.strategy != "default":
+    if config.strategy != "default" and not chief_trains_alone(config):
         log(f"strategy: {config.strategy}, {run.strategy.num_replicas_in_sync} replica(s) in sync")
     held_out = "validation folder" if data.validation_from == "folder" else f"{config.validation_split:.0%} held out"
     more = " ..." if len(data.class_names) > 10 else ""
@@ -248,12 +277,14 @@ def fit_head(run: Run) -> None:
         fit_model, inputs, steps = run.model, run.images, 1
     else:
         with run.timed("features_seconds"):
-            run.features = training_features(feature_extractor(run.model), run.data, config, run.log, run.on_progress)
+            run.features = training_features(
+                feature_extractor(run.model), run.data, config, run.log, run.share, run.on_progress
+            )
         run.timing["cached_training_vectors"] = len(run.features[0])
         fit_model, inputs = model_head(run.model), run.vectors
         # A step on vectors takes far less time than Keras' Python around it: one call runs a whole epoch. (Not
         # across workers: Keras' loop of steps fails there, in its collective ops.)
-        steps = int(inputs["x"].cardinality()) if config.strategy != "multi-worker" else 1
+        steps = 1 if is_multi_worker(run.strategy) else int(inputs["x"].cardinality())
     with run.timed("head_seconds"):
         run.stages.append(
             run_stage(run, "head", fit_model, inputs, config.learning_rate, config.epochs, steps_per_execution=steps)
@@ -302,7 +333,7 @@ def run_stage(
     control = training_callbacks(run.config)
     total = run.config.epochs + run.config.fine_tune_epochs
     forget_restored_epoch(fit_model)
-    with multi_worker_fit(run.strategy):
+    with keras_workaround(run.strategy):
         fit_model.fit(
             **inputs,
             initial_epoch=first,
@@ -321,6 +352,20 @@ def run_stage(
     }
     checkpoint.finish_stage(name, fit_model, info)
     return info
+
+
+def is_multi_worker(strategy) -> bool:
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def keras_workaround(strategy):
+    """Around `fit`: compat.multi_worker_fit, the patch of Keras internals (keras-team/keras#20585), imported and
+    applied on the one path that needs it, fit under MultiWorkerMirroredStrategy; nothing on every other path."""
+    if not is_multi_worker(strategy):
+        return contextlib.nullcontext()
+    from .compat import multi_worker_fit
+
+    return multi_worker_fit(strategy)
 
 
 def score(run: Run) -> None:
@@ -382,7 +427,7 @@ def build_metadata(run: Run) -> ModelMetadata:
         fine_tune_start_epoch=run.stages[1]["first_epoch"] - 1 if len(run.stages) > 1 else None,
         validation_metrics={"accuracy": run.metrics["accuracy"], "macro_f1": run.metrics["macro_avg"]["f1"]},
         timing=run.timing,
-        distribution=describe(run.strategy, config),
+        distribution=describe(run.strategy, config, run.share),
         min_confidence=suggested.get("min_confidence"),
         min_confidence_coverage=suggested.get("coverage"),
     )

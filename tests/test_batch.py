@@ -15,7 +15,7 @@ pytest.importorskip("apache_beam")  # the [beam] extra, which CI's [test] instal
 from classifier import batch_features, batch_predict  # noqa: E402
 from classifier.confidence import NOT_SURE  # noqa: E402
 from classifier.config import TrainConfig, resolve  # noqa: E402
-from classifier.features import FeatureCache  # noqa: E402
+from classifier.features import FeatureCache, content_hashes  # noqa: E402
 from classifier.predict import Predictor  # noqa: E402
 from classifier.shapes import make_shapes_dataset  # noqa: E402
 from classifier.train import train  # noqa: E402
@@ -128,8 +128,11 @@ def test_a_cache_filled_by_the_engine_trains_without_a_backbone_pass_and_the_sam
     ours = FeatureCache.for_config(
         resolve(_config(data, tmp_path / "x", random_mobilenet_weights, tmp_path / "cache_c"))
     )
-    for entry in (FeatureCache.for_config(config).root / "clean").glob("*.npy"):
-        np.testing.assert_allclose(np.load(ours.root / "clean" / entry.name), np.load(entry), atol=1e-6)
+    normal_cache = FeatureCache.for_config(config)
+    clean = [(sha, "clean") for sha in content_hashes(sorted(data.glob("*/*/*.png")))]
+    assert len(clean) == 14 and not ours.missing(clean)
+    for a, b in zip(normal_cache.read(clean), ours.read(clean), strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-6)
     code, out, _ = run_main(batch_features.main, argv, capsys)
     assert code == 0 and "0 of 24 entries to compute" in out
 

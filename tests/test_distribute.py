@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,9 +20,13 @@ from conftest import MOBILENET_STEM, ROOT, TINY, run_main, tiny_config
 
 from classifier import train as train_module
 from classifier._tf import keras, tf
+from classifier.config import TrainConfig
 from classifier.distribute import is_chief, precision_policy, replica_batch_size
+from classifier.errors import UsageError
+from classifier.features import FeatureCache
 from classifier.model import build_model
 from classifier.predict import Predictor
+from classifier.shapes import make_shapes_dataset
 
 # The strategy is under test, not the network: the smallest one, which trains from scratch.
 FROM_SCRATCH = dict(backbone="simple_cnn", cut_layer="top", image_size=16)
@@ -107,24 +112,32 @@ def _run_workers(argv, tmp_path, workers: int, timeout: float) -> list[tuple[int
     ]
 
 
-def test_multi_worker_strategy_trains_two_workers_on_localhost(tmp_path, shapes_dir, random_mobilenet_weights):
-    """Two worker processes, one replica each: the head trains on cached features (numpy arrays to
-    fit) and fine-tuning on images (a tf.data pipeline); only worker 0 keeps the model."""
-    argv = [
+def _worker_command(tmp_path, data) -> list[str]:
+    """Training on `data` as a worker of a multi-worker run (`{index}` in its --out), with one shared cache."""
+    return [
         sys.executable,
         "-m",
         "classifier.train",
         "--data",
-        str(shapes_dir),
+        str(data),
         "--out",
         str(tmp_path / "worker{index}"),
         "--strategy",
         "multi-worker",
+        "--cache-dir",
+        str(tmp_path / "cache"),  # one cache for every worker: each computes its share of the features
+        "--no-augment",  # (an augmented copy is a random draw per pass: which worker draws it changes it)
+    ]
+
+
+def test_multi_worker_strategy_trains_two_workers_on_localhost(tmp_path, shapes_dir, random_mobilenet_weights):
+    """Fine-tuning: two worker processes under MultiWorkerMirroredStrategy, one replica each. They share the
+    feature pass, the head trains on the cached features in sync and fine-tuning on images (a tf.data
+    pipeline); only worker 0 keeps the model."""
+    argv = [
+        *_worker_command(tmp_path, shapes_dir),
         "--epochs",
         "1",
-        "--no-augment",
-        "--cache-dir",
-        str(tmp_path / "cache{index}"),
         "--fine-tune-epochs",
         "1",
         "--fine-tune-from",
@@ -133,11 +146,8 @@ def test_multi_worker_strategy_trains_two_workers_on_localhost(tmp_path, shapes_
     ]
     (code0, out0, err0), (code1, out1, err1) = _run_workers(argv, tmp_path, workers=2, timeout=300)
     assert code0 == 0 and code1 == 0, f"worker 0: {err0[-2000:]}\nworker 1: {err1[-2000:]}"
-    assert (
-        "strategy: multi-worker, 2 replica(s) in sync" in out0
-        and "feature cache: computing" in out0
-        and "fine-tuning:" in out0
-    )
+    assert "strategy: multi-worker, 2 replica(s) in sync" in out0 and "fine-tuning:" in out0
+    assert _computed(out0) + _computed(out1) == len(sorted(shapes_dir.glob("*/*.png")))  # each image once
     epochs = [re.sub(r"\(.*? s\)", "", line) for line in out0.splitlines() if line.startswith("epoch ")]
     assert len(epochs) == 2 and epochs == [
         re.sub(r"\(.*? s\)", "", line) for line in out1.splitlines() if line.startswith("epoch ")
@@ -151,6 +161,65 @@ def test_multi_worker_strategy_trains_two_workers_on_localhost(tmp_path, shapes_
     probabilities = Predictor(out).predict_proba(sorted(shapes_dir.glob("*/*.png"))[:4])
     assert probabilities.shape == (4, 3) and np.all(np.isfinite(probabilities))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def _computed(out: str) -> int:
+    """How many feature vectors a worker's output says it computed."""
+    return sum(int(line.split()[3]) for line in out.splitlines() if line.startswith("feature cache: computing"))
+
+
+def test_two_workers_share_the_feature_pass_and_the_chief_trains_as_one_worker_would(
+    tmp_path, shapes_dir, random_mobilenet_weights
+):
+    """The default multi-worker path: each worker computes half of the features into one cache, then worker 0
+    alone trains the head (no MultiWorkerMirroredStrategy); its model predicts as a single worker's does."""
+    options = dict(**MOBILENET_STEM, weights=str(random_mobilenet_weights), epochs=2)
+    argv = [*_worker_command(tmp_path, shapes_dir), *_flags(**options)]
+    (code0, out0, err0), (code1, out1, err1) = _run_workers(argv, tmp_path, workers=2, timeout=300)
+    assert code0 == 0 and code1 == 0, f"worker 0: {err0[-2000:]}\nworker 1: {err1[-2000:]}"
+    assert "the chief (worker 0) trains the head and writes the model" in out1 and "epoch 1/2" not in out1
+    assert not (tmp_path / "worker1").exists() and "epoch 2/2" in out0
+    images = sorted(shapes_dir.glob("*/*.png"))
+    assert _computed(out0) + _computed(out1) == len(images) and abs(_computed(out0) - _computed(out1)) <= 2
+    # The index segments say the same: who wrote how many entries.
+    metadata = json.loads((tmp_path / "worker0" / "metadata.json").read_text())
+    cache = FeatureCache.for_config(TrainConfig.from_dict(metadata["config"]))
+    written = Counter()
+    for segment in cache.segments().values():
+        written[segment.writer] += len(segment.keys)
+    assert sorted(written.values()) == sorted([_computed(out0), _computed(out1)])
+    assert metadata["distribution"]["replicas"] == 1 and metadata["distribution"]["feature_pass_workers"] == 2
+
+    config = tiny_config(shapes_dir, tmp_path / "one", **options, augment=False, cache_dir=str(tmp_path / "own"))
+    single = train_module.train(config, log=lambda *_: None)  # one worker, its own cache: computes every vector
+    np.testing.assert_allclose(
+        Predictor(tmp_path / "worker0").predict_proba(images[::6]),
+        Predictor(single.model_dir).predict_proba(images[::6]),
+        atol=1e-5,
+    )
+
+
+def test_a_missing_worker_share_is_one_line_naming_it(tmp_path, monkeypatch, random_mobilenet_weights):
+    """Worker 0 of 2 alone: it computes its half, waits for worker 1's, and gives up after --worker-timeout."""
+    data = make_shapes_dataset(
+        tmp_path / "data", per_class=4, size=32, classes=["circle", "square"], validation_per_class=1
+    )
+    cluster = {"worker": ["localhost:1", "localhost:2"]}  # (no server starts on this path)
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    lines = []
+    config = tiny_config(
+        data,
+        tmp_path / "m",
+        **MOBILENET_STEM,
+        weights=str(random_mobilenet_weights),
+        strategy="multi-worker",
+        cache_dir=str(tmp_path / "cache"),
+        augment=False,
+        worker_timeout=1,
+    )
+    with pytest.raises(UsageError, match=r"still lacks worker 1's share \(5 entries\) after 1 s without progress"):
+        train_module.train(config, log=lines.append)
+    assert _computed("\n".join(lines)) == 5 and not (tmp_path / "m").exists()
 
 
 def test_default_training_records_one_replica(trained):
@@ -222,6 +291,10 @@ def test_mixed_precision_without_a_gpu_is_refused(tmp_path, shapes_dir, capsys):
             json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}),
             "task index 3 is not one of",
         ),
+        (
+            json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 0}}),
+            "--strategy multi-worker: set --cache-dir to one folder every worker reaches",
+        ),
     ],
 )
 def test_multi_worker_needs_a_usable_tf_config(tmp_path, shapes_dir, capsys, monkeypatch, tf_config, message):
@@ -252,6 +325,7 @@ def test_multi_worker_address_in_use_is_one_line(tmp_path, shapes_dir):
             str(tmp_path / "m"),
             "--strategy",
             "multi-worker",
+            "--no-feature-cache",  # training on images: under MultiWorkerMirroredStrategy, which starts a server
         ]
         done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr[-2000:]

@@ -77,6 +77,6 @@ def test_model_trained_from_cache_predicts_real_photos_exactly_like_end_to_end(r
 
     held_out, _, end_to_end = served
     cache = FeatureCache.for_config(TrainConfig.from_dict(real_model.metadata.config))
-    cached = np.stack([np.load(cache.entry(sha, 0)) for sha in content_hashes(held_out.paths)])
+    cached = np.stack(cache.read([(sha, cache.variant(0)) for sha in content_hashes(held_out.paths)]))
     from_cache = head(real_model.model)(cached, training=False).numpy()
     np.testing.assert_allclose(end_to_end, from_cache, atol=1e-5)
