@@ -396,6 +396,7 @@ def class_slots() -> tuple[list, list, list]:
                         file_types=list(IMAGE_EXTENSIONS),
                         type="filepath",
                         label="Its images",
+                        height=220,  # at most; a long list scrolls inside the box
                         elem_id=f"class-{i + 1}-images",  # for the browser test
                     )
                 )
