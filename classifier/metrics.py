@@ -18,6 +18,10 @@ from .confidence import answered
 METRICS_FILE = "metrics.json"
 MOST_WRONG = 12
 TARGET_PRECISION = 0.99  # a suggested "not sure" threshold: the images it answers were at least this often right
+# The fewest validation images a threshold is suggested from: with fewer, 99% right means every answered image right,
+# and the threshold would be the least confident right answer of a handful (a small training set answers "not sure"
+# to much of what it gets right).
+MIN_EVIDENCE = 100
 
 
 def classification_metrics(
@@ -75,14 +79,14 @@ def suggest_min_confidence(
     labels: Sequence[int], probabilities: np.ndarray, target: float = TARGET_PRECISION
 ) -> dict | None:
     """The lowest "not sure" threshold whose answered images are at least `target` right, with `at_threshold`'s
-    figures; None when no threshold reaches `target` (or there are no images).
+    figures; None when no threshold reaches `target`, or there are fewer than MIN_EVIDENCE images.
 
     The threshold is always some image's top probability: answering every image at or above it, and
     below the least confident one answered there is no evidence. Images of equal top probability are
     answered together, so a tie is never split.
     """
     probabilities = np.asarray(probabilities)
-    if not len(probabilities):
+    if len(probabilities) < MIN_EVIDENCE:
         return None
     confidence = probabilities.max(axis=1)
     right = probabilities.argmax(axis=1) == np.asarray(labels, int)

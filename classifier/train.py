@@ -55,7 +55,7 @@ from .evaluate import write_report
 from .features import FeatureCache, feature_cache_applies, scan_memo_dir, training_features
 from .finetune import fine_tune_layer, unfreeze_from
 from .metadata import DataSummary, ModelMetadata
-from .metrics import TARGET_PRECISION, classification_metrics, most_wrong
+from .metrics import MIN_EVIDENCE, TARGET_PRECISION, classification_metrics, most_wrong
 from .model import build_model, compile_model, feature_extractor
 from .model import head as model_head
 
@@ -443,7 +443,8 @@ def log_done(run: Run) -> None:
     not_sure = (
         f"not sure below {meta.min_confidence:.3f} (answers {meta.min_confidence_coverage:.0%} of validation images)"
         if meta.min_confidence is not None
-        else f"no 'not sure' threshold reaches {TARGET_PRECISION:.0%} right on validation"
+        else f"no 'not sure' threshold (none reaches {TARGET_PRECISION:.0%} right on validation, or fewer than "
+        f"{MIN_EVIDENCE} validation images)"
     )
     run.log(
         f"done: best val_accuracy {max(history):.4f} (epoch {history.index(max(history)) + 1}), "

@@ -15,7 +15,13 @@ from classifier import evaluate as evaluate_module
 from classifier.artifacts import save_model_dir
 from classifier.evaluate import evaluate
 from classifier.metadata import DataSummary, ModelMetadata
-from classifier.metrics import TARGET_PRECISION, classification_metrics, format_table, suggest_min_confidence
+from classifier.metrics import (
+    MIN_EVIDENCE,
+    TARGET_PRECISION,
+    classification_metrics,
+    format_table,
+    suggest_min_confidence,
+)
 
 BLUE, RED = solid((20, 20, 230)), solid((230, 20, 20))
 
@@ -46,8 +52,10 @@ def answers(*groups: tuple[int, float, bool]) -> tuple[list[int], np.ndarray]:
 def test_suggested_threshold_is_the_lowest_with_99_percent_of_answers_right():
     assert TARGET_PRECISION == 0.99
     # All right: every image is answered, down to the least confident one.
-    suggested = suggest_min_confidence(*answers((3, 0.9, True), (2, 0.6, True)))
+    suggested = suggest_min_confidence(*answers((60, 0.9, True), (40, 0.6, True)))
     assert suggested == {"min_confidence": pytest.approx(0.6), "coverage": 1.0, "precision": 1.0}
+    # Fewer than MIN_EVIDENCE images, all right: too little to suggest anything from.
+    assert MIN_EVIDENCE == 100 and suggest_min_confidence(*answers((60, 0.9, True), (39, 0.6, True))) is None
     # 99 right above one wrong: exactly 99% right, so the wrong one is answered too.
     assert suggest_min_confidence(*answers((99, 0.9, True), (1, 0.7, False)))["min_confidence"] == pytest.approx(0.7)
     # One more wrong below: the threshold stops above it, answering 100 of 101.
@@ -55,7 +63,7 @@ def test_suggested_threshold_is_the_lowest_with_99_percent_of_answers_right():
     assert suggested["min_confidence"] == pytest.approx(0.7) and suggested["coverage"] == pytest.approx(100 / 101)
     assert suggested["precision"] == pytest.approx(0.99)
     # The most confident answer is wrong and none below makes up for it: no threshold, and no images: none either.
-    assert suggest_min_confidence(*answers((1, 0.95, False), (50, 0.9, True))) is None
+    assert suggest_min_confidence(*answers((2, 0.95, False), (99, 0.9, True))) is None
     assert suggest_min_confidence([], np.zeros((0, 2))) is None
 
 
