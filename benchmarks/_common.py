@@ -1,4 +1,4 @@
-"""Small helpers the benchmark scripts share: import path, machine line, subsets of a data folder, servers.
+"""Small helpers the benchmark scripts share: import path, machine line, subsets of a data folder, ports.
 
 `--code DIR` on a script's command line (read here, before anything imports `classifier`) runs it on
 the `classifier` package of another checkout, e.g. `--code ../main` for before/after figures.
@@ -6,14 +6,10 @@ the `classifier` package of another checkout, e.g. `--code ../main` for before/a
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,25 +57,3 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running_server(argv: list[str], port: int, log_path: Path, timeout: float = 180):
-    """`argv` (a server on 127.0.0.1:`port`) in a subprocess from the code root, once it answers; stopped after."""
-    url = f"http://127.0.0.1:{port}/"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(argv, cwd=CODE, stdout=log, stderr=log)
-    try:
-        deadline = time.time() + timeout
-        while True:
-            try:
-                urllib.request.urlopen(url + "config", timeout=5)
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"{argv[1]} did not start:\n{log_path.read_text()}") from None
-                time.sleep(0.5)
-        yield server
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

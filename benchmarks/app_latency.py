@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, free_port, machine, percentile, running_server
+from _common import CODE, ROOT, free_port, machine, percentile
 from PIL import Image
 
 PHOTOS = ROOT.parent / "shared" / "data" / "cats_dogs" / "validation" / "cats"
@@ -84,7 +84,11 @@ def main() -> None:
         app_port, null_port = free_port(), free_port()
         app = [sys.executable, "app.py", "--model", str(args.model_dir), "--port", str(app_port)]
         null = [sys.executable, str(Path(__file__).resolve()), str(args.model_dir), "--null-app-port", str(null_port)]
-        with running_server(app, app_port, work / "app.log"), running_server(null, null_port, work / "null.log"):
+        sys.path.insert(0, str(ROOT / "tests"))
+        from hostile import running_server  # the tests' way of starting a server and waiting for it
+
+        app_server = running_server(app, app_port, work / "app.log", cwd=CODE)
+        with app_server, running_server(null, null_port, work / "null.log", cwd=CODE):
             clients = {
                 "the app": Client(f"http://127.0.0.1:{app_port}/", verbose=False),
                 "do-nothing Gradio app": Client(f"http://127.0.0.1:{null_port}/", verbose=False),

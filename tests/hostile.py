@@ -182,13 +182,12 @@ def largest_accepted_png() -> bytes:
 
 
 @contextlib.contextmanager
-def running_app(model_dir: Path, port: int, log_path: Path, timeout: float = 180):
-    """`python app.py --model model_dir --port port` in a subprocess, once it serves: yields (process, url)."""
+def running_server(argv: list[str], port: int, log_path: Path, cwd: Path = ROOT, timeout: float = 180):
+    """`argv` (a Gradio server on 127.0.0.1:`port`) in a subprocess run in `cwd`, once it answers: yields (process,
+    url); stopped after. (benchmarks/app_latency.py starts its servers with it too.)"""
     url = f"http://127.0.0.1:{port}/"
     with open(log_path, "w") as log:
-        app = subprocess.Popen(
-            [sys.executable, "app.py", "--model", str(model_dir), "--port", str(port)], cwd=ROOT, stdout=log, stderr=log
-        )
+        server = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=log)
     try:
         deadline = time.time() + timeout
         while True:
@@ -196,13 +195,18 @@ def running_app(model_dir: Path, port: int, log_path: Path, timeout: float = 180
                 urllib.request.urlopen(url + "config", timeout=5)
                 break
             except OSError:
-                if time.time() > deadline or app.poll() is not None:
-                    raise RuntimeError(f"the app did not start:\n{log_path.read_text()}") from None
+                if time.time() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"{' '.join(argv[1:2])} did not start:\n{log_path.read_text()}") from None
                 time.sleep(0.5)
-        yield app, url
+        yield server, url
     finally:
-        app.terminate()
-        app.wait(timeout=30)
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def running_app(model_dir: Path, port: int, log_path: Path):
+    """`python app.py --model model_dir --port port` in a subprocess, once it serves: yields (process, url)."""
+    return running_server([sys.executable, "app.py", "--model", str(model_dir), "--port", str(port)], port, log_path)
 
 
 def status_kb(pid: int, field: str) -> int:
