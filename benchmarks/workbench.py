@@ -59,6 +59,7 @@ def main() -> int:
     parser.add_argument("data", type=Path, help="folder of class folders (or train/ and validation/ holding them)")
     parser.add_argument("--new", type=int, default=20, help="corrections added before the retrain (default 20)")
     parser.add_argument("--per-class", type=int, help="only the first N photos of each class")
+    parser.add_argument("--image-size", type=int, help="the tab's image size field (default: the tab's default)")
     parser.add_argument("--code", help="run another checkout's classifier package (e.g. ../main)")
     args = parser.parse_args()
 
@@ -67,7 +68,8 @@ def main() -> int:
     from classifier.workbench import DEFAULT_BACKBONE, EPOCHS, IMAGE_SIZE, Workbench, tab_config
 
     print(f"machine: {machine()}\ncode: {CODE}")
-    print(f"the tab's defaults: {DEFAULT_BACKBONE}, {IMAGE_SIZE} px, {EPOCHS} epochs")
+    size = args.image_size or IMAGE_SIZE
+    print(f"the tab's defaults: {DEFAULT_BACKBONE}, {size} px, {EPOCHS} epochs")
     limits = Limits(training=True, max_class_images=10**6, max_train_mb=10**6)
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
@@ -76,7 +78,7 @@ def main() -> int:
         folder = trainset.build(work / "models", "photos", images, limits)
         count = sum(trainset.class_counts(folder).values())
         print(f"import {count} photos into the training folder: {time.perf_counter() - started:.1f} s")
-        config = tab_config(folder, work / "models" / "photos", cache_dir=str(work / "cache"))
+        config = tab_config(folder, work / "models" / "photos", image_size=size, cache_dir=str(work / "cache"))
         bench = Workbench(limits)
         timed_job(bench, "cold train (empty cache)", config)
 
