@@ -133,7 +133,10 @@ def describe_not_sure(not_sure: dict) -> list[str]:
             f"  {answered_words(suggested)}",
         ]
     else:
-        lines = [f"not sure: no threshold makes {target} of answers right on these images"]
+        lines = [
+            f"not sure: no threshold suggested (none makes {target} of answers right on these images, or they are "
+            f"fewer than {MIN_EVIDENCE})"
+        ]
     if model:
         lines += [f"the model's own threshold, {model['min_confidence']:.3f}:", f"  {answered_words(model)}"]
     return lines
