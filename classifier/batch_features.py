@@ -34,7 +34,7 @@ from .console import Log
 from .data import ImageData, Split
 from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli
-from .features import FeatureCache, feature_cache_applies
+from .features import FeatureCache, feature_cache_applies, feature_passes
 from .train import scan_data
 
 CHUNK_SEED_STRIDE = 1_000_003  # chunk i of copy k is seeded --seed + k + STRIDE * i: no two (copy, chunk) share one
@@ -56,11 +56,8 @@ class Chunk:
 
 def plan(data: ImageData, config: TrainConfig, cache: FeatureCache, chunk_size: int) -> tuple[list[Chunk], int]:
     """(chunks of the entries still missing, how many entries the run reads in all), in `train`'s order."""
-    copies = range(0, 1 + (config.augment_copies if config.augment else 0))
-    work = [(data.train, copy) for copy in copies] + [(data.validation, 0)]
     chunks, total = [], 0
-    for split, copy in work:
-        hashes = split.content_hashes()
+    for split, hashes, copy in feature_passes(data, config):
         total += len(hashes)
         absent = set(cache.missing([(sha, cache.variant(copy)) for sha in hashes]))
         todo = [i for i, sha in enumerate(hashes) if (sha, cache.variant(copy)) in absent]

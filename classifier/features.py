@@ -148,6 +148,14 @@ def traced(extractor, size: tuple[int, int]):
     return extract
 
 
+def feature_passes(data, config: TrainConfig) -> list[tuple[Split, list[str], int]]:
+    """The backbone passes a training run reads, in order, as (split, its content hashes, copy): the training
+    images as they are and as each augmented copy, then the validation images as they are."""
+    copies = range(0, 1 + (config.augment_copies if config.augment else 0))
+    train_hashes = data.train.content_hashes()
+    return [(data.train, train_hashes, k) for k in copies] + [(data.validation, data.validation.content_hashes(), 0)]
+
+
 def training_features(extractor, data, config: TrainConfig, log: Log = say, share=None, on_progress=None):
     """(x_train, y_train, x_val, y_val) from the cache: train = clean + each augmented copy (`on_progress`: see
     `cached_features`).
@@ -158,9 +166,7 @@ def training_features(extractor, data, config: TrainConfig, log: Log = say, shar
     entry that turns out damaged)."""
     cache = FeatureCache.for_config(config)
     extract = traced(extractor, config.image_shape)
-    copies = range(0, 1 + (config.augment_copies if config.augment else 0))
-    train_hashes, validation_hashes = data.train.content_hashes(), data.validation.content_hashes()
-    passes = [(data.train, train_hashes, k) for k in copies] + [(data.validation, validation_hashes, 0)]
+    passes = feature_passes(data, config)
     if share is not None:
         for split, hashes, copy in passes:
             keys = [(sha, cache.variant(copy)) for sha in hashes]
@@ -174,7 +180,7 @@ def training_features(extractor, data, config: TrainConfig, log: Log = say, shar
     vectors = [
         cached_features(extract, split, hashes, cache, copy, config, log, on_progress) for split, hashes, copy in passes
     ]
-    y_train = np.tile(np.asarray(data.train.labels), len(copies))
+    y_train = np.tile(np.asarray(data.train.labels), len(passes) - 1)  # every pass but validation's
     return np.concatenate(vectors[:-1]), y_train, vectors[-1], np.asarray(data.validation.labels)
 
 
