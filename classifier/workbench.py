@@ -240,11 +240,10 @@ class Workbench:
         except Exception as error:  # a bug or the machine (out of memory, disk full): the server keeps serving
             say(f"training job {job.id} failed:\n{traceback.format_exc()}")
             return FAILED, f"training failed ({type(error).__name__}: {first_line(error)}); the previous model is kept"
-        accuracy = job.epochs[-1].get("val_accuracy") if job.epochs else None
-        done = f"done: model {job.name!r} saved" + (
+        accuracy = result.metadata.val_accuracy  # the saved model's (None without validation images)
+        return DONE, f"done: model {job.name!r} saved" + (
             f", validation accuracy {accuracy:.3f}" if accuracy is not None else ""
         )
-        return DONE, done
 
     def _finish(self, job: Job, state: str, message: str) -> None:
         """Record how `job` ended (the caller holds the lock) and wake whoever waits on it."""
