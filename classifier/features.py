@@ -21,14 +21,16 @@ changes the draw, not its distribution.
 
 from __future__ import annotations
 
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from ._tf import tf
-from .augment import augment_image
+from .augment import AUGMENTATION_FIELDS, augment_image
 from .config import TrainConfig
 from .console import Log, Progress, say
 from .data import Split, content_hashes, copies_dataset  # noqa: F401 (content_hashes: part of this module's API)
@@ -149,13 +151,22 @@ def backbone_batches(extract, split: Split, config: TrainConfig, wanted):
     whatever images, order, batches or worker it is computed with. Also the batch engine's computation
     (classifier/batch_features.py)."""
     seeds = [int(sha[:15], 16) for sha in split.content_hashes()]  # 60 bits of each image's sha256: an int64
-
-    def augment(image, copy, image_seed):
-        return augment_image(image, config, tf.stack([tf.constant(config.seed, tf.int64) + copy, image_seed]))
-
+    augment = augmentation(tuple(getattr(config, name) for name in AUGMENTATION_FIELDS), config.seed)
     batches = copies_dataset(split, wanted, config.image_shape, config.batch_size, augment, seeds)
     for images, rows, copies in batches:
         yield np.asarray(extract(images), np.float32), rows.numpy(), copies.numpy()
+
+
+@functools.lru_cache(maxsize=4)
+def augmentation(settings: tuple, seed: int):
+    """`backbone_batches`' augment(image, copy, image seed) for the AUGMENTATION_FIELDS values `settings`, one
+    object per settings and seed, so that data.copies_dataset reuses its traced step (data.image_copies)."""
+    knobs = SimpleNamespace(**dict(zip(AUGMENTATION_FIELDS, settings, strict=True)))
+
+    def augment(image, copy, image_seed):
+        return augment_image(image, knobs, tf.stack([tf.constant(seed, tf.int64) + copy, image_seed]))
+
+    return augment
 
 
 # The last extractor traced and its trace: a retrain in the same process gets the same extractor back from
