@@ -14,9 +14,14 @@ only; an entry that does not load as the extractor's vector is computed again.
 
 With several workers (`--strategy multi-worker`, see distribute.FeatureShare) every worker computes
 only its share of the missing entries into the shared cache, and a worker that trains waits until
-the cache holds the others' shares (`training_features(..., share=...)`). Augmented copies are
-random draws made per pass, so which worker computes an image's copy (or a partial recompute)
-changes the draw, not its distribution.
+the cache holds the others' shares (`training_features(..., share=...)`).
+
+A run's missing entries are computed by ONE input pipeline (`compute`): each image that lacks any
+entry is decoded once and yields its clean image and its missing augmented copies, and the backbone
+sees batches that may mix them. An augmented copy is a draw made from `--seed`, the copy's number
+and the image's content alone (`backbone_batches`), so it is the same draw whatever other images,
+order, batches, worker or engine compute it. Entries that an earlier version drew per batch stay
+valid: they are draws of the same augmentation, so the cache's keys did not change.
 """
 
 from __future__ import annotations
