@@ -47,7 +47,7 @@ class Predictor:
         self.antialias = resize_antialias(self.model)
         # One graph, traced here, for every batch at the model's size: no retracing, no per-call Python overhead of
         # predict(). Calling the concrete function itself also skips tf.function's per-call lookup of its trace,
-        # which hashes every captured weight (hundreds for InceptionV3: 1-2 ms of a single-image call).
+        # which hashes every captured weight, hundreds for InceptionV3 (figures: benchmarks/README.md).
         self._probabilities = tf.function(lambda batch: self.model(batch, training=False)).get_concrete_function(
             tf.TensorSpec([None, *self.image_size, 3], tf.float32)
         )
