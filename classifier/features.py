@@ -2,7 +2,8 @@
 
 Like TF-Hub's retrain.py "bottlenecks", but augmentation keeps working: each training image also
 gets `augment_copies` augmented variants, each passed through the backbone once and cached. The
-head then trains for many epochs on vectors, which costs next to nothing.
+head then trains for many epochs on vectors, which costs next to nothing; each epoch takes every
+training image once as one of its variants, drawn anew (`variant_epochs`).
 
 The cache itself (shards and an index, content-addressed, on any `tf.io.gfile` filesystem) is
 `featurecache.FeatureCache`; this module fills it from the backbone and reads the training set's
@@ -226,6 +227,20 @@ def training_features(extractor, data, config: TrainConfig, log: Log = say, shar
     vectors = cached_features(extract, passes, cache, config, log, on_progress)
     y_train = np.tile(np.asarray(data.train.labels), len(passes) - 1)  # every pass but validation's
     return np.concatenate(vectors[:-1]), y_train, vectors[-1], np.asarray(data.validation.labels)
+
+
+def variant_epochs(x_train: np.ndarray, y_train: np.ndarray, photos: int, batch: int, seed: int):
+    """The head's training batches, repeated without end: an epoch is every training photo once, in shuffled
+    order, each as one of its cached variants (the image or one of its augmented copies) drawn at random anew
+    every epoch, as the course's epoch sees each photo once in a fresh augmentation. `x_train` holds the
+    variants one after the other (`training_features`), so photo i's variant v is row i + v * photos."""
+    variants = len(x_train) // photos
+    x, y = tf.constant(x_train), tf.constant(y_train)
+    order = tf.data.Dataset.range(photos).shuffle(photos, seed=seed, reshuffle_each_iteration=True).batch(batch)
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(batch)  # int64, a batch a step
+    # zip stops with `order` (one epoch); the last batch of an epoch is short, so its draws are cut to fit.
+    rows = tf.data.Dataset.zip(order, draws).map(lambda i, r: i + photos * (r[: tf.shape(i)[0]] % variants))
+    return rows.map(lambda r: (tf.gather(x, r), tf.gather(y, r))).repeat().prefetch(tf.data.AUTOTUNE)
 
 
 def wait_for_shares(cache: FeatureCache, passes: list, share, timeout: float, log: Log = say) -> None:
