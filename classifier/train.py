@@ -60,6 +60,7 @@ from .model import build_model, compile_model, feature_extractor
 from .model import head as model_head
 
 SCORING_BATCH = 1024  # cached feature vectors per validation or scoring step
+BACKUP_SECONDS = 10.0  # the head on cached features backs up at most this often: its epochs cost less than a backup
 MIN_HEAD_STEPS = 4  # the head's batch on cached features is at most this fraction of the photos: a few steps per epoch
 
 
@@ -291,7 +292,7 @@ def fit_head(run: Run) -> None:
     and augmented copy), else the full model on images."""
     config = run.config
     if not feature_cache_applies(config):
-        fit_model, inputs, steps, learning_rate = run.model, run.images, 1, config.learning_rate
+        fit_model, inputs, steps, learning_rate, backup_every = run.model, run.images, 1, config.learning_rate, 0.0
     else:
         with run.timed("features_seconds"):
             run.features = training_features(
@@ -303,10 +304,9 @@ def fit_head(run: Run) -> None:
         # A step on vectors takes far less time than Keras' Python around it: one call runs a whole epoch. (Not
         # across workers: Keras' loop of steps fails there, in its collective ops.)
         steps = 1 if is_multi_worker(run.strategy) else inputs["steps_per_epoch"]
+        backup_every = BACKUP_SECONDS
     with run.timed("head_seconds"):
-        run.stages.append(
-            run_stage(run, "head", fit_model, inputs, learning_rate, config.epochs, steps_per_execution=steps)
-        )
+        run.stages.append(run_stage(run, "head", fit_model, inputs, learning_rate, config.epochs, steps, backup_every))
 
 
 def fine_tune(run: Run) -> None:
@@ -328,11 +328,19 @@ def fine_tune(run: Run) -> None:
 
 
 def run_stage(
-    run: Run, name: str, fit_model, inputs: dict, learning_rate: float, epochs: int, steps_per_execution: int = 1
+    run: Run,
+    name: str,
+    fit_model,
+    inputs: dict,
+    learning_rate: float,
+    epochs: int,
+    steps_per_execution: int = 1,
+    backup_every: float = 0.0,
 ) -> dict:
     """Fit `epochs` more epochs of `fit_model` (the full model, or its head on cached features) on `inputs` at
     `learning_rate`, resumable; a stage finished before an interruption is restored instead. Checkpoints
-    hold `fit_model`'s weights, the only ones the stage changes."""
+    hold `fit_model`'s weights, the only ones the stage changes, backed up after an epoch once the last backup
+    is `backup_every` seconds old."""
     checkpoint, log = run.checkpoint, run.log
     done = checkpoint.finished(name)
     if done:
@@ -344,7 +352,7 @@ def run_stage(
     first = sum(stage["last_epoch"] - stage["first_epoch"] + 1 for stage in run.stages)  # epochs of earlier stages
     with run.strategy.scope():
         compile_model(fit_model, learning_rate, steps_per_execution)
-    callbacks = checkpoint.stage_callbacks(name)
+    callbacks = checkpoint.stage_callbacks(name, backup_every)
     if checkpoint.epochs_done > first:
         log(f"resume: continuing the {name} stage after epoch {checkpoint.epochs_done}")
         fit_model.optimizer.learning_rate = checkpoint.history["learning_rate"][-1]
