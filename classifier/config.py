@@ -105,7 +105,7 @@ class TrainConfig:
     augment_copies: int | None = option(
         None,
         "with the feature cache: augmented variants cached per training image, besides the image itself (default: "
-        "the backbone's: 2, or 0 for mobilenet_v2 narrower than --alpha 1)",
+        "the backbone's: 0 for inception_v3 and mobilenet_v2 narrower than --alpha 1, else 2)",
         type=int,
     )
     cache_dir: str | None = option(None, "feature cache folder (default: ~/.cache/classifier/features)")
