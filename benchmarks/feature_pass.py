@@ -9,6 +9,8 @@
 2. The feature pass as training runs it (`features.cached_features`, empty cache): decode, resize,
    augmentation, the extractor and the cache writes, for --images training photos as they are,
    as an augmented copy, and --images validation photos: images/s each, and as a share of the floor.
+3. A training run's whole pass, as `train` makes it (one input pipeline): the --images training photos
+   as they are and as each of the default run's augmented copies, then the validation photos.
 """
 
 from __future__ import annotations
@@ -57,20 +59,25 @@ def main() -> None:
     best = max(ready.values())
     for batch, rate in ready.items():
         print(f"extractor on ready batches of {batch:3d}: {rate:6.1f} images/s")
+    train, validation = (
+        split.subset(range(0, len(split), max(1, len(split) // args.images))) for split in (data.train, data.validation)
+    )
+    train_hashes, validation_hashes = train.content_hashes(), validation.content_hashes()
+    whole = [(train, train_hashes, copy) for copy in range(1 + config.augment_copies)]
     passes = {
-        "training photos": (data.train, 0),
-        "augmented copy": (data.train, 1),
-        "validation photos": (data.validation, 0),
+        "training photos": [(train, train_hashes, 0)],
+        "augmented copy": [(train, train_hashes, 1)],
+        "validation photos": [(validation, validation_hashes, 0)],
+        "whole run": [*whole, (validation, validation_hashes, 0)],
     }
-    for name, (split, copy) in passes.items():
-        images = split.subset(range(0, len(split), max(1, len(split) // args.images)))
+    for name, run in passes.items():
         with tempfile.TemporaryDirectory() as folder:
             cache = FeatureCache.for_config(resolve(TrainConfig(**{**config.to_dict(), "cache_dir": folder})))
-            hashes = images.content_hashes()
+            images = sum(len(hashes) for _, hashes, _ in run)
             started = time.perf_counter()
-            cached_features(extract, images, hashes, cache, copy, config, silent)
-            rate = len(images) / (time.perf_counter() - started)
-        print(f"feature pass, {name:18}: {rate:6.1f} images/s ({len(images)} images), {rate / best:.0%} of the floor")
+            cached_features(extract, run, cache, config, silent)
+            rate = images / (time.perf_counter() - started)
+        print(f"feature pass, {name:18}: {rate:6.1f} images/s ({images} images), {rate / best:.0%} of the floor")
     print(uptime_load())
 
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 
-from ._tf import keras
+from ._tf import keras, tf
 
 ops = keras.ops
 
@@ -63,6 +63,27 @@ def affine_transforms(theta, shift_x, shift_y, shear, zoom_x, zoom_y, flip_x, fl
     zeros = ops.zeros_like(a00)
     return ops.stack(
         [a00, a01, cx - a00 * cx - a01 * cy + tx, a10, a11, cy - a10 * cx - a11 * cy + ty, zeros, zeros], axis=1
+    )
+
+
+def random_transforms(geometry: dict, uniform, n, height, width):
+    """The transforms (n, 8) of `geometry`'s knobs (GEOMETRY_FIELDS: the module docstring's draws), each
+    parameter drawn by `uniform(limit)`: (n,) values in U(-limit, limit)."""
+
+    def flip(enabled):  # -1 (mirrored) with probability 1/2
+        return ops.where(uniform(1.0) < 0, -1.0, 1.0) if enabled else ops.ones((n,))
+
+    return affine_transforms(
+        theta=uniform(geometry["rotation"]),
+        shift_x=uniform(geometry["width_shift"]) * width,
+        shift_y=uniform(geometry["height_shift"]) * height,
+        shear=uniform(geometry["shear"]),
+        zoom_x=1.0 + uniform(geometry["zoom"]),
+        zoom_y=1.0 + uniform(geometry["zoom"]),
+        flip_x=flip(geometry["horizontal_flip"]),
+        flip_y=flip(geometry["vertical_flip"]),
+        height=height,
+        width=width,
     )
 
 
@@ -97,23 +118,8 @@ class RandomAffine(keras.layers.Layer):
         def uniform(limit):
             return keras.random.uniform((n,), -limit, limit, seed=self.seed_generator)
 
-        def flip(enabled):
-            if not enabled:
-                return ops.ones((n,))
-            return ops.where(keras.random.uniform((n,), seed=self.seed_generator) < 0.5, -1.0, 1.0)
-
-        transforms = affine_transforms(
-            theta=uniform(self.rotation),
-            shift_x=uniform(self.width_shift) * width,
-            shift_y=uniform(self.height_shift) * height,
-            shear=uniform(self.shear),
-            zoom_x=1.0 + uniform(self.zoom),
-            zoom_y=1.0 + uniform(self.zoom),
-            flip_x=flip(self.horizontal_flip),
-            flip_y=flip(self.vertical_flip),
-            height=height,
-            width=width,
-        )
+        geometry = {name: getattr(self, name) for name in GEOMETRY_FIELDS}
+        transforms = random_transforms(geometry, uniform, n, height, width)
         return ops.image.affine_transform(images, transforms, interpolation="bilinear", fill_mode=self.fill_mode)
 
     def get_config(self):
@@ -134,3 +140,23 @@ def make_augmenter(config, seed: int = 0):
     if config.brightness:
         layers.append(keras.layers.RandomBrightness(config.brightness, value_range=(0, 255), seed=seed))
     return keras.Sequential(layers, name="augmentation") if layers else None
+
+
+def augment_image(image, config, seed):
+    """One augmented copy of one image (H, W, 3), float pixels 0..255: `make_augmenter(config)`'s
+    augmentation (the same draws' distribution, one resampling, then the brightness change), its draws
+    made from `seed` alone (a [2] integer tensor: a stateless draw, the same copy for the same seed
+    whatever runs before it or beside it)."""
+    draws = iter(tf.unstack(tf.random.stateless_uniform([8], seed, -1.0, 1.0)))  # 7 geometric at most, brightness
+
+    def uniform(limit):  # the next draw in U(-limit, limit), as a (1,) tensor
+        return next(draws)[None] * limit
+
+    geometry = {name: getattr(config, name) for name in GEOMETRY_FIELDS}
+    if any(geometry.values()):
+        height, width = (tf.cast(side, tf.float32) for side in tf.unstack(tf.shape(image)[:2]))
+        transforms = random_transforms(geometry, uniform, 1, height, width)
+        image = ops.image.affine_transform(image[None], transforms, interpolation="bilinear", fill_mode="nearest")[0]
+    if config.brightness:  # Keras' RandomBrightness: U(-b, b) of the pixel range added, then clipped to it
+        image = tf.clip_by_value(image + uniform(config.brightness) * 255.0, 0.0, 255.0)
+    return image

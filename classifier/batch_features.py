@@ -12,10 +12,9 @@ the entries already cached, and cuts the rest into chunks of `--chunk-size` imag
 each; Beam spreads the chunks over its workers, and each worker builds the frozen backbone once
 and runs `features.backbone_batches` on its chunks, the same computation as `train`'s own pass.
 
-Augmented copies: a chunk's draws are `make_augmenter(config, seed)`'s with seed `--seed + k` for
-copy k's first chunk (what `train` itself draws when one chunk holds every image) and `--seed + k +
-CHUNK_SEED_STRIDE * i` for its i-th chunk, so a fill is reproducible whatever the workers; with
-several chunks the copies are other draws of the same augmentation than `train`'s own pass makes.
+Augmented copies: an image's copy k is drawn from `--seed`, k and the image's content alone
+(`features.backbone_batches`), so a fill makes the very copies `train`'s own pass makes, whatever the
+chunks and workers.
 
 Every worker must reach the data folder and the cache folder at the same paths (a shared
 filesystem), as with `--strategy multi-worker`. Entries are content-addressed and written to a
@@ -37,21 +36,18 @@ from .errors import ArgumentParser, UsageError, cli
 from .features import FeatureCache, feature_cache_applies, feature_passes
 from .train import scan_data
 
-CHUNK_SEED_STRIDE = 1_000_003  # chunk i of copy k is seeded --seed + k + STRIDE * i: no two (copy, chunk) share one
-
 
 @dataclass
 class Chunk:
-    """One work item: images of one split to pass through the backbone as one copy, with its augmenter's seed."""
+    """One work item: images of one split to pass through the backbone as one copy."""
 
     copy: int  # 0: the images as they are; k >= 1: augmented copy k
-    seed: int
     paths: list[str]
     orientations: list[int]
     hashes: list[str]
 
     def split(self) -> Split:
-        return Split(self.paths, [0] * len(self.paths), self.orientations)  # labels: not part of a feature
+        return Split(self.paths, [0] * len(self.paths), self.orientations, self.hashes)  # labels: not in a feature
 
 
 def plan(data: ImageData, config: TrainConfig, cache: FeatureCache, chunk_size: int) -> tuple[list[Chunk], int]:
@@ -61,12 +57,11 @@ def plan(data: ImageData, config: TrainConfig, cache: FeatureCache, chunk_size: 
         total += len(hashes)
         absent = set(cache.missing([(sha, cache.variant(copy)) for sha in hashes]))
         todo = [i for i, sha in enumerate(hashes) if (sha, cache.variant(copy)) in absent]
-        for n, start in enumerate(range(0, len(todo), chunk_size)):
+        for start in range(0, len(todo), chunk_size):
             part = todo[start : start + chunk_size]
             chunks.append(
                 Chunk(
                     copy=copy,
-                    seed=config.seed + copy + CHUNK_SEED_STRIDE * n,
                     paths=[split.paths[i] for i in part],
                     orientations=[split.orientations[i] for i in part],
                     hashes=[hashes[i] for i in part],

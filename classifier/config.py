@@ -110,9 +110,10 @@ class TrainConfig:
     )
     cache_dir: str | None = option(None, "feature cache folder (default: ~/.cache/classifier/features)")
     feature_batch_size: int = option(
-        64,
-        "with the feature cache: cached feature vectors per step while the head trains on them (--batch-size is "
-        "for images; on vectors a step costs little more than the optimizer's update, so larger steps are faster)",
+        256,
+        "with the feature cache: cached feature vectors per step while the head trains on them, at most a quarter "
+        "of the training images (--batch-size is for images; the head's steps scale --learning-rate by their batch "
+        "/ --batch-size, and an epoch is every training image once, as itself or one of its augmented copies)",
     )
 
     # Where training runs (tf.distribute, see classifier/distribute.py) and at what precision.

@@ -1,8 +1,9 @@
 """Training control: early stopping, learning-rate drops, class weights, and checkpoints to resume from.
 
 A run writes `<out>.checkpoint/` beside its model folder while it trains: `state.json` (the config
-and every completed epoch's metrics) and, per stage, Keras' `BackupAndRestore` folder (weights at
-the end of each epoch; two copies, so a Ctrl-C during a write still leaves a readable one). A
+and the metrics of every epoch backed up) and, per stage, Keras' `BackupAndRestore` folder (weights at
+the end of each epoch, or for the head on cached features, whose epochs take less than a backup, at
+most every few seconds; two copies, so a Ctrl-C during a write still leaves a readable one). A
 finished stage leaves `<stage>.weights.h5`. The folder is removed when the model folder is written.
 `--resume` rebuilds the same model, skips finished stages and lets `BackupAndRestore` continue the
 unfinished one at its next epoch. Early stopping's and the plateau's counters restart on resume;
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -120,14 +122,15 @@ class Checkpoint:
     def finished(self, stage: str) -> dict | None:
         return self.state["finished_stages"].get(stage)
 
-    def stage_callbacks(self, stage: str) -> list:
-        """Back up weights after every epoch and record its metrics; on resume, drop epochs the backup lacks."""
+    def stage_callbacks(self, stage: str, every: float = 0.0) -> list:
+        """Back up weights after an epoch once the last backup is `every` seconds old (0: after every epoch) and
+        record the epochs' metrics with it; on resume, drop epochs the backup lacks."""
         backup = self.folder / stage
         meta = backup / "training_metadata.json"
         if meta.is_file():
             keep = json.loads(meta.read_text())["epoch"]
             self.state["history"] = {k: v[:keep] for k, v in self.history.items()}
-        return [keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True), _Recorder(self)]
+        return [_Backup(self, backup, every)]
 
     def finish_stage(self, stage: str, model, info: dict) -> None:
         model.save_weights(self.folder / f"{stage}.weights.h5")
@@ -163,16 +166,33 @@ class Checkpoint:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-class _Recorder(keras.callbacks.Callback):
-    """Append each finished epoch's metrics (and learning rate) to the checkpoint's state."""
+class _Backup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, backing up after an epoch only once the last backup is `every` seconds old, and
+    recording each epoch's metrics (and learning rate) in the checkpoint's state when its backup is made: the
+    state never counts an epoch the backup lacks, so a resume continues where the backup stands. (An epoch of
+    the head on cached features takes a fraction of a second, about what a backup takes.)"""
 
-    def __init__(self, checkpoint: Checkpoint):
-        super().__init__()
-        self.checkpoint = checkpoint
+    def __init__(self, checkpoint: Checkpoint, folder: Path, every: float):
+        super().__init__(str(folder), double_checkpoint=True)
+        self.checkpoint, self.every = checkpoint, every
+        self.pending: list[dict] = []  # the metrics of epochs done since the last backup
+        self.last = time.monotonic()  # when the stage began or the last backup was made
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        for key, value in logs.items():
-            self.checkpoint.history.setdefault(key, []).append(float(value))
+        self.pending.append(logs)
+        if time.monotonic() - self.last >= self.every:
+            super().on_epoch_end(epoch, logs)  # the backup
+            self.record()
+
+    def on_train_end(self, logs=None):
+        self.record()  # the stage is complete: finish_stage saves its weights
+        super().on_train_end(logs)  # deletes the backup
+
+    def record(self) -> None:
+        for logs in self.pending:
+            for key, value in logs.items():
+                self.checkpoint.history.setdefault(key, []).append(float(value))
         self.checkpoint.save()
+        self.pending, self.last = [], time.monotonic()

@@ -16,6 +16,7 @@ with the files of the latest scan.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -266,3 +267,55 @@ def image_dataset(
     if augmenter is not None:
         images = images.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     return images.prefetch(tf.data.AUTOTUNE)
+
+
+def copies_dataset(split: Split, wanted, image_size: tuple[int, int], batch_size: int, augment=None, seeds=None):
+    """A batched tf.data pipeline of (float pixels 0..255 at `image_size`, image index, copy) over every pair
+    (image i of `split`, copy k) with `wanted[i][k]` true, in order of images then copies: each image is read
+    and decoded once, its copy 0 is the image itself and copy k >= 1 is `augment(image, k, seeds[i])`.
+
+    Decoding, resizing and augmenting run image by image in parallel inside TensorFlow (deterministic order),
+    so a backbone batch may mix images and copies; one pipeline serves every copy of a run. `augment` must be
+    one object for one augmentation (the traced step is kept per `image_copies` arguments)."""
+    wanted = np.asarray(wanted, bool).reshape(len(split), -1)  # (images, copies)
+    rows = np.flatnonzero(wanted.any(axis=1))  # the images with at least one copy to make
+    seeds = np.zeros(len(split), np.int64) if seeds is None else np.asarray(seeds, np.int64)
+    columns = (np.asarray(split.paths, str)[rows], np.asarray(split.orientations, np.int32)[rows], wanted[rows])
+    files = tf.data.Dataset.from_tensor_slices((*columns, seeds[rows], rows.astype(np.int64)))
+    load = image_copies(tuple(image_size), wanted.shape[1], augment)
+
+    def is_wanted(image, want, row, copy):
+        return want
+
+    def without_want(image, want, row, copy):
+        return image, row, copy
+
+    pairs = files.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).unbatch()
+    pairs = pairs.filter(is_wanted).map(without_want)
+    return pairs.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+@functools.lru_cache(maxsize=4)
+def image_copies(image_size: tuple[int, int], copies: int, augment):
+    """`copies_dataset`'s step, one image -> (all its copies (copies, *size, 3), want, row, copy per copy), as
+    one function traced once per process: the next pipeline with the same arguments (a retrain) embeds
+    the trace instead of tracing the decoding and augmentation graph again, which costs seconds."""
+    signature = [
+        tf.TensorSpec([], tf.string),  # path
+        tf.TensorSpec([], tf.int32),  # EXIF orientation
+        tf.TensorSpec([copies], tf.bool),  # which copies to make
+        tf.TensorSpec([], tf.int64),  # the image's seed
+        tf.TensorSpec([], tf.int64),  # its row in the split
+    ]
+
+    @tf.function(input_signature=signature, autograph=False)  # every branch is an explicit tf.cond
+    def load(path, orientation, want, seed, row):
+        image = resize(decode_rgb_tf(path, orientation, max(image_size)), image_size)
+
+        def copy(k):  # copy k of the image, or zeros (no work) when it is not wanted: dropped after
+            return tf.cond(want[k], lambda: augment(image, k, seed), lambda: tf.zeros_like(image))
+
+        made = tf.stack([image, *(copy(k) for k in range(1, copies))])
+        return made, want, tf.fill([copies], row), tf.range(copies, dtype=tf.int64)
+
+    return load

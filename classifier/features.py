@@ -2,7 +2,8 @@
 
 Like TF-Hub's retrain.py "bottlenecks", but augmentation keeps working: each training image also
 gets `augment_copies` augmented variants, each passed through the backbone once and cached. The
-head then trains for many epochs on vectors, which costs next to nothing.
+head then trains for many epochs on vectors, which costs next to nothing; each epoch takes every
+training image once as one of its variants, drawn anew (`variant_epochs`).
 
 The cache itself (shards and an index, content-addressed, on any `tf.io.gfile` filesystem) is
 `featurecache.FeatureCache`; this module fills it from the backbone and reads the training set's
@@ -14,24 +15,31 @@ only; an entry that does not load as the extractor's vector is computed again.
 
 With several workers (`--strategy multi-worker`, see distribute.FeatureShare) every worker computes
 only its share of the missing entries into the shared cache, and a worker that trains waits until
-the cache holds the others' shares (`training_features(..., share=...)`). Augmented copies are
-random draws made per pass, so which worker computes an image's copy (or a partial recompute)
-changes the draw, not its distribution.
+the cache holds the others' shares (`training_features(..., share=...)`).
+
+A run's missing entries are computed by ONE input pipeline (`compute`): each image that lacks any
+entry is decoded once and yields its clean image and its missing augmented copies, and the backbone
+sees batches that may mix them. An augmented copy is a draw made from `--seed`, the copy's number
+and the image's content alone (`backbone_batches`), so it is the same draw whatever other images,
+order, batches, worker or engine compute it. Entries that an earlier version drew per batch stay
+valid: they are draws of the same augmentation, so the cache's keys did not change.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from ._tf import tf
-from .augment import make_augmenter
+from .augment import AUGMENTATION_FIELDS, augment_image
 from .config import TrainConfig
 from .console import Log, Progress, say
-from .data import Split, content_hashes, image_dataset  # noqa: F401 (content_hashes: part of this module's API)
+from .data import Split, content_hashes, copies_dataset  # noqa: F401 (content_hashes: part of this module's API)
 from .errors import UsageError
 from .featurecache import CACHE_FORMAT, SHARD_ROWS, FeatureCache, default_cache_dir, is_url  # noqa: F401 (API)
 
@@ -51,83 +59,120 @@ def feature_cache_applies(config: TrainConfig) -> bool:
 
 
 def cached_features(
-    extract,
-    split: Split,
-    hashes: list[str],
-    cache: FeatureCache,
-    copy: int,
-    config: TrainConfig,
-    log: Log = say,
-    on_progress=None,
-) -> np.ndarray:
-    """Features (N, D) of every image in `split` for one copy, computing and caching the missing ones.
+    extract, passes: list, cache: FeatureCache, config: TrainConfig, log: Log = say, on_progress=None
+) -> list[np.ndarray]:
+    """Features (N, D) of every image of each pass ((split, its content hashes, copy), as `feature_passes` lists
+    them), computing and caching the missing ones in one backbone pass over them all (`compute`).
 
     `extract` is the extractor's traced call; `extract.shape` the shape of one image's vector.
     `on_progress` is `console.Progress`'s `on_update`, called after each batch of the backbone pass."""
-    keys = [(sha, cache.variant(copy)) for sha in hashes]
-    rows = [row if row is None or row.shape == extract.shape else None for row in cache.read(keys)]
-    missing = [i for i, row in enumerate(rows) if row is None]
-    if missing:
-        computed = compute(extract, split, keys, missing, cache, copy, config, log, on_progress)
-        for i, row in zip(missing, computed, strict=True):
-            rows[i] = row
-    return np.stack(rows)
+    keys = pass_keys(passes, cache)
+    found = iter(cache.read([key for entries in keys for key in entries]))  # one look at the index for every pass
+    # Cut back into passes; a vector of another shape is a miss.
+    rows = [
+        [row if row is None or row.shape == extract.shape else None for row in (next(found) for _ in entries)]
+        for entries in keys
+    ]
+    missing = [[i for i, row in enumerate(pass_rows) if row is None] for pass_rows in rows]
+    computed = compute(extract, passes, keys, missing, cache, config, log, on_progress)
+    for pass_rows, vectors in zip(rows, computed, strict=True):
+        for i, row in vectors.items():
+            pass_rows[i] = row
+    return [np.stack(pass_rows) for pass_rows in rows]
+
+
+def pass_keys(passes: list, cache: FeatureCache) -> list[list[tuple[str, str]]]:
+    """The cache keys of each pass's images, pass by pass."""
+    return [[(sha, cache.variant(copy)) for sha in hashes] for _, hashes, copy in passes]
 
 
 def compute(
-    extract,
-    split: Split,
-    keys: list,
-    indices: list[int],
-    cache: FeatureCache,
-    copy: int,
-    config: TrainConfig,
-    log: Log,
-    on_progress=None,
-) -> np.ndarray:
-    """The vectors of `split`'s images at `indices` for one copy, written to the cache under their `keys`, a
-    shard per SHARD_ROWS of them, by a second thread while the backbone runs on the next batch.
+    extract, passes: list, keys: list, todo: list, cache: FeatureCache, config: TrainConfig, log: Log, on_progress=None
+) -> list[dict[int, np.ndarray]]:
+    """The vectors of the images at `todo[p]` (indices into its split) of each pass p, written to the cache under
+    their `keys[p]`, by ONE input pipeline for them all: each image decoded once, its clean and augmented copies
+    made from it, the backbone fed batches that may mix them. Each pass's vectors go to its own shards, one per
+    SHARD_ROWS of them, written by a second thread while the backbone runs on the next batch.
 
     What was computed is written even when the pass stops early (Ctrl-C, a failing batch)."""
-    what = "images" if copy == 0 else f"augmented copy {copy}"
-    log(f"feature cache: computing {len(indices)} of {len(keys)} ({what}) into {cache.root}")
-    progress = Progress("backbone features", len(indices), log=log, unit="images", on_update=on_progress)
-    batches, pending, writes = [], [], []  # every batch's vectors; those not yet handed to the writer; writes
-    done = written = 0  # rows computed; rows handed to the writer
+    for (_, _, copy), indices, entries in zip(passes, todo, keys, strict=True):
+        if indices:
+            what = "images" if copy == 0 else f"augmented copy {copy}"
+            log(f"feature cache: computing {len(indices)} of {len(entries)} ({what}) into {cache.root}")
+    results: list[dict[int, np.ndarray]] = [{} for _ in passes]  # per pass: image index -> its vector
+    total = sum(map(len, todo))
+    if not total:
+        return results
+    # The passes' images as one split, each split once (the training passes share theirs), and for each
+    # (image, copy) of it the pass entry it computes.
+    offsets: dict[int, int] = {}  # id(split) -> where its images start
+    paths, orientations, hashes = [], [], []
+    for split, split_hashes, _ in passes:
+        if id(split) not in offsets:
+            offsets[id(split)] = len(paths)
+            paths, orientations, hashes = paths + split.paths, orientations + split.orientations, hashes + split_hashes
+    images = Split(paths, [0] * len(paths), orientations, hashes)  # labels: not part of a feature
+    wanted = np.zeros((len(images), 1 + max(copy for _, _, copy in passes)), bool)
+    entry = {}  # (image, copy) -> (pass, index into its split)
+    for p, ((split, _, copy), indices) in enumerate(zip(passes, todo, strict=True)):
+        for i in indices:
+            wanted[offsets[id(split)] + i, copy] = True
+            entry[offsets[id(split)] + i, copy] = (p, i)
+
+    progress = Progress("backbone features", total, log=log, unit="images", on_update=on_progress)
+    pending: list[list[int]] = [[] for _ in passes]  # per pass: indices computed, not yet handed to the writer
+    writes, done = [], 0
     with ThreadPoolExecutor(max_workers=1) as writer:
 
-        def flush(rows: int) -> None:  # the next `rows` computed vectors as one shard
-            nonlocal pending, written
-            block = np.concatenate(pending)
-            shard_keys = [keys[i] for i in indices[written : written + rows]]
-            writes.append(writer.submit(cache.write, shard_keys, block[:rows]))
-            pending, written = [block[rows:]], written + rows
+        def flush(p: int) -> None:  # pass p's pending vectors as one shard
+            block = np.stack([results[p][i] for i in pending[p]])
+            writes.append(writer.submit(cache.write, [keys[p][i] for i in pending[p]], block))
+            pending[p] = []
 
         try:
-            for vectors in backbone_batches(extract, split.subset(indices), config, copy):
-                batches.append(vectors)
-                pending.append(vectors)
-                done += len(batches[-1])
+            for vectors, rows, copies in backbone_batches(extract, images, config, wanted):
+                for vector, row, copy in zip(vectors, rows, copies, strict=True):
+                    p, i = entry[row, copy]
+                    results[p][i] = vector
+                    pending[p].append(i)
+                    if len(pending[p]) == SHARD_ROWS:
+                        flush(p)
+                done += len(vectors)
                 progress.update(done)
-                while done - written >= SHARD_ROWS:
-                    flush(SHARD_ROWS)
         finally:
-            if done > written:
-                flush(done - written)
+            for p in range(len(passes)):
+                if pending[p]:
+                    flush(p)
     for write in writes:
         write.result()  # a failed write (disk full) fails the run here
     progress.close()
-    return np.concatenate(batches)
+    return results
 
 
-def backbone_batches(extract, split: Split, config: TrainConfig, copy: int, seed: int | None = None):
-    """The feature vectors of `split`'s images, a float32 (n, D) array per batch of `config.batch_size`, in order:
-    copy 0 as the images are, copy k >= 1 through `make_augmenter(config, seed)` (by default seeded
-    `config.seed + copy`; its draws follow the stream of batches, so the same images in the same order and
-    batches get the same copies). Also the batch engine's computation (classifier/batch_features.py)."""
-    augmenter = make_augmenter(config, seed=config.seed + copy if seed is None else seed) if copy else None
-    for batch, _ in image_dataset(split, config.image_shape, config.batch_size, augmenter=augmenter):
-        yield np.asarray(extract(batch), np.float32)
+def backbone_batches(extract, split: Split, config: TrainConfig, wanted):
+    """The feature vectors of every pair (image i of `split`, copy k) with `wanted[i][k]` true, in order of images
+    then copies: per batch of `config.batch_size` pairs, a float32 (n, D) array with the pairs' image indices and
+    copies ((n,) arrays each). Copy 0 is the image as it is, copy k >= 1 `augment.augment_image` drawn from the
+    seed (`config.seed` + k, the image's content hash): an image's copy k is the same draw
+    whatever images, order, batches or worker it is computed with. Also the batch engine's computation
+    (classifier/batch_features.py)."""
+    seeds = [int(sha[:15], 16) for sha in split.content_hashes()]  # 60 bits of each image's sha256: an int64
+    augment = augmentation(tuple(getattr(config, name) for name in AUGMENTATION_FIELDS), config.seed)
+    batches = copies_dataset(split, wanted, config.image_shape, config.batch_size, augment, seeds)
+    for images, rows, copies in batches:
+        yield np.asarray(extract(images), np.float32), rows.numpy(), copies.numpy()
+
+
+@functools.lru_cache(maxsize=4)
+def augmentation(settings: tuple, seed: int):
+    """`backbone_batches`' augment(image, copy, image seed) for the AUGMENTATION_FIELDS values `settings`, one
+    object per settings and seed, so that data.copies_dataset reuses its traced step (data.image_copies)."""
+    knobs = SimpleNamespace(**dict(zip(AUGMENTATION_FIELDS, settings, strict=True)))
+
+    def augment(image, copy, image_seed):
+        return augment_image(image, knobs, tf.stack([tf.constant(seed, tf.int64) + copy, image_seed]))
+
+    return augment
 
 
 # The last extractor traced and its trace: a retrain in the same process gets the same extractor back from
@@ -168,20 +213,34 @@ def training_features(extractor, data, config: TrainConfig, log: Log = say, shar
     extract = traced(extractor, config.image_shape)
     passes = feature_passes(data, config)
     if share is not None:
-        for split, hashes, copy in passes:
-            keys = [(sha, cache.variant(copy)) for sha in hashes]
-            absent, owners = set(cache.missing(keys)), share.owners(hashes)
-            mine = [i for i, key in enumerate(keys) if key in absent and owners[i] == share.index]
-            if mine:
-                compute(extract, split, keys, mine, cache, copy, config, log, on_progress)
+        keys = pass_keys(passes, cache)
+        absent = set(cache.missing([key for entries in keys for key in entries]))
+        owners = {id(split): share.owners(hashes) for split, hashes, _ in passes}  # per split: each image's worker
+        mine = [
+            [i for i, key in enumerate(entries) if key in absent and owners[id(split)][i] == share.index]
+            for (split, _, _), entries in zip(passes, keys, strict=True)
+        ]
+        compute(extract, passes, keys, mine, cache, config, log, on_progress)
         if not share.trains:
             return None
         wait_for_shares(cache, passes, share, config.worker_timeout, log)
-    vectors = [
-        cached_features(extract, split, hashes, cache, copy, config, log, on_progress) for split, hashes, copy in passes
-    ]
+    vectors = cached_features(extract, passes, cache, config, log, on_progress)
     y_train = np.tile(np.asarray(data.train.labels), len(passes) - 1)  # every pass but validation's
     return np.concatenate(vectors[:-1]), y_train, vectors[-1], np.asarray(data.validation.labels)
+
+
+def variant_epochs(x_train: np.ndarray, y_train: np.ndarray, photos: int, batch: int, seed: int):
+    """The head's training batches, repeated without end: an epoch is every training photo once, in shuffled
+    order, each as one of its cached variants (the image or one of its augmented copies) drawn at random anew
+    every epoch, as the course's epoch sees each photo once in a fresh augmentation. `x_train` holds the
+    variants one after the other (`training_features`), so photo i's variant v is row i + v * photos."""
+    variants = len(x_train) // photos
+    x, y = tf.constant(x_train), tf.constant(y_train)
+    order = tf.data.Dataset.range(photos).shuffle(photos, seed=seed, reshuffle_each_iteration=True).batch(batch)
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(batch)  # int64, a batch a step
+    # zip stops with `order` (one epoch); the last batch of an epoch is short, so its draws are cut to fit.
+    rows = tf.data.Dataset.zip(order, draws).map(lambda i, r: i + photos * (r[: tf.shape(i)[0]] % variants))
+    return rows.map(lambda r: (tf.gather(x, r), tf.gather(y, r))).repeat().prefetch(tf.data.AUTOTUNE)
 
 
 def wait_for_shares(cache: FeatureCache, passes: list, share, timeout: float, log: Log = say) -> None:

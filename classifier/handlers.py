@@ -82,7 +82,10 @@ class ComputeFeatures(beam.DoFn):
     def process(self, chunk):
         from .features import backbone_batches
 
-        vectors = list(backbone_batches(self.extract, chunk.split(), self.config, chunk.copy, chunk.seed))
+        wanted = np.zeros((len(chunk.paths), chunk.copy + 1), bool)
+        wanted[:, chunk.copy] = True  # every image of the chunk, as its one copy: the vectors come in its order
+        batches = backbone_batches(self.extract, chunk.split(), self.config, wanted)
+        vectors = [batch for batch, _, _ in batches]
         rows = np.concatenate(vectors) if vectors else np.zeros((0,), np.float32)
         if len(rows):  # the chunk as one shard (write cuts more than featurecache.SHARD_ROWS into several)
             self.store.write([(sha, self.store.variant(chunk.copy)) for sha in chunk.hashes], rows)

@@ -45,11 +45,11 @@ class Predictor:
         self.max_pixels = max_pixels
         self.model = load_model(self.model_dir, trust_hub_handle)
         self.antialias = resize_antialias(self.model)
-        # One traced graph for every batch size: no retracing, no per-call Python overhead of predict().
-        self._probabilities = tf.function(
-            lambda batch: self.model(batch, training=False),
-            input_signature=[tf.TensorSpec([None, *self.image_size, 3], tf.float32)],
-            reduce_retracing=True,
+        # One graph, traced here, for every batch at the model's size: no retracing, no per-call Python overhead of
+        # predict(). Calling the concrete function itself also skips tf.function's per-call lookup of its trace,
+        # which hashes every captured weight, hundreds for InceptionV3 (figures: benchmarks/README.md).
+        self._probabilities = tf.function(lambda batch: self.model(batch, training=False)).get_concrete_function(
+            tf.TensorSpec([None, *self.image_size, 3], tf.float32)
         )
 
     def pixels(self, image: ImageSource) -> np.ndarray:

@@ -52,7 +52,7 @@ from .distribute import (
 )
 from .errors import ArgumentParser, cli
 from .evaluate import write_report
-from .features import FeatureCache, feature_cache_applies, scan_memo_dir, training_features
+from .features import FeatureCache, feature_cache_applies, scan_memo_dir, training_features, variant_epochs
 from .finetune import fine_tune_layer, unfreeze_from
 from .metadata import DataSummary, ModelMetadata
 from .metrics import MIN_EVIDENCE, TARGET_PRECISION, classification_metrics, most_wrong
@@ -60,6 +60,8 @@ from .model import build_model, compile_model, feature_extractor
 from .model import head as model_head
 
 SCORING_BATCH = 1024  # cached feature vectors per validation or scoring step
+BACKUP_SECONDS = 10.0  # the head on cached features backs up at most this often: its epochs cost less than a backup
+MIN_HEAD_STEPS = 4  # the head's batch on cached features is at most this fraction of the photos: a few steps per epoch
 
 
 @dataclass
@@ -123,19 +125,35 @@ class Run:
         )
 
     @functools.cached_property
+    def head_batch(self) -> int:
+        """The head's batch on cached features: --feature-batch-size, but at most a MIN_HEAD_STEPS-th of the training
+        photos (so that a small set still takes several steps an epoch) unless that is below --batch-size."""
+        config, photos = self.config, len(self.data.train)
+        batch = min(config.feature_batch_size, max(config.batch_size, photos // MIN_HEAD_STEPS))
+        return replica_batch_size(batch, photos, self.strategy, "--feature-batch-size")
+
+    @property
+    def head_learning_rate(self) -> float:
+        """--learning-rate is for a step of --batch-size images; a step of `head_batch` vectors averages more
+        examples, so it takes a proportionally larger step (the linear scaling rule, Goyal et al. 2017)."""
+        return self.config.learning_rate * self.head_batch / self.config.batch_size
+
+    @functools.cached_property
     def vectors(self) -> dict:
         """fit()'s data arguments for training the head on cached features: tf.data pipelines over tensors in
-        memory, so no step converts numpy arrays; validation in batches of up to SCORING_BATCH vectors."""
+        memory (features.variant_epochs), so no step converts numpy arrays; validation in batches of up to
+        SCORING_BATCH vectors."""
         x_train, y_train, x_val, y_val = self.features
-        batch = replica_batch_size(self.config.feature_batch_size, len(x_train), self.strategy, "--feature-batch-size")
-        train = (
-            tf.data.Dataset.from_tensor_slices((x_train, y_train))
-            .shuffle(len(x_train), seed=self.config.seed, reshuffle_each_iteration=True)
-            .batch(batch)
-            .prefetch(tf.data.AUTOTUNE)
-        )
+        photos = len(self.data.train)
+        train = variant_epochs(x_train, y_train, photos, self.head_batch, self.config.seed)
         validation = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(self.vector_batch(len(x_val))).cache()
-        return dict(x=train, validation_data=validation, class_weight=self.class_weight, shuffle=False)
+        return dict(
+            x=train,
+            steps_per_epoch=-(-photos // self.head_batch),  # the pipeline repeats: Keras keeps one iterator
+            validation_data=validation,
+            class_weight=self.class_weight,
+            shuffle=False,
+        )
 
     def vector_batch(self, vectors: int) -> int:
         """A batch for scoring `vectors` cached features: large, since a row costs microseconds and a step far more."""
@@ -274,21 +292,21 @@ def fit_head(run: Run) -> None:
     and augmented copy), else the full model on images."""
     config = run.config
     if not feature_cache_applies(config):
-        fit_model, inputs, steps = run.model, run.images, 1
+        fit_model, inputs, steps, learning_rate, backup_every = run.model, run.images, 1, config.learning_rate, 0.0
     else:
         with run.timed("features_seconds"):
             run.features = training_features(
                 feature_extractor(run.model), run.data, config, run.log, run.share, run.on_progress
             )
         run.timing["cached_training_vectors"] = len(run.features[0])
-        fit_model, inputs = model_head(run.model), run.vectors
+        fit_model, inputs, learning_rate = model_head(run.model), run.vectors, run.head_learning_rate
+        run.log(f"head: batch {run.head_batch} of cached features, learning rate {learning_rate:.3g}")
         # A step on vectors takes far less time than Keras' Python around it: one call runs a whole epoch. (Not
         # across workers: Keras' loop of steps fails there, in its collective ops.)
-        steps = 1 if is_multi_worker(run.strategy) else int(inputs["x"].cardinality())
+        steps = 1 if is_multi_worker(run.strategy) else inputs["steps_per_epoch"]
+        backup_every = BACKUP_SECONDS
     with run.timed("head_seconds"):
-        run.stages.append(
-            run_stage(run, "head", fit_model, inputs, config.learning_rate, config.epochs, steps_per_execution=steps)
-        )
+        run.stages.append(run_stage(run, "head", fit_model, inputs, learning_rate, config.epochs, steps, backup_every))
 
 
 def fine_tune(run: Run) -> None:
@@ -310,11 +328,19 @@ def fine_tune(run: Run) -> None:
 
 
 def run_stage(
-    run: Run, name: str, fit_model, inputs: dict, learning_rate: float, epochs: int, steps_per_execution: int = 1
+    run: Run,
+    name: str,
+    fit_model,
+    inputs: dict,
+    learning_rate: float,
+    epochs: int,
+    steps_per_execution: int = 1,
+    backup_every: float = 0.0,
 ) -> dict:
     """Fit `epochs` more epochs of `fit_model` (the full model, or its head on cached features) on `inputs` at
     `learning_rate`, resumable; a stage finished before an interruption is restored instead. Checkpoints
-    hold `fit_model`'s weights, the only ones the stage changes."""
+    hold `fit_model`'s weights, the only ones the stage changes, backed up after an epoch once the last backup
+    is `backup_every` seconds old."""
     checkpoint, log = run.checkpoint, run.log
     done = checkpoint.finished(name)
     if done:
@@ -326,7 +352,7 @@ def run_stage(
     first = sum(stage["last_epoch"] - stage["first_epoch"] + 1 for stage in run.stages)  # epochs of earlier stages
     with run.strategy.scope():
         compile_model(fit_model, learning_rate, steps_per_execution)
-    callbacks = checkpoint.stage_callbacks(name)
+    callbacks = checkpoint.stage_callbacks(name, backup_every)
     if checkpoint.epochs_done > first:
         log(f"resume: continuing the {name} stage after epoch {checkpoint.epochs_done}")
         fit_model.optimizer.learning_rate = checkpoint.history["learning_rate"][-1]

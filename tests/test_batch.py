@@ -7,7 +7,7 @@ import csv
 
 import numpy as np
 import pytest
-from conftest import MOBILENET_STEM, TINY, run_main, tiny_config
+from conftest import MOBILENET_STEM, run_main, tiny_config
 from PIL import Image
 
 pytest.importorskip("apache_beam")  # the [beam] extra, which CI's [test] installs
@@ -99,7 +99,6 @@ def _config(data, out, weights, cache_dir) -> TrainConfig:
 def _argv(data, weights, cache_dir) -> list:
     """batch_features' command line for `_config`'s run."""
     options = {**MOBILENET_STEM, "weights": weights, "cache_dir": cache_dir, "augment_copies": 1}
-    options["batch_size"] = TINY["batch_size"]  # batches shape an augmenter's draws
     return ["--data", data, *[arg for name, value in options.items() for arg in (f"--{name.replace('_', '-')}", value)]]
 
 
@@ -120,7 +119,8 @@ def test_a_cache_filled_by_the_engine_trains_without_a_backbone_pass_and_the_sam
     for a, b in zip(normal.model.get_weights(), engine_run.model.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
-    # Small chunks, spread over the work items: every clean entry is the normal run's; a second fill has nothing to do.
+    # Small chunks, spread over the work items: every entry is the normal run's (an augmented copy is drawn from the
+    # seed, the copy and the image's content alone); a second fill has nothing to do.
     argv = [*_argv(data, random_mobilenet_weights, tmp_path / "cache_c"), "--chunk-size", 3]
     code, out, _ = run_main(batch_features.main, argv, capsys)
     assert code == 0 and "24 of 24 entries to compute, in 10 chunk(s)" in out and "computed 24 entries" in out
@@ -130,8 +130,9 @@ def test_a_cache_filled_by_the_engine_trains_without_a_backbone_pass_and_the_sam
     )
     normal_cache = FeatureCache.for_config(config)
     clean = [(sha, "clean") for sha in content_hashes(sorted(data.glob("*/*/*.png")))]
-    assert len(clean) == 14 and not ours.missing(clean)
-    for a, b in zip(normal_cache.read(clean), ours.read(clean), strict=True):
+    augmented = [(sha, ours.variant(1)) for sha in content_hashes(sorted(data.glob("train/*/*.png")))]
+    assert len(clean) == 14 and len(augmented) == 10 and not ours.missing(clean + augmented)
+    for a, b in zip(normal_cache.read(clean + augmented), ours.read(clean + augmented), strict=True):
         np.testing.assert_allclose(b, a, atol=1e-6)
     code, out, _ = run_main(batch_features.main, argv, capsys)
     assert code == 0 and "0 of 24 entries to compute" in out

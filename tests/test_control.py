@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import MOBILENET_STEM, tiny_config
 from painted import paint, solid
 
 from classifier.config import TrainConfig
@@ -92,3 +94,36 @@ def test_balanced_class_weights_even_out_the_classes():
     weights = class_weights(TrainConfig(data="x", class_weight="balanced"), [0] * 6 + [1] * 2, 2)
     assert weights == pytest.approx({0: 8 / 12, 1: 2.0})
     assert class_weights(TrainConfig(data="x"), [0, 1], 2) is None
+
+
+class _StopAfter(keras.callbacks.Callback):
+    """Ctrl-C at the end of an epoch."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_the_head_on_cached_features_backs_up_by_time_and_never_claims_an_epoch_it_did_not_back_up(
+    tmp_path, monkeypatch, random_mobilenet_weights
+):
+    import classifier.train as train_module
+
+    data = paint(tmp_path / "data", {"blue": solid((20, 20, 230)), "red": solid((230, 20, 20))}, per_class=6, size=32)
+    stem = dict(MOBILENET_STEM, weights=str(random_mobilenet_weights), cache_dir=str(tmp_path / "cache"))
+    config = tiny_config(data, tmp_path / "m", **stem, epochs=5, augment=False)
+    # Its epochs take milliseconds, under BACKUP_SECONDS: stopped at epoch 3, nothing was backed up, nothing is kept.
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        train(config, callbacks=[_StopAfter(3)], **QUIET)
+    assert not stopped.value.args and not (tmp_path / "m.checkpoint").exists()
+
+    monkeypatch.setattr(train_module, "BACKUP_SECONDS", 0.0)  # a backup after every epoch
+    with pytest.raises(KeyboardInterrupt, match="epoch 3 was the last to complete"):
+        train(config, callbacks=[_StopAfter(3)], **QUIET)
+    lines = []
+    meta = train(dataclasses.replace(config, resume=True), log=lines.append).metadata
+    assert "resume: continuing the head stage after epoch 3" in lines and len(meta.history["loss"]) == 5

@@ -9,6 +9,7 @@ import pytest
 from conftest import tiny_config
 from PIL import Image
 
+from classifier._tf import tf
 from classifier.augment import make_augmenter
 from classifier.data import image_dataset, load_image_data
 from classifier.errors import UsageError
@@ -115,6 +116,24 @@ def test_pipeline_yields_float_batches_at_size_and_augments_only_when_asked(shap
     augmented, _ = next(iter(image_dataset(data.validation, (40, 40), batch_size=5, augmenter=augmenter)))
     assert augmented.shape == images.shape and not np.allclose(augmented, images)
     assert make_augmenter(tiny_config(shapes_dir, "unused", augment=False)) is None
+
+
+def test_copies_dataset_makes_the_wanted_copies_of_each_image_in_order(shapes_dir):
+    from classifier.data import copies_dataset
+
+    split = load_image_data(shapes_dir).validation.subset(range(3))
+    wanted = [[True, False, True], [False, False, False], [False, True, True]]  # image 1: nothing to make
+
+    def augment(image, copy, seed):  # a stand-in that shows which copy and seed it was asked for
+        return image * 0 + tf.cast(copy * 1000 + seed, tf.float32)
+
+    batches = list(copies_dataset(split, wanted, (40, 40), batch_size=3, augment=augment, seeds=[5, 6, 7]))
+    images, rows, copies = (np.concatenate([np.asarray(batch[j]) for batch in batches]) for j in range(3))
+    assert [len(batch[0]) for batch in batches] == [3, 1]  # pairs, not images, fill the batches
+    assert list(zip(rows, copies, strict=True)) == [(0, 0), (0, 2), (2, 1), (2, 2)]
+    clean, _ = next(iter(image_dataset(split, (40, 40), batch_size=3)))
+    np.testing.assert_array_equal(images[0], clean[0])  # copy 0: the image as the plain pipeline gives it
+    assert [float(image.mean()) for image in images[1:]] == [2005.0, 1007.0, 2007.0]
 
 
 def test_random_affine_is_exact_identity_with_every_knob_at_zero_and_varies_otherwise(shapes_dir):

@@ -37,6 +37,14 @@ def test_accepts_paths_bytes_pillow_images_and_arrays_alike(predictor, shapes_di
         np.testing.assert_allclose(row, probabilities[0], atol=1e-6)
 
 
+def test_the_compiled_call_answers_as_the_keras_model_for_any_batch_size(predictor, shapes_dir):
+    """The graph traced once at load serves every batch size, with the loaded model's own probabilities."""
+    pixels = np.stack([predictor.pixels(path) for path in sorted(shapes_dir.glob("*/*.png"))[:5]])
+    for batch in (pixels[:1], pixels, pixels[:2]):
+        expected = predictor.model(batch, training=False).numpy()
+        np.testing.assert_allclose(predictor.probabilities_of_pixels(batch), expected, atol=1e-6)
+
+
 def test_bad_image_raises_image_error(predictor, tmp_path):
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"\x89PNG not really")

@@ -49,7 +49,7 @@ def real_model(photos, tmp_path_factory):
         dense_units=1024,
         learning_rate=1e-4,
         epochs=2,
-        feature_batch_size=16,  # 8 steps an epoch: the default 64's 2 leave the head's start to decide
+        feature_batch_size=16,  # 8 steps an epoch: a larger batch leaves the head's start to decide
         augment_copies=0,
         cache_dir=str(tmp_path_factory.mktemp("cache")),
     )
