@@ -139,13 +139,12 @@ def first_config(result):
     return TrainConfig.from_dict(result.metadata.config)
 
 
-def test_model_trained_from_cache_predicts_exactly_like_end_to_end(tmp_path, random_mobilenet_weights):
-    data = make_shapes_dataset(
-        tmp_path / "data", per_class=4, size=48, classes=["circle", "square"], validation_per_class=2
-    )
-    result, _ = _run(data, tmp_path / "m", random_mobilenet_weights, tmp_path / "cache")
+def test_model_trained_from_cache_predicts_exactly_like_end_to_end(trained):
+    """The session model (trained on cached features): its head on the cached validation vectors is the saved model
+    on the validation images."""
+    result = trained
     config = first_config(result)
-    images = load_image_data(data)
+    images = load_image_data(result.metadata.data.root, config.validation_split, config.seed)
     cache = FeatureCache.for_config(config)
     cached = np.stack(cache.read([(sha, cache.variant(0)) for sha in content_hashes(images.validation.paths)]))
     from_cache = head(result.model)(cached, training=False).numpy()

@@ -89,21 +89,6 @@ def _frozen_count(model):
     return sum(w.numpy().size for w in model.non_trainable_weights)
 
 
-def test_train_cli_prints_progress_and_summary(tmp_path, shapes_dir, capsys):
-    code, out, err = run_main(
-        train_module.main,
-        ["--data", shapes_dir, "--out", tmp_path / "m", "--epochs", 1, "--no-augment", *_cheap_flags()],
-        capsys,
-    )
-    assert code == 0, err
-    assert "epoch 1/1" in out and "val_accuracy" in out and "loss" in out
-    assert "trains from scratch" in out
-    assert "done: best val_accuracy" in out and str(tmp_path / "m") in out
-    # The summary says the "not sure" threshold the validation images suggest, or that none reached the target.
-    assert re.search(r"; (not sure below 0\.\d{3} \(answers \d+% of validation images\)|no 'not sure' threshold)", out)
-    assert (tmp_path / "m" / "model.keras").is_file()
-
-
 def _cheap_flags():
     """The command line is under test, not the network: the smallest one (it trains from scratch)."""
     flags = []
@@ -112,19 +97,29 @@ def _cheap_flags():
     return flags
 
 
-def test_existing_output_is_refused_then_replaced_with_overwrite(tmp_path, shapes_dir, capsys):
+def test_train_cli_refuses_existing_output_then_replaces_it_with_overwrite_printing_progress_and_summary(
+    tmp_path, shapes_dir, capsys
+):
     out = tmp_path / "m"
     out.mkdir()
     for name in ("metadata.json", "model.keras"):  # what makes it a model folder, which --overwrite may replace
         (out / name).write_text("previous model")
-    argv = ["--data", shapes_dir, "--out", out, "--epochs", 1, *_cheap_flags()]
+    argv = ["--data", shapes_dir, "--out", out, "--epochs", 1, "--no-augment", *_cheap_flags()]
     code, _, err = run_main(train_module.main, argv, capsys)
     assert code == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
     assert (out / "model.keras").read_text() == "previous model"
-    code, _, err = run_main(train_module.main, argv + ["--overwrite"], capsys)
+    code, stdout, err = run_main(train_module.main, argv + ["--overwrite"], capsys)
     assert code == 0, err
     assert (out / "model.keras").read_bytes().startswith(b"PK")  # the new model (a zip) replaced the old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    # What the command prints: progress per epoch, then the summary.
+    assert "epoch 1/1" in stdout and "val_accuracy" in stdout and "loss" in stdout
+    assert "trains from scratch" in stdout
+    assert "done: best val_accuracy" in stdout and str(out) in stdout
+    # The summary says the "not sure" threshold the validation images suggest, or that none reached the target.
+    assert re.search(
+        r"; (not sure below 0\.\d{3} \(answers \d+% of validation images\)|no 'not sure' threshold)", stdout
+    )
 
 
 @pytest.mark.parametrize("failure", [RuntimeError("disk full"), KeyboardInterrupt()])
