@@ -7,17 +7,17 @@
 
 Environment: CLASSIFIER_MODEL, CLASSIFIER_MODELS_DIR, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT,
 CLASSIFIER_CONCURRENCY, CLASSIFIER_MAX_QUEUE, CLASSIFIER_MAX_BATCH, CLASSIFIER_MIN_CONFIDENCE (flags win).
---min-confidence replaces every model's own "not sure" threshold (classifier/confidence.py).
+--min-confidence replaces every model's own "not sure" threshold (classifier/evaluation/confidence.py).
 
 The limits are what one stranger can cost the server, and each one hit is a message to the caller
 (page and API alike): --concurrency predictions run at once and every call waits in Gradio's queue
 (no route skips it); beyond --max-queue waiting calls the next is turned away ("queue is full");
 a /predict_batch call with more than --max-batch files is refused whole ("at most N per request").
 Uploads above 50 MB are refused by Gradio (413), inline images too. What else a caller can and
-cannot do is in classifier/app_guard.py; the page itself lives in classifier/app_ui.py. This file
+cannot do is in classifier/serving/app_guard.py; the page itself lives in classifier/serving/app_ui.py. This file
 only parses and launches.
 
-Training from the page (the Train tab, corrections, downloads; classifier/app_train.py) is on when
+Training from the page (the Train tab, corrections, downloads; classifier/serving/app_train.py) is on when
 the app runs locally and off on a public deployment (SPACE_ID set, --share, or a --host other than
 loopback) unless --allow-training; --no-allow-training turns it off locally. Its limits are the
 --max-class*/--max-train-* flags; the page names the flag of each limit it hits.
@@ -31,10 +31,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from classifier.artifacts import add_trust_flag
-from classifier.confidence import add_min_confidence_flag, min_confidence_option
 from classifier.errors import ArgumentParser, UsageError, cli
-from classifier.limits import DEFAULT_LIMITS, Limits, is_public, training_allowed
+from classifier.evaluation.confidence import add_min_confidence_flag, min_confidence_option
+from classifier.model.artifacts import add_trust_flag
+from classifier.serving.limits import DEFAULT_LIMITS, Limits, is_public, training_allowed
 
 TRAINING_LIMITS = {  # flag option -> its help
     "max_classes": "classes one training job may have",
@@ -126,7 +126,7 @@ def parse_args(argv: Sequence[str] | None):
 
 def find_served_models(args) -> dict[str, Path]:
     """--model names one folder (it must be a model); otherwise every model under --models-dir (may be none)."""
-    from classifier.serving import find_models, is_model_dir
+    from classifier.serving.serving import find_models, is_model_dir
 
     if args.model:
         path = Path(args.model)
@@ -155,8 +155,8 @@ def app_limits(args) -> Limits:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     models = find_served_models(args)
-    from classifier.app_ui import launch
-    from classifier.serving import ModelLibrary
+    from classifier.serving.app_ui import launch
+    from classifier.serving.serving import ModelLibrary
 
     library = ModelLibrary(models, trust_hub_handle=args.trust_hub_handle, min_confidence=args.min_confidence)
     if models:

@@ -32,7 +32,7 @@ def null_app(port: int) -> None:
     """The do-nothing app: the page's predict event, components and queue, and no work."""
     import gradio as gr
 
-    from classifier.limits import DEFAULT_LIMITS as limits
+    from classifier.serving.limits import DEFAULT_LIMITS as limits
 
     with gr.Blocks() as demo:
         model = gr.Dropdown(["model"], value="model", label="Model", visible=False)
@@ -53,7 +53,7 @@ def null_app(port: int) -> None:
 
 
 def photos(folder: Path | None, work: Path, count: int = 20) -> list[Path]:
-    from classifier.images import image_files
+    from classifier.data.images import image_files
 
     source = folder or (PHOTOS if PHOTOS.is_dir() else None)
     if source:

@@ -22,7 +22,7 @@ import time
 import numpy as np
 from _common import machine, uptime_load
 
-from classifier.featurecache import SHARD_ROWS, FeatureCache, gfile
+from classifier.training.featurecache import SHARD_ROWS, FeatureCache, gfile
 
 HEAD_FIT_VECTORS = 6000
 

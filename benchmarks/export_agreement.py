@@ -21,8 +21,6 @@ from pathlib import Path
 
 from _common import machine
 
-from classifier import exportcheck
-from classifier.artifacts import load_model, read_metadata
 from classifier.export import (
     CALIBRATION_IMAGES,
     QUANTIZE,
@@ -31,6 +29,8 @@ from classifier.export import (
     predict_batches,
     run_tflite,
 )
+from classifier.model.artifacts import load_model, read_metadata
+from classifier.serving import exportcheck
 
 
 def main() -> None:

@@ -24,9 +24,9 @@ from _common import machine, uptime_load
 from classifier._tf import tf
 from classifier.config import TrainConfig, resolve
 from classifier.console import silent
-from classifier.data import load_image_data
-from classifier.features import FeatureCache, cached_features, traced
-from classifier.model import build_model, feature_extractor
+from classifier.data.pipeline import load_image_data
+from classifier.model.network import build_model, feature_extractor
+from classifier.training.features import FeatureCache, cached_features, traced
 
 
 def floor(extract, batch: int, images: int, size: tuple[int, int]) -> float:

@@ -28,8 +28,8 @@ RUNS = {
 
 def main() -> None:
     from classifier.config import TrainConfig
-    from classifier.features import default_cache_dir
     from classifier.train import train
+    from classifier.training.features import default_cache_dir
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", help="folder with train/ and validation/ class folders")

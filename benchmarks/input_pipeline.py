@@ -14,10 +14,10 @@ from pathlib import Path
 
 from _common import machine
 
-from classifier.augment import make_augmenter
 from classifier.config import TrainConfig
 from classifier.console import silent
-from classifier.data import image_dataset, load_image_data
+from classifier.data.augment import make_augmenter
+from classifier.data.pipeline import image_dataset, load_image_data
 
 
 def ours(data_dir: Path, epochs: int) -> tuple[int, float]:

@@ -18,7 +18,7 @@ import numpy as np
 from _common import machine, percentile
 from PIL import Image
 
-from classifier.images import image_files
+from classifier.data.images import image_files
 from classifier.predict import Predictor
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from _common import ROOT, machine, uptime_load
 
 from classifier.console import silent
-from classifier.data import ScanMemo, content_hashes, find_class_files, load_image_data
+from classifier.data.pipeline import ScanMemo, content_hashes, find_class_files, load_image_data
 
 GENERATOR = ROOT.parent / "shared" / "bench" / "make_synthetic.py"
 

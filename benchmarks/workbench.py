@@ -2,7 +2,7 @@
 
     python benchmarks/workbench.py ../shared/data/cats_dogs [--new 20] [--per-class N]
 
-In one process, as the app runs it (classifier/app_train.py): imports the photos of DATA (train/
+In one process, as the app runs it (classifier/serving/app_train.py): imports the photos of DATA (train/
 and validation/ merged, as the tab merges a zip's) into a training folder (`trainset.build`:
 checked and deduplicated), trains the tab's default model on it as a `Workbench` job with an empty
 feature cache (the cold train), then adds --new corrections (`trainset.add` of new photos: the
@@ -27,7 +27,7 @@ STEPS = ("scan_seconds", "build_seconds", "features_seconds", "head_seconds", "s
 
 def timed_job(bench, name: str, config) -> None:
     """Run one job to its end and print its wall time, steps and validation accuracy."""
-    from classifier.artifacts import read_metadata
+    from classifier.model.artifacts import read_metadata
 
     started = time.perf_counter()
     job = bench.wait(bench.submit(name, config).id)
@@ -63,9 +63,9 @@ def main() -> int:
     parser.add_argument("--code", help="run another checkout's classifier package (e.g. ../main)")
     args = parser.parse_args()
 
-    from classifier import trainset
-    from classifier.limits import Limits
-    from classifier.workbench import DEFAULT_BACKBONE, EPOCHS, IMAGE_SIZE, Workbench, tab_config
+    from classifier.data import trainset
+    from classifier.serving.limits import Limits
+    from classifier.serving.workbench import DEFAULT_BACKBONE, EPOCHS, IMAGE_SIZE, Workbench, tab_config
 
     print(f"machine: {machine()}\ncode: {CODE}")
     size = args.image_size or IMAGE_SIZE

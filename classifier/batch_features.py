@@ -27,14 +27,14 @@ import sys
 from dataclasses import dataclass
 from typing import Sequence
 
-from . import engine
 from .config import TrainConfig, resolve
 from .console import Log
-from .data import ImageData, Split
+from .data.pipeline import ImageData, Split
 from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli
-from .features import FeatureCache, feature_cache_applies, feature_passes
+from .serving import engine
 from .train import scan_data
+from .training.features import FeatureCache, feature_cache_applies, feature_passes
 
 
 @dataclass
@@ -74,7 +74,7 @@ def build(pipeline, chunks: list[Chunk], config: TrainConfig, classes: int, cach
     """The chunks, spread over the workers, through the backbone into the cache."""
     import apache_beam as beam
 
-    from .handlers import ComputeFeatures
+    from .serving.handlers import ComputeFeatures
 
     _ = (
         pipeline

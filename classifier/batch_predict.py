@@ -40,11 +40,11 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from . import engine
-from .artifacts import MODEL_FILE, add_trust_flag, is_model_dir, read_metadata
-from .confidence import NOT_SURE, Answer, add_min_confidence_flag, min_confidence_option
 from .errors import ArgumentParser, UsageError, cli
-from .limits import MAX_UPLOAD_BYTES
+from .evaluation.confidence import NOT_SURE, Answer, add_min_confidence_flag, min_confidence_option
+from .model.artifacts import MODEL_FILE, add_trust_flag, is_model_dir, read_metadata
+from .serving import engine
+from .serving.limits import MAX_UPLOAD_BYTES
 
 
 def header(top_k: int) -> list[str]:
@@ -94,7 +94,7 @@ def build(pipeline, args, top_k: int, out_prefix: str) -> None:
     from apache_beam.io import fileio
     from apache_beam.ml.inference.base import RunInference
 
-    from .handlers import PredictorHandler
+    from .serving.handlers import PredictorHandler
 
     files = (
         pipeline

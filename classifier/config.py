@@ -13,9 +13,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from .backbones import TOP, get_backbone
 from .console import Log, say
 from .errors import UsageError
+from .model.backbones import TOP, get_backbone
 
 
 def option(default: Any, help: str, **argparse_kwargs: Any) -> Any:
@@ -116,7 +116,7 @@ class TrainConfig:
         "/ --batch-size, and an epoch is every training image once, as itself or one of its augmented copies)",
     )
 
-    # Where training runs (tf.distribute, see classifier/distribute.py) and at what precision.
+    # Where training runs (tf.distribute, see classifier/training/distribute.py) and at what precision.
     strategy: str = option(
         "default",
         "default (one device), mirrored (every local GPU) or multi-worker (MultiWorkerMirroredStrategy, cluster from "

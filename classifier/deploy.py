@@ -23,9 +23,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .artifacts import check_output_dir, is_model_dir, read_metadata, staged_dir, write_json
 from .errors import ArgumentParser, UsageError, cli
-from .metadata import ModelMetadata, public_json
+from .model.artifacts import check_output_dir, is_model_dir, read_metadata, staged_dir, write_json
+from .model.metadata import ModelMetadata, public_json
 
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parent  # the source checkout: app.py, requirements.txt and README.md live here
@@ -33,7 +33,7 @@ SPACE_FILES = ("app.py", "requirements.txt", "README.md")
 # Pinned in requirements.txt for training, never imported by the served app: left out of the Space's requirements.
 NOT_SERVED = {
     "ai-edge-litert": "TFLite export (classifier.export)",
-    "matplotlib": "training's plots (classifier.plots); the page shows the saved PNGs",
+    "matplotlib": "training's plots (classifier.evaluation.plots); the page shows the saved PNGs",
     "tensorflow-hub": "fetching hub: handles at training; a model folder carries its SavedModel in hub/",
 }
 # Hugging Face refuses files over 10 MB outside Git LFS: models, SavedModel graphs and variables, pictures.

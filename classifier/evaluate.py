@@ -16,16 +16,16 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .artifacts import add_trust_flag, load_model, read_metadata, write_json
 from .config import TrainConfig
 from .console import Log, say
-from .data import image_dataset, load_image_data
+from .data.images import load_rgb
+from .data.pipeline import image_dataset, load_image_data
 from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli
-from .images import load_rgb
-from .metadata import ModelMetadata
-from .metrics import METRICS_FILE, classification_metrics, format_table, most_wrong
-from .plots import plot_confusion_matrix, plot_curves, plot_images
+from .evaluation.metrics import METRICS_FILE, classification_metrics, format_table, most_wrong
+from .evaluation.plots import plot_confusion_matrix, plot_curves, plot_images
+from .model.artifacts import add_trust_flag, load_model, read_metadata, write_json
+from .model.metadata import ModelMetadata
 
 
 def write_report(

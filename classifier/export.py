@@ -34,9 +34,13 @@ from typing import Iterator, Sequence
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from . import exportcheck
 from ._tf import keras, tf
-from .artifacts import (
+from .console import Log, say, silent
+from .data.images import decode_bytes_rgb_tf, resize
+from .datasets import resolve_data
+from .errors import ArgumentParser, UsageError, cli, first_line
+from .evaluation.confidence import RULE
+from .model.artifacts import (
     LABELS_FILE,
     add_trust_flag,
     check_output_dir,
@@ -47,14 +51,10 @@ from .artifacts import (
     write_json,
     write_labels,
 )
-from .compat import mediapipe_metadata
-from .confidence import RULE
-from .console import Log, say, silent
-from .datasets import resolve_data
-from .errors import ArgumentParser, UsageError, cli, first_line
-from .images import decode_bytes_rgb_tf, resize
-from .metadata import ModelMetadata
-from .model import resize_antialias
+from .model.compat import mediapipe_metadata
+from .model.metadata import ModelMetadata
+from .model.network import resize_antialias
+from .serving import exportcheck
 
 FORMATS = ("savedmodel", "tflite")
 QUANTIZE = ("none", "float16", "dynamic", "int8")

@@ -19,11 +19,18 @@ from typing import Sequence
 import numpy as np
 
 from ._tf import tf
-from .artifacts import add_trust_flag, load_model, read_metadata
-from .confidence import Answer, add_min_confidence_flag, answer, check_min_confidence, in_effect, min_confidence_option
+from .data.images import MAX_PIXELS, ImageError, ImageSource, image_files, model_pixels
 from .errors import ArgumentParser, UsageError, cli
-from .images import MAX_PIXELS, ImageError, ImageSource, image_files, model_pixels
-from .model import resize_antialias
+from .evaluation.confidence import (
+    Answer,
+    add_min_confidence_flag,
+    answer,
+    check_min_confidence,
+    in_effect,
+    min_confidence_option,
+)
+from .model.artifacts import add_trust_flag, load_model, read_metadata
+from .model.network import resize_antialias
 
 
 class Predictor:

@@ -7,7 +7,7 @@ options, find the data, build the model), fit the head (on cached backbone featu
 fine-tune (optional), score the validation images, save. Each step is a function of one `Run`,
 which holds what the steps share. `main` is a thin CLI over `train`.
 
-A caller that watches or stops a run (the web page's Train tab, classifier/workbench.py) passes
+A caller that watches or stops a run (the web page's Train tab, classifier/serving/workbench.py) passes
 Keras `callbacks` (added to every fit) and `on_progress` (the backbone feature pass's
 `console.Progress` after each batch). Either may raise `control.Cancelled`: the run stops there,
 keeps no checkpoint and writes no model folder, so the previous model stays as it was.
@@ -28,16 +28,23 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from ._tf import keras, tf
-from .artifacts import check_output_dir, save_model_dir, versions
-from .augment import make_augmenter
-from .backbones import HUB_PREFIX, TOP
-from .compat import forget_restored_epoch
 from .config import TrainConfig, resolve
 from .console import Log, Progress, say
-from .control import Cancelled, Checkpoint, class_weights, early_stop_note, training_callbacks
-from .data import ImageData, ScanMemo, image_dataset, load_image_data
+from .data.augment import make_augmenter
+from .data.pipeline import ImageData, ScanMemo, image_dataset, load_image_data
 from .datasets import resolve_data
-from .distribute import (
+from .errors import ArgumentParser, cli
+from .evaluate import write_report
+from .evaluation.metrics import MIN_EVIDENCE, TARGET_PRECISION, classification_metrics, most_wrong
+from .model.artifacts import check_output_dir, save_model_dir, versions
+from .model.backbones import HUB_PREFIX, TOP
+from .model.compat import forget_restored_epoch
+from .model.finetune import fine_tune_layer, unfreeze_from
+from .model.metadata import DataSummary, ModelMetadata
+from .model.network import build_model, compile_model, feature_extractor
+from .model.network import head as model_head
+from .training.control import Cancelled, Checkpoint, class_weights, early_stop_note, training_callbacks
+from .training.distribute import (
     WORKER_LOST,
     FeatureShare,
     chief_trains_alone,
@@ -50,14 +57,7 @@ from .distribute import (
     worker_lost,
     worker_out_dir,
 )
-from .errors import ArgumentParser, cli
-from .evaluate import write_report
-from .features import FeatureCache, feature_cache_applies, scan_memo_dir, training_features, variant_epochs
-from .finetune import fine_tune_layer, unfreeze_from
-from .metadata import DataSummary, ModelMetadata
-from .metrics import MIN_EVIDENCE, TARGET_PRECISION, classification_metrics, most_wrong
-from .model import build_model, compile_model, feature_extractor
-from .model import head as model_head
+from .training.features import FeatureCache, feature_cache_applies, scan_memo_dir, training_features, variant_epochs
 
 SCORING_BATCH = 1024  # cached feature vectors per validation or scoring step
 BACKUP_SECONDS = 10.0  # the head on cached features backs up at most this often: its epochs cost less than a backup
@@ -389,7 +389,7 @@ def keras_workaround(strategy):
     applied on the one path that needs it, fit under MultiWorkerMirroredStrategy; nothing on every other path."""
     if not is_multi_worker(strategy):
         return contextlib.nullcontext()
-    from .compat import multi_worker_fit
+    from .model.compat import multi_worker_fit
 
     return multi_worker_fit(strategy)
 

@@ -68,7 +68,7 @@ def random_weights(tmp_path_factory):
     """
     import keras
 
-    from classifier.backbones import BACKBONES
+    from classifier.model.backbones import BACKBONES
 
     made = {}
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, features
 
-from classifier.images import MAX_PIXELS
+from classifier.data.images import MAX_PIXELS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,11 +18,11 @@ from PIL import Image
 from test_images import _variants
 
 import app as app_cli
-from classifier.app_ui import App, launch
 from classifier.deploy import gradio_pin, read_front_matter
-from classifier.limits import DEFAULT_LIMITS, Limits
 from classifier.predict import Predictor
-from classifier.serving import BatchedPredictor, ModelLibrary, find_models
+from classifier.serving.app_ui import App, launch
+from classifier.serving.limits import DEFAULT_LIMITS, Limits
+from classifier.serving.serving import BatchedPredictor, ModelLibrary, find_models
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")

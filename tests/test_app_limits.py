@@ -25,8 +25,8 @@ from gradio_client.utils import QueueError
 from PIL import Image
 from test_app import serve
 
-from classifier.app_guard import URL_REFUSED
-from classifier.limits import Limits
+from classifier.serving.app_guard import URL_REFUSED
+from classifier.serving.limits import Limits
 
 LIMITS = Limits(concurrency=1, max_queue=2, max_batch=3, max_upload=256 * 1024)
 FILE_DATA = {"_type": "gradio.FileData"}  # the tag Gradio wants on a file payload it should check

@@ -16,10 +16,10 @@ from conftest import ROOT, free_port
 from gradio_client import Client, handle_file
 from test_app import ARTIFACTS, CHROMIUM, browser_page
 
-from classifier.app_ui import launch
-from classifier.limits import Limits
 from classifier.predict import Predictor
-from classifier.serving import ModelLibrary
+from classifier.serving.app_ui import launch
+from classifier.serving.limits import Limits
+from classifier.serving.serving import ModelLibrary
 from classifier.shapes import make_shapes_dataset
 
 LIMITS = Limits(training=True, local=True)

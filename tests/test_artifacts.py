@@ -20,24 +20,24 @@ import pytest
 from conftest import ROOT, run_main, tiny_config
 
 from classifier import train as train_module
-from classifier.artifacts import (
+from classifier.config import resolve
+from classifier.console import silent
+from classifier.errors import UsageError
+from classifier.model.artifacts import (
     check_output_dir,
     read_metadata,
     recover,
     save_model_dir,
     staged_dir,
 )
-from classifier.config import resolve
-from classifier.console import silent
-from classifier.errors import UsageError
-from classifier.metadata import ModelMetadata
-from classifier.model import build_model
+from classifier.model.metadata import ModelMetadata
+from classifier.model.network import build_model
 from classifier.predict import Predictor
 
 SAVE = """
 import shutil, sys
 from pathlib import Path
-from classifier import artifacts
+from classifier.model import artifacts
 source, out, replace = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 if replace == "two-renames":
     artifacts._renameat2 = None  # as on a system or filesystem that cannot swap two folders

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from classifier._tf import keras
-from classifier.augment import affine_transforms
+from classifier.data.augment import affine_transforms
 
 KNOBS = dict(
     rotation_range=40,
@@ -59,8 +59,8 @@ def test_augment_image_draws_from_its_seed_alone_with_the_layers_meaning():
     brightness adds one value in U(-b, b) of the pixel range to every pixel, clipped to it."""
     import tensorflow as tf
 
-    from classifier.augment import augment_image
     from classifier.config import TrainConfig
+    from classifier.data.augment import augment_image
 
     size = 12
     y, x = np.mgrid[0:size, 0:size].astype(np.float32)

@@ -9,7 +9,7 @@ import pytest
 from conftest import tiny_config
 from painted import paint, stripes
 
-from classifier.backbones import BACKBONES, build_feature_extractor, caffe_preprocessing
+from classifier.model.backbones import BACKBONES, build_feature_extractor, caffe_preprocessing
 from classifier.predict import Predictor
 from classifier.shapes import make_shapes_dataset
 from classifier.train import train
@@ -100,23 +100,23 @@ def test_options_left_unset_take_the_backbones_defaults():
 def test_the_bundled_weights_are_the_file_their_notice_names_and_ship_as_package_data():
     import tomllib
 
-    from classifier.backbones import BUNDLED_WEIGHTS, WEIGHTS_DIR
-    from classifier.download import sha256_of
+    from classifier.data.download import sha256_of
+    from classifier.model.backbones import BUNDLED_WEIGHTS, WEIGHTS_DIR
 
     notice = (WEIGHTS_DIR / "NOTICE").read_text()
     assert "Apache License, Version 2.0" in notice
     for name in BUNDLED_WEIGHTS.values():
         assert f"{name}\nsha256 {sha256_of(WEIGHTS_DIR / name)}" in notice  # a real file, not an LFS pointer
-    pyproject = tomllib.loads((WEIGHTS_DIR.parents[1] / "pyproject.toml").read_text())
-    patterns = pyproject["tool"]["setuptools"]["package-data"]["classifier"]
+    pyproject = tomllib.loads((WEIGHTS_DIR.parents[2] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["classifier.model"]
     for path in WEIGHTS_DIR.iterdir():
         assert any(path.match(pattern) for pattern in patterns), f"{path.name} would be left out of the wheel"
 
 
 def test_imagenet_mobilenet_035_loads_the_bundled_file_at_any_size_and_caches_by_its_content():
-    from classifier.backbones import bundled_weights, get_backbone, weights_key
     from classifier.config import TrainConfig, resolve
-    from classifier.features import FeatureCache
+    from classifier.model.backbones import bundled_weights, get_backbone, weights_key
+    from classifier.training.features import FeatureCache
 
     bundled = bundled_weights("mobilenet_v2", 0.35)
     pixels = np.random.default_rng(0).uniform(-1, 1, (2, 96, 96, 3)).astype("float32")

@@ -13,12 +13,12 @@ from PIL import Image
 pytest.importorskip("apache_beam")  # the [beam] extra, which CI's [test] installs
 
 from classifier import batch_features, batch_predict  # noqa: E402
-from classifier.confidence import NOT_SURE  # noqa: E402
 from classifier.config import TrainConfig, resolve  # noqa: E402
-from classifier.features import FeatureCache, content_hashes  # noqa: E402
+from classifier.evaluation.confidence import NOT_SURE  # noqa: E402
 from classifier.predict import Predictor  # noqa: E402
 from classifier.shapes import make_shapes_dataset  # noqa: E402
 from classifier.train import train  # noqa: E402
+from classifier.training.features import FeatureCache, content_hashes  # noqa: E402
 
 
 def _read(path) -> list[dict]:

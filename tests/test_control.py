@@ -11,8 +11,8 @@ from conftest import MOBILENET_STEM, tiny_config
 from painted import paint, solid
 
 from classifier.config import TrainConfig
-from classifier.control import class_weights
 from classifier.train import train
+from classifier.training.control import class_weights
 
 QUIET = dict(log=lambda *_: None)
 

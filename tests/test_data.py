@@ -10,8 +10,8 @@ from conftest import tiny_config
 from PIL import Image
 
 from classifier._tf import tf
-from classifier.augment import make_augmenter
-from classifier.data import image_dataset, load_image_data
+from classifier.data.augment import make_augmenter
+from classifier.data.pipeline import image_dataset, load_image_data
 from classifier.errors import UsageError
 from classifier.shapes import make_shapes_dataset
 
@@ -119,7 +119,7 @@ def test_pipeline_yields_float_batches_at_size_and_augments_only_when_asked(shap
 
 
 def test_copies_dataset_makes_the_wanted_copies_of_each_image_in_order(shapes_dir):
-    from classifier.data import copies_dataset
+    from classifier.data.pipeline import copies_dataset
 
     split = load_image_data(shapes_dir).validation.subset(range(3))
     wanted = [[True, False, True], [False, False, False], [False, True, True]]  # image 1: nothing to make
@@ -137,7 +137,7 @@ def test_copies_dataset_makes_the_wanted_copies_of_each_image_in_order(shapes_di
 
 
 def test_random_affine_is_exact_identity_with_every_knob_at_zero_and_varies_otherwise(shapes_dir):
-    from classifier.augment import RandomAffine
+    from classifier.data.augment import RandomAffine
 
     batch = np.stack(
         [np.asarray(Image.open(p).convert("RGB"), np.float32) for p in sorted(shapes_dir.glob("*/*.png"))[:4]]
@@ -149,8 +149,8 @@ def test_random_affine_is_exact_identity_with_every_knob_at_zero_and_varies_othe
 
 
 def test_a_scan_memo_decodes_only_new_or_changed_content_and_still_catches_bad_files(tmp_path, monkeypatch):
-    from classifier import data as data_module
-    from classifier.data import ScanMemo
+    from classifier.data import pipeline as data_module
+    from classifier.data.pipeline import ScanMemo
 
     folder = make_shapes_dataset(tmp_path / "data", per_class=4, size=32, classes=["circle", "square"])
     decoded = []

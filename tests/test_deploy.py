@@ -15,7 +15,7 @@ from gradio_client import Client, handle_file
 from huggingface_hub import SpaceCard
 
 from classifier.deploy import NOT_SERVED, gradio_pin, main, read_front_matter, stage_space
-from classifier.metadata import ModelMetadata
+from classifier.model.metadata import ModelMetadata
 from classifier.predict import Predictor
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"  # the Python these tests (and CI) run on
@@ -67,7 +67,7 @@ def test_staged_space_runs_alone_and_answers(model_dir, shapes_dir, tmp_path):
         "README.md",
         ".gitattributes",
         "classifier/predict.py",
-        "classifier/app_ui.py",
+        "classifier/serving/app_ui.py",
     } <= names
     assert {f"models/{model_dir.name}/{f}" for f in ("model.keras", "metadata.json", "labels.txt")} <= names
     assert not any("__pycache__" in name for name in names)

@@ -21,12 +21,12 @@ from conftest import MOBILENET_STEM, ROOT, TINY, run_main, tiny_config
 from classifier import train as train_module
 from classifier._tf import keras, tf
 from classifier.config import TrainConfig
-from classifier.distribute import is_chief, precision_policy, replica_batch_size
 from classifier.errors import UsageError
-from classifier.features import FeatureCache
-from classifier.model import build_model
+from classifier.model.network import build_model
 from classifier.predict import Predictor
 from classifier.shapes import make_shapes_dataset
+from classifier.training.distribute import is_chief, precision_policy, replica_batch_size
+from classifier.training.features import FeatureCache
 
 # The strategy is under test, not the network: the smallest one, which trains from scratch.
 FROM_SCRATCH = dict(backbone="simple_cnn", cut_layer="top", image_size=16)

@@ -12,16 +12,16 @@ from painted import paint, solid
 from PIL import Image
 
 from classifier import evaluate as evaluate_module
-from classifier.artifacts import save_model_dir
 from classifier.evaluate import evaluate
-from classifier.metadata import DataSummary, ModelMetadata
-from classifier.metrics import (
+from classifier.evaluation.metrics import (
     MIN_EVIDENCE,
     TARGET_PRECISION,
     classification_metrics,
     format_table,
     suggest_min_confidence,
 )
+from classifier.model.artifacts import save_model_dir
+from classifier.model.metadata import DataSummary, ModelMetadata
 
 BLUE, RED = solid((20, 20, 230)), solid((230, 20, 20))
 

@@ -10,12 +10,12 @@ from conftest import MOBILENET_STEM, TINY, tiny_config
 from PIL import Image
 
 from classifier.config import resolve
-from classifier.data import load_image_data
-from classifier.features import FeatureCache, content_hashes, training_features
-from classifier.model import feature_extractor, head
+from classifier.data.pipeline import load_image_data
+from classifier.model.network import feature_extractor, head
 from classifier.predict import Predictor
 from classifier.shapes import make_shapes_dataset
 from classifier.train import prepare, train
+from classifier.training.features import FeatureCache, content_hashes, training_features
 
 
 def _config(data, out, weights, cache_dir, **overrides):
@@ -198,7 +198,7 @@ def test_the_store_shards_entries_merges_concurrent_writers_and_survives_damage(
     """FeatureCache's own API, numpy only: what another engine (classifier.batch_predict) fills the cache with."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from classifier import featurecache
+    from classifier.training import featurecache
 
     monkeypatch.setattr(featurecache, "SHARD_ROWS", 4)
     rng = np.random.default_rng(0)

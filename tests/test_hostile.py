@@ -16,11 +16,11 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from hostile import corpus, largest_accepted_png, running_app, status_kb
 
-from classifier.app_ui import App
-from classifier.images import MAX_DECODE_BYTES, ImageError
-from classifier.limits import Limits
+from classifier.data.images import MAX_DECODE_BYTES, ImageError
 from classifier.predict import Predictor, main
-from classifier.serving import ModelLibrary
+from classifier.serving.app_ui import App
+from classifier.serving.limits import Limits
+from classifier.serving.serving import ModelLibrary
 
 
 def refused(expected) -> bool:

@@ -24,11 +24,11 @@ from conftest import free_port, run_main, tiny_config
 
 import app as app_cli
 from classifier import predict
-from classifier.app_ui import App
 from classifier.errors import UsageError
-from classifier.hub import HubFeatures
+from classifier.model.hub import HubFeatures
 from classifier.predict import Predictor
-from classifier.serving import ModelLibrary, find_models
+from classifier.serving.app_ui import App
+from classifier.serving.serving import ModelLibrary, find_models
 from classifier.shapes import make_shapes_dataset
 from classifier.train import train
 
@@ -157,7 +157,7 @@ def test_a_hub_model_folder_carries_its_saved_model_and_works_anywhere(hub_model
 
 
 def test_plain_keras_loading_refuses_the_hub_layer(hub_model):
-    with pytest.raises(UsageError, match="classifier.artifacts.load_model"):
+    with pytest.raises(UsageError, match="classifier.model.artifacts.load_model"):
         keras.models.load_model(hub_model[0].model_dir / "model.keras")
 
 

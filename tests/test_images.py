@@ -10,9 +10,9 @@ import pytest
 from hostile import gif, with_chunk_after_header
 from PIL import Image
 
-from classifier import images
 from classifier._tf import tf
-from classifier.images import (
+from classifier.data import images
+from classifier.data.images import (
     ImageError,
     check_image_file,
     decode_bytes_rgb_tf,

@@ -9,8 +9,8 @@ import pytest
 from conftest import run_main
 from PIL import Image
 
+from classifier.data.images import ImageError
 from classifier.errors import UsageError
-from classifier.images import ImageError
 from classifier.predict import Predictor, main
 
 
@@ -86,7 +86,7 @@ def test_serving_resizes_the_way_the_model_was_built(model_dir, shapes_dir, tmp_
     import shutil
 
     from classifier._tf import keras, tf
-    from classifier.images import load_rgb
+    from classifier.data.images import load_rgb
 
     assert Predictor(model_dir).antialias is False
     old = tmp_path / "old"

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from conftest import SHARED, tiny_config
 
-from classifier.data import load_image_data
-from classifier.features import FeatureCache, content_hashes
-from classifier.model import head
+from classifier.data.pipeline import load_image_data
+from classifier.model.network import head
 from classifier.predict import Predictor
 from classifier.train import train
+from classifier.training.features import FeatureCache, content_hashes
 
 WEIGHTS = SHARED / "weights" / "inception_v3_no_top_to_mixed8.h5"
 PHOTOS = SHARED / "data" / "cats_dogs"

@@ -13,14 +13,14 @@ import pytest
 from conftest import run_main
 
 import app as app_cli
-from classifier import trainset
-from classifier.artifacts import read_metadata
-from classifier.control import Cancelled
+from classifier.data import trainset
+from classifier.data.images import ImageError
 from classifier.errors import UsageError
-from classifier.images import ImageError
-from classifier.limits import Limits, training_allowed
+from classifier.model.artifacts import read_metadata
+from classifier.serving.limits import Limits, training_allowed
+from classifier.serving.workbench import CANCELLED, CANCELLED_MESSAGE, DONE, QUEUED, Workbench, tab_config
 from classifier.train import train
-from classifier.workbench import CANCELLED, CANCELLED_MESSAGE, DONE, QUEUED, Workbench, tab_config
+from classifier.training.control import Cancelled
 
 LIMITS = Limits(training=True, max_train_queue=1)
 

@@ -10,10 +10,10 @@ otherwise a few small batches would wreck what the network learnt. The small lea
 
 from __future__ import annotations
 
-from ._tf import keras
+from .._tf import keras
+from ..config import TrainConfig
+from ..errors import UsageError
 from .backbones import HUB_PREFIX
-from .config import TrainConfig
-from .errors import UsageError
 
 BACKBONE_LAYER = "backbone"  # the name build_feature_extractor gives the backbone inside the model
 

@@ -30,8 +30,8 @@ import re
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ._tf import tf
-from .errors import UsageError, first_line
+from .._tf import tf
+from ..errors import UsageError, first_line
 
 # The ops TensorFlow saves and restores variables with: allowed in the SavedModel's own saver, nowhere else.
 CHECKPOINT_OPS = frozenset(

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
-from .confidence import check_min_confidence
-from .errors import UsageError
+from ..errors import UsageError
+from ..evaluation.confidence import check_min_confidence
 
 HUB_PREFIX = "hub:"  # a TF-Hub backbone's name: hub:HANDLE (the registry's too: backbones.py imports these two)
 TOP = "top"  # --cut-layer top, cut_layer "top": the backbone's own output, the whole network

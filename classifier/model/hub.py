@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Iterator
 
-from ._tf import keras, tf
-from .errors import UsageError, first_line
+from .._tf import keras, tf
+from ..errors import UsageError, first_line
 from .hubcheck import check_ops
 
 HUB_MIN_SIZE = 32  # TF-Hub image models accept any size; below ~32 px their pooling stacks run out of pixels
@@ -149,8 +149,8 @@ class HubFeatures(keras.layers.Layer):
         loading = _loading.get()
         if loading is None:
             raise UsageError(
-                "a model with a hub: backbone loads only through classifier.artifacts.load_model(MODEL_DIR), which "
-                "checks where its SavedModel comes from"
+                "a model with a hub: backbone loads only through classifier.model.artifacts.load_model(MODEL_DIR), "
+                "which checks where its SavedModel comes from"
             )
         config = dict(config)
         source = locate(loading, config["handle"])

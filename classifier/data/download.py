@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
-from .console import Log, Progress, say
+from ..console import Log, Progress, say
 
 TIMEOUT_SECONDS = 60
 CHUNK_BYTES = 1 << 16

@@ -6,7 +6,7 @@ in Gradio's queue, reads only files Gradio received on /upload (`app_guard.uploa
 refuses URLs (`no_fetch`); a folder on the server is read only when the app runs locally.
 
 - Train (`/train`): the images of up to `CLASS_SLOTS` named classes, or one zip of class folders,
-  or a local folder, go into `models/NAME.data/` (classifier/trainset.py: checked as training data,
+  or a local folder, go into `models/NAME.data/` (classifier/data/trainset.py: checked as training data,
   deduplicated, within the limits); then a `Workbench` job trains `models/NAME` with the same
   `train()` as the CLI. `/train_status` (polled by a timer) gives its progress, `/train_cancel` stops it.
   When it finishes, the model joins the picker (`ModelLibrary.add`) with its card and plots.
@@ -33,13 +33,13 @@ from typing import Iterator
 import gradio as gr
 import pandas as pd
 
-from . import trainset
+from ..console import silent
+from ..data import trainset
+from ..data.formats import IMAGE_EXTENSIONS
+from ..data.images import ImageError
+from ..errors import UsageError
+from ..model.artifacts import is_model_dir, read_metadata
 from .app_guard import no_fetch, upload_path
-from .artifacts import is_model_dir, read_metadata
-from .console import silent
-from .errors import UsageError
-from .formats import IMAGE_EXTENSIONS
-from .images import ImageError
 from .limits import limit_hit
 from .workbench import BACKBONES, DEFAULT_BACKBONE, DONE, EPOCHS, FINISHED, IMAGE_SIZE, Job, Workbench, tab_config
 
@@ -252,7 +252,7 @@ class TrainPage:
     # -- downloads ---------------------------------------------------------------------------------
     def download(self, model, kind: str) -> str:
         """A copy of the picked model as `kind` (a DOWNLOADS value), in this page's downloads folder."""
-        from .export import export_model
+        from ..export import export_model
 
         with page_errors():
             if kind not in DOWNLOADS.values():

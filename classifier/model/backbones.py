@@ -5,7 +5,7 @@ vector. Its own input preprocessing is a layer inside the saved model, so nobody
 can feed it pixels scaled the wrong way. `hub:HANDLE` builds a TF-Hub feature vector (see hub.py).
 
 `--weights imagenet` means Keras' own download, except where the package ships the file itself
-(`BUNDLED_WEIGHTS`, in classifier/weights/ with its NOTICE): MobileNetV2 0.35 then trains with no
+(`BUNDLED_WEIGHTS`, in classifier/model/weights/ with its NOTICE): MobileNetV2 0.35 then trains with no
 download, at any image size (convolution weights do not depend on it). `weights_key` names the
 weights for the feature cache by the file's content, so the bundled file and the same file passed
 as `--weights FILE` share cached features.
@@ -21,9 +21,9 @@ from typing import Callable
 
 import numpy as np
 
-from ._tf import keras
-from .download import sha256_of
-from .errors import UsageError, first_line
+from .._tf import keras
+from ..data.download import sha256_of
+from ..errors import UsageError, first_line
 from .metadata import HUB_PREFIX, TOP  # the names metadata.json records, too
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"  # package data (pyproject.toml), with its NOTICE

@@ -1,7 +1,7 @@
 """The model folder: `model.keras`, `metadata.json`, `labels.txt` (and `hub/` for a hub: backbone), written atomically.
 
 `save_model_dir` writes one, `read_metadata` reads its `metadata.json` as a `ModelMetadata`
-(classifier/metadata.py says what it holds), `load_model` loads its network.
+(classifier/model/metadata.py says what it holds), `load_model` loads its network.
 
 Every folder we write (a model, an export, a staged Space) is built beside its target as
 `.NAME.partial-XXXX` and put in place only when complete, so it is never seen half-written:
@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import UsageError
+from ..errors import UsageError
 from .metadata import ModelMetadata
 
 MODEL_FILE = "model.keras"
@@ -55,8 +55,8 @@ TMP_SUFFIX = ".tmp"
 TMP_MAX_AGE = 3600  # seconds: an in-place write's temp file older than this belongs to a dead writer
 TRUST_HUB_HELP = (
     "load a hub: backbone from wherever the model's model.keras says (a URL, another folder), not only from the "
-    "model folder's own hub/, and whatever ops its SavedModel runs (files, Python...: see classifier/hubcheck.py); "
-    "only for model folders you trust"
+    "model folder's own hub/, and whatever ops its SavedModel runs (files, Python...: see "
+    "classifier/model/hubcheck.py); only for model folders you trust"
 )
 
 
@@ -274,8 +274,8 @@ def read_metadata(model_dir: str | Path) -> ModelMetadata:
 
 def load_model(model_dir: str | Path, trust_hub_handle: bool = False):
     """The Keras model of a model folder, loaded in Keras' safe mode (no Lambda code, no TFSMLayer). A hub:
-    backbone loads only from the folder's own hub/ unless `trust_hub_handle` (see classifier.hub)."""
-    from ._tf import keras
+    backbone loads only from the folder's own hub/ unless `trust_hub_handle` (see classifier.model.hub)."""
+    from .._tf import keras
     from .hub import loading_from
 
     recover(model_dir)
@@ -303,8 +303,8 @@ def write_json(path: Path, data) -> None:
 
 
 def versions() -> dict[str, str]:
-    from . import __version__
-    from ._tf import keras, tf
+    from .. import __version__
+    from .._tf import keras, tf
 
     return {
         "classifier": __version__,

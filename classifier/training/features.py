@@ -35,19 +35,21 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ._tf import tf
-from .augment import AUGMENTATION_FIELDS, augment_image
-from .config import TrainConfig
-from .console import Log, Progress, say
-from .data import Split, content_hashes, copies_dataset  # noqa: F401 (content_hashes: part of this module's API)
-from .errors import UsageError
+from .._tf import tf
+from ..config import TrainConfig
+from ..console import Log, Progress, say
+from ..data.augment import AUGMENTATION_FIELDS, augment_image
+
+# content_hashes: part of this module's API
+from ..data.pipeline import Split, content_hashes, copies_dataset  # noqa: F401
+from ..errors import UsageError
 from .featurecache import CACHE_FORMAT, SHARD_ROWS, FeatureCache, default_cache_dir, is_url  # noqa: F401 (API)
 
 POLL_SECONDS = 2.0  # how often a waiting worker looks at the index for the other workers' shares
 
 
 def scan_memo_dir(config: TrainConfig) -> Path:
-    """Where the training scan keeps its verdicts on files (data.ScanMemo): beside the cached features when they
+    """Where the training scan keeps its verdicts on files (pipeline.ScanMemo): beside the cached features when they
     are in a local folder, else in the local default cache (the memo is about this machine's files)."""
     folder = config.cache_dir if config.cache_dir and not is_url(config.cache_dir) else default_cache_dir()
     return Path(folder) / "scan"
@@ -166,7 +168,7 @@ def backbone_batches(extract, split: Split, config: TrainConfig, wanted):
 @functools.lru_cache(maxsize=4)
 def augmentation(settings: tuple, seed: int):
     """`backbone_batches`' augment(image, copy, image seed) for the AUGMENTATION_FIELDS values `settings`, one
-    object per settings and seed, so that data.copies_dataset reuses its traced step (data.image_copies)."""
+    object per settings and seed, so that pipeline.copies_dataset reuses its traced step (pipeline.image_copies)."""
     knobs = SimpleNamespace(**dict(zip(AUGMENTATION_FIELDS, settings, strict=True)))
 
     def augment(image, copy, image_seed):
@@ -176,7 +178,7 @@ def augmentation(settings: tuple, seed: int):
 
 
 # The last extractor traced and its trace: a retrain in the same process gets the same extractor back from
-# model.feature_extractor (the backbone is shared) and reuses its trace instead of tracing the network again.
+# network.feature_extractor (the backbone is shared) and reuses its trace instead of tracing the network again.
 _last_traced: list[tuple[object, tuple, object]] = []
 
 

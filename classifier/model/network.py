@@ -10,7 +10,7 @@
 
 The head is a nested model, so it can be trained alone on cached features and still be the head
 of the full model. Only built-in Keras layers, so `keras.models.load_model("model.keras")` needs
-nothing of ours (except a `hub:` backbone, whose layer registers itself when `classifier.hub` is imported).
+nothing of ours (except a `hub:` backbone, whose layer registers itself when `classifier.model.hub` is imported).
 
 A frozen backbone is built once per process for its settings and reused by the next model built
 with them (a retrain in the same process, as the browser's Train tab does), so the network is not
@@ -22,11 +22,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ._tf import keras
+from .._tf import keras
+from ..config import TrainConfig
+from ..data.images import RESIZE_ANTIALIAS
 from .backbones import HUB_PREFIX, build_feature_extractor, get_backbone
-from .config import TrainConfig
 from .finetune import BACKBONE_LAYER
-from .images import RESIZE_ANTIALIAS
 
 SCRATCH_BATCHNORM_MOMENTUM = 0.9
 FEATURES_LAYER = "pool"

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 def convert_pixels_csv(csv_path, out_dir, class_names=None, image_shape=(28, 28)) -> dict[str, int]:

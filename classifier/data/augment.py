@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 
-from ._tf import keras, tf
+from .._tf import keras, tf
 
 ops = keras.ops
 

@@ -54,8 +54,8 @@ import sys
 import types
 from typing import Iterator
 
-from ._tf import keras, tf
-from .errors import UsageError
+from .._tf import keras, tf
+from ..errors import UsageError
 
 # The Keras releases (major, minor; both ends included) whose patched steps were read and found identical.
 # Re-read them before raising it.

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import is_model_dir
-from .images import ImageSource
-from .predict import Predictor
+from ..data.images import ImageSource
+from ..model.artifacts import is_model_dir
+from ..predict import Predictor
 
 MAX_BATCH = 16  # images per model call; bounds the latency one big request adds to the others
 
@@ -118,7 +118,7 @@ class ModelLibrary:
 
     def __init__(self, models: dict[str, Path], trust_hub_handle: bool = False, min_confidence: float | None = None):
         self.paths = dict(models)
-        self.trust_hub_handle = trust_hub_handle  # see classifier.hub: load hub backbones from outside the folder
+        self.trust_hub_handle = trust_hub_handle  # see classifier.model.hub: load hub backbones from outside the folder
         self.min_confidence = min_confidence  # the "not sure" threshold for every model; None: each model's own
         self._loaded: dict[str, BatchedPredictor] = {}
         self._lock = threading.Lock()

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from .errors import UsageError, first_line
+from ..errors import UsageError, first_line
 
 INSTALL_HINT = "pip install -r requirements-beam.txt (or pip install -e '.[beam]')"
 DEFAULT_RUNNER = "DirectRunner"

@@ -26,14 +26,14 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ._tf import keras
-from .config import TrainConfig
-from .console import Progress, say
-from .control import Cancelled
-from .errors import UsageError, first_line
-from .images import ImageError
+from .._tf import keras
+from ..config import TrainConfig
+from ..console import Progress, say
+from ..data.images import ImageError
+from ..errors import UsageError, first_line
+from ..train import TrainResult, train
+from ..training.control import Cancelled
 from .limits import DEFAULT_LIMITS, Limits, limit_hit
-from .train import TrainResult, train
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._tf import tf
-from .data import Split, find_class_files, image_dataset, split_folders
-from .images import check_image_file
+from .._tf import tf
+from ..data.images import check_image_file
+from ..data.pipeline import Split, find_class_files, image_dataset, split_folders
 
 NEAR_TIE = 0.05  # a top-1 flip where the Keras model's own lead was at most this is a coin toss, not a disagreement
 

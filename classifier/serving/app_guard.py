@@ -35,7 +35,7 @@ import gradio as gr
 from gradio.utils import get_upload_folder, is_in_or_equal
 from gradio_client.utils import is_http_url_like
 
-from .formats import is_image_file
+from ..data.formats import is_image_file
 from .limits import Limits
 
 CURVES_FILE = "curves.png"

@@ -56,7 +56,7 @@ from typing import Callable, Union
 import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
-from ._tf import tf
+from .._tf import tf
 from .formats import FORMAT_NAMES, FORMATS, is_image_file
 
 MAX_DECODE_BYTES = 128 * 2**20  # one decode's memory budget (see the module docstring)
@@ -493,7 +493,7 @@ RESIZE_ANTIALIAS = False  # the model's Resizing layer is built with this (see t
 def resize(images, size, antialias: bool = RESIZE_ANTIALIAS):
     """Bilinear resize to `size` (height, width): the op the model's Resizing layer runs.
 
-    `antialias` follows a loaded model's own layer (`model.resize_antialias`): models saved before
+    `antialias` follows a loaded model's own layer (`network.resize_antialias`): models saved before
     the rule changed antialias, and are served the way they were trained.
     """
     return tf.image.resize(images, size, method="bilinear", antialias=antialias)

@@ -11,11 +11,11 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
-from .batch_predict import error_row, result_row
+from ..batch_predict import error_row, result_row
+from ..data.images import ImageError
+from ..errors import UsageError, first_line
+from ..predict import Predictor
 from .engine import local_model_dir
-from .errors import UsageError, first_line
-from .images import ImageError
-from .predict import Predictor
 
 
 class PredictorHandler(ModelHandler):
@@ -71,8 +71,8 @@ class ComputeFeatures(beam.DoFn):
         self.written = beam.metrics.Metrics.counter("classifier", "features_written")
 
     def setup(self):
-        from .features import FeatureCache, traced
-        from .model import build_model, feature_extractor
+        from ..model.network import build_model, feature_extractor
+        from ..training.features import FeatureCache, traced
 
         model = build_model(self.config, self.classes)  # the head is not used: only the frozen part runs
         self.extract = traced(feature_extractor(model), self.config.image_shape)
@@ -80,7 +80,7 @@ class ComputeFeatures(beam.DoFn):
         self.store = FeatureCache(self.cache.root, self.cache.augmentation)
 
     def process(self, chunk):
-        from .features import backbone_batches
+        from ..training.features import backbone_batches
 
         wanted = np.zeros((len(chunk.paths), chunk.copy + 1), bool)
         wanted[:, chunk.copy] = True  # every image of the chunk, as its one copy: the vectors come in its order

@@ -25,13 +25,13 @@ import zipfile
 from pathlib import Path
 from typing import Iterator
 
-from .artifacts import staged_dir
-from .data import VALIDATION_DIRS, class_folders, find_class_files, split_folders
+from ..errors import UsageError
+from ..model.artifacts import staged_dir
+from ..serving.limits import Limits, limit_hit
 from .download import VerifyError, extract_zip, sha256_of
-from .errors import UsageError
 from .formats import FORMAT_NAMES, is_image_file
 from .images import ImageError, check_image_file
-from .limits import Limits, limit_hit
+from .pipeline import VALIDATION_DIRS, class_folders, find_class_files, split_folders
 
 DATA_SUFFIX = ".data"
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")

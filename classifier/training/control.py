@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._tf import keras
-from .config import TrainConfig
-from .errors import UsageError
+from .._tf import keras
+from ..config import TrainConfig
+from ..errors import UsageError
 
 
 class Cancelled(Exception):

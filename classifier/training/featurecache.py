@@ -51,9 +51,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._tf import keras, tf
-from .augment import AUGMENTATION_FIELDS
-from .backbones import weights_key
+from .._tf import keras, tf
+from ..data.augment import AUGMENTATION_FIELDS
+from ..model.backbones import weights_key
 
 # Part of every model key: bump it whenever decoding, resizing, augmentation or this layout changes what an entry is.
 CACHE_FORMAT = 5  # 5: shards with an index (4: augmentation as ImageDataGenerator's, one .npy per entry)

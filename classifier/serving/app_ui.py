@@ -20,6 +20,12 @@ import numpy as np
 import pandas as pd
 from starlette.middleware import Middleware
 
+from ..data.images import ImageError
+from ..errors import UsageError
+from ..evaluation.confidence import in_effect
+from ..evaluation.metrics import METRICS_FILE, TARGET_PRECISION, format_table
+from ..model.artifacts import read_metadata
+from ..model.metadata import ModelMetadata
 from .app_guard import (
     CONFUSION_FILE,
     CURVES_FILE,
@@ -31,13 +37,7 @@ from .app_guard import (
     upload_path,
 )
 from .app_train import TrainPage, build_correction_row, build_train_tab, wire_corrections
-from .artifacts import read_metadata
-from .confidence import in_effect
-from .errors import UsageError
-from .images import ImageError
 from .limits import DEFAULT_LIMITS, Limits
-from .metadata import ModelMetadata
-from .metrics import METRICS_FILE, TARGET_PRECISION, format_table
 from .serving import ModelLibrary
 
 TOP_K = 5
@@ -256,7 +256,7 @@ class App:
 
 def build_app(app: App, trainer: TrainPage | None = None) -> gr.Blocks:
     """The Blocks page of `app`, with its queue: every event waits there, within `app.limits`; with `trainer`, the
-    Train tab and the correction row under a prediction (classifier/app_train.py)."""
+    Train tab and the correction row under a prediction (classifier/serving/app_train.py)."""
     names, limits = app.library.names, app.limits
     with gr.Blocks(title="Image classifier", delete_cache=limits.delete_cache) as demo:
         gr.Markdown("# Image classifier\nDrop, upload, paste or photograph an image; the model ranks its classes.")

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ArgumentParser, UsageError
+from ..errors import ArgumentParser, UsageError
 
 NOT_SURE = "not sure"
 # The rule in words, for export.json and anyone who applies it outside this package.

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ._tf import keras, tf
-from .console import Log, say
-from .errors import UsageError
+from .._tf import keras, tf
+from ..console import Log, say
+from ..errors import UsageError
 from .features import feature_cache_applies
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
