@@ -511,7 +511,7 @@ def build_parser() -> ArgumentParser:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     config = TrainConfig.from_args(build_parser().parse_args(argv))
-    train(config, log=print)  # the run's log is the command's output
+    train(config, log=functools.partial(print, flush=True))  # the run's log is the command's output, as it happens
     return 0
 
 
