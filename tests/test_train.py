@@ -155,7 +155,13 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues_at_the_next_epoch(tmp_pa
     ]
     command = [sys.executable, "-m", "classifier.train", *argv, "--epochs", 50]
     process = subprocess.Popen(
-        [str(a) for a in command], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [str(a) for a in command],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A child inherits an ignored SIGINT (a library in this test process may have set it): give Ctrl-C back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     for line in process.stdout:  # wait until two epochs are done
         if line.startswith("epoch 2/"):
