@@ -39,9 +39,7 @@ from .._tf import tf
 from ..config import TrainConfig
 from ..console import Log, Progress, say
 from ..data.augment import AUGMENTATION_FIELDS, augment_image
-
-# content_hashes: part of this module's API
-from ..data.pipeline import Split, content_hashes, copies_dataset  # noqa: F401
+from ..data.pipeline import Split, content_hashes, copies_dataset  # noqa: F401 (content_hashes: this module's API)
 from ..errors import UsageError
 from .featurecache import CACHE_FORMAT, SHARD_ROWS, FeatureCache, default_cache_dir, is_url  # noqa: F401 (API)
 
