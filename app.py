@@ -33,7 +33,7 @@ from typing import Sequence
 
 from classifier.errors import ArgumentParser, UsageError, cli
 from classifier.evaluation.confidence import add_min_confidence_flag, min_confidence_option
-from classifier.model.artifacts import add_trust_flag
+from classifier.model.artifacts import add_engine_flag, add_trust_flag
 from classifier.serving.limits import DEFAULT_LIMITS, Limits, is_public, training_allowed
 
 TRAINING_LIMITS = {  # flag option -> its help
@@ -100,6 +100,7 @@ def build_parser() -> ArgumentParser:
             help=f"{what} (default: {getattr(limits, option)})",
         )
     add_trust_flag(parser)
+    add_engine_flag(parser, env="CLASSIFIER_ENGINE")
     return parser
 
 
@@ -158,7 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from classifier.serving.app_ui import launch
     from classifier.serving.serving import ModelLibrary
 
-    library = ModelLibrary(models, trust_hub_handle=args.trust_hub_handle, min_confidence=args.min_confidence)
+    library = ModelLibrary(
+        models, trust_hub_handle=args.trust_hub_handle, min_confidence=args.min_confidence, engine=args.engine
+    )
     if models:
         library.get(None)  # load the first model now, so the first visitor does not wait for it
         print(f"serving {len(models)} model(s): {', '.join(models)}", file=sys.stderr)

@@ -22,8 +22,8 @@ from pathlib import Path
 from _common import machine
 
 from classifier.export import (
-    CALIBRATION_IMAGES,
     QUANTIZE,
+    calibration_pixels,
     convert_tflite,
     model_data_folders,
     predict_batches,
@@ -54,7 +54,7 @@ def main() -> None:
     header = "quantize | agreement | beyond near-ties (largest lead) | max |dp| | mean |dp| | accuracy | MB | convert"
     print(header)
     for quantize in args.quantize:
-        calibration = exportcheck.sample_split(train_folder, CALIBRATION_IMAGES) if quantize == "int8" else None
+        calibration = calibration_pixels(train_folder, size) if quantize == "int8" else None
         started = time.time()
         tflite = convert_tflite(model, size, quantize, calibration)
         seconds = time.time() - started

@@ -1,10 +1,11 @@
-"""Predict latency through the Predictor: one image at a time (p50/p99) and batches (images/s).
+"""Predict latency through the Predictor, per engine: one image at a time (p50/p99) and batches (images/s).
 
-    python benchmarks/predict_latency.py MODEL_DIR [IMAGE_FOLDER] [--n 200]
+    python benchmarks/predict_latency.py MODEL_DIR [IMAGE_FOLDER] [--n 200] [--engines litert,tensorflow]
 
-Two single-image figures: the compiled model call alone on pixels already at the model's size, and
-the whole `Predictor.predict(path)` (read, decode, EXIF, resize, call). Without a folder the images
-are random pixels of 375x500.
+For each engine (serving/litert.py), in one run: the load, the model call alone on pixels already at
+the model's size, and the whole `Predictor.predict(path)` (read, decode, EXIF, resize, call). The
+litert load converts the backbone when ~/.cache/classifier/litert lacks it (its line says so; set
+XDG_CACHE_HOME to an empty folder to time that). Without a folder the images are random pixels of 375x500.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from _common import machine, percentile
 from PIL import Image
 
 from classifier.data.images import image_files
+from classifier.model.artifacts import ENGINES
 from classifier.predict import Predictor
 
 
@@ -38,9 +40,18 @@ def main() -> None:
     parser.add_argument("images", nargs="?", type=Path, help="folder of images to predict (default: random pixels)")
     parser.add_argument("--n", type=int, default=200, help="single-image calls to time (default 200)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--engines", default=",".join(ENGINES), help="engines to time, in order (default: both)")
     args = parser.parse_args()
+    print(f"machine: {machine()}")
+    for engine in args.engines.split(","):
+        bench(args, engine)
 
-    predictor = Predictor(args.model_dir)
+
+def bench(args, engine: str) -> None:
+    lines: list[str] = []
+    started = time.perf_counter()
+    predictor = Predictor(args.model_dir, engine=engine, log=lines.append)
+    loaded = time.perf_counter() - started
     rng = np.random.default_rng(0)
     if args.images:
         files = image_files(args.images)[: args.n]
@@ -55,12 +66,13 @@ def main() -> None:
     batch = np.repeat(pixels, args.batch_size, axis=0)
 
     print(
-        f"machine: {machine()}\nmodel: {args.model_dir} ({predictor.metadata.backbone}, {predictor.image_size[0]} px)"
+        f"\nengine {engine} (running: {predictor.engine}); model: {args.model_dir} ({predictor.metadata.backbone}, "
+        f"{predictor.image_size[0]} px); load {loaded:.1f} s{''.join(f'; {line}' for line in lines)}"
     )
     call = timed(lambda: predictor.probabilities_of_pixels(pixels), args.n)
     counter = iter(range(10**9))
     whole = timed(lambda: predictor.predict(files[next(counter) % len(files)]), args.n)
-    for name, samples in (("compiled call, 1 image", call), ("Predictor.predict(path)", whole)):
+    for name, samples in (("model call, 1 image", call), ("Predictor.predict(path)", whole)):
         print(f"{name:26} p50 {percentile(samples, 50):6.1f} ms   p99 {percentile(samples, 99):6.1f} ms")
     batches = timed(lambda: predictor.probabilities_of_pixels(batch), max(5, args.n // 20))
     print(

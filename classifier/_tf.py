@@ -5,23 +5,36 @@ applies and would bury the one line our commands print for a bad option, so fd 2
 the import alone. Python errors still propagate. CLASSIFIER_TF_VERBOSE=1 shows the notes.
 """
 
+import contextlib
 import os
 import sys
+from typing import Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def _import_quietly() -> None:
-    if "tensorflow" in sys.modules or os.environ.get("CLASSIFIER_TF_VERBOSE"):
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 silenced for the block (the C++ notes TensorFlow and LiteRT print), unless
+    CLASSIFIER_TF_VERBOSE is set. Python errors still propagate."""
+    if os.environ.get("CLASSIFIER_TF_VERBOSE"):
+        yield
         return
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def _import_quietly() -> None:
+    if "tensorflow" in sys.modules:
+        return
+    with quiet_stderr():
+        import tensorflow  # noqa: F401
 
 
 _import_quietly()
@@ -29,4 +42,4 @@ _import_quietly()
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-__all__ = ["keras", "tf"]
+__all__ = ["keras", "quiet_stderr", "tf"]

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .console import Log, say
 from .errors import UsageError
 from .model.backbones import TOP, get_backbone
+
+
+def user_cache_dir(kind: str) -> Path:
+    """Where a cache of `kind` lives by default: ~/.cache/classifier/<kind>, under $XDG_CACHE_HOME when set."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "classifier" / kind
 
 
 def option(default: Any, help: str, **argparse_kwargs: Any) -> Any:

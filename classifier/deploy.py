@@ -32,7 +32,6 @@ ROOT = PACKAGE.parent  # the source checkout: app.py, requirements.txt and READM
 SPACE_FILES = ("app.py", "requirements.txt", "README.md")
 # Pinned in requirements.txt for training, never imported by the served app: left out of the Space's requirements.
 NOT_SERVED = {
-    "ai-edge-litert": "TFLite export (classifier.export)",
     "matplotlib": "training's plots (classifier.evaluation.plots); the page shows the saved PNGs",
     "tensorflow-hub": "fetching hub: handles at training; a model folder carries its SavedModel in hub/",
 }

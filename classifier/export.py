@@ -22,17 +22,14 @@ also records the model's "not sure" threshold (`min_confidence`) and the rule th
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
 
 from ._tf import keras, tf
 from .console import Log, say, silent
@@ -54,6 +51,7 @@ from .model.artifacts import (
 from .model.compat import mediapipe_metadata
 from .model.metadata import ModelMetadata
 from .model.network import resize_antialias
+from .model.tflite import PIXELS_SIGNATURE, LiteRTModel, convert_tflite, pixels_spec
 from .serving import exportcheck
 
 FORMATS = ("savedmodel", "tflite")
@@ -63,7 +61,7 @@ TFLITE_FILE = "model.tflite"
 CHECK_IMAGES = 200  # real images the check runs on: enough for an agreement rate to mean something
 CALIBRATION_IMAGES = 200  # int8 representative images (TFLite's guide: a few hundred)
 METADATA_EXTRA = 'pip install -e ".[tflite-metadata]" (the extra that installs mediapipe)'
-PIXELS_SIGNATURE, BYTES_SIGNATURE = "serving_default", "serving_bytes"
+BYTES_SIGNATURE = "serving_bytes"  # beside tflite.PIXELS_SIGNATURE, "serving_default"
 
 
 @dataclass
@@ -134,7 +132,7 @@ def export_model(
             results = check_savedmodel(folder, samples, reference, rule, targets)
             tflite_metadata = None
         else:
-            calibration = exportcheck.sample_split(train_folder, CALIBRATION_IMAGES) if quantize == "int8" else None
+            calibration = calibration_pixels(train_folder, size) if quantize == "int8" else None
             converted = convert_tflite(model, size, quantize, calibration)
             tflite, tflite_metadata = with_tflite_metadata(converted, metadata.class_names)
             if not tflite_metadata["written"]:
@@ -188,13 +186,9 @@ def write_savedmodel(model, size: tuple[int, int], folder: Path) -> None:
         images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([*size, 3], tf.float32))
         return {"probabilities": model(images, training=False)}
 
-    archive.add_endpoint(PIXELS_SIGNATURE, from_pixels, [_pixels_spec(size)])
+    archive.add_endpoint(PIXELS_SIGNATURE, from_pixels, [pixels_spec(size)])
     archive.add_endpoint(BYTES_SIGNATURE, from_bytes, [tf.TensorSpec([None], tf.string, name="image_bytes")])
     archive.write_out(str(folder), verbose=False)
-
-
-def _pixels_spec(size: tuple[int, int]):
-    return tf.TensorSpec([None, *size, 3], tf.float32, name="images")
 
 
 def check_savedmodel(
@@ -224,66 +218,16 @@ def predict_batches(predict, inputs: np.ndarray, batch_size: int = 32) -> np.nda
 
 
 # --------------------------------------------------------------------------------------------
-# TFLite
+# TFLite (the conversion itself: classifier/model/tflite.py)
 # --------------------------------------------------------------------------------------------
-def convert_tflite(model, size: tuple[int, int], quantize: str, calibration=None) -> bytes:
-    """The model from pixels at its size to probabilities, as a TFLite flatbuffer.
-
-    The model's Resizing layer is left out: at the model's size it is the identity (the check
-    proves it), and models saved before the resize rule changed antialias, which has no TFLite
-    kernel. int8 is full-integer with uint8 pixels in and uint8 probabilities out (for
-    integer-only accelerators), calibrated on `calibration` (a Split of training images).
-    """
-    with tflite_converter(model, size, quantize, calibration) as converter:
-        return converter.convert()
-
-
-@contextlib.contextmanager
-def tflite_converter(model, size: tuple[int, int], quantize: str, calibration=None) -> Iterator:
-    """The TFLiteConverter `convert_tflite` uses, configured, for as long as its SavedModel exists."""
-    at_size = keras.Model(model.get_layer("backbone_scaling").input, model.output)
-    with tempfile.TemporaryDirectory(prefix="classifier-tflite-") as saved:
-        # Through a SavedModel: the converter freezes its variables into constants (a concrete
-        # function of a Keras 3 model would keep them as uninitialised resource variables).
-        archive = keras.export.ExportArchive()
-        archive.track(at_size)
-        archive.add_endpoint(
-            PIXELS_SIGNATURE, lambda images: {"probabilities": at_size(images, training=False)}, [_pixels_spec(size)]
-        )
-        archive.write_out(saved, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[PIXELS_SIGNATURE])
-        _configure(converter, size, quantize, calibration)
-        yield converter
-
-
-def _configure(converter, size: tuple[int, int], quantize: str, calibration) -> None:
-    if quantize != "none":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    if quantize == "int8":
-        pixels = exportcheck.split_pixels(calibration, size)
-        converter.representative_dataset = lambda: ([pixels[i : i + 1]] for i in range(len(pixels)))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.uint8
+def calibration_pixels(train_folder: Path, size: tuple[int, int]) -> np.ndarray:
+    """int8's calibration set: CALIBRATION_IMAGES training images through the training pipeline, (N, H, W, 3)."""
+    return exportcheck.split_pixels(exportcheck.sample_split(train_folder, CALIBRATION_IMAGES), size)
 
 
 def run_tflite(path: Path, pixels: np.ndarray) -> np.ndarray:
     """Run a TFLite model over `pixels` in the LiteRT interpreter, in batches, (de)quantising input and output."""
-    interpreter = Interpreter(model_path=str(path))
-    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        interpreter.resize_tensor_input(source["index"], [len(batch), *source["shape"][1:]])
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(source["index"], _quantize(batch, source))
-        interpreter.invoke()
-        output = interpreter.get_tensor(target["index"])
-        scale, zero_point = target["quantization"]
-        return (output.astype(np.float32) - zero_point) * scale if scale else output
-
-    return predict_batches(run, pixels)
+    return predict_batches(LiteRTModel(path=path), pixels)
 
 
 def with_tflite_metadata(tflite: bytes, class_names: list[str]) -> tuple[bytes, dict]:
@@ -313,14 +257,6 @@ def with_tflite_metadata(tflite: bytes, class_names: list[str]) -> tuple[bytes, 
         "normalization": {"mean": [0.0], "std": [1.0]},
         "writer": f"mediapipe {importlib.metadata.version('mediapipe')}",
     }
-
-
-def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
-    scale, zero_point = details["quantization"]
-    if not scale:
-        return values.astype(details["dtype"])
-    limits = np.iinfo(details["dtype"])
-    return np.clip(np.round(values / scale + zero_point), limits.min, limits.max).astype(details["dtype"])
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
     python -m classifier.predict MODEL_DIR IMAGE_OR_FOLDER [...] [--top-k 3] [--json] [--min-confidence P]
 
 Images go through `images.model_pixels` (allowed formats, EXIF, any mode -> RGB, memory limits,
-then the resize the training pipeline and the model's own Resizing layer run), then one compiled call.
+then the resize the training pipeline and the model's own Resizing layer run), then one model call:
+the backbone in LiteRT, converted once per machine and cached, the head in TensorFlow (serving/litert.py;
+`--engine tensorflow` runs all of it in TensorFlow).
 A file that cannot be used raises `images.ImageError` naming it; the command lists it and goes on.
 `Predictor.answer` applies the "not sure" rule (confidence.py) at the threshold in effect: the one
 given, else the model's own from its metadata.json.
@@ -18,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._tf import tf
+from .console import Log, say
 from .data.images import MAX_PIXELS, ImageError, ImageSource, image_files, model_pixels
 from .errors import ArgumentParser, UsageError, cli
 from .evaluation.confidence import (
@@ -29,8 +31,9 @@ from .evaluation.confidence import (
     in_effect,
     min_confidence_option,
 )
-from .model.artifacts import add_trust_flag, load_model, read_metadata
+from .model.artifacts import add_engine_flag, add_trust_flag, load_model, read_metadata
 from .model.network import resize_antialias
+from .serving.litert import probabilities_function
 
 
 class Predictor:
@@ -42,6 +45,8 @@ class Predictor:
         max_pixels: int = MAX_PIXELS,
         trust_hub_handle: bool = False,
         min_confidence: float | None = None,
+        engine: str = "litert",
+        log: Log = say,
     ):
         self.model_dir = Path(model_dir)
         self.metadata = read_metadata(self.model_dir)
@@ -52,12 +57,8 @@ class Predictor:
         self.max_pixels = max_pixels
         self.model = load_model(self.model_dir, trust_hub_handle)
         self.antialias = resize_antialias(self.model)
-        # One graph, traced here, for every batch at the model's size: no retracing, no per-call Python overhead of
-        # predict(). Calling the concrete function itself also skips tf.function's per-call lookup of its trace,
-        # which hashes every captured weight, hundreds for InceptionV3 (figures: benchmarks/README.md).
-        self._probabilities = tf.function(lambda batch: self.model(batch, training=False)).get_concrete_function(
-            tf.TensorSpec([None, *self.image_size, 3], tf.float32)
-        )
+        # The backbone in LiteRT (or TensorFlow, see serving/litert.py), traced once here for every batch.
+        self.engine, self._probabilities = probabilities_function(self.model, self.image_size, engine, log)
 
     def pixels(self, image: ImageSource) -> np.ndarray:
         """One image (path, bytes, Pillow image or array) -> float32 (H, W, 3) at the model's size."""
@@ -72,7 +73,7 @@ class Predictor:
 
     def probabilities_of_pixels(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities for a batch already at the model's size (N, H, W, 3), floats 0..255."""
-        return self._probabilities(tf.convert_to_tensor(batch, tf.float32)).numpy()
+        return self._probabilities(batch)
 
     def predict(self, image: ImageSource, top_k: int | None = None) -> list[tuple[str, float]]:
         """(class name, probability) pairs for one image, most probable first."""
@@ -114,6 +115,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
     add_min_confidence_flag(parser)
     add_trust_flag(parser)
+    add_engine_flag(parser)
     return parser
 
 
@@ -124,7 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--top-k {args.top_k}: must be at least 1")
     min_confidence = min_confidence_option(args.min_confidence)
     paths = expand_image_args(args.images)
-    predictor = Predictor(args.model_dir, trust_hub_handle=args.trust_hub_handle, min_confidence=min_confidence)
+    predictor = Predictor(
+        args.model_dir, trust_hub_handle=args.trust_hub_handle, min_confidence=min_confidence, engine=args.engine
+    )
     results, failures = [], 0
     for path in paths:
         try:

@@ -78,7 +78,7 @@ def test_staged_space_runs_alone_and_answers(model_dir, shapes_dir, tmp_path):
     assert SpaceCard(readme).data.python_version == PYTHON
     pins = (ROOT / "requirements.txt").read_text().splitlines()
     served = [line for line in pins if not line.startswith(tuple(f"{name}==" for name in NOT_SERVED))]
-    assert (space / "requirements.txt").read_text().splitlines() == served and len(served) == len(pins) - 3
+    assert (space / "requirements.txt").read_text().splitlines() == served and len(served) == len(pins) - 2
     # The model card and the files in the public repository name no path of the training machine.
     assert "Backbone: mobilenet_v2, cut at `block_1_expand_relu`" in readme and "None" not in readme
     for text in [readme, *(path.read_text() for path in (space / "models" / model_dir.name).glob("*.json"))]:
@@ -86,7 +86,7 @@ def test_staged_space_runs_alone_and_answers(model_dir, shapes_dir, tmp_path):
     assert json.loads((space / "models" / model_dir.name / "metadata.json").read_text())["data"]["root"] == "shapes"
 
     # The Space starts and answers without what its requirements leave out (gradio imports matplotlib if it can).
-    not_installed(tmp_path / "left_out", ["matplotlib", "ai_edge_litert", "tensorflow_hub"])
+    not_installed(tmp_path / "left_out", ["matplotlib", "tensorflow_hub"])
     port, log_path = free_port(), tmp_path / "space.log"
     url = f"http://127.0.0.1:{port}/"
     with open(log_path, "w") as log:

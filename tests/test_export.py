@@ -21,6 +21,7 @@ from conftest import SHARED, run_main, tiny_config
 from classifier import export as export_module
 from classifier._tf import tf
 from classifier.errors import UsageError
+from classifier.model import tflite
 from classifier.model.artifacts import load_model, save_model_dir
 from classifier.model.compat import mediapipe_metadata
 from classifier.model.metadata import DataSummary, ModelMetadata
@@ -342,7 +343,8 @@ def test_broken_exports_of_real_mobilenet_fail_even_the_most_lenient_rule(tmp_pa
     samples = image_samples(check_folder, (224, 224), 48)
     targets = samples.targets(metadata["class_names"])
     reference = model(samples.pixels, training=False).numpy()
-    with export_module.tflite_converter(model, (224, 224), "int8", exportcheck.sample_split(train_folder, 40)) as conv:
+    calibration = exportcheck.split_pixels(exportcheck.sample_split(train_folder, 40), (224, 224))
+    with tflite.tflite_converter(model, (224, 224), "int8", calibration) as conv:
         conv._experimental_disable_per_channel = True  # one scale per tensor: the BN-folded kernels lose their range
         (tmp_path / "model.tflite").write_bytes(conv.convert())
     broken = {

@@ -147,7 +147,14 @@ def _hub_layer_config(node):
 def test_a_hub_model_folder_carries_its_saved_model_and_works_anywhere(hub_model, tmp_path):
     result, images, source = hub_model
     assert (result.model_dir / "hub" / "saved_model.pb").is_file() and saved_handle(result.model_dir) == "hub"
-    expected = Predictor(result.model_dir).predict_proba(images)
+    lines: list[str] = []
+    served = Predictor(result.model_dir, log=lines.append)
+    expected = served.predict_proba(images)
+    # A SavedModel's computation is not in its layer's settings, so no cached LiteRT conversion could be told
+    # apart from another SavedModel's with the same weights: a hub backbone runs in TensorFlow.
+    assert served.engine == "tensorflow" and lines == [
+        "note: predicting with TensorFlow: LiteRT's cache cannot identify the backbone's HubFeatures"
+    ], lines
     shutil.copytree(result.model_dir, tmp_path / "a" / "hub_shapes")
     moved = shutil.move(tmp_path / "a" / "hub_shapes", tmp_path / "b" / "hub_shapes")
     shutil.rmtree(source)  # the SavedModel it was trained from is gone

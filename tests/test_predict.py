@@ -11,7 +11,11 @@ from PIL import Image
 
 from classifier.data.images import ImageError
 from classifier.errors import UsageError
+from classifier.model.artifacts import load_model
+from classifier.model.finetune import BACKBONE_LAYER
+from classifier.model.network import feature_extractor, head
 from classifier.predict import Predictor, main
+from classifier.serving import litert
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +41,68 @@ def test_accepts_paths_bytes_pillow_images_and_arrays_alike(predictor, shapes_di
         np.testing.assert_allclose(row, probabilities[0], atol=1e-6)
 
 
-def test_the_compiled_call_answers_as_the_keras_model_for_any_batch_size(predictor, shapes_dir):
-    """The graph traced once at load serves every batch size, with the loaded model's own probabilities."""
+def test_both_engines_answer_as_the_keras_model_for_any_batch_size(predictor, model_dir, shapes_dir):
+    """The call set up once at load serves every batch size with the loaded model's own probabilities: all in
+    TensorFlow exactly, with the backbone in LiteRT (the default) to float rounding."""
     pixels = np.stack([predictor.pixels(path) for path in sorted(shapes_dir.glob("*/*.png"))[:5]])
+    in_tensorflow = Predictor(model_dir, engine="tensorflow")
+    assert (predictor.engine, in_tensorflow.engine) == ("litert", "tensorflow")
     for batch in (pixels[:1], pixels, pixels[:2]):
         expected = predictor.model(batch, training=False).numpy()
-        np.testing.assert_allclose(predictor.probabilities_of_pixels(batch), expected, atol=1e-6)
+        np.testing.assert_allclose(in_tensorflow.probabilities_of_pixels(batch), expected, atol=1e-6)
+        np.testing.assert_allclose(predictor.probabilities_of_pixels(batch), expected, atol=1e-5)
+
+
+def test_the_conversion_is_made_once_cached_and_remade_when_damaged(model_dir, shapes_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    image = sorted(shapes_dir.glob("circle/*.png"))[0]
+    lines: list[str] = []
+    first = Predictor(model_dir, log=lines.append)
+    assert first.engine == "litert" and any("converting" in line for line in lines), lines
+    (entry,) = (tmp_path / "cache" / "classifier" / "litert").glob("*.tflite")
+    lines.clear()
+    again = Predictor(model_dir, log=lines.append)  # found: no conversion, the same flatbuffer
+    assert again.engine == "litert" and lines == []
+    np.testing.assert_array_equal(again.predict_proba([image]), first.predict_proba([image]))
+    entry.write_bytes(b"TFL3 not a flatbuffer")  # damaged on disk: converted again and replaced
+    damaged = Predictor(model_dir, log=lines.append)
+    assert damaged.engine == "litert" and any("not a valid Flatbuffer" in line for line in lines)
+    assert entry.stat().st_size > 1000
+    np.testing.assert_allclose(damaged.predict_proba([image]), first.predict_proba([image]), atol=1e-6)
+
+
+def test_the_cache_key_follows_the_backbone_not_the_head(model_dir):
+    """A retrain on the same frozen backbone (a new head) finds the conversion; a changed backbone weight (a
+    fine-tuned model) or another size does not."""
+    model = load_model(model_dir)
+    key = litert.cache_key(feature_extractor(model), (75, 75))
+    head(model).weights[0].assign(head(model).weights[0] + 1.0)
+    assert litert.cache_key(feature_extractor(model), (75, 75)) == key
+    assert litert.cache_key(feature_extractor(model), (96, 96)) != key
+    kernel = model.get_layer(BACKBONE_LAYER).weights[0]
+    kernel.assign(kernel * 1.01)
+    assert litert.cache_key(feature_extractor(model), (75, 75)) != key
+
+
+def test_where_litert_cannot_serve_tensorflow_does_and_says_why(model_dir, shapes_dir, tmp_path, monkeypatch):
+    image = sorted(shapes_dir.glob("circle/*.png"))[0]
+    expected = Predictor(model_dir, engine="tensorflow").predict_proba([image])
+    # The cache cannot be written (its folder's place is a file): the conversion still serves, uncached.
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    lines: list[str] = []
+    uncached = Predictor(model_dir, log=lines.append)
+    assert uncached.engine == "litert" and any("is not cached" in line for line in lines), lines
+    np.testing.assert_allclose(uncached.predict_proba([image]), expected, atol=1e-5)
+    # A conversion that fails its check against TensorFlow is not used.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(litert, "FEATURE_TOLERANCE", -1.0)
+    lines.clear()
+    refused = Predictor(model_dir, log=lines.append)
+    assert refused.engine == "tensorflow", lines
+    assert any("predicting with TensorFlow" in line and "differ from TensorFlow's" in line for line in lines), lines
+    assert not list((tmp_path / "cache").rglob("*.tflite"))
+    np.testing.assert_allclose(refused.predict_proba([image]), expected, atol=1e-6)
 
 
 def test_bad_image_raises_image_error(predictor, tmp_path):
@@ -124,3 +184,17 @@ def test_cli_says_not_sure_below_the_threshold(predictor, model_dir, shapes_dir,
     for bad in ("1", "0.5x"):
         code, _, err = run_main(main, [model_dir, image, "--min-confidence", bad], capsys)
         assert code == 2 and err.startswith(f"error: --min-confidence {bad}: ") and err.count("\n") == 1
+
+
+def test_cli_engine_flag(model_dir, shapes_dir, capsys):
+    circle = sorted(shapes_dir.glob("circle/*.png"))[0]
+    answers = {}
+    for engine in ("litert", "tensorflow"):
+        code, out, _ = run_main(main, [model_dir, circle, "--json", "--engine", engine], capsys)
+        answers[engine] = {p["label"]: p["probability"] for p in json.loads(out)[0]["predictions"]}
+        assert code == 0
+    assert answers["litert"].keys() == answers["tensorflow"].keys()
+    for label, probability in answers["tensorflow"].items():
+        assert abs(answers["litert"][label] - probability) < 1e-5
+    code, _, err = run_main(main, [model_dir, circle, "--engine", "onnx"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "--engine: invalid choice: 'onnx'" in err

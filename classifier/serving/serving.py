@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.images import ImageSource
-from ..model.artifacts import is_model_dir
+from ..model.artifacts import ENGINES, is_model_dir
 from ..predict import Predictor
 
 MAX_BATCH = 16  # images per model call; bounds the latency one big request adds to the others
@@ -116,8 +116,15 @@ def find_models(models_dir: str | Path) -> dict[str, Path]:
 class ModelLibrary:
     """The models the app offers, by name; each is loaded on first use and then shared."""
 
-    def __init__(self, models: dict[str, Path], trust_hub_handle: bool = False, min_confidence: float | None = None):
+    def __init__(
+        self,
+        models: dict[str, Path],
+        trust_hub_handle: bool = False,
+        min_confidence: float | None = None,
+        engine: str = ENGINES[0],
+    ):
         self.paths = dict(models)
+        self.engine = engine  # what runs each model's backbone (serving/litert.py)
         self.trust_hub_handle = trust_hub_handle  # see classifier.model.hub: load hub backbones from outside the folder
         self.min_confidence = min_confidence  # the "not sure" threshold for every model; None: each model's own
         self._loaded: dict[str, BatchedPredictor] = {}
@@ -136,7 +143,10 @@ class ModelLibrary:
             if name not in self._loaded:
                 self._loaded[name] = BatchedPredictor(
                     Predictor(
-                        self.paths[name], trust_hub_handle=self.trust_hub_handle, min_confidence=self.min_confidence
+                        self.paths[name],
+                        trust_hub_handle=self.trust_hub_handle,
+                        min_confidence=self.min_confidence,
+                        engine=self.engine,
                     )
                 )
             return self._loaded[name]

@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from .._tf import keras, tf
+from ..config import user_cache_dir
 from ..data.augment import AUGMENTATION_FIELDS
 from ..model.backbones import weights_key
 
@@ -76,7 +77,7 @@ def is_url(path) -> bool:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "classifier" / "features"
+    return user_cache_dir("features")
 
 
 def cache_dir(config) -> str:

@@ -1,0 +1,167 @@
+"""The `Predictor`'s model call: the backbone in LiteRT, the head in TensorFlow, or all of it in TensorFlow.
+
+A model's frozen part (its backbone's scaling, the backbone, the pooling: pixels at the model's size
+-> feature vector) is about 93% of a prediction's time, and LiteRT's XNNPACK kernels run it about
+twice as fast as TensorFlow's on a CPU, with the same features to float rounding (figures:
+benchmarks/README.md, "Waiting times"). The head, small and retrained often, stays in TensorFlow.
+
+Converting takes a while (about 20 s for InceptionV3 to mixed7 on 2 cores), so it is done once per
+distinct frozen part and kept in ~/.cache/classifier/litert/ (under $XDG_CACHE_HOME when set). The
+key hashes the part's architecture and weights and the TensorFlow and LiteRT versions: a retrain on
+the same frozen backbone (only the head changes) finds the conversion, a fine-tuned backbone gets its own.
+
+Nothing is read from the model folder: the flatbuffer is made here from the model Keras loaded, and
+checked against TensorFlow on a probe batch before it is used or cached; the cache file is written
+atomically, so an entry is a checked conversion or absent. Where conversion or the check fails, the
+model runs in TensorFlow and the `log` says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .._tf import keras, tf
+from ..config import user_cache_dir
+from ..console import Log, say
+from ..errors import UsageError, first_line
+from ..model.artifacts import ENGINES, write_atomic
+from ..model.network import feature_extractor, head
+from ..model.tflite import LiteRTModel, convert_tflite
+
+CACHE_FORMAT = 1  # bump when what a cache entry holds changes, so older entries are not used
+FEATURE_TOLERANCE = 1e-4  # largest accepted |LiteRT - TensorFlow| on the probe, relative to its largest feature
+PROBE_IMAGES = 2
+BUILT_IN = "keras.src.layers."  # the module of every layer Keras ships (Conv2D, BatchNormalization, Rescaling...)
+
+Probabilities = Callable[[np.ndarray], np.ndarray]  # float32 pixels (N, H, W, 3) at the model's size -> (N, classes)
+
+
+def probabilities_function(
+    model, size: tuple[int, int], engine: str = "litert", log: Log = say
+) -> tuple[str, Probabilities]:
+    """(the engine that runs, the model's pixels -> probabilities call) for `engine`: "litert" falls back to
+    "tensorflow", saying why, where the backbone cannot run in LiteRT."""
+    if engine not in ENGINES:
+        raise UsageError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
+    features = litert_features(model, size, log) if engine == "litert" else None
+    if features is None:
+        # One graph traced here for every batch: no retracing, no per-call overhead of predict(). Calling the
+        # concrete function itself also skips tf.function's per-call lookup of its trace, which hashes every
+        # captured weight, hundreds for InceptionV3 (figures: benchmarks/README.md).
+        whole = _traced(model, tf.TensorSpec([None, *size, 3], tf.float32))
+        return "tensorflow", lambda pixels: whole(tf.convert_to_tensor(pixels, tf.float32)).numpy()
+    classify = head(model)
+    on_features = _traced(classify, tf.TensorSpec(classify.input.shape, tf.float32))
+    return "litert", lambda pixels: on_features(tf.convert_to_tensor(features(pixels))).numpy()
+
+
+def _traced(model, spec):
+    return tf.function(lambda inputs: model(inputs, training=False)).get_concrete_function(spec)
+
+
+def litert_features(model, size: tuple[int, int], log: Log = say) -> LiteRTModel | None:
+    """The model's frozen part in LiteRT: from the cache, else converted, checked and cached now; None (and why,
+    through `log`) where it cannot run there."""
+    extractor = feature_extractor(model)
+    unidentified = _unidentified(extractor)
+    if unidentified:
+        log(
+            f"note: predicting with TensorFlow: LiteRT's cache cannot identify the backbone's {', '.join(unidentified)}"
+        )
+        return None
+    path = cache_dir() / f"{cache_key(extractor, size)}.tflite"
+    if path.is_file():
+        try:
+            return LiteRTModel(path=path, threads=cpu_count())
+        except (ValueError, RuntimeError) as error:  # a damaged entry: convert again and replace it
+            log(f"note: {path}: the cached conversion could not be loaded ({first_line(error)}); converting again")
+    log("converting the model's backbone for LiteRT, once on this machine (InceptionV3: about 20 s)")
+    started = time.monotonic()
+    try:
+        flatbuffer = convert_tflite(extractor, size, output="features")
+        features = LiteRTModel(flatbuffer, threads=cpu_count())
+        check(features, extractor, size)
+    except Exception as error:  # noqa: BLE001 - the converter raises many kinds; TensorFlow still serves
+        log(f"note: predicting with TensorFlow: the backbone does not run in LiteRT ({first_line(error)})")
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, flatbuffer)
+        log(f"converted in {time.monotonic() - started:.0f} s; cached as {path}")
+    except OSError as error:  # a read-only home: serve the conversion all the same
+        log(f"note: the conversion is not cached ({first_line(error)}); the next start converts again")
+    return features
+
+
+def check(features: LiteRTModel, extractor, size: tuple[int, int]) -> None:
+    """Raise ValueError unless `features` computes what `extractor` does on a probe batch, to float rounding."""
+    probe = np.random.default_rng(0).uniform(0, 255, (PROBE_IMAGES, *size, 3)).astype(np.float32)
+    expected = extractor(probe, training=False).numpy()
+    difference = float(np.max(np.abs(features(probe) - expected)))
+    allowed = FEATURE_TOLERANCE * max(float(np.max(np.abs(expected))), 1e-3)
+    if not difference <= allowed:
+        raise ValueError(f"LiteRT's features differ from TensorFlow's by {difference:.2e} (at most {allowed:.2e})")
+
+
+def cache_dir() -> Path:
+    return user_cache_dir("litert")
+
+
+def cache_key(extractor, size: tuple[int, int]) -> str:
+    """A hash of what the conversion depends on: the part's layers and weights, the size and the versions. Layer
+    and weight names are left out: Keras numbers unnamed layers per process (InceptionV3's conv2d_95 in a process
+    that built one before), and the same network must find its conversion whatever its names."""
+    digest = hashlib.sha256()
+    described = {
+        "format": CACHE_FORMAT,
+        "size": list(size),
+        "layers": _layers(extractor),
+        "tensorflow": tf.__version__,
+        "litert": importlib.metadata.version("ai-edge-litert"),
+    }
+    digest.update(json.dumps(described, sort_keys=True, default=str).encode())
+    for weight in extractor.weights:
+        values = np.ascontiguousarray(weight.numpy())
+        digest.update(f"{values.dtype} {values.shape}".encode())
+        digest.update(values.data)
+    return digest.hexdigest()[:32]
+
+
+def _layers(model) -> list:
+    """Every layer in order, nested models' layers in their place: its class, its settings but its name, and
+    its output shape."""
+    rows = []
+    for layer in _flat_layers(model):
+        settings = {key: value for key, value in layer.get_config().items() if key != "name"}
+        rows.append([type(layer).__name__, settings, str(layer.output.shape)])
+    return rows
+
+
+def _flat_layers(model) -> Iterator:
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _flat_layers(layer)
+        else:
+            yield layer
+
+
+def _unidentified(model) -> list[str]:
+    """Layers whose settings may not say what they compute: any but Keras' built-in layers (a hub: backbone's
+    SavedModel, Keras' own TFSMLayer). Two such networks with the same weights could differ, so `cache_key`
+    could not tell their conversions apart."""
+    return sorted(
+        {type(layer).__name__ for layer in _flat_layers(model) if not type(layer).__module__.startswith(BUILT_IN)}
+    )
+
+
+def cpu_count() -> int:
+    """The cores this process may run on (os.cpu_count() counts the machine's): XNNPACK's thread count."""
+    return len(os.sched_getaffinity(0))
