@@ -83,13 +83,14 @@ class LiteRTModel:
 
     def __init__(self, flatbuffer: bytes | None = None, path=None, threads: int | None = None):
         # XNNPACK (the default delegate) runs the float kernels on `threads` threads; None: LiteRT's choice.
-        with quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+        with quiet_stderr():  # "Created TensorFlow Lite XNNPACK delegate for CPU.", at the first allocation
             self._interpreter = Interpreter(
                 model_content=flatbuffer, model_path=None if path is None else str(path), num_threads=threads
             )
+            self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
-        self._batch = None
+        self._batch = self._input["shape"][0]
         self._lock = threading.Lock()
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
