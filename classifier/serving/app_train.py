@@ -72,8 +72,12 @@ class TrainPage:
         self._starting = threading.Lock()  # one Train at a time fills a training folder
 
     def publish(self, job: Job, result) -> None:
-        """A finished job's model joins the page: predictions load the new folder, the card shows its plots."""
+        """A finished job's model joins the page: predictions use the new folder, loaded here, so the first one does
+        not wait for it (nor for its backbone's LiteRT conversion, the first time on this machine); the card shows
+        its plots."""
         self.app.library.add(job.name, result.model_dir)
+        job.phase = "loading the model for predictions"
+        self.app.library.get(job.name, log=job.log)
         self.app.shown.publish(job.name, result.model_dir)
 
     # -- Train, status, cancel, retrain ------------------------------------------------------------

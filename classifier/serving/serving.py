@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..console import Log, say
 from ..data.images import ImageSource
 from ..model.artifacts import ENGINES, is_model_dir
 from ..predict import Predictor
@@ -134,8 +135,9 @@ class ModelLibrary:
     def names(self) -> list[str]:
         return list(self.paths)
 
-    def get(self, name: str | None) -> BatchedPredictor:
-        """The shared predictor for `name` (the first model when None); loads it once."""
+    def get(self, name: str | None, log: Log = say) -> BatchedPredictor:
+        """The shared predictor for `name` (the first model when None); loads it once, saying through `log` what
+        loading has to say (a backbone's first LiteRT conversion on this machine)."""
         name = name or self.names[0]
         if name not in self.paths:
             raise KeyError(f"unknown model {name!r}; this app serves: {', '.join(self.names)}")
@@ -147,6 +149,7 @@ class ModelLibrary:
                         trust_hub_handle=self.trust_hub_handle,
                         min_confidence=self.min_confidence,
                         engine=self.engine,
+                        log=log,
                     )
                 )
             return self._loaded[name]
