@@ -83,7 +83,7 @@ def litert_features(model, size: tuple[int, int], log: Log = say) -> LiteRTModel
             return LiteRTModel(path=path, threads=cpu_count())
         except (ValueError, RuntimeError) as error:  # a damaged entry: convert again and replace it
             log(f"note: {path}: the cached conversion could not be loaded ({first_line(error)}); converting again")
-    log("converting the model's backbone for LiteRT, once on this machine (InceptionV3: about 20 s)")
+    log("converting the model's backbone for LiteRT, once on this machine (about 20 s on 2 cores)")
     started = time.monotonic()
     try:
         flatbuffer = convert_tflite(extractor, size, output="features")
