@@ -100,7 +100,7 @@ def build_parser() -> ArgumentParser:
             help=f"{what} (default: {getattr(limits, option)})",
         )
     add_trust_flag(parser)
-    add_engine_flag(parser, env="CLASSIFIER_ENGINE")
+    add_engine_flag(parser, env="CLASSIFIER_ENGINE")  # a server: converting once pays off
     return parser
 
 

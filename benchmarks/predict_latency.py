@@ -40,7 +40,9 @@ def main() -> None:
     parser.add_argument("images", nargs="?", type=Path, help="folder of images to predict (default: random pixels)")
     parser.add_argument("--n", type=int, default=200, help="single-image calls to time (default 200)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--engines", default=",".join(ENGINES), help="engines to time, in order (default: both)")
+    parser.add_argument(
+        "--engines", default="litert,tensorflow", help=f"engines to time, in order, of {', '.join(ENGINES)}"
+    )
     args = parser.parse_args()
     print(f"machine: {machine()}")
     for engine in args.engines.split(","):

@@ -4,8 +4,8 @@
 
 Images go through `images.model_pixels` (allowed formats, EXIF, any mode -> RGB, memory limits,
 then the resize the training pipeline and the model's own Resizing layer run), then one model call:
-the backbone in LiteRT, converted once per machine and cached, the head in TensorFlow (serving/litert.py;
-`--engine tensorflow` runs all of it in TensorFlow).
+the backbone in LiteRT, converted once per machine and cached, the head in TensorFlow (serving/litert.py). The
+command converts only when asked (`--engine litert`): by default it uses a cached conversion, else TensorFlow.
 A file that cannot be used raises `images.ImageError` naming it; the command lists it and goes on.
 `Predictor.answer` applies the "not sure" rule (confidence.py) at the threshold in effect: the one
 given, else the model's own from its metadata.json.
@@ -115,7 +115,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
     add_min_confidence_flag(parser)
     add_trust_flag(parser)
-    add_engine_flag(parser)
+    # A one-off command: converting (15-20 s) would cost more than it saves on a few images.
+    add_engine_flag(parser, default="auto")
     return parser
 
 

@@ -186,15 +186,19 @@ def test_cli_says_not_sure_below_the_threshold(predictor, model_dir, shapes_dir,
         assert code == 2 and err.startswith(f"error: --min-confidence {bad}: ") and err.count("\n") == 1
 
 
-def test_cli_engine_flag(model_dir, shapes_dir, capsys):
+def test_cli_engine_flag(model_dir, shapes_dir, tmp_path, monkeypatch, capsys):
+    """The command converts only when asked: by default (auto) it takes a cached conversion, else TensorFlow."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     circle = sorted(shapes_dir.glob("circle/*.png"))[0]
     answers = {}
-    for engine in ("litert", "tensorflow"):
-        code, out, _ = run_main(main, [model_dir, circle, "--json", "--engine", engine], capsys)
+    for engine in ("auto", "litert", "tensorflow"):
+        code, out, err = run_main(main, [model_dir, circle, "--json", "--engine", engine], capsys)
         answers[engine] = {p["label"]: p["probability"] for p in json.loads(out)[0]["predictions"]}
-        assert code == 0
-    assert answers["litert"].keys() == answers["tensorflow"].keys()
+        assert code == 0 and ("converting" in err) == (engine == "litert"), (engine, err)
+    assert answers["litert"].keys() == answers["tensorflow"].keys() == answers["auto"].keys()
     for label, probability in answers["tensorflow"].items():
         assert abs(answers["litert"][label] - probability) < 1e-5
+        assert answers["auto"][label] == probability  # nothing was cached yet: TensorFlow's answer
+    assert Predictor(model_dir, engine="auto").engine == "litert"  # now it is
     code, _, err = run_main(main, [model_dir, circle, "--engine", "onnx"], capsys)
     assert code == 2 and err.count("\n") == 1 and "--engine: invalid choice: 'onnx'" in err

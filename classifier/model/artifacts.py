@@ -52,7 +52,9 @@ MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 LABELS_FILE = "labels.txt"
 TMP_SUFFIX = ".tmp"
-ENGINES = ("litert", "tensorflow")  # what runs a served model's backbone, the default first (serving/litert.py)
+# What runs a served model's backbone (serving/litert.py): LiteRT, converting it on first use; LiteRT only where that
+# conversion is cached, else TensorFlow; TensorFlow.
+ENGINES = ("litert", "auto", "tensorflow")
 TMP_MAX_AGE = 3600  # seconds: an in-place write's temp file older than this belongs to a dead writer
 TRUST_HUB_HELP = (
     "load a hub: backbone from wherever the model's model.keras says (a URL, another folder), not only from the "
@@ -292,16 +294,17 @@ def add_trust_flag(parser) -> None:
     parser.add_argument("--trust-hub-handle", action="store_true", help=TRUST_HUB_HELP)
 
 
-def add_engine_flag(parser, env: str | None = None) -> None:
+def add_engine_flag(parser, default: str = "litert", env: str | None = None) -> None:
     """--engine, the same on every command that serves a model folder; `env`: an environment variable that sets
     it too, the flag winning."""
     parser.add_argument(
         "--engine",
         choices=ENGINES,
-        default=os.environ.get(env, ENGINES[0]) if env else ENGINES[0],
+        default=os.environ.get(env, default) if env else default,
         help=(
-            "what runs the backbone: litert (about twice as fast on a CPU; converted on first use, then cached in "
-            f"~/.cache/classifier/litert) or tensorflow ({f'env {env}; ' if env else ''}default: litert)"
+            "what runs the backbone: litert (about twice as fast on a CPU; converted on first use, 15-20 s, then "
+            "cached in ~/.cache/classifier/litert), auto (litert where that conversion is cached, else tensorflow) "
+            f"or tensorflow ({f'env {env}; ' if env else ''}default: {default})"
         ),
     )
 

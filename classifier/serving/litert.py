@@ -47,11 +47,12 @@ Probabilities = Callable[[np.ndarray], np.ndarray]  # float32 pixels (N, H, W, 3
 def probabilities_function(
     model, size: tuple[int, int], engine: str = "litert", log: Log = say
 ) -> tuple[str, Probabilities]:
-    """(the engine that runs, the model's pixels -> probabilities call) for `engine`: "litert" falls back to
-    "tensorflow", saying why, where the backbone cannot run in LiteRT."""
+    """(the engine that runs, the model's pixels -> probabilities call) for `engine` (artifacts.ENGINES): "litert"
+    falls back to "tensorflow", saying why, where the backbone cannot run in LiteRT; "auto" uses LiteRT only where
+    the conversion is cached."""
     if engine not in ENGINES:
         raise UsageError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
-    features = litert_features(model, size, log) if engine == "litert" else None
+    features = None if engine == "tensorflow" else litert_features(model, size, log, convert=engine == "litert")
     if features is None:
         # One graph traced here for every batch: no retracing, no per-call overhead of predict(). Calling the
         # concrete function itself also skips tf.function's per-call lookup of its trace, which hashes every
@@ -67,9 +68,9 @@ def _traced(model, spec):
     return tf.function(lambda inputs: model(inputs, training=False)).get_concrete_function(spec)
 
 
-def litert_features(model, size: tuple[int, int], log: Log = say) -> LiteRTModel | None:
-    """The model's frozen part in LiteRT: from the cache, else converted, checked and cached now; None (and why,
-    through `log`) where it cannot run there."""
+def litert_features(model, size: tuple[int, int], log: Log = say, convert: bool = True) -> LiteRTModel | None:
+    """The model's frozen part in LiteRT: from the cache, else (when `convert`) converted, checked and cached now;
+    None where it is not cached and not to be converted, or (saying why through `log`) cannot run in LiteRT."""
     extractor = feature_extractor(model)
     unidentified = _unidentified(extractor)
     if unidentified:
@@ -82,7 +83,10 @@ def litert_features(model, size: tuple[int, int], log: Log = say) -> LiteRTModel
         try:
             return LiteRTModel(path=path, threads=cpu_count())
         except (ValueError, RuntimeError) as error:  # a damaged entry: convert again and replace it
-            log(f"note: {path}: the cached conversion could not be loaded ({first_line(error)}); converting again")
+            then = "converting again" if convert else "predicting with TensorFlow"
+            log(f"note: {path}: the cached conversion could not be loaded ({first_line(error)}); {then}")
+    if not convert:
+        return None
     log("converting the model's backbone for LiteRT, once on this machine (about 20 s on 2 cores)")
     started = time.monotonic()
     try:
