@@ -31,7 +31,7 @@ from .evaluation.confidence import (
     in_effect,
     min_confidence_option,
 )
-from .model.artifacts import add_engine_flag, add_trust_flag, load_model, read_metadata
+from .model.artifacts import DEFAULT_ENGINE, add_engine_flag, add_trust_flag, load_model, read_metadata
 from .model.network import resize_antialias
 from .serving.litert import probabilities_function
 
@@ -45,7 +45,7 @@ class Predictor:
         max_pixels: int = MAX_PIXELS,
         trust_hub_handle: bool = False,
         min_confidence: float | None = None,
-        engine: str = "litert",
+        engine: str = DEFAULT_ENGINE,
         log: Log = say,
     ):
         self.model_dir = Path(model_dir)

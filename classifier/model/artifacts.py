@@ -55,6 +55,7 @@ TMP_SUFFIX = ".tmp"
 # What runs a served model's backbone (serving/litert.py): LiteRT, converting it on first use; LiteRT only where that
 # conversion is cached, else TensorFlow; TensorFlow.
 ENGINES = ("litert", "auto", "tensorflow")
+DEFAULT_ENGINE = "litert"  # Predictor's, the app's and every library default; the predict command's is auto
 TMP_MAX_AGE = 3600  # seconds: an in-place write's temp file older than this belongs to a dead writer
 TRUST_HUB_HELP = (
     "load a hub: backbone from wherever the model's model.keras says (a URL, another folder), not only from the "
@@ -294,7 +295,7 @@ def add_trust_flag(parser) -> None:
     parser.add_argument("--trust-hub-handle", action="store_true", help=TRUST_HUB_HELP)
 
 
-def add_engine_flag(parser, default: str = "litert", env: str | None = None) -> None:
+def add_engine_flag(parser, default: str = DEFAULT_ENGINE, env: str | None = None) -> None:
     """--engine, the same on every command that serves a model folder; `env`: an environment variable that sets
     it too, the flag winning."""
     parser.add_argument(

@@ -32,7 +32,7 @@ from .._tf import keras, tf
 from ..config import user_cache_dir
 from ..console import Log, say
 from ..errors import UsageError, first_line
-from ..model.artifacts import ENGINES, write_atomic
+from ..model.artifacts import DEFAULT_ENGINE, ENGINES, write_atomic
 from ..model.network import feature_extractor, head
 from ..model.tflite import LiteRTModel, convert_tflite
 
@@ -45,7 +45,7 @@ Probabilities = Callable[[np.ndarray], np.ndarray]  # float32 pixels (N, H, W, 3
 
 
 def probabilities_function(
-    model, size: tuple[int, int], engine: str = "litert", log: Log = say
+    model, size: tuple[int, int], engine: str = DEFAULT_ENGINE, log: Log = say
 ) -> tuple[str, Probabilities]:
     """(the engine that runs, the model's pixels -> probabilities call) for `engine` (artifacts.ENGINES): "litert"
     falls back to "tensorflow", saying why, where the backbone cannot run in LiteRT; "auto" uses LiteRT only where

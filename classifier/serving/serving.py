@@ -19,7 +19,7 @@ import numpy as np
 
 from ..console import Log, say
 from ..data.images import ImageSource
-from ..model.artifacts import ENGINES, is_model_dir
+from ..model.artifacts import DEFAULT_ENGINE, is_model_dir
 from ..predict import Predictor
 
 MAX_BATCH = 16  # images per model call; bounds the latency one big request adds to the others
@@ -122,7 +122,7 @@ class ModelLibrary:
         models: dict[str, Path],
         trust_hub_handle: bool = False,
         min_confidence: float | None = None,
-        engine: str = ENGINES[0],
+        engine: str = DEFAULT_ENGINE,
     ):
         self.paths = dict(models)
         self.engine = engine  # what runs each model's backbone (serving/litert.py)
