@@ -77,7 +77,8 @@ class TrainPage:
         its plots."""
         self.app.library.add(job.name, result.model_dir)
         job.phase = "loading the model for predictions"
-        self.app.library.get(job.name, log=job.log)
+        engine = self.app.library.get(job.name, log=job.log).engine
+        job.log(f"model loaded for predictions, the backbone in {engine}")
         self.app.shown.publish(job.name, result.model_dir)
 
     # -- Train, status, cancel, retrain ------------------------------------------------------------
