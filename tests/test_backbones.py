@@ -48,6 +48,7 @@ def test_every_backbone_trains_an_epoch_at_its_minimum_size(name, tiny_data, tmp
     result = train(config, **QUIET)
     assert result.metadata.epochs_run == 1 and result.metadata.image_size == (size, size)
     predictor = Predictor(result.model_dir)
+    assert predictor.engine == "litert"  # every backbone converts, and matches TensorFlow below
     image = sorted(tiny_data.glob("circle/*.png"))[0]
     np.testing.assert_allclose(
         predictor.predict_proba([image])[0],

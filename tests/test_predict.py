@@ -12,6 +12,7 @@ from PIL import Image
 from classifier.data.images import ImageError
 from classifier.errors import UsageError
 from classifier.model.artifacts import load_model
+from classifier.model.backbones import build_feature_extractor, get_backbone
 from classifier.model.finetune import BACKBONE_LAYER
 from classifier.model.network import feature_extractor, head
 from classifier.predict import Predictor, main
@@ -82,6 +83,16 @@ def test_the_cache_key_follows_the_backbone_not_the_head(model_dir):
     kernel = model.get_layer(BACKBONE_LAYER).weights[0]
     kernel.assign(kernel * 1.01)
     assert litert.cache_key(feature_extractor(model), (75, 75)) != key
+
+
+def test_the_cache_key_ignores_the_names_keras_numbers_per_process(random_inception_weights):
+    """InceptionV3's layers are unnamed: the second network built in a process is conv2d_94 where the first is
+    conv2d. The same network with the same weights must find the same conversion."""
+    inception = get_backbone("inception_v3")
+    weights = str(random_inception_weights)
+    first, second = (build_feature_extractor(inception, (75, 75), weights, "mixed0") for _ in range(2))
+    assert first.layers[1].name != second.layers[1].name
+    assert litert.cache_key(first, (75, 75)) == litert.cache_key(second, (75, 75))
 
 
 def test_where_litert_cannot_serve_tensorflow_does_and_says_why(model_dir, shapes_dir, tmp_path, monkeypatch):
