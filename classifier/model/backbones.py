@@ -29,6 +29,7 @@ from .metadata import HUB_PREFIX, TOP  # the names metadata.json records, too
 WEIGHTS_DIR = Path(__file__).parent / "weights"  # package data (pyproject.toml), with its NOTICE
 # (backbone, alpha) -> the ImageNet weights file shipped in WEIGHTS_DIR that --weights imagenet loads.
 BUNDLED_WEIGHTS = {("mobilenet_v2", 0.35): "mobilenet_v2_0.35_224_no_top.h5"}
+SCALING_LAYER = "backbone_scaling"  # every backbone's input preprocessing layer, the first after the model's Resizing
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Backbone:
 
 def scaling(scale: float, offset: float) -> Callable[[], "keras.layers.Layer"]:
     """pixels * scale + offset (InceptionV3, MobileNetV2: [-1, 1]; TF-Hub: [0, 1])."""
-    return lambda: keras.layers.Rescaling(scale, offset, name="backbone_scaling")
+    return lambda: keras.layers.Rescaling(scale, offset, name=SCALING_LAYER)
 
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -62,7 +63,7 @@ def caffe_preprocessing() -> "keras.layers.Layer":
 
     A built-in layer with constant weights, so `keras.models.load_model` needs nothing of ours.
     """
-    layer = keras.layers.Conv2D(3, 1, name="backbone_scaling", trainable=False)
+    layer = keras.layers.Conv2D(3, 1, name=SCALING_LAYER, trainable=False)
     layer.build((None, None, None, 3))
     layer.set_weights([np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3), -np.asarray(CAFFE_MEAN_BGR, "float32")])
     return layer

@@ -20,9 +20,9 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from .._tf import keras, quiet_stderr, tf
+from .backbones import SCALING_LAYER
 
 PIXELS_SIGNATURE = "serving_default"
-SCALING_LAYER = "backbone_scaling"  # the first layer after Resizing (backbones.py names it)
 
 
 def pixels_spec(size: tuple[int, int]):
@@ -109,6 +109,6 @@ class LiteRTModel:
 def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
     scale, zero_point = details["quantization"]
     if not scale:
-        return values.astype(details["dtype"])
+        return values.astype(details["dtype"], copy=False)  # float pixels as they are: set_tensor copies them
     limits = np.iinfo(details["dtype"])
     return np.clip(np.round(values / scale + zero_point), limits.min, limits.max).astype(details["dtype"])
