@@ -30,7 +30,9 @@ KINDS = (
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISSOCK, "a socket"),
 )
-OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # POSIX; Windows has no FIFOs to open by path
+# O_NOCTTY: a terminal opened does not become ours; O_BINARY: Windows' C runtime would translate line ends.
+OPEN_FLAGS = os.O_RDONLY | NONBLOCK | sum(getattr(os, flag, 0) for flag in ("O_NOCTTY", "O_CLOEXEC", "O_BINARY"))
 
 
 class FileRefused(OSError):
@@ -51,7 +53,8 @@ def open_regular(path: str | Path) -> BinaryIO:
         raise _refused(path, error) from None
     try:
         _check_mode(path, os.fstat(fd))  # what was opened is what counts: no check-then-open race
-        os.set_blocking(fd, True)  # a regular file: back to ordinary reads
+        if NONBLOCK:
+            os.set_blocking(fd, True)  # a regular file: back to ordinary reads
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)

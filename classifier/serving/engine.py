@@ -162,10 +162,13 @@ def _local_matches(pattern: str) -> Iterator[str]:
     matches = re.compile(FileSystem.translate_pattern(pattern)).match
     top = os.path.dirname(prefix)
     for folder, subfolders, names in os.walk(top or os.curdir):  # symlinked folders are listed, never entered
-        for name, is_folder in [*((name, False) for name in names), *((name, True) for name in subfolders)]:
+        for name, is_folder in [(name, False) for name in names] + [(name, True) for name in subfolders]:
             path = os.path.join(folder, name)
             path = path if top else path[len(os.curdir + os.sep) :]  # a relative glob matches paths without "./"
-            if matches(path) and not (is_folder and not os.path.islink(path) and matches(path + os.sep)):
+            # A folder the glob goes into (`**`) is no path of its own (its files are); one it names without going
+            # into it is, and so is a symlinked folder, which the walk never enters.
+            goes_into = is_folder and not os.path.islink(path) and matches(path + os.sep)
+            if matches(path) and not goes_into:
                 yield path
 
 
