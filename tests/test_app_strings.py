@@ -262,6 +262,7 @@ def test_each_bad_zip_and_folder_is_one_message_naming_it(tmp_path):
     good = {"b/one.png": image, "b/two.png": image}
     cases = {
         "clash.zip": (write_zip(tmp_path / "clash.zip", {"a": b"x", "a/b.png": image, **good}), "'a' is both a file"),
+        "folder.zip": (write_zip(tmp_path / "folder.zip", {"a": b"x", "a/": b"", **good}), "'a' is both a file"),
         "locked.zip": (write_zip(tmp_path / "locked.zip", {"a/x.png": image, **good}, flags=0x1), "is encrypted"),
         "utf8.zip": (
             write_zip(tmp_path / "utf8.zip", {"a/\u00e9.png": image, **good}, replace=(b"\xc3\xa9", b"\xff\xfe")),
@@ -273,6 +274,7 @@ def test_each_bad_zip_and_folder_is_one_message_naming_it(tmp_path):
             "too long a name",
         ),
         "truncated.zip": (tmp_path / "truncated.zip", "not a readable zip file"),
+        "empty.zip": (write_zip(tmp_path / "empty.zip", {"notes.txt": b"x"}), "no class folders with"),
     }
     (tmp_path / "truncated.zip").write_bytes((tmp_path / "clash.zip").read_bytes()[:-30])
     for name, (archive, words) in cases.items():
@@ -289,8 +291,14 @@ def test_each_bad_zip_and_folder_is_one_message_naming_it(tmp_path):
     message = unpack_error(crowded, small)
     assert f"crowded.zip holds 49 entries: above this app's limit of {small.max_zip_entries}" in message
     assert "(--max-classes x --max-class-images sets it)" in message
-    # Folders: missing, unreadable inside, a file.
-    for folder, words in (("/proc/self", "cannot be read as a folder"), (str(tmp_path / "absent"), "no such folder")):
+    # Folders: unreadable inside, missing, holding no class folder with images.
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    folders = {
+        "/proc/self": "cannot be read as a folder",
+        str(tmp_path / "absent"): "no such folder",
+        str(tmp_path / "empty"): "no class folders",
+    }
+    for folder, words in folders.items():
         with pytest.raises(UsageError, match="^" + folder + ": " + words):
             trainset.folder_images(folder)
 

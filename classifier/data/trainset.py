@@ -143,7 +143,7 @@ def class_counts(folder: Path) -> dict[str, int]:
 def folder_images(folder: str | Path, shown: str | None = None) -> Images:
     """Class -> images of a folder of class folders (train/ and validation/ merged, when it has them); `~` is the
     user's home. UsageError naming the folder as `shown` (default: `folder` as given, a path of the user's own
-    machine) when it is no folder or cannot be read."""
+    machine) when it is no folder, cannot be read, or holds no class folder with images."""
     shown = clipped(shown or str(folder), SHOWN_PATH_CHARS)
     try:
         root = Path(folder).expanduser()
@@ -156,6 +156,8 @@ def folder_images(folder: str | Path, shown: str | None = None) -> Images:
                 images.setdefault(label, []).extend((path, path.name) for path in files)
     except (OSError, RuntimeError) as error:  # unreadable inside (/proc/self), or ~user with no home
         raise UsageError(f"{shown}: cannot be read as a folder of class folders ({_reason(error)})") from None
+    if not images:
+        raise UsageError(f"{shown}: no class folders with {FORMAT_NAMES} images in it; give one folder per class")
     return images
 
 
@@ -207,9 +209,12 @@ def zip_problem(members: list[zipfile.ZipInfo]) -> str | None:
                 f"entry {quoted(name)} has too long a name: at most {MAX_TEXT} characters, {NAME_BYTES} bytes per "
                 "folder or file name"
             )
-        clash = next(("/".join(parts[:n]) for n in range(1, len(parts)) if "/".join(parts[:n]) in files), None)
+        folders = parts if info.is_dir() else parts[:-1]  # the folders this entry makes
+        clash = next(
+            ("/".join(folders[:n]) for n in range(1, len(folders) + 1) if "/".join(folders[:n]) in files), None
+        )
         if clash is not None:
-            return f"{quoted(clash)} is both a file and a folder (it holds {quoted(name)})"
+            return f"{quoted(clash)} is both a file and a folder (entry {quoted(name)})"
     return None
 
 
