@@ -29,7 +29,7 @@ from classifier.errors import QUOTED_CHARS, UsageError
 from classifier.model.metadata import public_text
 from classifier.serving.app_train import TrainPage
 from classifier.serving.app_ui import App, launch
-from classifier.serving.limits import MAX_TEXT, Limits
+from classifier.serving.limits import MAX_JSON_VALUES, MAX_TEXT, Limits
 from classifier.serving.serving import ModelLibrary, find_models
 
 LIMITS = Limits(training=True, local=True)
@@ -101,6 +101,12 @@ def test_a_long_string_in_any_input_of_any_event_is_refused_short(served):
         called = client.post(url + "gradio_api/call/predict", json={"data": [None, over]})
         assert_short_refusal(called, "call", len(over))
         assert_short_refusal(client.post(url + "gradio_api/queue/join", json={over: 1}), "key", len(over))
+        # Values beyond what any call needs are refused uncounted (walking tens of millions would stall the server).
+        many = b'{"data": [' + b"0," * MAX_JSON_VALUES + b"0]}"
+        response = client.post(
+            url + "gradio_api/queue/join", content=many, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 413 and f"more than {MAX_JSON_VALUES:,} values" in response.json()["detail"]
     # At the limit the same calls are answered as before: an unknown model, named in short.
     at_limit = "m" * MAX_TEXT
     success, output = queue_call(url, "download", [at_limit, "zip"])

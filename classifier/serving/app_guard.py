@@ -21,17 +21,19 @@ limits are in limits.py). This module adds what those settings leave open:
 - `RequestGuard` (ASGI middleware): refuses `/file=<URL>` (Gradio would fetch and relay any public
   URL) and `/process_recording` (ffmpeg on an uploaded video, outside the queue), and caps every
   request body but `/upload`'s at what one inline image may need. In a JSON body (an event's inputs)
-  every string is held to `MAX_TEXT` characters but an inline image's `data:` URL (`long_string`), before
-  Gradio parses it: its own checks (a Dropdown's choices) would echo a long value back in full. When the
-  app runs locally (bound to loopback), a request whose `Host` (or `Origin`) is not this machine's own
-  address and port is refused: a DNS-rebinding page (attacker.example resolving to 127.0.0.1) gets no
-  answer from the app, least of all from the folder box, which reads this machine's files.
+  every string is held to `MAX_TEXT` characters but an inline image's `data:` URL, and the values to
+  `MAX_JSON_VALUES` (`body_problem`), before Gradio parses it: its own checks (a Dropdown's choices)
+  would echo a long value back in full. When the app runs locally (bound to loopback), a request whose
+  `Host` (or `Origin`) is not this machine's own address and port is refused: a DNS-rebinding page
+  (attacker.example resolving to 127.0.0.1) gets no answer from the app, least of all from the folder
+  box, which reads this machine's files.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import re
 import shutil
@@ -45,7 +47,7 @@ from gradio_client.utils import is_http_url_like
 
 from ..data.formats import is_image_file
 from ..errors import QUOTED_CHARS, clipped, quoted
-from .limits import MAX_TEXT, Limits
+from .limits import MAX_JSON_VALUES, MAX_TEXT, Limits
 
 CURVES_FILE = "curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -71,19 +73,24 @@ def too_long(text: str) -> str:
     return f"{len(text):,} characters, starting {quoted(text[:QUOTED_CHARS])}; this app takes at most {MAX_TEXT:,}"
 
 
-def long_string(value, key: str | None = None) -> str | None:
-    """The first string in a parsed JSON body longer than MAX_TEXT characters, or None; an inline image's data: URL
-    (the `url` of a file payload) is exempt: the body's cap bounds it, and inline_bytes checks it."""
-    if isinstance(value, str):
-        inline = key == "url" and value.startswith("data:")
-        return value if len(value) > MAX_TEXT and not inline else None
-    if isinstance(value, dict):
-        items = [*((None, k) for k in value), *((k, v) for k, v in value.items())]  # keys are strings too
-    elif isinstance(value, list):
-        items = [(None, item) for item in value]
-    else:
-        return None
-    return next((found for k, item in items if (found := long_string(item, k)) is not None), None)
+def long_string(value) -> str | None:
+    """The first string in a parsed JSON body (keys too) longer than MAX_TEXT characters, or None; an inline image's
+    data: URL (the `url` of a file payload) is exempt: the body's cap bounds it, and inline_bytes checks it."""
+    pending = [iter([(None, value)])]  # iterators of (key, value) pairs: no recursion, no copy of a long list
+    while pending:
+        pair = next(pending[-1], None)
+        if pair is None:
+            pending.pop()
+            continue
+        key, item = pair
+        if isinstance(item, str):
+            if len(item) > MAX_TEXT and not (key == "url" and item.startswith("data:")):
+                return item
+        elif isinstance(item, dict):
+            pending += [zip(itertools.repeat(None), item), iter(item.items())]
+        elif isinstance(item, list):
+            pending.append(zip(itertools.repeat(None), item))
+    return None
 
 
 def upload_path(path, name: str) -> str:
@@ -222,11 +229,11 @@ class RequestGuard:
             more = message.get("more_body", False)
             if len(buffer) > self.max_body:
                 return await _respond(send, 413, f"Request body above the {self.max_body:,}-byte limit")
-        long = _long_string_in(buffer)
-        if long is not None:
-            return await _respond(send, 413, f"A text input of {too_long(long)}")
+        problem = body_problem(buffer)
+        if problem:
+            return await _respond(send, 413, problem)
         body = bytes(buffer)
-        del buffer, long
+        del buffer
 
         async def replay():
             nonlocal body
@@ -250,13 +257,17 @@ class RequestGuard:
             return False
 
 
-def _long_string_in(body: bytes | bytearray) -> str | None:
-    """The first overlong string of a JSON body (see `long_string`); None when it has none or is not JSON (Gradio
-    refuses that itself, quoting nothing of it)."""
+def body_problem(body: bytes | bytearray) -> str | None:
+    """Why a request body is refused before Gradio reads it (too many values to check, a string too long), or None.
+    A body that is not JSON passes: Gradio refuses it itself, quoting nothing of it."""
+    if body.count(b",") >= MAX_JSON_VALUES:  # counted at C speed: walking tens of millions of values would not be
+        return f"Request body of more than {MAX_JSON_VALUES:,} values; no call of this app takes that many"
     try:
-        return long_string(json.loads(body))
+        parsed = json.loads(body)
     except (ValueError, RecursionError):
         return None
+    long = long_string(parsed)
+    return None if long is None else f"A text input of {too_long(long)}"
 
 
 async def _respond(send, status: int, detail: str) -> None:

@@ -16,6 +16,9 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # per file, uploaded or inline: far above a
 # Characters of any text a request carries (a model, class or file name, a download kind, a job id, a folder):
 # checked before anything else reads it (app_guard). Only an inline image's data: URL may be longer (max_inline).
 MAX_TEXT = 500
+# Values (counted by their commas) in one call's JSON body, checked before it is parsed: the Train tab's six class
+# slots of --max-class-images uploads (a dozen values each) need 72,000 at the defaults.
+MAX_JSON_VALUES = 1_000_000
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
