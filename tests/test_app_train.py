@@ -6,6 +6,7 @@ on two classes of drawn shapes. `SCREENSHOT=1` also saves the Train tab to docs/
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import zipfile
@@ -72,6 +73,8 @@ def test_api_trains_reports_progress_and_predicts(server, drawn):
     # The job loaded its model for predictions before it said done (with the backbone's LiteRT conversion, the
     # first time on a machine), so the first prediction does not wait for it.
     assert "model loaded for predictions, the backbone in litert" in details["log"], details["log"]
+    # What a visitor reads of the job names no path of the server (issue 23, item 8).
+    assert str(models.parent) not in json.dumps([status, details]) and "/tmp/" not in json.dumps(details["log"])
     for label in ("circle", "square"):
         result = client.predict(handle_file(str(drawn[label][-1])), "api_shapes", api_name="/predict")
         assert result["label"] == label

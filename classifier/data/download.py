@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from ..console import Log, Progress, say
+from ..errors import quoted
 from .files import open_regular
 
 TIMEOUT_SECONDS = 60
@@ -161,9 +162,9 @@ def _refuse_unsafe(archive_name: str, info: zipfile.ZipInfo) -> None:
     name = info.filename
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
-        raise VerifyError(f"{archive_name} refused: entry {name!r} would land outside the target folder")
+        raise VerifyError(f"{archive_name} refused: entry {quoted(name)} would land outside the target folder")
     if stat.S_ISLNK(info.external_attr >> 16):
-        raise VerifyError(f"{archive_name} refused: entry {name!r} is a symbolic link")
+        raise VerifyError(f"{archive_name} refused: entry {quoted(name)} is a symbolic link")
 
 
 def _mapped(member: str, layout: Mapping[str, str]) -> PurePosixPath | None:

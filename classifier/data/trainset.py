@@ -12,6 +12,11 @@ A new folder is built beside its target and renamed into place when complete (ar
 a correction's image is written to a hidden temporary name and renamed. A model name is letters,
 digits, `-` and `_` (no dot, so `NAME.data` never names a model); a class name also allows spaces,
 and is never `train` or `validation` (those mean splits to the training scan).
+
+Every failure of a zip, a folder or a file is one `UsageError` (or `ImageError`) naming it as its sender
+knows it, quoting at most a short prefix of a name it was sent, and no path of the server: a zip's
+entries are checked before any is unpacked (encrypted, names too long or not valid UTF-8, a file that
+is also a folder), and whatever unpacking or reading still fails says which and why.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ import re
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import UsageError
+from ..errors import UsageError, clipped, quoted
 from ..model.artifacts import staged_dir
-from ..serving.limits import Limits, limit_hit
+from ..serving.limits import MAX_TEXT, Limits, limit_hit
 from .download import VerifyError, extract_zip, sha256_of
 from .formats import FORMAT_NAMES, is_image_file
 from .images import ImageError, check_image_file
@@ -38,6 +44,12 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 CLASS_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 _-]{0,62}[A-Za-z0-9_-])?")
 SPLIT_NAMES = ("train", *VALIDATION_DIRS)
 HASH_CHARS = 32  # of the sha256 in a stored file's name: collisions are out of reach
+SHOWN_PATH_CHARS = 200  # of a local folder's path, in a message about it (the page's folder box is local-only)
+NAME_BYTES = 255  # of one file or folder name: what file systems take (NAME_MAX)
+ENCRYPTED = 0x1  # a zip entry's flag bit: encrypted (zipfile reads such an entry only with its password)
+# What unpacking or reading may still raise after the checks: the OS (a name, a disk), zipfile (an unsupported
+# compression method, a corrupt entry), zlib.
+UNREADABLE = (OSError, RuntimeError, ValueError, NotImplementedError, EOFError, zlib.error, zipfile.BadZipFile)
 
 Images = dict[str, list[tuple[Path, str]]]  # class -> (file on the server, the name its sender knows it by)
 
@@ -49,7 +61,7 @@ def data_folder(models_dir: str | Path, model: str) -> Path:
 def check_model_name(name: str) -> str:
     if not MODEL_NAME.fullmatch(name or ""):
         raise UsageError(
-            f"model name {name!r}: use 1 to 64 letters, digits, '-' or '_' (starting with a letter or digit)"
+            f"model name {quoted(name)}: use 1 to 64 letters, digits, '-' or '_' (starting with a letter or digit)"
         )
     return name
 
@@ -57,7 +69,8 @@ def check_model_name(name: str) -> str:
 def check_class_name(name: str) -> str:
     if not CLASS_NAME.fullmatch(name or "") or name.lower() in SPLIT_NAMES:
         raise UsageError(
-            f"class name {name!r}: use 1 to 64 letters, digits, spaces, '-' or '_', and not {', '.join(SPLIT_NAMES)}"
+            f"class name {quoted(name)}: use 1 to 64 letters, digits, spaces, '-' or '_', and not "
+            f"{', '.join(SPLIT_NAMES)}"
         )
     return name
 
@@ -108,8 +121,12 @@ def add(folder: Path, label: str, source: Path, shown: str) -> tuple[Path, bool]
         os.replace(stored, target)
         return target, True
     temporary = target.with_name(f".{target.name}.tmp")  # hidden: a scan meanwhile skips it
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+    except OSError as error:  # the file went away or cannot be read, or the disk is full: say which file
+        temporary.unlink(missing_ok=True)
+        raise UsageError(f"{clipped(shown)}: cannot be saved ({_reason(error)})") from None
     return target, True
 
 
@@ -123,13 +140,24 @@ def class_counts(folder: Path) -> dict[str, int]:
     return {label: len(files) for label, files in find_class_files(folder).items()} if folder.is_dir() else {}
 
 
-def folder_images(root: Path) -> Images:
-    """Class -> images of a folder of class folders (train/ and validation/ merged, when it has them)."""
-    train, validation = split_folders(root)
-    images: Images = {}
-    for split in filter(None, (train, validation)):
-        for label, files in find_class_files(split).items():
-            images.setdefault(label, []).extend((path, path.name) for path in files)
+def folder_images(folder: str | Path, shown: str | None = None) -> Images:
+    """Class -> images of a folder of class folders (train/ and validation/ merged, when it has them); `~` is the
+    user's home. UsageError naming the folder as `shown` (default: `folder` as given, a path of the user's own
+    machine) when it is no folder, cannot be read, or holds no class folder with images."""
+    shown = clipped(shown or str(folder), SHOWN_PATH_CHARS)
+    try:
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            raise UsageError(f"{shown}: no such folder on this machine")
+        train, validation = split_folders(root)
+        images: Images = {}
+        for split in filter(None, (train, validation)):
+            for label, files in find_class_files(split).items():
+                images.setdefault(label, []).extend((path, path.name) for path in files)
+    except (OSError, RuntimeError) as error:  # unreadable inside (/proc/self), or ~user with no home
+        raise UsageError(f"{shown}: cannot be read as a folder of class folders ({_reason(error)})") from None
+    if not images:
+        raise UsageError(f"{shown}: no class folders with {FORMAT_NAMES} images in it; give one folder per class")
     return images
 
 
@@ -138,22 +166,60 @@ def unpacked_zip(archive: Path, shown: str, limits: Limits) -> Iterator[Images]:
     """The class folders of a zip (at its top, or in its one top folder), unpacked to a temporary folder that is
     deleted after. The declared sizes are checked against `limits` first (zipfile reads no more than declared),
     and download.extract_zip refuses absolute paths, `..` and symlinks."""
+    shown = clipped(shown)
     try:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
-    except (zipfile.BadZipFile, OSError):
+    except UnicodeDecodeError:  # the UTF-8 flag is set on a name that is not UTF-8
+        raise UsageError(f"{shown}: an entry's name is not valid UTF-8, as the zip says it is; zip it again") from None
+    except UNREADABLE:
         raise UsageError(f"{shown}: not a readable zip file") from None
     unpacked = sum(info.file_size for info in members)
     if unpacked > limits.max_train_mb * 2**20:
         raise UsageError(limit_hit(limits, "max_train_mb", f"{shown} unpacks to {unpacked / 2**20:,.1f} MB"))
-    if len(members) > limits.max_classes * (limits.max_class_images + 1) * 2:  # files, folders and train/ + val/
-        raise UsageError(limit_hit(limits, "max_class_images", f"{shown} holds {len(members):,} entries"))
+    if len(members) > limits.max_zip_entries:
+        raise UsageError(limit_hit(limits, "max_zip_entries", f"{shown} holds {len(members):,} entries"))
+    problem = zip_problem(members)
+    if problem:
+        raise UsageError(f"{shown}: {problem}")
     with tempfile.TemporaryDirectory(prefix="classifier-zip-") as work:
         root = Path(work)
         try:
             extract_zip(archive, root, {"": ""})
         except VerifyError as error:
             raise UsageError(str(error).replace(archive.name, shown)) from None
+        except UNREADABLE as error:  # past the checks above: say what, never where (a path of the server)
+            raise UsageError(f"{shown}: cannot be unpacked ({_reason(error)})") from None
         while len(class_folders(root)) == 1 and not (root / "train").is_dir():  # one top folder: look inside
             root = class_folders(root)[0]
-        yield folder_images(root)
+        yield folder_images(root, shown)
+
+
+def zip_problem(members: list[zipfile.ZipInfo]) -> str | None:
+    """Why a zip's entries cannot be unpacked as a folder (an encrypted entry, a name too long, a file that another
+    entry puts files in), or None."""
+    files = {info.filename.rstrip("/") for info in members if not info.is_dir()}
+    for info in members:
+        name = info.filename
+        if info.flag_bits & ENCRYPTED:
+            return f"entry {quoted(name)} is encrypted; zip the images without a password"
+        parts = name.rstrip("/").split("/")
+        if len(name) > MAX_TEXT or any(len(part.encode("utf-8", "surrogateescape")) > NAME_BYTES for part in parts):
+            return (
+                f"entry {quoted(name)} has too long a name: at most {MAX_TEXT} characters, {NAME_BYTES} bytes per "
+                "folder or file name"
+            )
+        folders = parts if info.is_dir() else parts[:-1]  # the folders this entry makes
+        clash = next(
+            ("/".join(folders[:n]) for n in range(1, len(folders) + 1) if "/".join(folders[:n]) in files), None
+        )
+        if clash is not None:
+            return f"{quoted(clash)} is both a file and a folder (entry {quoted(name)})"
+    return None
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong, in words that name no path of the server (an OSError's text names its file)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return quoted(str(error)) if str(error) else type(error).__name__

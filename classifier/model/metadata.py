@@ -8,13 +8,14 @@ does not know are kept in `extra` and written back as they were; within `data`, 
 dropped). Only `class_names` and `image_size`, without which the model cannot be used, are required.
 
 A model folder can come from anyone, so `from_dict` checks the types of what serving relies on,
-and `describe_backbone`, `public_name` and `public_json` are what a public page or repository may
-show of it: no path of the training machine. Nothing here imports TensorFlow.
+and `describe_backbone`, `public_name`, `public_json` and `public_text` are what a public page or repository
+may show of it (or of a job's log): no path of the training machine. Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
@@ -26,6 +27,8 @@ HUB_PREFIX = "hub:"  # a TF-Hub backbone's name: hub:HANDLE (the registry's too:
 TOP = "top"  # --cut-layer top, cut_layer "top": the backbone's own output, the whole network
 WHOLE_NETWORK = (None, TOP)  # cut_layer values that mean the whole network (older files say None)
 INPUT = "RGB pixels 0..255, any size (the model resizes); float32 batch (N, H, W, 3)"
+# An absolute path inside a line of text: /a/b or C:\\a\\b, at the start or after a space, a quote, ( or =.
+ABSOLUTE_PATH = re.compile(r"(?:(?<=^)|(?<=[\s'\"(=]))(?:/|[A-Za-z]:\\)[^\s'\"),;]+")
 
 
 @dataclass
@@ -136,6 +139,11 @@ def public_name(value: str) -> str:
         return value
     flavour = PureWindowsPath if "\\" in value else PurePosixPath  # Windows paths read either separator
     return flavour(value).name or value
+
+
+def public_text(text: str) -> str:
+    """`text` (a log line, a message) with every absolute path in it cut to its last part."""
+    return ABSOLUTE_PATH.sub(lambda match: public_name(match.group()), text)
 
 
 def public_json(value):

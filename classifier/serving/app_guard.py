@@ -16,27 +16,38 @@ limits are in limits.py). This module adds what those settings leave open:
   examples/*) are copied into a per-process folder, the only folder `allowed_paths` names (Gradio also
   serves its own upload cache, where uploads and the copies it makes of shown files live);
   nothing else in a model folder (model.keras, metadata.json) can be fetched.
+- `text_inputs`: the first call of every event handler; each text input is None or a string of at most
+  `MAX_TEXT` characters, or the event is refused naming the input (and quoting at most a short prefix).
 - `RequestGuard` (ASGI middleware): refuses `/file=<URL>` (Gradio would fetch and relay any public
   URL) and `/process_recording` (ffmpeg on an uploaded video, outside the queue), and caps every
-  request body but `/upload`'s at what one inline image may need.
+  request body but `/upload`'s at what one inline image may need. In a JSON body (an event's inputs)
+  every string is held to `MAX_TEXT` characters but an inline image's `data:` URL, and the values to
+  `MAX_JSON_VALUES` (`body_problem`), before Gradio parses it: its own checks (a Dropdown's choices)
+  would echo a long value back in full. When the app runs locally (bound to loopback), a request whose
+  `Host` (or `Origin`) is not this machine's own address and port is refused: a DNS-rebinding page
+  (attacker.example resolving to 127.0.0.1) gets no answer from the app, least of all from the folder
+  box, which reads this machine's files.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import re
 import shutil
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import gradio as gr
 from gradio.utils import get_upload_folder, is_in_or_equal
 from gradio_client.utils import is_http_url_like
 
 from ..data.formats import is_image_file
-from .limits import Limits
+from ..errors import QUOTED_CHARS, clipped, quoted
+from .limits import MAX_JSON_VALUES, MAX_TEXT, Limits
 
 CURVES_FILE = "curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -47,6 +58,41 @@ URL_REFUSED = "URLs are not accepted: upload the image itself (this app never do
 # --------------------------------------------------------------------------------------------
 # Event payloads
 # --------------------------------------------------------------------------------------------
+def text_inputs(**inputs) -> None:
+    """Refuse the event unless every input named here is None or a string of at most MAX_TEXT characters; the
+    first line of every event handler, before anything reads them (the message quotes a short prefix only)."""
+    for name, value in inputs.items():
+        if value is not None and not isinstance(value, str):
+            raise gr.Error(f"{name}: expected text, got {quoted(value)}", title="Not text", print_exception=False)
+        if value is not None and len(value) > MAX_TEXT:
+            raise gr.Error(f"{name}: {too_long(value)}", title="Text too long", print_exception=False)
+
+
+def too_long(text: str) -> str:
+    """Why a string is refused, quoting its start only."""
+    return f"{len(text):,} characters, starting {quoted(text[:QUOTED_CHARS])}; this app takes at most {MAX_TEXT:,}"
+
+
+def long_string(value) -> str | None:
+    """The first string in a parsed JSON body (keys too) longer than MAX_TEXT characters, or None; an inline image's
+    data: URL (the `url` of a file payload) is exempt: the body's cap bounds it, and inline_bytes checks it."""
+    pending = [iter([(None, value)])]  # iterators of (key, value) pairs: no recursion, no copy of a long list
+    while pending:
+        pair = next(pending[-1], None)
+        if pair is None:
+            pending.pop()
+            continue
+        key, item = pair
+        if isinstance(item, str):
+            if len(item) > MAX_TEXT and not (key == "url" and item.startswith("data:")):
+                return item
+        elif isinstance(item, dict):
+            pending += [zip(itertools.repeat(None), item), iter(item.items())]
+        elif isinstance(item, list):
+            pending.append(zip(itertools.repeat(None), item))
+    return None
+
+
 def upload_path(path, name: str) -> str:
     """`path` if it is a file Gradio received on /upload, else a `gr.Error`, without touching the file."""
     if is_http_url_like(path):
@@ -54,7 +100,7 @@ def upload_path(path, name: str) -> str:
     if not isinstance(path, str) or not path or not is_in_or_equal(path, get_upload_folder()):
         # The same words for a file that exists and one that does not: no probing the server's disk.
         raise gr.Error(
-            f"{name}: not a file uploaded to this app; upload it first (gradio_client's handle_file does)",
+            f"{clipped(name)}: not a file uploaded to this app; upload it first (gradio_client's handle_file does)",
             print_exception=False,
         )
     return path
@@ -142,13 +188,23 @@ CLOSED_ROUTES = ("/gradio_api/process_recording",)  # the footer's screen record
 
 
 class RequestGuard:
-    """ASGI middleware in front of Gradio: refuses the routes above and caps request bodies."""
+    """ASGI middleware in front of Gradio: refuses the routes above, caps request bodies and their strings, and
+    with `hosts` (the app runs locally: the names it answers to) refuses requests addressed to any other name."""
 
-    def __init__(self, app, max_body: int):
+    def __init__(self, app, max_body: int, hosts: tuple[str, ...] | None = None):
         self.app = app
         self.max_body = max_body
+        self.hosts = {host.lower().strip("[]") for host in hosts} if hosts else None
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):  # lifespan
+            return await self.app(scope, receive, send)
+        if self.hosts is not None and not self.own_address(scope):
+            port = scope["server"][1] if scope.get("server") else ""
+            detail = f"This app answers only at its own address on this machine: open http://127.0.0.1:{port}/"
+            if scope["type"] == "websocket":
+                return await send({"type": "websocket.close", "code": 1008, "reason": detail})
+            return await _respond(send, 403, detail)
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope["path"]
@@ -162,18 +218,22 @@ class RequestGuard:
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if not declared.isdigit() or int(declared) > self.max_body:
             return await _respond(send, 413, f"Request body above the {self.max_body:,}-byte limit")
-        # Read the body here, counting (a chunked body declares no length), then hand it on.
-        chunks, size, more = [], 0, True
+        # Read the body here, counting (a chunked body declares no length), then hand it on. One growing buffer,
+        # not a list of chunks: a large body is one block that goes back to the system when it is dropped.
+        buffer, more = bytearray(), True
         while more:
             message = await receive()
             if message["type"] != "http.request":  # the client went away
                 return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
+            buffer += message.get("body", b"")
             more = message.get("more_body", False)
-            if size > self.max_body:
+            if len(buffer) > self.max_body:
                 return await _respond(send, 413, f"Request body above the {self.max_body:,}-byte limit")
-        body = b"".join(chunks)
+        problem = body_problem(buffer)
+        if problem:
+            return await _respond(send, 413, problem)
+        body = bytes(buffer)
+        del buffer
 
         async def replay():
             nonlocal body
@@ -183,6 +243,31 @@ class RequestGuard:
             return message
 
         await self.app(scope, replay, send)
+
+    def own_address(self, scope) -> bool:
+        """Whether the request's Host, and its Origin when it has one, name this machine at the app's port."""
+        headers = dict(scope["headers"])
+        port = scope["server"][1] if scope.get("server") else None
+        host = headers.get(b"host", b"").decode("latin-1")
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        addresses = [urlsplit(f"//{host}")] + ([urlsplit(origin)] if origin else [])
+        try:
+            return all(address.hostname in self.hosts and address.port in (port, None) for address in addresses)
+        except ValueError:  # a port that is not a number
+            return False
+
+
+def body_problem(body: bytes | bytearray) -> str | None:
+    """Why a request body is refused before Gradio reads it (too many values to check, a string too long), or None.
+    A body that is not JSON passes: Gradio refuses it itself, quoting nothing of it."""
+    if body.count(b",") >= MAX_JSON_VALUES:  # counted at C speed: walking tens of millions of values would not be
+        return f"Request body of more than {MAX_JSON_VALUES:,} values; no call of this app takes that many"
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    long = long_string(parsed)
+    return None if long is None else f"A text input of {too_long(long)}"
 
 
 async def _respond(send, status: int, detail: str) -> None:

@@ -15,11 +15,15 @@ refuses URLs (`no_fetch`); a folder on the server is read only when the app runs
   tab's options it was trained with (the feature cache makes only the new images cost a backbone pass).
 - Downloads (`/download`): the model folder as a zip, a SavedModel (zip) or a TFLite file, made by
   `classifier.export` (with its check) as copies in a temporary folder; never the model folder itself.
+  The JSON files in a zip (metadata.json, metrics.json, export.json) are the public copies
+  (`metadata.public_json`): every absolute path of the server in them cut to its last part. The model
+  folder keeps its own (export and evaluate read the training folder back from data.root).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -37,10 +41,11 @@ from ..console import silent
 from ..data import trainset
 from ..data.formats import IMAGE_EXTENSIONS
 from ..data.images import ImageError
-from ..errors import UsageError
+from ..errors import UsageError, quoted
 from ..model.artifacts import is_model_dir, read_metadata
-from .app_guard import no_fetch, upload_path
-from .limits import limit_hit
+from ..model.metadata import public_json
+from .app_guard import no_fetch, text_inputs, upload_path
+from .limits import MAX_TEXT, limit_hit
 from .workbench import BACKBONES, DEFAULT_BACKBONE, DONE, EPOCHS, FINISHED, IMAGE_SIZE, Job, Workbench, tab_config
 
 CLASS_SLOTS = 6  # class slots the tab can show; a zip or a folder brings more classes
@@ -84,6 +89,8 @@ class TrainPage:
     # -- Train, status, cancel, retrain ------------------------------------------------------------
     def train(self, name, backbone, image_size, epochs, archive, folder, *slots):
         """Fill models/NAME.data from the images given one way, then queue a job training models/NAME."""
+        labels = {f"class {slot}": label for slot, label in enumerate(slots[:CLASS_SLOTS], start=1)}
+        text_inputs(name=name, backbone=backbone, folder=folder, **labels)
         name = (name or "").strip()
         with page_errors(), self._starting:
             trainset.check_model_name(name)
@@ -105,6 +112,7 @@ class TrainPage:
 
     def retrain(self, model):
         """Train the picked model again on its training folder, with the tab's options it was trained with."""
+        text_inputs(model=model)
         with page_errors():
             name = self.model_name(model)
             data = self.training_folder(name, must_exist=True)
@@ -122,6 +130,7 @@ class TrainPage:
 
     def status(self, job_id: str):
         """The job's progress for the page (status, curve, details, timer, model picker) and API callers."""
+        text_inputs(job=job_id)
         with page_errors():
             job = self.workbench.get(job_id)
         names = self.app.library.names
@@ -129,6 +138,7 @@ class TrainPage:
         return (*self.view(job), gr.Timer(active=job.state not in FINISHED), picker)
 
     def cancel(self, job_id: str):
+        text_inputs(job=job_id)
         with page_errors():
             job = self.workbench.cancel(job_id)
         return self.view(job)
@@ -176,7 +186,7 @@ class TrainPage:
             raise UsageError("no model yet: train one in the Train tab first")
         name = model or names[0]
         if name not in names:
-            raise UsageError(f"unknown model {name!r}; this app serves: {', '.join(names)}")
+            raise UsageError(f"unknown model {quoted(name)}; this app serves: {', '.join(names)}")
         return name
 
     def training_folder(self, name: str, must_exist: bool = False) -> Path:
@@ -200,6 +210,7 @@ class TrainPage:
             return []
 
     def class_choices(self, model):
+        text_inputs(model=model)
         return gr.Dropdown(choices=self.classes(model), value=None)
 
     @contextlib.contextmanager
@@ -216,9 +227,7 @@ class TrainPage:
         elif folder:
             if not self.limits.local:
                 raise UsageError("a folder on the server is read only when the app runs locally; upload a zip")
-            if not Path(folder).expanduser().is_dir():
-                raise UsageError(f"{folder}: no such folder on this machine")
-            yield trainset.folder_images(Path(folder).expanduser())
+            yield trainset.folder_images(folder)
         else:
             yield named
 
@@ -239,11 +248,12 @@ class TrainPage:
         """Save the shown image into the picked model's training folder under `label`."""
         from .app_ui import upload_source
 
+        text_inputs(model=model, label=label)
         with page_errors():
             name = self.model_name(model)
             folder = self.training_folder(name, must_exist=True)
             if label not in self.app.metadata(name).class_names:
-                raise UsageError(f"class {label!r}: pick one of the model's classes")
+                raise UsageError(f"class {quoted(label)}: pick one of the model's classes")
             count = trainset.class_counts(folder).get(label, 0)
             if count >= self.limits.max_class_images:
                 raise UsageError(limit_hit(self.limits, "max_class_images", f"class {label!r} has {count:,} images"))
@@ -259,9 +269,10 @@ class TrainPage:
         """A copy of the picked model as `kind` (a DOWNLOADS value), in this page's downloads folder."""
         from ..export import export_model
 
+        text_inputs(model=model, kind=kind)
         with page_errors():
             if kind not in DOWNLOADS.values():
-                raise UsageError(f"download {kind!r}: choose one of {', '.join(DOWNLOADS.values())}")
+                raise UsageError(f"download {quoted(kind)}: choose one of {', '.join(DOWNLOADS.values())}")
             name = self.model_name(model)
             folder = self.app.folder(name)
             out = self.fresh_download_folder()
@@ -295,14 +306,31 @@ def _as_file(source, shown: str) -> Iterator[Path]:
 
 
 def zip_folder(folder: Path, dest: Path) -> Path:
-    """The regular files of `folder` in a zip at `dest`; symlinks are left out (nothing from elsewhere)."""
+    """The regular files of `folder` in a zip at `dest`, its JSON files as their public copies (no absolute path of
+    the server); symlinks are left out (nothing from elsewhere)."""
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as archive:
         for root, _, files in os.walk(folder):  # does not enter symlinked folders
             for file in sorted(files):
                 path = Path(root) / file
-                if path.is_file() and not path.is_symlink():
-                    archive.write(path, Path(folder.name) / path.relative_to(folder))
+                name = Path(folder.name) / path.relative_to(folder)
+                if not path.is_file() or path.is_symlink():
+                    continue
+                public = public_copy(path)
+                if public is None:
+                    archive.write(path, name)
+                else:
+                    archive.writestr(str(name), public)
     return dest
+
+
+def public_copy(path: Path) -> str | None:
+    """A JSON file's text with every absolute path of the server in it cut to its last part; None for other files."""
+    if path.suffix != ".json":
+        return None
+    try:
+        return json.dumps(public_json(json.loads(path.read_text())), indent=2) + "\n"
+    except ValueError:  # not JSON after all: shipped as it is
+        return None
 
 
 def zip_model_folder(folder: Path, dest: Path) -> Path:
@@ -339,7 +367,7 @@ def build_train_tab(page: TrainPage, model: gr.Dropdown) -> TrainTab:
         "Name each class and drop its images in (or give one zip of class folders), press **Train**. The "
         "model is saved under the name below, as `python -m classifier.train` saves it, and joins the picker."
     )
-    name = gr.Textbox(label="Model name", placeholder="letters, digits, - and _")
+    name = gr.Textbox(label="Model name", placeholder="letters, digits, - and _", max_length=MAX_TEXT)
     labels, uploads, groups = class_slots()
     count = gr.State(FIRST_SLOTS)
     with gr.Row():
@@ -348,7 +376,7 @@ def build_train_tab(page: TrainPage, model: gr.Dropdown) -> TrainTab:
     local = page.limits.local
     with gr.Accordion("Or: one zip of class folders" + (", or a folder on this machine" if local else ""), open=False):
         archive = no_fetch(gr.File(file_types=[".zip"], type="filepath", label="Zip of class folders"))
-        folder = gr.Textbox(label="Folder of class folders on this machine", visible=local)
+        folder = gr.Textbox(label="Folder of class folders on this machine", visible=local, max_length=MAX_TEXT)
     with gr.Row():
         backbone = gr.Dropdown(list(BACKBONES), value=DEFAULT_BACKBONE, label="Backbone")
         size = gr.Number(IMAGE_SIZE, label="Image size (px)", precision=0, minimum=32, maximum=320)
@@ -393,7 +421,7 @@ def class_slots() -> tuple[list, list, list]:
     labels, uploads, groups = [], [], []
     for i in range(CLASS_SLOTS):
         with gr.Group(visible=i < FIRST_SLOTS) as group:
-            labels.append(gr.Textbox(label=f"Class {i + 1}", placeholder="class name"))
+            labels.append(gr.Textbox(label=f"Class {i + 1}", placeholder="class name", max_length=MAX_TEXT))
             uploads.append(
                 no_fetch(
                     gr.File(

@@ -21,7 +21,7 @@ import pandas as pd
 from starlette.middleware import Middleware
 
 from ..data.images import ImageError
-from ..errors import UsageError
+from ..errors import UsageError, clipped
 from ..evaluation.confidence import in_effect
 from ..evaluation.metrics import METRICS_FILE, TARGET_PRECISION, format_table
 from ..model.artifacts import read_metadata
@@ -34,10 +34,11 @@ from .app_guard import (
     ShownFiles,
     inline_bytes,
     no_fetch,
+    text_inputs,
     upload_path,
 )
 from .app_train import TrainPage, build_correction_row, build_train_tab, wire_corrections
-from .limits import DEFAULT_LIMITS, Limits
+from .limits import DEFAULT_LIMITS, LOOPBACK_HOSTS, Limits
 from .serving import ModelLibrary
 
 TOP_K = 5
@@ -70,7 +71,7 @@ def upload_source(upload, limits: Limits = DEFAULT_LIMITS) -> tuple[str | bytes,
     if not isinstance(upload, dict):
         raise gr.Error("Not a file payload: send the image as gradio_client's handle_file does", print_exception=False)
     path, url = upload.get("path"), upload.get("url")
-    name = str(upload.get("orig_name") or Path(str(path or "image")).name)
+    name = clipped(upload.get("orig_name") or Path(str(path or "image")).name)  # as messages show it
     if not path and isinstance(url, str) and url.startswith("data:"):  # inline base64, as some webcams send it
         return inline_bytes(url, name, limits), name
     if not path and url:
@@ -117,6 +118,7 @@ class App:
     def classify(self, upload: dict | None, model: str | None = None) -> dict:
         """One image -> a `gr.Label` value as sent: the answer as `label` (the top class, or "Not sure (top guess:
         ...)"), and the top classes' `confidences` either way."""
+        text_inputs(model=model)
         predictor = self.predictor(model)
         source, name = upload_source(upload, self.limits)
         try:
@@ -136,6 +138,7 @@ class App:
 
     def classify_files(self, paths: list[str] | None, model: str | None = None) -> pd.DataFrame:
         """Several files -> one table row each; a bad file gets its error in its row, the rest go on."""
+        text_inputs(model=model)
         paths = paths or []
         if len(paths) > self.limits.max_batch:  # counted as sent: the same upload named twice is two files
             raise gr.Error(
@@ -147,7 +150,7 @@ class App:
         predictor = self.predictor(model)
         rows, good, pixels = [], [], []
         for path in paths:
-            name = Path(path).name
+            name = clipped(Path(path).name)
             rows.append([name, "", None, None, "", ""])
             try:
                 pixels.append(predictor.pixels(upload_path(path, name)))
@@ -237,6 +240,7 @@ class App:
 
     def model_view(self, model: str | None):
         """Every model-dependent output, for the page load and the picker."""
+        text_inputs(model=model)
         picture, history = self.curves(model)
         table, confusion = self.evaluation(model)
         examples = self.examples(model)
@@ -250,6 +254,7 @@ class App:
         )
 
     def example(self, index: int | None, model: str | None):
+        text_inputs(model=model)
         examples = self.examples(model)
         return str(examples[index]) if index is not None and 0 <= index < len(examples) else None
 
@@ -345,6 +350,7 @@ def launch(
     demo = build_app(app, trainer)
     # With training, new model folders and their training images appear under models_dir: none of it is readable.
     blocked = [*library.paths.values(), *([Path(models_dir)] if trainer else [])]
+    hosts = (host, *LOOPBACK_HOSTS) if limits.local else None
     demo.launch(
         server_name=host,
         server_port=port,
@@ -353,7 +359,8 @@ def launch(
         # Only copies of the files the page shows are readable, never a model folder itself.
         allowed_paths=[str(app.shown.folder), *([str(trainer.downloads)] if trainer else [])],
         blocked_paths=[str(Path(path).resolve()) for path in blocked],
-        app_kwargs={"middleware": [Middleware(RequestGuard, max_body=limits.max_body)]},
+        # Run locally, the app answers only requests addressed to this machine (no DNS-rebinding page).
+        app_kwargs={"middleware": [Middleware(RequestGuard, max_body=limits.max_body, hosts=hosts)]},
         mcp_server=False,  # Gradio's MCP server (GRADIO_MCP_SERVER=true) would be another way in
         enable_monitoring=False,  # /monitoring: traffic figures for anyone who asks
         run_history=False,  # /gradio_api/runs: calls the Hugging Face Hub on a visitor's behalf

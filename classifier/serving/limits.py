@@ -13,6 +13,12 @@ import os
 from dataclasses import dataclass
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # per file, uploaded or inline: far above any photo
+# Characters of any text a request carries (a model, class or file name, a download kind, a job id, a folder):
+# checked before anything else reads it (app_guard). Only an inline image's data: URL may be longer (max_inline).
+MAX_TEXT = 500
+# Values (counted by their commas) in one call's JSON body, checked before it is parsed: the Train tab's six class
+# slots of --max-class-images uploads (a dozen values each) need 72,000 at the defaults.
+MAX_JSON_VALUES = 1_000_000
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -43,6 +49,11 @@ class Limits:
         return 4 * -(-self.max_upload // 3)
 
     @property
+    def max_zip_entries(self) -> int:
+        """Entries a training zip may hold: files and folders of max_classes classes in train/ and validation/."""
+        return self.max_classes * (self.max_class_images + 1) * 2
+
+    @property
     def max_body(self) -> int:
         """Bytes of any request body but an upload: one inline image plus its JSON envelope."""
         return self.max_inline + 64 * 1024
@@ -57,6 +68,7 @@ LIMIT_FLAGS = {
     "max_class_images": "--max-class-images",
     "max_train_mb": "--max-train-mb",
     "max_train_queue": "--max-train-queue",
+    "max_zip_entries": "--max-classes x --max-class-images",
 }
 
 

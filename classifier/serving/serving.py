@@ -19,6 +19,7 @@ import numpy as np
 
 from ..console import Log, say
 from ..data.images import ImageSource
+from ..errors import quoted
 from ..model.artifacts import DEFAULT_ENGINE, is_model_dir
 from ..predict import Predictor
 
@@ -140,7 +141,7 @@ class ModelLibrary:
         loading has to say (a backbone's first LiteRT conversion on this machine)."""
         name = name or self.names[0]
         if name not in self.paths:
-            raise KeyError(f"unknown model {name!r}; this app serves: {', '.join(self.names)}")
+            raise KeyError(f"unknown model {quoted(name)}; this app serves: {', '.join(self.names)}")
         with self._lock:  # two first requests must not load the same model twice
             if name not in self._loaded:
                 self._loaded[name] = BatchedPredictor(

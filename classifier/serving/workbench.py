@@ -8,7 +8,9 @@ already has one queued or running.
 
 While a job runs, `Job.snapshot()` says where it is: the backbone feature pass (images done and
 total, images per second, time left, from `console.Progress` through train's `on_progress`), then
-each finished epoch's metrics (from a Keras callback), and at the end what happened.
+each finished epoch's metrics (from a Keras callback), and at the end what happened. Its log lines and
+its final message are what a visitor reads of the job: every absolute path in them is cut to its
+last part (`metadata.public_text`), so they say `api_shapes`, not where the server keeps it.
 
 `cancel(job_id)` drops a waiting job at once; a running one stops at its next batch of the feature
 pass or of an epoch (the hooks raise `control.Cancelled`). train() writes the model folder in one
@@ -30,7 +32,8 @@ from .._tf import keras
 from ..config import TrainConfig
 from ..console import Progress, say
 from ..data.images import ImageError
-from ..errors import UsageError, first_line
+from ..errors import UsageError, first_line, quoted
+from ..model.metadata import public_text
 from ..train import TrainResult, train
 from ..training.control import Cancelled
 from .limits import DEFAULT_LIMITS, Limits, limit_hit
@@ -63,10 +66,10 @@ def tab_config(
 ) -> TrainConfig:
     """The training options of a job started from the Train tab (`more`: any other TrainConfig field)."""
     if backbone not in BACKBONES:
-        raise UsageError(f"backbone {backbone!r}: choose one of {', '.join(BACKBONES)}")
+        raise UsageError(f"backbone {quoted(backbone)}: choose one of {', '.join(BACKBONES)}")
     for what, value, (low, high) in (("image size", image_size, SIZE_RANGE), ("epochs", epochs, EPOCHS_RANGE)):
         if not isinstance(value, (int, float)) or not low <= value <= high:
-            raise UsageError(f"{what} {value!r}: the Train tab takes {low} to {high}")
+            raise UsageError(f"{what} {quoted(value)}: the Train tab takes {low} to {high}")
     options = dict(
         data=str(data),
         out=str(out),
@@ -97,7 +100,7 @@ class Job:
     _passes: dict = field(default_factory=dict)  # id of each feature pass's Progress -> (done, total)
 
     def log(self, line: str) -> None:
-        self.lines.append(line)
+        self.lines.append(public_text(line))  # a visitor reads it: no path of the server
 
     def check_cancelled(self) -> None:
         if self.cancel_requested.is_set():
@@ -188,7 +191,9 @@ class Workbench:
     def get(self, job_id: str) -> Job:
         job = self.jobs.get(job_id or "")
         if job is None:
-            raise UsageError(f"no training job {job_id!r} on this server (finished jobs are forgotten after a while)")
+            raise UsageError(
+                f"no training job {quoted(job_id)} on this server (finished jobs are forgotten after a while)"
+            )
         return job
 
     def active(self) -> list[Job]:
@@ -248,7 +253,7 @@ class Workbench:
 
     def _finish(self, job: Job, state: str, message: str) -> None:
         """Record how `job` ended (the caller holds the lock) and wake whoever waits on it."""
-        job.state, job.message, job.finished = state, message, time.time()
+        job.state, job.message, job.finished = state, public_text(message), time.time()
         job.phase = state
         job.log(message)
         self._changed.notify_all()
