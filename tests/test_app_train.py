@@ -7,19 +7,32 @@ on two classes of drawn shapes. `SCREENSHOT=1` also saves the Train tab to docs/
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import tempfile
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, run_main
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
 from test_app import ARTIFACTS, CHROMIUM, browser_page
 
+import app as app_cli
+from classifier.data import trainset
+from classifier.errors import UsageError
 from classifier.predict import Predictor
+from classifier.serving.app_train import KEPT_DOWNLOADS
 from classifier.serving.app_ui import launch
 from classifier.serving.limits import Limits
 from classifier.serving.serving import ModelLibrary
+from classifier.serving.workbench import DEFAULT_BACKBONE
 from classifier.shapes import make_shapes_dataset
 
 LIMITS = Limits(training=True, local=True)
@@ -138,3 +151,156 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
     predictor = Predictor(tmp_path / "unzipped" / "shapes")
     assert predictor.class_names == ["circle", "square"]
     assert predictor.predict(drawn["circle"][-1])[0][0] == "circle"
+
+
+# --------------------------------------------------------------------------------------------
+# A hostile visitor: no served model replaced, nothing kept beyond the caps (no training here)
+# --------------------------------------------------------------------------------------------
+TURNED_AWAY = Limits(training=True, local=True, max_train_queue=0, max_class_images=4, max_model_data_mb=1)
+
+
+def noise_png(path: Path, side: int, seed: int) -> Path:
+    """A PNG of random pixels (incompressible: about 3 x side**2 bytes)."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `folders`: (size, mtime in ns), to show nothing was written."""
+    return {
+        str(path): (path.lstat().st_size, path.lstat().st_mtime_ns)
+        for folder in folders
+        for path in sorted(folder.rglob("*"))
+    }
+
+
+def du(*patterns: str) -> int:
+    """Bytes of the files under the temp folder's entries matching `patterns`."""
+    root = Path(tempfile.gettempdir())
+    return sum(
+        p.stat().st_size
+        for pattern in patterns
+        for entry in root.glob(pattern)
+        for p in entry.rglob("*")
+        if p.is_file()
+    )
+
+
+@pytest.fixture(scope="module")
+def workshop(model_dir, shapes_dir, tmp_path_factory):
+    """(url, models folder, the outside model's folder) of an app that turns every training job away: it serves
+    `shapes` from its models folder (with a training folder of 3 images a class) and `served` from elsewhere (as
+    --model would), and its models folder also holds a stray file `junk` and a training folder `old.data`."""
+    root = tmp_path_factory.mktemp("workshop")
+    models, outside = root / "models", root / "elsewhere" / "served"
+    shutil.copytree(model_dir, models / "shapes")
+    shutil.copytree(model_dir, outside)
+    images = {label: files[:3] for label, files in trainset.folder_images(shapes_dir).items()}
+    trainset.build(models, "shapes", images, TURNED_AWAY)
+    (models / "junk").write_text("not a model")
+    (models / "old.data").mkdir()
+    library = ModelLibrary({"shapes": models / "shapes", "served": outside})
+    demo = launch(library, models, "127.0.0.1", free_port(), TURNED_AWAY, block=False)
+    yield demo.local_url, models, outside
+    demo.close()
+
+
+def train_call(client: Client, name: str, uploads: list | None = None):
+    slots = ["circle", "square", "", "", "", ""] if uploads else [""] * 6
+    files = (uploads or []) + [None] * (6 - len(uploads or []))
+    return client.predict(name, DEFAULT_BACKBONE, 32, 1, None, "", *slots, *files, api_name="/train")
+
+
+def test_no_visitor_can_replace_a_served_model(workshop, capsys):
+    url, models, outside = workshop
+    client = Client(url, verbose=False)
+    before = snapshot(models, outside.parent)
+    for name, words in [
+        ("served", "model 'served' is served by this app"),  # from outside the models folder (--model)
+        ("shapes", "model 'shapes' is served by this app"),  # from inside it
+        ("junk", "'junk' exists in this app's models folder"),  # any file of that name
+        ("old", "'old.data' exists in this app's models folder"),  # a training folder left without a model
+    ]:
+        with pytest.raises(AppError, match=re.escape(words)):
+            train_call(client, name)
+    outside_words = "model 'served' is served from outside this app's models folder: it cannot be retrained"
+    with pytest.raises(AppError, match=outside_words):
+        client.predict(None, "served", "circle", api_name="/correct")
+    with pytest.raises(AppError, match=outside_words):
+        client.predict("served", api_name="/retrain")
+    assert snapshot(models, outside.parent) == before
+
+    # A models folder that is a model folder, or inside one, is refused at start when training is on.
+    for folder, words in [(outside, "is a model folder"), (outside / "sub", "is inside the model folder")]:
+        with pytest.raises(UsageError, match=words):
+            launch(ModelLibrary({}), folder, "127.0.0.1", free_port(), TURNED_AWAY, block=False)
+        code, _, err = run_main(app_cli.main, ["--models-dir", folder, "--port", free_port()], capsys)
+        assert code == 2 and err.startswith("error: --models-dir") and words in err and err.count("\n") == 1, err
+    assert snapshot(models, outside.parent) == before
+
+
+def test_a_refused_job_writes_nothing(workshop, drawn):
+    url, models, _ = workshop
+    client = Client(url, verbose=False)
+    uploads = [[handle_file(str(p)) for p in drawn[label][:6]] for label in ("circle", "square")]
+    before = snapshot(models)
+    for name in ("fresh1", "fresh2", "fresh3"):  # fresh names, each turned away by the queue's cap
+        with pytest.raises(AppError, match=r"--max-train-queue sets it"):
+            train_call(client, name, uploads)
+    assert snapshot(models) == before  # not a byte: the queue's room is checked before the images are copied
+
+
+def test_corrections_have_a_byte_cap_and_class_cap_under_one_lock(workshop, tmp_path):
+    url, models, _ = workshop
+    client = Client(url, verbose=False)
+    folder = models / "shapes.data"
+    big = [noise_png(tmp_path / f"big{i}.png", 375, seed=i) for i in range(2)]  # about 420 KB each
+    said = [
+        client.predict(handle_file(str(path)), "shapes", label, api_name="/correct")
+        for path, label in zip(big, ("square", "triangle"), strict=True)
+    ]
+    assert all("Saved to class" in line for line in said), said
+    cap = TURNED_AWAY.max_model_data_mb * 2**20
+    room = cap - trainset.folder_bytes(folder)
+    over = noise_png(tmp_path / "over.png", int((room / 3) ** 0.5) + 20, seed=9)  # just above what is left
+    with pytest.raises(AppError, match=r"training images would take .* MB: above .* \(--max-model-data-mb sets it\)"):
+        client.predict(handle_file(str(over)), "shapes", "circle", api_name="/correct")
+    assert trainset.folder_bytes(folder) <= cap
+
+    # Four different images for a class one short of --max-class-images, at once: exactly one gets in.
+    small = [noise_png(tmp_path / f"small{i}.png", 16, seed=100 + i) for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda p: _correct(url, p), small))
+    assert sum(ok for ok, _ in results) == 1, results
+    assert all("--max-class-images sets it" in said for ok, said in results if not ok), results
+    assert trainset.class_counts(folder)["circle"] == TURNED_AWAY.max_class_images
+
+
+def _correct(url: str, path: Path) -> tuple[bool, str]:
+    try:
+        return True, Client(url, verbose=False).predict(handle_file(str(path)), "shapes", "circle", api_name="/correct")
+    except AppError as error:
+        return False, str(error)
+
+
+def test_downloads_are_deleted_once_sent_and_bounded_when_never_fetched(workshop, tmp_path):
+    url, _, _ = workshop
+    client = Client(url, verbose=False, download_files=str(tmp_path))  # not into Gradio's folder, which is measured
+    before = du("classifier-downloads-*", "gradio")
+    for _ in range(4):  # fetched, as gradio_client and the page's link do: gone once sent
+        path = client.predict("shapes", "zip", api_name="/download")
+        assert "shapes/model.keras" in zipfile.ZipFile(path).namelist()
+    deadline = time.monotonic() + 10
+    while du("classifier-downloads-*", "gradio") > before and time.monotonic() < deadline:
+        time.sleep(0.1)  # the last chunk is sent a moment before the file goes
+    assert du("classifier-downloads-*", "gradio") == before
+    sent = httpx.get(url + "gradio_api/file=" + path)
+    assert sent.status_code == 403  # deleted: the same link does not serve it twice
+    # Prepared and never fetched: at most KEPT_DOWNLOADS of them stay.
+    session = Client(url, verbose=False, download_files=False)
+    one = None
+    for _ in range(KEPT_DOWNLOADS + 3):
+        one = session.predict("shapes", "zip", api_name="/download")
+    size = Path(one["path"]).stat().st_size
+    assert du("classifier-downloads-*", "gradio") - before <= KEPT_DOWNLOADS * size * 1.1

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import UsageError
-from ..model.artifacts import staged_dir
+from ..model.artifacts import is_model_dir, staged_dir
 from ..serving.limits import Limits, limit_hit
 from .download import VerifyError, extract_zip, sha256_of
 from .formats import FORMAT_NAMES, is_image_file
@@ -44,6 +44,21 @@ Images = dict[str, list[tuple[Path, str]]]  # class -> (file on the server, the 
 
 def data_folder(models_dir: str | Path, model: str) -> Path:
     return Path(models_dir) / f"{model}{DATA_SUFFIX}"
+
+
+def check_models_dir(models_dir: str | Path) -> Path:
+    """Refuse a models folder that is a model folder or inside one: training from the page writes visitors' models
+    and photos into the models folder, which would put them inside a served model (and its downloads)."""
+    root = Path(models_dir).resolve()
+    model = next((folder for folder in (root, *root.parents) if is_model_dir(folder)), None)
+    if model is not None:
+        where = "is a model folder" if model == root else f"is inside the model folder {model}"
+        raise UsageError(
+            f"--models-dir {models_dir}: {where}; training from the page would write visitors' models and photos "
+            "into it. Point --models-dir at a folder that holds model folders (serve one model with --model), or "
+            "turn training off with --no-allow-training"
+        )
+    return root
 
 
 def check_model_name(name: str) -> str:
@@ -121,6 +136,13 @@ def stored_copy(folder: Path, stem: str) -> Path | None:
 def class_counts(folder: Path) -> dict[str, int]:
     """Images per class of a training folder."""
     return {label: len(files) for label, files in find_class_files(folder).items()} if folder.is_dir() else {}
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files in a training folder, hidden temporary ones too (they are on the disk as well)."""
+    return sum(
+        os.lstat(os.path.join(root, file)).st_size for root, _, files in os.walk(folder) for file in files
+    )  # os.walk does not enter symlinked folders; lstat: a link counts as itself
 
 
 def folder_images(root: Path) -> Images:

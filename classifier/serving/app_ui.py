@@ -36,7 +36,7 @@ from .app_guard import (
     no_fetch,
     upload_path,
 )
-from .app_train import TrainPage, build_correction_row, build_train_tab, wire_corrections
+from .app_train import SentOnce, TrainPage, build_correction_row, build_train_tab, wire_corrections
 from .limits import DEFAULT_LIMITS, Limits
 from .serving import ModelLibrary
 
@@ -353,7 +353,12 @@ def launch(
         # Only copies of the files the page shows are readable, never a model folder itself.
         allowed_paths=[str(app.shown.folder), *([str(trainer.downloads)] if trainer else [])],
         blocked_paths=[str(Path(path).resolve()) for path in blocked],
-        app_kwargs={"middleware": [Middleware(RequestGuard, max_body=limits.max_body)]},
+        app_kwargs={
+            "middleware": [
+                Middleware(RequestGuard, max_body=limits.max_body),
+                *([Middleware(SentOnce, folder=trainer.downloads)] if trainer else []),  # downloads go once sent
+            ]
+        },
         mcp_server=False,  # Gradio's MCP server (GRADIO_MCP_SERVER=true) would be another way in
         enable_monitoring=False,  # /monitoring: traffic figures for anyone who asks
         run_history=False,  # /gradio_api/runs: calls the Hugging Face Hub on a visitor's behalf

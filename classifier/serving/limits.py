@@ -36,6 +36,9 @@ class Limits:
     max_class_images: int = 1000  # images in one class of a model's training folder
     max_train_mb: int = 500  # bytes of images (or of a zip, unpacked) one training job may upload
     max_train_queue: int = 2  # training jobs waiting behind the running one; the next is turned away
+    # Bytes one model's training folder may hold: Train fills it (within max_train_mb), corrections add to it
+    # until this cap (a correction beyond it is refused); room for a few hundred photos above a full upload.
+    max_model_data_mb: int = 600
 
     @property
     def max_inline(self) -> int:
@@ -57,6 +60,7 @@ LIMIT_FLAGS = {
     "max_class_images": "--max-class-images",
     "max_train_mb": "--max-train-mb",
     "max_train_queue": "--max-train-queue",
+    "max_model_data_mb": "--max-model-data-mb",
 }
 
 
