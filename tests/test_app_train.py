@@ -6,9 +6,12 @@ on two classes of drawn shapes. `SCREENSHOT=1` also saves the Train tab to docs/
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import zipfile
@@ -21,6 +24,7 @@ import pytest
 from conftest import ROOT, free_port, run_main
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from hostile import running_server
 from PIL import Image
 from test_app import ARTIFACTS, CHROMIUM, browser_page
 
@@ -28,6 +32,7 @@ import app as app_cli
 from classifier.data import trainset
 from classifier.errors import UsageError
 from classifier.predict import Predictor
+from classifier.serving import scratch
 from classifier.serving.app_train import KEPT_DOWNLOADS
 from classifier.serving.app_ui import launch
 from classifier.serving.limits import Limits
@@ -304,3 +309,45 @@ def test_downloads_are_deleted_once_sent_and_bounded_when_never_fetched(workshop
         one = session.predict("shapes", "zip", api_name="/download")
     size = Path(one["path"]).stat().st_size
     assert du("classifier-downloads-*", "gradio") - before <= KEPT_DOWNLOADS * size * 1.1
+
+
+def test_a_kill_mid_unpack_leaves_nothing_after_a_clean_restart(tmp_path, monkeypatch):
+    temp = tmp_path / "tmp"  # the app's temp folder (TMPDIR)
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    dead = temp / f"{scratch.PREFIX}{ended.pid}-left" / "gradio"  # what a killed run left
+    live = temp / f"{scratch.PREFIX}{os.getpid()}-live"  # a running process's (this one's): kept
+    dead.mkdir(parents=True)
+    live.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    png = _tiny_png()
+    archive = tmp_path / "many.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(10_000):  # 10 classes of 1,000: within every cap, so it unpacks and then checks each image
+            zf.writestr(f"class{i % 10}/{i}.png", png)
+    argv = [sys.executable, "app.py", "--models-dir", str(tmp_path / "models"), "--port"]
+    port = free_port()
+    with running_server([*argv, str(port)], port, tmp_path / "first.log") as (server, url):
+        assert not dead.parent.exists() and live.exists()  # the start removed the dead run's folder only
+        (folder,) = temp.glob(f"{scratch.PREFIX}{server.pid}-*")
+        Client(url, verbose=False).submit(
+            "many", DEFAULT_BACKBONE, 32, 1, handle_file(str(archive)), "", *[""] * 6, *[None] * 6, api_name="/train"
+        )
+        deadline = time.monotonic() + 120
+        while not any(folder.glob("classifier-zip-*/*/*.png")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server.kill()  # mid-unpack (or checking what was unpacked): nothing runs after it
+        server.wait()
+    assert any(folder.glob("classifier-zip-*/*/*.png")) and any(folder.glob("gradio/*/many.zip"))
+    port = free_port()
+    with running_server([*argv, str(port)], port, tmp_path / "second.log") as (server, url):
+        assert not folder.exists()  # a clean restart: the killed run's upload and unpacked files are gone
+        assert len(list(temp.glob(f"{scratch.PREFIX}{server.pid}-*"))) == 1
+    # running_server stopped it with SIGTERM: its own folder went too
+    assert server.returncode == 0 and sorted(temp.iterdir()) == [live], (tmp_path / "second.log").read_text()
+
+
+def _tiny_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
