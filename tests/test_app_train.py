@@ -95,6 +95,18 @@ def test_api_trains_reports_progress_and_predicts(server, drawn):
         assert result["label"] == label
 
 
+def test_a_cancelled_new_model_keeps_nothing_and_its_name_is_free_again(server, drawn):
+    url, models = server
+    client = Client(url, verbose=False)
+    uploads = [[handle_file(str(p)) for p in drawn[label][:4]] for label in ("circle", "square")]
+    for _ in range(2):  # the second Train of the same name is not refused: the first left nothing
+        _, _, details, _ = train_call(client, "dropped", uploads)
+        assert details["state"] in ("queued", "running")
+        client.predict(details["id"], api_name="/train_cancel")
+        assert wait_until_finished(client)["state"] == "cancelled"
+        assert not (models / "dropped.data").exists() and not (models / "dropped").exists()
+
+
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, tmp_path):
     url, models = server
