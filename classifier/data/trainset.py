@@ -12,6 +12,9 @@ A new folder is built beside its target and renamed into place when complete (ar
 a correction's image is written to a hidden temporary name and renamed. A model name is letters,
 digits, `-` and `_` (no dot, so `NAME.data` never names a model); a class name also allows spaces,
 and is never `train` or `validation` (those mean splits to the training scan).
+
+The models folder that holds them is never a model folder or inside one (`check_models_dir`), so a
+visitor's model or photo never lands in a served model's folder.
 """
 
 from __future__ import annotations

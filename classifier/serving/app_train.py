@@ -15,6 +15,15 @@ refuses URLs (`no_fetch`); a folder on the server is read only when the app runs
   tab's options it was trained with (the feature cache makes only the new images cost a backbone pass).
 - Downloads (`/download`): the model folder as a zip, a SavedModel (zip) or a TFLite file, made by
   `classifier.export` (with its check) as copies in a temporary folder; never the model folder itself.
+  Gradio serves that folder in place (a static path, no copy in its cache) and `SentOnce` deletes a
+  download once sent whole; at most KEPT_DOWNLOADS never fetched are kept.
+
+A served model is the operator's: Train refuses any name the page serves (a `--model` from outside the
+models folder too) and any name the models folder already holds, and the models folder is never a model
+folder or inside one (`trainset.check_models_dir`); retrain and corrections act only on models whose
+folder is models/NAME. What a visitor can leave is capped: a job the queue turns away writes nothing, a
+new model's job that fails or is cancelled leaves no training folder, corrections stop at
+`--max-class-images` per class and `--max-model-data-mb` per model (checked and written under one lock).
 """
 
 from __future__ import annotations

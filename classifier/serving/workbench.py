@@ -4,7 +4,9 @@
 the CLI, in the workbench's one worker thread, so the app's predictions (Gradio's queue workers)
 keep being answered while it trains. At most `max_waiting` jobs wait behind the running one; the
 next is refused with a message naming the limit's flag, and so is a second job for a model that
-already has one queued or running.
+already has one queued or running. `check_room(name)` asks the same before a caller writes a job's
+images, so a job that would be turned away costs nothing; `on_failed` hears of every job that ended
+without a model (failed or cancelled), so the caller can drop what it wrote for it.
 
 While a job runs, `Job.snapshot()` says where it is: the backbone feature pass (images done and
 total, images per second, time left, from `console.Progress` through train's `on_progress`), then
