@@ -18,6 +18,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import gradio as gr
 import httpx
 import numpy as np
 import pytest
@@ -33,8 +34,8 @@ from classifier.data import trainset
 from classifier.errors import UsageError
 from classifier.predict import Predictor
 from classifier.serving import scratch
-from classifier.serving.app_train import KEPT_DOWNLOADS
-from classifier.serving.app_ui import launch
+from classifier.serving.app_train import KEPT_DOWNLOADS, TrainPage
+from classifier.serving.app_ui import App, launch
 from classifier.serving.limits import Limits
 from classifier.serving.serving import ModelLibrary
 from classifier.serving.workbench import DEFAULT_BACKBONE
@@ -266,6 +267,30 @@ def test_a_refused_job_writes_nothing(workshop, drawn):
         with pytest.raises(AppError, match=r"--max-train-queue sets it"):
             train_call(client, name, uploads)
     assert snapshot(models) == before  # not a byte: the queue's room is checked before the images are copied
+
+
+def test_a_job_the_queue_turns_away_after_its_images_were_copied_keeps_nothing(workshop, drawn):
+    """The race `check_room` cannot close: room when asked, none at submit (a retrain took the last place)."""
+    url, models, _ = workshop
+    page = TrainPage(App(ModelLibrary({}), models, TURNED_AWAY))
+    asked, check_room = [], page.workbench.check_room
+
+    def room_then_none(name):  # the queue had room when the Train call asked; at submit it has none
+        asked.append(name)
+        if len(asked) > 1:
+            check_room(name)
+
+    page.workbench.check_room = room_then_none
+    uploads = [[upload_to(url, p) for p in drawn[label][:3]] for label in ("circle", "square")]
+    with pytest.raises(gr.Error, match="--max-train-queue sets it"):
+        page.train("racy", DEFAULT_BACKBONE, 32, 1, None, "", "circle", "square", *[""] * 4, *uploads, *[None] * 4)
+    assert asked == ["racy", "racy"] and not (models / "racy.data").exists() and not (models / "racy").exists()
+
+
+def upload_to(url: str, path: Path) -> str:
+    """The server-side path Gradio gives a file sent to /upload (what the page sends as the file's path)."""
+    with open(path, "rb") as file:
+        return httpx.post(url + "gradio_api/upload", files={"files": file}).json()[0]
 
 
 def test_corrections_have_a_byte_cap_and_class_cap_under_one_lock(workshop, tmp_path):
