@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -310,20 +311,35 @@ def test_corrections_have_a_byte_cap_and_class_cap_under_one_lock(workshop, tmp_
         client.predict(handle_file(str(over)), "shapes", "circle", api_name="/correct")
     assert trainset.folder_bytes(folder) <= cap
 
-    # Four different images for a class one short of --max-class-images, at once: exactly one gets in.
-    small = [noise_png(tmp_path / f"small{i}.png", 16, seed=100 + i) for i in range(4)]
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda p: _correct(url, p), small))
-    assert sum(ok for ok, _ in results) == 1, results
-    assert all("--max-class-images sets it" in said for ok, said in results if not ok), results
-    assert trainset.class_counts(folder)["circle"] == TURNED_AWAY.max_class_images
+    assert trainset.class_counts(folder)["circle"] == 3  # the refused one was not written either
 
 
-def _correct(url: str, path: Path) -> tuple[bool, str]:
-    try:
-        return True, Client(url, verbose=False).predict(handle_file(str(path)), "shapes", "circle", api_name="/correct")
-    except AppError as error:
-        return False, str(error)
+def test_two_corrections_at_once_cannot_both_take_a_class_last_place(workshop, model_dir, shapes_dir, tmp_path):
+    """The class-count cap and the write are one step: four corrections released at the same instant for a class
+    one short of --max-class-images, each image slow enough to check that an unlocked count would let several in."""
+    url, _, _ = workshop
+    models = tmp_path / "models"
+    shutil.copytree(model_dir, models / "shapes")
+    images = {label: files[:3] for label, files in trainset.folder_images(shapes_dir).items()}
+    folder = trainset.build(models, "shapes", images, TURNED_AWAY)
+    limits = Limits(training=True, max_class_images=4)
+    page = TrainPage(App(ModelLibrary({"shapes": models / "shapes"}), models, limits))
+    photos = [noise_png(tmp_path / f"photo{i}.png", 700, seed=200 + i) for i in range(4)]  # 1.5 MB, decoded to check
+    uploads = [{"path": upload_to(url, path), "orig_name": path.name} for path in photos]
+    start = threading.Barrier(len(uploads))
+
+    def correct(upload) -> str:
+        start.wait()
+        try:
+            return page.correct(upload, "shapes", "circle")
+        except gr.Error as error:
+            return str(error)
+
+    with ThreadPoolExecutor(len(uploads)) as pool:
+        said = list(pool.map(correct, uploads))
+    assert sum(line.startswith("Saved to class **circle**") for line in said) == 1, said
+    assert sum("--max-class-images sets it" in line for line in said) == 3, said
+    assert trainset.class_counts(folder)["circle"] == limits.max_class_images
 
 
 def test_downloads_are_deleted_once_sent_and_bounded_when_never_fetched(workshop, tmp_path):
