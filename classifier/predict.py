@@ -98,7 +98,7 @@ def expand_image_args(paths: Sequence[str]) -> list[Path]:
             if not images:
                 raise UsageError(f"{arg}: folder holds no image files")
             found.extend(images)
-        elif path.exists():
+        elif path.exists() or path.is_symlink():  # a dangling link too: its error names it, and the rest go on
             found.append(path)
         else:
             raise UsageError(f"{arg}: no such file or folder")

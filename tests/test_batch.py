@@ -4,11 +4,16 @@ backbone pass."""
 from __future__ import annotations
 
 import csv
+import os
+import shutil
+import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import MOBILENET_STEM, run_main, tiny_config
 from PIL import Image
+from special_files import DEVICE, make_special_files, unblocked
 
 pytest.importorskip("apache_beam")  # the [beam] extra, which CI's [test] installs
 
@@ -62,6 +67,78 @@ def test_batch_predict_gives_predictors_numbers_and_a_row_per_bad_file(model_dir
         assert row["prediction"] == (ranked[0][0] if sure else NOT_SURE)
         assert float(row["probability"]) == got[0]
     assert not list(tmp_path.glob(".results.csv.*"))  # no temporary file left beside it
+
+
+def test_batch_predict_gives_each_path_that_is_no_regular_file_an_error_row_without_reading_it(
+    model_dir, tmp_path, capsys
+):
+    """A link to /dev/zero is not read without end, a FIFO does not hang the run, and a dangling link or a folder
+    the glob names is a row saying what it is; the images beside them are classified as ever."""
+    folder = tmp_path / "in"
+    reasons = make_special_files(folder)
+    Image.new("RGB", (8, 8), "red").save(folder / "x.png" / "inside.png")  # `*.png` does not go into the folder
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (20, 16), "blue").save(folder / name)
+    (folder / "link.png").symlink_to(folder / "a.png")  # a link to a regular file is read
+    # The pipeline's own read step first, on a link to /dev/null: harmless even if the device were read, and it
+    # must be refused before the run below meets /dev/zero.
+    (refused,) = batch_predict.read_files(str(folder / "null.png"), 3)
+    assert refused.tag == "errors" and refused.value[-1] == DEVICE
+
+    out = tmp_path / "results.csv"
+    with unblocked([folder / "fifo.png"]) as freed:
+        code, stdout, _ = run_main(batch_predict.main, [model_dir, f"{folder}/*.png", "--out", out], capsys)
+    assert not freed and code == 0 and stdout.strip() == f"wrote {out}: 8 rows"
+    rows = {Path(row["path"]).name: row for row in _read(out)}
+    assert {name: rows[name]["error"] for name in reasons} == reasons
+    assert all(rows[name]["prediction"] == rows[name]["class_1"] == "" for name in reasons)
+    assert [(rows[name]["error"], rows[name]["prediction"] != "") for name in ("a.png", "b.png", "link.png")] == [
+        ("", True)
+    ] * 3
+    assert rows["link.png"]["probability_1"] == rows["a.png"]["probability_1"]
+
+
+def test_batch_predict_refuses_an_out_that_would_overwrite_a_model_or_an_input(model_dir, tmp_path, capsys):
+    used, other = shutil.copytree(model_dir, tmp_path / "used"), shutil.copytree(model_dir, tmp_path / "other")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (8, 8)).save(inputs / name)
+    (inputs / "link.png").symlink_to(inputs / "a.png")
+    (inputs / "dangling.png").symlink_to(tmp_path / "gone.csv")
+    (tmp_path / "link-to-b.csv").symlink_to(inputs / "b.png")
+    (tmp_path / "into-model").symlink_to(used)
+    os.mkfifo(tmp_path / "pipe.csv")
+    before = _files(tmp_path)
+    model, inside = "inside the model folder", "is one of the input files"
+    cases = {
+        used / "model.keras": model,  # the model in use
+        used / "results.csv": model,
+        other / "metadata.json": model,  # any model folder
+        other / "new" / "results.csv": model,
+        tmp_path / "into-model" / "results.csv": model,  # through a link
+        inputs / "a.png": inside,
+        inputs / "link.png": inside,  # the same file once the link is resolved
+        tmp_path / "link-to-b.csv": inside,
+        inputs / "dangling.png": inside,  # an input too: its row says what it is, the CSV must not replace it
+        tmp_path / "pipe.csv": "exists and is not a regular file",
+    }
+    for out, message in cases.items():
+        code, _, err = run_main(batch_predict.main, [used, f"{inputs}/*.png", "--out", out], capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (out, err)
+    assert _files(tmp_path) == before  # nothing written, replaced or added
+
+
+def _files(root: Path) -> dict[Path, tuple]:
+    """Every path under `root` (links not followed) -> what it is: a regular file's bytes, a link's target."""
+    found = {}
+    for path in root.rglob("*"):
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            found[path] = ("link", os.readlink(path))
+        else:
+            found[path] = ("file", path.read_bytes()) if stat.S_ISREG(mode) else (stat.S_IFMT(mode),)
+    return found
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from ..console import Log, Progress, say
+from .files import open_regular
 
 TIMEOUT_SECONDS = 60
 CHUNK_BYTES = 1 << 16
@@ -111,8 +112,9 @@ def _reason(error: object) -> str:
 
 
 def sha256_of(path: Path) -> str:
+    """The sha256 of a file's content (`files.FileRefused` when `path` is no regular file: nothing waits on a FIFO)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
+    with open_regular(path) as file:
         for chunk in iter(lambda: file.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()

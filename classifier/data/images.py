@@ -40,7 +40,9 @@ near half a GiB. A JPEG is held to `MAX_PIXELS` after its reduced-scale decode, 
 must keep the whole image's DCT coefficients (2 bytes a sample: progressive JPEGs, and those whose
 first scan leaves out a component) those must fit the budget too; one-pass JPEGs are decoded in
 strips, whatever their declared size. Pillow's decompression-bomb check stays on as a second line.
-Every way a file can fail, in Pillow or here, is an `ImageError` naming the file.
+Every way a file can fail, in Pillow or here, is an `ImageError` naming the file. A path is opened only when it
+leads to a regular file (`files.open_regular`): a device, FIFO, socket, folder or dangling link is an `ImageError`
+saying what it is, and nothing waits on a FIFO.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from .._tf import tf
+from .files import FileRefused, open_regular
 from .formats import FORMAT_NAMES, FORMATS, is_image_file
 
 MAX_DECODE_BYTES = 128 * 2**20  # one decode's memory budget (see the module docstring)
@@ -281,12 +284,27 @@ def _decode_errors(name: str):
 
 
 def _open(source: ImageSource) -> tuple[Image.Image, str]:
-    """(the image, its name for messages), opened (header read, nothing decoded) in an accepted format."""
+    """(the image, its name for messages), opened (header read, nothing decoded) in an accepted format. A path is
+    opened only when it leads to a regular file (`files.open_regular`: no device, FIFO or folder, no wait)."""
     if isinstance(source, Image.Image):
         return source, "image"
-    name = "image bytes" if isinstance(source, bytes) else str(source)
-    with _decode_errors(name):
-        return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=FORMATS), name
+    if isinstance(source, bytes):
+        with _decode_errors("image bytes"):
+            return Image.open(io.BytesIO(source), formats=FORMATS), "image bytes"
+    name = str(source)
+    try:
+        file = open_regular(source)
+    except FileRefused as error:
+        raise ImageError(name, error.reason) from None
+    try:
+        with _decode_errors(name):
+            image = Image.open(file, formats=FORMATS)
+    except BaseException:
+        file.close()
+        raise
+    # The image owns the file, as when Pillow opens a path itself: closed once decoded (or by `close`/`with`).
+    image._exclusive_fp = True
+    return image, name
 
 
 def _decode(image: Image.Image, name: str, max_pixels: int, target_side: int | None) -> tuple[Image.Image, int]:

@@ -43,7 +43,7 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator
 
 from ..errors import UsageError
 from .metadata import ModelMetadata
@@ -68,7 +68,18 @@ def is_model_dir(path: str | Path) -> bool:
     """Whether `path` is a model folder (after moving back one an interrupted replace left aside)."""
     path = Path(path)
     recover(path)
+    return _holds_model(path)
+
+
+def _holds_model(path: Path) -> bool:
     return (path / METADATA_FILE).is_file() and (path / MODEL_FILE).is_file()
+
+
+def model_dir_around(path: str | Path) -> Path | None:
+    """The model folder that `path` is or lies inside (links resolved: itself or its nearest ancestor that holds a
+    model), or None; for refusing to write anything among a model's files. Only looks (no `recover`)."""
+    resolved = Path(path).resolve()
+    return next((folder for folder in (resolved, *resolved.parents) if _holds_model(folder)), None)
 
 
 def check_output_dir(
@@ -317,10 +328,20 @@ def write_json(path: Path, data) -> None:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """`data` at `path`, through a temporary file and a rename: readers see the old file or the new one."""
+    with atomic_file(path) as file:
+        file.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "wb", **options) -> Iterator[IO]:
+    """A new file to write (`open`'s `mode` "wb" or "w" and `options`) that replaces `path` in one rename when the
+    block ends without error; until then `path` is the old file, and an error or a kill leaves it untouched (a
+    killed writer's `.NAME.*.tmp` is a leftover, which `recover` deletes in a model folder)."""
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
     try:
-        with open(temporary, "xb") as file:  # a fresh name, created with the usual permissions (not mkstemp's 0600)
-            file.write(data)
+        # A fresh name ("x"), created with the usual permissions (not mkstemp's 0600).
+        with open(temporary, mode.replace("w", "x"), **options) as file:
+            yield file
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

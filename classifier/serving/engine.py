@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
+from ..data.files import read_bounded, read_regular
 from ..errors import UsageError, first_line
 
 INSTALL_HINT = "pip install -r requirements-beam.txt (or pip install -e '.[beam]')"
@@ -122,15 +125,62 @@ def is_remote(path: str) -> bool:
 
 
 def check_matches(pattern: str, what: str) -> None:
-    """A UsageError unless `pattern` (a glob, local or remote) matches at least one file."""
-    from apache_beam.io.filesystems import FileSystems
-
+    """A UsageError unless `pattern` (a glob, local or remote) matches at least one path (`match_paths`)."""
     try:
-        found = FileSystems.match([pattern], limits=[1])[0].metadata_list
+        found = match_paths(pattern, limit=1)
     except Exception as error:  # noqa: BLE001 (BeamIOError, ValueError "Unable to get filesystem"...)
         raise UsageError(f"{what} {pattern}: cannot be listed ({first_line(error)})") from None
     if not found:
         raise UsageError(f"{what} {pattern}: matches no file; quote the glob so the shell leaves it to this command")
+
+
+def match_paths(pattern: str, limit: int | None = None) -> list[str]:
+    """The paths a glob matches (at most `limit`), in Beam's syntax: `*` and `?` within one folder, `**` across
+    folders, `[...]`. A remote glob is Beam's own match. A local one is matched as Beam's `LocalFileSystem` does
+    (the same walk, which enters no symlinked folder, and the same pattern), but every path it names is kept for
+    the reader to judge, where Beam drops some without a word: a dangling symlink, a device, a FIFO, and a folder
+    the glob names without going into it (`*.png` matching a folder `x.png`; `**` goes into every folder it
+    matches) or a symlink to one. A glob without wildcards is that path, whatever it is. A relative glob is matched
+    from the current folder."""
+    if is_remote(pattern):
+        from apache_beam.io.filesystems import FileSystems
+
+        return [found.path for found in FileSystems.match([pattern], limits=[limit])[0].metadata_list]
+    return list(itertools.islice(_local_matches(pattern), limit))
+
+
+def _local_matches(pattern: str) -> Iterator[str]:
+    from apache_beam.io.filesystem import FileSystem
+
+    if pattern.endswith(os.sep):
+        pattern += "*"  # a folder: the files in it, as Beam reads it
+    prefix = re.match(r"[^[*?]*", pattern).group(0)  # up to the first wildcard
+    if prefix == pattern:
+        if os.path.lexists(pattern):
+            yield pattern
+        return
+    matches = re.compile(FileSystem.translate_pattern(pattern)).match
+    top = os.path.dirname(prefix)
+    for folder, subfolders, names in os.walk(top or os.curdir):  # symlinked folders are listed, never entered
+        for name, is_folder in [(name, False) for name in names] + [(name, True) for name in subfolders]:
+            path = os.path.join(folder, name)
+            path = path if top else path[len(os.curdir + os.sep) :]  # a relative glob matches paths without "./"
+            # A folder the glob goes into (`**`) is no path of its own (its files are); one it names without going
+            # into it is, and so is a symlinked folder, which the walk never enters.
+            goes_into = is_folder and not os.path.islink(path) and matches(path + os.sep)
+            if matches(path) and not goes_into:
+                yield path
+
+
+def read_bytes(path: str, limit: int) -> bytes:
+    """A matched file's bytes, at most `limit` (else `FileRefused`): a local path only when it leads to a regular
+    file (`files.read_regular`: no device, FIFO or folder, no wait), a remote one through Beam's FileSystems."""
+    if not is_remote(path):
+        return read_regular(path, limit)
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path, compression_type="uncompressed") as file:
+        return read_bounded(file, path, limit)
 
 
 def local_model_dir(model_dir: str) -> Path:
