@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import UsageError
-from ..model.artifacts import is_model_dir, staged_dir
+from ..model.artifacts import model_dir_around, staged_dir
 from ..serving.limits import Limits, limit_hit
 from .download import VerifyError, extract_zip, sha256_of
 from .formats import FORMAT_NAMES, is_image_file
@@ -53,7 +53,7 @@ def check_models_dir(models_dir: str | Path) -> Path:
     """Refuse a models folder that is a model folder or inside one: training from the page writes visitors' models
     and photos into the models folder, which would put them inside a served model (and its downloads)."""
     root = Path(models_dir).resolve()
-    model = next((folder for folder in (root, *root.parents) if is_model_dir(folder)), None)
+    model = model_dir_around(root)
     if model is not None:
         where = "is a model folder" if model == root else f"is inside the model folder {model}"
         raise UsageError(
