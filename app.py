@@ -4,6 +4,7 @@
                   [--concurrency 4] [--max-queue 64] [--max-batch 32] [--min-confidence P]
                   [--allow-training | --no-allow-training] [--max-classes 20] [--max-class-images 1000]
                   [--max-train-mb 500] [--max-train-queue 2] [--max-model-data-mb 600]
+                  [--max-page-models 20]
 
 Environment: CLASSIFIER_MODEL, CLASSIFIER_MODELS_DIR, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT,
 CLASSIFIER_CONCURRENCY, CLASSIFIER_MAX_QUEUE, CLASSIFIER_MAX_BATCH, CLASSIFIER_MIN_CONFIDENCE (flags win).
@@ -20,8 +21,9 @@ only parses and launches.
 Training from the page (the Train tab, corrections, downloads; classifier/serving/app_train.py) is on when
 the app runs locally and off on a public deployment (SPACE_ID set, --share, or a --host other than
 loopback) unless --allow-training; --no-allow-training turns it off locally. Its limits are the
---max-class*/--max-train-*/--max-model-data-mb flags; the page names the flag of each limit it hits. With
-training on, --models-dir must not be (or be inside) a model folder: visitors' models would land in it.
+--max-class*/--max-train-*/--max-model-data-mb/--max-page-models flags; the page names the flag of each
+limit it hits. With training on, --models-dir must not be (or be inside) a model folder: visitors' models
+would land in it.
 
 Temporary files (uploads, downloads, unpacked zips) live in one folder per run, removed at exit and SIGTERM;
 a start removes what killed runs left (classifier/serving/scratch.py).
@@ -48,6 +50,8 @@ TRAINING_LIMITS = {  # flag option -> its help
     "max_train_queue": "training jobs that may wait behind the running one; the next is turned away",
     "max_model_data_mb": "megabytes one model's training folder may hold (its Train upload and the corrections "
     "added since); a correction beyond it is refused",
+    "max_page_models": "models trained from the page that the models folder may hold (those with a NAME.data "
+    "training folder); Train beyond it is refused until one is deleted",
 }
 
 

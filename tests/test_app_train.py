@@ -175,7 +175,9 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
 # --------------------------------------------------------------------------------------------
 # A hostile visitor: no served model replaced, nothing kept beyond the caps (no training here)
 # --------------------------------------------------------------------------------------------
-TURNED_AWAY = Limits(training=True, local=True, max_train_queue=0, max_class_images=4, max_model_data_mb=1)
+TURNED_AWAY = Limits(
+    training=True, local=True, max_train_queue=0, max_class_images=4, max_model_data_mb=1, max_page_models=3
+)
 
 
 def noise_png(path: Path, side: int, seed: int) -> Path:
@@ -286,6 +288,15 @@ def test_a_job_the_queue_turns_away_after_its_images_were_copied_keeps_nothing(w
     with pytest.raises(gr.Error, match="--max-train-queue sets it"):
         page.train("racy", DEFAULT_BACKBONE, 32, 1, None, "", "circle", "square", *[""] * 4, *uploads, *[None] * 4)
     assert asked == ["racy", "racy"] and not (models / "racy.data").exists() and not (models / "racy").exists()
+
+
+def test_the_models_folder_holds_at_most_max_page_models_trained_on_the_page(workshop):
+    url, models, _ = workshop
+    assert len(trainset.data_folders(models)) == 2  # shapes.data and old.data
+    page = TrainPage(App(ModelLibrary({}), models, Limits(training=True, max_page_models=2)))
+    with pytest.raises(gr.Error, match=r"2 models trained on this page: above .* \(--max-page-models sets it\)"):
+        page.train("third", DEFAULT_BACKBONE, 32, 1, None, "", *[""] * 6, *[None] * 6)
+    assert not (models / "third.data").exists()
 
 
 def upload_to(url: str, path: Path) -> str:

@@ -64,6 +64,12 @@ def check_models_dir(models_dir: str | Path) -> Path:
     return root
 
 
+def data_folders(models_dir: str | Path) -> list[Path]:
+    """The training folders of `models_dir` (one per model trained, or training, on the page)."""
+    root = Path(models_dir)
+    return sorted(path for path in root.glob(f"*{DATA_SUFFIX}") if path.is_dir()) if root.is_dir() else []
+
+
 def check_model_name(name: str) -> str:
     if not MODEL_NAME.fullmatch(name or ""):
         raise UsageError(

@@ -23,7 +23,8 @@ models folder too) and any name the models folder already holds, and the models 
 folder or inside one (`trainset.check_models_dir`); retrain and corrections act only on models whose
 folder is models/NAME. What a visitor can leave is capped: a job the queue turns away writes nothing, a
 new model's job that fails or is cancelled leaves no training folder, corrections stop at
-`--max-class-images` per class and `--max-model-data-mb` per model (checked and written under one lock).
+`--max-class-images` per class and `--max-model-data-mb` per model (checked and written under one lock), and
+the models folder holds at most `--max-page-models` models trained on the page.
 """
 
 from __future__ import annotations
@@ -104,6 +105,12 @@ class TrainPage:
         with page_errors(), self._starting:
             trainset.check_model_name(name)
             self.refuse_taken(name)
+            trained = len(trainset.data_folders(self.models_dir))  # in training or done: each holds its images
+            if trained >= self.limits.max_page_models:
+                raise UsageError(
+                    limit_hit(self.limits, "max_page_models", f"{trained} models trained on this page")
+                    + "; delete one (NAME and NAME.data) from the models folder first"
+                )
             config = tab_config(
                 self.training_folder(name),
                 self.models_dir / name,

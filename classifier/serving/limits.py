@@ -39,6 +39,10 @@ class Limits:
     # Bytes one model's training folder may hold: Train fills it (within max_train_mb), corrections add to it
     # until this cap (a correction beyond it is refused); room for a few hundred photos above a full upload.
     max_model_data_mb: int = 600
+    # Models trained from the page that the models folder may hold (each with its training folder): with the two
+    # caps above, what visitors can make the server keep is at most max_page_models x max_model_data_mb, plus
+    # the models themselves.
+    max_page_models: int = 20
 
     @property
     def max_inline(self) -> int:
@@ -61,6 +65,7 @@ LIMIT_FLAGS = {
     "max_train_mb": "--max-train-mb",
     "max_train_queue": "--max-train-queue",
     "max_model_data_mb": "--max-model-data-mb",
+    "max_page_models": "--max-page-models",
 }
 
 
