@@ -3,7 +3,8 @@
     python app.py [--model DIR] [--models-dir models] [--host 127.0.0.1] [--port 7860] [--share]
                   [--concurrency 4] [--max-queue 64] [--max-batch 32] [--min-confidence P]
                   [--allow-training | --no-allow-training] [--max-classes 20] [--max-class-images 1000]
-                  [--max-train-mb 500] [--max-train-queue 2]
+                  [--max-train-mb 500] [--max-train-queue 2] [--max-model-data-mb 600]
+                  [--max-page-models 20]
 
 Environment: CLASSIFIER_MODEL, CLASSIFIER_MODELS_DIR, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT,
 CLASSIFIER_CONCURRENCY, CLASSIFIER_MAX_QUEUE, CLASSIFIER_MAX_BATCH, CLASSIFIER_MIN_CONFIDENCE (flags win).
@@ -20,7 +21,12 @@ only parses and launches.
 Training from the page (the Train tab, corrections, downloads; classifier/serving/app_train.py) is on when
 the app runs locally and off on a public deployment (SPACE_ID set, --share, or a --host other than
 loopback) unless --allow-training; --no-allow-training turns it off locally. Its limits are the
---max-class*/--max-train-* flags; the page names the flag of each limit it hits.
+--max-class*/--max-train-*/--max-model-data-mb/--max-page-models flags; the page names the flag of each
+limit it hits. With training on, --models-dir must not be (or be inside) a model folder: visitors' models
+would land in it.
+
+Temporary files (uploads, downloads, unpacked zips) live in one folder per run, removed at exit and SIGTERM;
+a start removes what killed runs left (classifier/serving/scratch.py).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import Sequence
 from classifier.errors import ArgumentParser, UsageError, cli
 from classifier.evaluation.confidence import add_min_confidence_flag, min_confidence_option
 from classifier.model.artifacts import add_engine_flag, add_trust_flag
+from classifier.serving import scratch
 from classifier.serving.limits import DEFAULT_LIMITS, Limits, is_public, training_allowed
 
 TRAINING_LIMITS = {  # flag option -> its help
@@ -41,6 +48,10 @@ TRAINING_LIMITS = {  # flag option -> its help
     "max_class_images": "images one class of a model's training folder may hold",
     "max_train_mb": "megabytes of images (or of a zip, unpacked) one training job may upload",
     "max_train_queue": "training jobs that may wait behind the running one; the next is turned away",
+    "max_model_data_mb": "megabytes one model's training folder may hold (its Train upload and the corrections "
+    "added since); a correction beyond it is refused",
+    "max_page_models": "models trained from the page that the models folder may hold (those with a NAME.data "
+    "training folder); Train beyond it is refused until one is deleted",
 }
 
 
@@ -155,6 +166,18 @@ def app_limits(args) -> Limits:
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    limits = app_limits(args)
+    if limits.training:  # before anything is loaded or written
+        from classifier.data.trainset import check_models_dir
+
+        check_models_dir(args.models_dir)
+    scratch.sweep()  # what killed runs left in the temp folder
+    with scratch.scratch_folder():  # this run's temporary files, Gradio's uploads among them: removed after
+        return serve(args, limits)
+
+
+def serve(args, limits: Limits) -> int:
+    """Load the models and serve the page until the server is stopped."""
     models = find_served_models(args)
     from classifier.serving.app_ui import launch
     from classifier.serving.serving import ModelLibrary
@@ -167,7 +190,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"serving {len(models)} model(s): {', '.join(models)}", file=sys.stderr)
     else:
         print(f"no model folder in {args.models_dir}/ yet: the page says how to train one", file=sys.stderr)
-    limits = app_limits(args)
     if limits.training:
         print(f"training from the page is on: new models go to {args.models_dir}/", file=sys.stderr)
     launch(library, args.models_dir, args.host, args.port, limits, share=args.share)

@@ -6,21 +6,41 @@ on two classes of drawn shapes. `SCREENSHOT=1` also saves the Train tab to docs/
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import gradio as gr
+import httpx
+import numpy as np
 import pytest
-from conftest import ROOT, free_port
+from conftest import ROOT, free_port, run_main
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from hostile import running_server
+from PIL import Image
 from test_app import ARTIFACTS, CHROMIUM, browser_page
 
+import app as app_cli
+from classifier.data import trainset
+from classifier.errors import UsageError
 from classifier.predict import Predictor
-from classifier.serving.app_ui import launch
+from classifier.serving import scratch
+from classifier.serving.app_train import KEPT_DOWNLOADS, TrainPage
+from classifier.serving.app_ui import App, launch
 from classifier.serving.limits import Limits
 from classifier.serving.serving import ModelLibrary
+from classifier.serving.workbench import DEFAULT_BACKBONE
 from classifier.shapes import make_shapes_dataset
 
 LIMITS = Limits(training=True, local=True)
@@ -78,6 +98,18 @@ def test_api_trains_reports_progress_and_predicts(server, drawn):
     for label in ("circle", "square"):
         result = client.predict(handle_file(str(drawn[label][-1])), "api_shapes", api_name="/predict")
         assert result["label"] == label
+
+
+def test_a_cancelled_new_model_keeps_nothing_and_its_name_is_free_again(server, drawn):
+    url, models = server
+    client = Client(url, verbose=False)
+    uploads = [[handle_file(str(p)) for p in drawn[label][:4]] for label in ("circle", "square")]
+    for _ in range(2):  # the second Train of the same name is not refused: the first left nothing
+        _, _, details, _ = train_call(client, "dropped", uploads)
+        assert details["state"] in ("queued", "running")
+        client.predict(details["id"], api_name="/train_cancel")
+        assert wait_until_finished(client)["state"] == "cancelled"
+        assert not (models / "dropped.data").exists() and not (models / "dropped").exists()
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
@@ -141,3 +173,248 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
     predictor = Predictor(tmp_path / "unzipped" / "shapes")
     assert predictor.class_names == ["circle", "square"]
     assert predictor.predict(drawn["circle"][-1])[0][0] == "circle"
+
+
+# --------------------------------------------------------------------------------------------
+# A hostile visitor: no served model replaced, nothing kept beyond the caps (no training here)
+# --------------------------------------------------------------------------------------------
+TURNED_AWAY = Limits(
+    training=True, local=True, max_train_queue=0, max_class_images=4, max_model_data_mb=1, max_page_models=3
+)
+
+
+def noise_png(path: Path, side: int, seed: int) -> Path:
+    """A PNG of random pixels (incompressible: about 3 x side**2 bytes)."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `folders`: (size, mtime in ns), to show nothing was written."""
+    return {
+        str(path): (path.lstat().st_size, path.lstat().st_mtime_ns)
+        for folder in folders
+        for path in sorted(folder.rglob("*"))
+    }
+
+
+def du(*patterns: str) -> int:
+    """Bytes of the files under the temp folder's entries matching `patterns`."""
+    root = Path(tempfile.gettempdir())
+    return sum(
+        p.stat().st_size
+        for pattern in patterns
+        for entry in root.glob(pattern)
+        for p in entry.rglob("*")
+        if p.is_file()
+    )
+
+
+@pytest.fixture(scope="module")
+def workshop(model_dir, shapes_dir, tmp_path_factory):
+    """(url, models folder, the outside model's folder) of an app that turns every training job away: it serves
+    `shapes` from its models folder (with a training folder of 3 images a class) and `served` from elsewhere (as
+    --model would), and its models folder also holds a stray file `junk` and a training folder `old.data`."""
+    root = tmp_path_factory.mktemp("workshop")
+    models, outside = root / "models", root / "elsewhere" / "served"
+    shutil.copytree(model_dir, models / "shapes")
+    shutil.copytree(model_dir, outside)
+    images = {label: files[:3] for label, files in trainset.folder_images(shapes_dir).items()}
+    trainset.build(models, "shapes", images, TURNED_AWAY)
+    (models / "junk").write_text("not a model")
+    (models / "old.data").mkdir()
+    library = ModelLibrary({"shapes": models / "shapes", "served": outside})
+    demo = launch(library, models, "127.0.0.1", free_port(), TURNED_AWAY, block=False)
+    yield demo.local_url, models, outside
+    demo.close()
+
+
+def train_call(client: Client, name: str, uploads: list | None = None):
+    slots = ["circle", "square", "", "", "", ""] if uploads else [""] * 6
+    files = (uploads or []) + [None] * (6 - len(uploads or []))
+    return client.predict(name, DEFAULT_BACKBONE, 32, 1, None, "", *slots, *files, api_name="/train")
+
+
+def test_no_visitor_can_replace_a_served_model(workshop, capsys):
+    url, models, outside = workshop
+    client = Client(url, verbose=False)
+    before = snapshot(models, outside.parent)
+    for name, words in [
+        ("served", "model 'served' is served by this app"),  # from outside the models folder (--model)
+        ("shapes", "model 'shapes' is served by this app"),  # from inside it
+        ("junk", "'junk' exists in this app's models folder"),  # any file of that name
+        ("old", "'old.data' exists in this app's models folder"),  # a training folder left without a model
+    ]:
+        with pytest.raises(AppError, match=re.escape(words)):
+            train_call(client, name)
+    outside_words = "model 'served' is served from outside this app's models folder: it cannot be retrained"
+    with pytest.raises(AppError, match=outside_words):
+        client.predict(None, "served", "circle", api_name="/correct")
+    with pytest.raises(AppError, match=outside_words):
+        client.predict("served", api_name="/retrain")
+    assert snapshot(models, outside.parent) == before
+
+    # A models folder that is a model folder, or inside one, is refused at start when training is on.
+    for folder, words in [(outside, "is a model folder"), (outside / "sub", "is inside the model folder")]:
+        with pytest.raises(UsageError, match=words):
+            launch(ModelLibrary({}), folder, "127.0.0.1", free_port(), TURNED_AWAY, block=False)
+        code, _, err = run_main(app_cli.main, ["--models-dir", folder, "--port", free_port()], capsys)
+        assert code == 2 and err.startswith("error: --models-dir") and words in err and err.count("\n") == 1, err
+    assert snapshot(models, outside.parent) == before
+
+
+def test_a_refused_job_writes_nothing(workshop, drawn):
+    url, models, _ = workshop
+    client = Client(url, verbose=False)
+    uploads = [[handle_file(str(p)) for p in drawn[label][:6]] for label in ("circle", "square")]
+    before = snapshot(models)
+    for name in ("fresh1", "fresh2", "fresh3"):  # fresh names, each turned away by the queue's cap
+        with pytest.raises(AppError, match=r"--max-train-queue sets it"):
+            train_call(client, name, uploads)
+    assert snapshot(models) == before  # not a byte: the queue's room is checked before the images are copied
+
+
+def test_a_job_the_queue_turns_away_after_its_images_were_copied_keeps_nothing(workshop, drawn):
+    """The race `check_room` cannot close: room when asked, none at submit (a retrain took the last place)."""
+    url, models, _ = workshop
+    page = TrainPage(App(ModelLibrary({}), models, TURNED_AWAY))
+    asked, check_room = [], page.workbench.check_room
+
+    def room_then_none(name):  # the queue had room when the Train call asked; at submit it has none
+        asked.append(name)
+        if len(asked) > 1:
+            check_room(name)
+
+    page.workbench.check_room = room_then_none
+    uploads = [[upload_to(url, p) for p in drawn[label][:3]] for label in ("circle", "square")]
+    with pytest.raises(gr.Error, match="--max-train-queue sets it"):
+        page.train("racy", DEFAULT_BACKBONE, 32, 1, None, "", "circle", "square", *[""] * 4, *uploads, *[None] * 4)
+    assert asked == ["racy", "racy"] and not (models / "racy.data").exists() and not (models / "racy").exists()
+
+
+def test_the_models_folder_holds_at_most_max_page_models_trained_on_the_page(workshop):
+    url, models, _ = workshop
+    assert len(trainset.data_folders(models)) == 2  # shapes.data and old.data
+    page = TrainPage(App(ModelLibrary({}), models, Limits(training=True, max_page_models=2)))
+    with pytest.raises(gr.Error, match=r"2 models trained on this page: above .* \(--max-page-models sets it\)"):
+        page.train("third", DEFAULT_BACKBONE, 32, 1, None, "", *[""] * 6, *[None] * 6)
+    assert not (models / "third.data").exists()
+
+
+def upload_to(url: str, path: Path) -> str:
+    """The server-side path Gradio gives a file sent to /upload (what the page sends as the file's path)."""
+    with open(path, "rb") as file:
+        return httpx.post(url + "gradio_api/upload", files={"files": file}).json()[0]
+
+
+def test_corrections_have_a_byte_cap_and_class_cap_under_one_lock(workshop, tmp_path):
+    url, models, _ = workshop
+    client = Client(url, verbose=False)
+    folder = models / "shapes.data"
+    big = [noise_png(tmp_path / f"big{i}.png", 375, seed=i) for i in range(2)]  # about 420 KB each
+    said = [
+        client.predict(handle_file(str(path)), "shapes", label, api_name="/correct")
+        for path, label in zip(big, ("square", "triangle"), strict=True)
+    ]
+    assert all("Saved to class" in line for line in said), said
+    cap = TURNED_AWAY.max_model_data_mb * 2**20
+    room = cap - trainset.folder_bytes(folder)
+    over = noise_png(tmp_path / "over.png", int((room / 3) ** 0.5) + 20, seed=9)  # just above what is left
+    with pytest.raises(AppError, match=r"training images would take .* MB: above .* \(--max-model-data-mb sets it\)"):
+        client.predict(handle_file(str(over)), "shapes", "circle", api_name="/correct")
+    assert trainset.folder_bytes(folder) <= cap
+
+    assert trainset.class_counts(folder)["circle"] == 3  # the refused one was not written either
+
+
+def test_two_corrections_at_once_cannot_both_take_a_class_last_place(workshop, model_dir, shapes_dir, tmp_path):
+    """The class-count cap and the write are one step: four corrections released at the same instant for a class
+    one short of --max-class-images, each image slow enough to check that an unlocked count would let several in."""
+    url, _, _ = workshop
+    models = tmp_path / "models"
+    shutil.copytree(model_dir, models / "shapes")
+    images = {label: files[:3] for label, files in trainset.folder_images(shapes_dir).items()}
+    folder = trainset.build(models, "shapes", images, TURNED_AWAY)
+    limits = Limits(training=True, max_class_images=4)
+    page = TrainPage(App(ModelLibrary({"shapes": models / "shapes"}), models, limits))
+    photos = [noise_png(tmp_path / f"photo{i}.png", 700, seed=200 + i) for i in range(4)]  # 1.5 MB, decoded to check
+    uploads = [{"path": upload_to(url, path), "orig_name": path.name} for path in photos]
+    start = threading.Barrier(len(uploads))
+
+    def correct(upload) -> str:
+        start.wait()
+        try:
+            return page.correct(upload, "shapes", "circle")
+        except gr.Error as error:
+            return str(error)
+
+    with ThreadPoolExecutor(len(uploads)) as pool:
+        said = list(pool.map(correct, uploads))
+    assert sum(line.startswith("Saved to class **circle**") for line in said) == 1, said
+    assert sum("--max-class-images sets it" in line for line in said) == 3, said
+    assert trainset.class_counts(folder)["circle"] == limits.max_class_images
+
+
+def test_downloads_are_deleted_once_sent_and_bounded_when_never_fetched(workshop, tmp_path):
+    url, _, _ = workshop
+    client = Client(url, verbose=False, download_files=str(tmp_path))  # not into Gradio's folder, which is measured
+    before = du("classifier-downloads-*", "gradio")
+    for _ in range(4):  # fetched, as gradio_client and the page's link do: gone once sent
+        path = client.predict("shapes", "zip", api_name="/download")
+        assert "shapes/model.keras" in zipfile.ZipFile(path).namelist()
+    deadline = time.monotonic() + 10
+    while du("classifier-downloads-*", "gradio") > before and time.monotonic() < deadline:
+        time.sleep(0.1)  # the last chunk is sent a moment before the file goes
+    assert du("classifier-downloads-*", "gradio") == before
+    sent = httpx.get(url + "gradio_api/file=" + path)
+    assert sent.status_code == 403  # deleted: the same link does not serve it twice
+    # Prepared and never fetched: at most KEPT_DOWNLOADS of them stay.
+    session = Client(url, verbose=False, download_files=False)
+    one = None
+    for _ in range(KEPT_DOWNLOADS + 3):
+        one = session.predict("shapes", "zip", api_name="/download")
+    size = Path(one["path"]).stat().st_size
+    assert du("classifier-downloads-*", "gradio") - before <= KEPT_DOWNLOADS * size * 1.1
+
+
+def test_a_kill_mid_unpack_leaves_nothing_after_a_clean_restart(tmp_path, monkeypatch):
+    temp = tmp_path / "tmp"  # the app's temp folder (TMPDIR)
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    dead = temp / f"{scratch.PREFIX}{ended.pid}-left" / "gradio"  # what a killed run left
+    live = temp / f"{scratch.PREFIX}{os.getpid()}-live"  # a running process's (this one's): kept
+    dead.mkdir(parents=True)
+    live.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    png = _tiny_png()
+    archive = tmp_path / "many.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(10_000):  # 10 classes of 1,000: within every cap, so it unpacks and then checks each image
+            zf.writestr(f"class{i % 10}/{i}.png", png)
+    argv = [sys.executable, "app.py", "--models-dir", str(tmp_path / "models"), "--port"]
+    port = free_port()
+    with running_server([*argv, str(port)], port, tmp_path / "first.log") as (server, url):
+        assert not dead.parent.exists() and live.exists()  # the start removed the dead run's folder only
+        (folder,) = temp.glob(f"{scratch.PREFIX}{server.pid}-*")
+        Client(url, verbose=False).submit(
+            "many", DEFAULT_BACKBONE, 32, 1, handle_file(str(archive)), "", *[""] * 6, *[None] * 6, api_name="/train"
+        )
+        deadline = time.monotonic() + 120
+        while not any(folder.glob("classifier-zip-*/*/*.png")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server.kill()  # mid-unpack (or checking what was unpacked): nothing runs after it
+        server.wait()
+    assert any(folder.glob("classifier-zip-*/*/*.png")) and any(folder.glob("gradio/*/many.zip"))
+    port = free_port()
+    with running_server([*argv, str(port)], port, tmp_path / "second.log") as (server, url):
+        assert not folder.exists()  # a clean restart: the killed run's upload and unpacked files are gone
+        assert len(list(temp.glob(f"{scratch.PREFIX}{server.pid}-*"))) == 1
+    # running_server stopped it with SIGTERM: its own folder went too
+    assert server.returncode == 0 and sorted(temp.iterdir()) == [live], (tmp_path / "second.log").read_text()
+
+
+def _tiny_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(buffer, "PNG")
+    return buffer.getvalue()

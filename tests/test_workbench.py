@@ -154,3 +154,13 @@ def test_training_is_off_on_a_public_deployment_unless_allowed(monkeypatch, caps
     assert limits.training and not limits.local and limits.max_classes == 5
     code, _, err = run_main(app_cli.main, ["--max-train-queue", "0"], capsys)
     assert code == 2 and "--max-train-queue 0: must be at least 1" in err
+
+
+def test_a_job_turned_away_is_refused_before_anything_and_a_failed_one_is_reported(tmp_path):
+    full = Workbench(Limits(training=True, max_train_queue=0))
+    with pytest.raises(UsageError, match="--max-train-queue sets it"):
+        full.check_room("any")  # what the Train tab asks before it copies a job's images
+    ended = []
+    bench = Workbench(LIMITS, on_failed=ended.append)
+    job = bench.submit("gone", tab_config(tmp_path / "no-such-folder", tmp_path / "gone", image_size=32, epochs=1))
+    assert bench.wait(job.id, timeout=120).state == "failed" and ended == [job]  # the page drops its folder then

@@ -17,6 +17,9 @@ Every failure of a zip, a folder or a file is one `UsageError` (or `ImageError`)
 knows it, quoting at most a short prefix of a name it was sent, and no path of the server: a zip's
 entries are checked before any is unpacked (encrypted, names too long or not valid UTF-8, a file that
 is also a folder), and whatever unpacking or reading still fails says which and why.
+
+The models folder that holds them is never a model folder or inside one (`check_models_dir`), so a
+visitor's model or photo never lands in a served model's folder.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import UsageError, clipped, quoted
-from ..model.artifacts import staged_dir
+from ..model.artifacts import model_dir_around, staged_dir
 from ..serving.limits import MAX_TEXT, Limits, limit_hit
 from .download import VerifyError, extract_zip, sha256_of
 from .formats import FORMAT_NAMES, is_image_file
@@ -56,6 +59,27 @@ Images = dict[str, list[tuple[Path, str]]]  # class -> (file on the server, the 
 
 def data_folder(models_dir: str | Path, model: str) -> Path:
     return Path(models_dir) / f"{model}{DATA_SUFFIX}"
+
+
+def check_models_dir(models_dir: str | Path) -> Path:
+    """Refuse a models folder that is a model folder or inside one: training from the page writes visitors' models
+    and photos into the models folder, which would put them inside a served model (and its downloads)."""
+    root = Path(models_dir).resolve()
+    model = model_dir_around(root)
+    if model is not None:
+        where = "is a model folder" if model == root else f"is inside the model folder {model}"
+        raise UsageError(
+            f"--models-dir {models_dir}: {where}; training from the page would write visitors' models and photos "
+            "into it. Point --models-dir at a folder that holds model folders (serve one model with --model), or "
+            "turn training off with --no-allow-training"
+        )
+    return root
+
+
+def data_folders(models_dir: str | Path) -> list[Path]:
+    """The training folders of `models_dir` (one per model trained, or training, on the page)."""
+    root = Path(models_dir)
+    return sorted(path for path in root.glob(f"*{DATA_SUFFIX}") if path.is_dir()) if root.is_dir() else []
 
 
 def check_model_name(name: str) -> str:
@@ -138,6 +162,13 @@ def stored_copy(folder: Path, stem: str) -> Path | None:
 def class_counts(folder: Path) -> dict[str, int]:
     """Images per class of a training folder."""
     return {label: len(files) for label, files in find_class_files(folder).items()} if folder.is_dir() else {}
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files in a training folder, hidden temporary ones too (they are on the disk as well)."""
+    return sum(
+        os.lstat(os.path.join(root, file)).st_size for root, _, files in os.walk(folder) for file in files
+    )  # os.walk does not enter symlinked folders; lstat: a link counts as itself
 
 
 def folder_images(folder: str | Path, shown: str | None = None) -> Images:

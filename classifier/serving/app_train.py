@@ -18,6 +18,16 @@ refuses URLs (`no_fetch`); a folder on the server is read only when the app runs
   The JSON files in a zip (metadata.json, metrics.json, export.json) are the public copies
   (`metadata.public_json`): every absolute path of the server in them cut to its last part. The model
   folder keeps its own (export and evaluate read the training folder back from data.root).
+  Gradio serves that folder in place (a static path, no copy in its cache) and `SentOnce` deletes a
+  download once sent whole; at most KEPT_DOWNLOADS never fetched are kept.
+
+A served model is the operator's: Train refuses any name the page serves (a `--model` from outside the
+models folder too) and any name the models folder already holds, and the models folder is never a model
+folder or inside one (`trainset.check_models_dir`); retrain and corrections act only on models whose
+folder is models/NAME. What a visitor can leave is capped: a job the queue turns away writes nothing, a
+new model's job that fails or is cancelled leaves no training folder, corrections stop at
+`--max-class-images` per class and `--max-model-data-mb` per model (checked and written under one lock), and
+the models folder holds at most `--max-page-models` models trained on the page.
 """
 
 from __future__ import annotations
@@ -42,9 +52,9 @@ from ..data import trainset
 from ..data.formats import IMAGE_EXTENSIONS
 from ..data.images import ImageError
 from ..errors import UsageError, quoted
-from ..model.artifacts import is_model_dir, read_metadata
+from ..model.artifacts import is_model_dir, read_metadata, recover
 from ..model.metadata import public_json
-from .app_guard import no_fetch, text_inputs, upload_path
+from .app_guard import FETCH_ROUTE, no_fetch, text_inputs, upload_path
 from .limits import MAX_TEXT, limit_hit
 from .workbench import BACKBONES, DEFAULT_BACKBONE, DONE, EPOCHS, FINISHED, IMAGE_SIZE, Job, Workbench, tab_config
 
@@ -52,6 +62,8 @@ CLASS_SLOTS = 6  # class slots the tab can show; a zip or a folder brings more c
 FIRST_SLOTS = 2  # shown at first
 POLL_SECONDS = 1.0
 DOWNLOADS = {"model folder (zip)": "zip", "SavedModel (zip)": "savedmodel", "TFLite file": "tflite"}
+# Prepared downloads never fetched: at most this many are kept (the oldest go first), none longer than this.
+KEPT_DOWNLOADS, KEPT_DOWNLOAD_SECONDS = 3, 600
 
 
 @contextlib.contextmanager
@@ -71,10 +83,15 @@ class TrainPage:
         self.models_dir = Path(app.models_dir)
         self.limits = app.limits
         self.cache_dir = cache_dir  # the feature cache (None: the user's, ~/.cache/classifier/features)
-        self.workbench = Workbench(app.limits, on_done=self.publish)
+        trainset.check_models_dir(self.models_dir)  # never inside a model folder
+        self.workbench = Workbench(app.limits, on_done=self.publish, on_failed=self.drop_training_folder)
         self._downloads = tempfile.TemporaryDirectory(prefix="classifier-downloads-")
-        self.downloads = Path(self._downloads.name)  # the only folder the page serves downloads from
+        self.downloads = Path(self._downloads.name).resolve()  # the only folder the page serves downloads from
+        # Gradio serves a file of a static path where it is, without a copy in its cache: the one copy is ours, and
+        # `SentOnce` deletes it once sent (see `download`).
+        gr.set_static_paths([self.downloads])
         self._starting = threading.Lock()  # one Train at a time fills a training folder
+        self._correcting = threading.Lock()  # a correction's limits are checked and its image written as one step
 
     def publish(self, job: Job, result) -> None:
         """A finished job's model joins the page: predictions use the new folder, loaded here, so the first one does
@@ -94,8 +111,13 @@ class TrainPage:
         name = (name or "").strip()
         with page_errors(), self._starting:
             trainset.check_model_name(name)
-            if is_model_dir(self.models_dir / name):
-                raise UsageError(f"model {name!r} exists: choose another name, or retrain it under a prediction")
+            self.refuse_taken(name)
+            trained = len(trainset.data_folders(self.models_dir))  # in training or done: each holds its images
+            if trained >= self.limits.max_page_models:
+                raise UsageError(
+                    limit_hit(self.limits, "max_page_models", f"{trained} models trained on this page")
+                    + "; delete one (NAME and NAME.data) from the models folder first"
+                )
             config = tab_config(
                 self.training_folder(name),
                 self.models_dir / name,
@@ -104,17 +126,38 @@ class TrainPage:
                 epochs,
                 cache_dir=self.cache_dir,
             )
-            self.refuse_busy(name)
+            self.workbench.check_room(name)  # a job the queue would turn away writes nothing
             with self.images(archive, folder, slots) as images:
                 trainset.build(self.models_dir, name, images, self.limits)
-            job = self.workbench.submit(name, config)
+            try:
+                job = self.workbench.submit(name, config)
+            except UsageError:  # the queue filled meanwhile (a retrain): the folder just built goes (the name was new)
+                shutil.rmtree(self.training_folder(name), ignore_errors=True)
+                raise
         return self.started(job)
+
+    def refuse_taken(self, name: str) -> None:
+        """Refuse a new model's name when the page serves a model of that name (wherever its folder is), or the
+        models folder holds anything of that name: a model, a training folder, any other file or folder."""
+        if name in self.app.library.names:
+            raise UsageError(f"model {name!r} is served by this app: choose another name, or retrain it")
+        for path in (self.models_dir / name, self.training_folder(name)):
+            recover(path)  # a replace a kill interrupted is put back first
+            if os.path.lexists(path):
+                raise UsageError(f"{path.name!r} exists in this app's models folder: choose another model name")
+
+    def drop_training_folder(self, job: Job) -> None:
+        """After a job ended without a model: a new model's training folder goes too (a retrained model keeps its
+        own), so a cancelled or failed Train keeps nothing and its name is free again."""
+        with self._starting:  # not while a Train fills a folder
+            if not is_model_dir(self.models_dir / job.name):
+                shutil.rmtree(self.training_folder(job.name), ignore_errors=True)
 
     def retrain(self, model):
         """Train the picked model again on its training folder, with the tab's options it was trained with."""
         text_inputs(model=model)
         with page_errors():
-            name = self.model_name(model)
+            name = self.own_model(model)
             data = self.training_folder(name, must_exist=True)
             options = read_metadata(self.app.folder(name)).config
             backbone = next(
@@ -198,9 +241,17 @@ class TrainPage:
             )
         return folder
 
-    def refuse_busy(self, name: str) -> None:
-        if any(job.name == name for job in self.workbench.active()):
-            raise UsageError(f"model {name!r} is training now; wait for it or cancel it")
+    def own_model(self, model) -> str:
+        """`model_name` of a model whose folder is this app's models-dir/NAME: the only ones the page retrains or
+        corrects (a --model served from elsewhere is the operator's alone)."""
+        name = self.model_name(model)
+        path = Path(self.app.library.paths[name])
+        if path.name != name or path.parent.resolve() != self.models_dir.resolve():
+            raise UsageError(
+                f"model {name!r} is served from outside this app's models folder: it cannot be retrained or "
+                "corrected from the page"
+            )
+        return name
 
     def classes(self, model) -> list[str]:
         """The picked model's classes, for the correction row (none when its folder is refused)."""
@@ -250,15 +301,26 @@ class TrainPage:
 
         text_inputs(model=model, label=label)
         with page_errors():
-            name = self.model_name(model)
+            name = self.own_model(model)
             folder = self.training_folder(name, must_exist=True)
             if label not in self.app.metadata(name).class_names:
                 raise UsageError(f"class {quoted(label)}: pick one of the model's classes")
-            count = trainset.class_counts(folder).get(label, 0)
-            if count >= self.limits.max_class_images:
-                raise UsageError(limit_hit(self.limits, "max_class_images", f"class {label!r} has {count:,} images"))
             source, shown = upload_source(upload, self.limits)
-            with _as_file(source, shown) as path:
+            with _as_file(source, shown) as path, self._correcting:  # two corrections cannot both pass a cap
+                count = trainset.class_counts(folder).get(label, 0)
+                if count >= self.limits.max_class_images:
+                    raise UsageError(
+                        limit_hit(self.limits, "max_class_images", f"class {label!r} has {count:,} images")
+                    )
+                size = trainset.folder_bytes(folder) + path.stat().st_size
+                if size > self.limits.max_model_data_mb * 2**20:
+                    raise UsageError(
+                        limit_hit(
+                            self.limits,
+                            "max_model_data_mb",
+                            f"{name}'s training images would take {size / 2**20:,.1f} MB",
+                        )
+                    )
                 _, new = trainset.add(folder, label, path, shown)
         if not new:
             return f"Already in class **{label}** of {name}'s training images."
@@ -266,9 +328,8 @@ class TrainPage:
 
     # -- downloads ---------------------------------------------------------------------------------
     def download(self, model, kind: str) -> str:
-        """A copy of the picked model as `kind` (a DOWNLOADS value), in this page's downloads folder."""
-        from ..export import export_model
-
+        """A copy of the picked model as `kind` (a DOWNLOADS value), in this page's downloads folder (Gradio serves
+        it from there, no copy: a static path), deleted once sent."""
         text_inputs(model=model, kind=kind)
         with page_errors():
             if kind not in DOWNLOADS.values():
@@ -276,21 +337,72 @@ class TrainPage:
             name = self.model_name(model)
             folder = self.app.folder(name)
             out = self.fresh_download_folder()
-            if kind == "zip":
-                return str(zip_model_folder(folder, out / f"{name}.zip"))
-            trust = self.app.library.trust_hub_handle
-            result = export_model(folder, kind, out=out / kind, log=silent, trust_hub_handle=trust)
+            try:
+                return str(self.export(folder, name, kind, out))
+            except BaseException:  # nothing of a failed download is kept
+                shutil.rmtree(out, ignore_errors=True)
+                raise
+
+    def export(self, folder: Path, name: str, kind: str, out: Path) -> Path:
+        """The one file of a download, in `out`; the export it was made from is deleted."""
+        from ..export import export_model
+
+        if kind == "zip":
+            return zip_model_folder(folder, out / f"{name}.zip")
+        trust = self.app.library.trust_hub_handle
+        result = export_model(folder, kind, out=out / kind, log=silent, trust_hub_handle=trust)
+        try:
             if kind == "savedmodel":
-                return str(zip_folder(result.path, out / f"{name}-savedmodel.zip"))
-            return str(shutil.copyfile(result.path / "model.tflite", out / f"{name}.tflite"))
+                return zip_folder(result.path, out / f"{name}-savedmodel.zip")
+            return Path(shutil.move(result.path / "model.tflite", out / f"{name}.tflite"))
+        finally:
+            shutil.rmtree(out / kind, ignore_errors=True)
 
     def fresh_download_folder(self) -> Path:
-        """A new folder for one download; those older than Gradio's cache lifetime go (Gradio serves its copy)."""
-        old = time.time() - self.limits.delete_cache[1]
-        for entry in self.downloads.iterdir():
-            if entry.stat().st_mtime < old:
+        """A new folder for one download. Prepared downloads are deleted once sent (`SentOnce`); of those never
+        fetched, the ones older than KEPT_DOWNLOAD_SECONDS go, and the oldest beyond KEPT_DOWNLOADS."""
+        old = time.time() - KEPT_DOWNLOAD_SECONDS
+        kept = sorted((mtime, entry) for entry in self.downloads.iterdir() if (mtime := _mtime(entry)) is not None)
+        for rank, (mtime, entry) in enumerate(reversed(kept), start=1):  # the newest first
+            if mtime < old or rank >= KEPT_DOWNLOADS:  # with the one made now, at most KEPT_DOWNLOADS
                 shutil.rmtree(entry, ignore_errors=True)
         return Path(tempfile.mkdtemp(dir=self.downloads))
+
+
+def _mtime(path: Path) -> float | None:
+    """The modification time of `path`, or None when it is gone (a download sent meanwhile)."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
+class SentOnce:
+    """ASGI middleware: a download (a file of `folder`, fetched with GET /gradio_api/file=...) sent whole is
+    deleted with its folder at once; a download cut short stays for another try (within `fresh_download_folder`'s
+    bounds)."""
+
+    def __init__(self, app, folder: Path):
+        self.app = app
+        self.folder = Path(folder).resolve()
+
+    async def __call__(self, scope, receive, send):
+        fetched = FETCH_ROUTE.search(scope["path"]) if scope["type"] == "http" and scope["method"] == "GET" else None
+        path = Path(fetched.group(1)).resolve() if fetched else None
+        if path is None or path == self.folder or not path.is_relative_to(self.folder):
+            return await self.app(scope, receive, send)
+        sent = {"status": None, "whole": False}
+
+        async def watch(message):
+            if message["type"] == "http.response.start":
+                sent["status"] = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                sent["whole"] = True
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        if sent["status"] == 200 and sent["whole"]:  # not a 206 (a range of it), nor a failed send
+            shutil.rmtree(self.folder / path.relative_to(self.folder).parts[0], ignore_errors=True)
 
 
 @contextlib.contextmanager

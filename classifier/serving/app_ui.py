@@ -37,7 +37,7 @@ from .app_guard import (
     text_inputs,
     upload_path,
 )
-from .app_train import TrainPage, build_correction_row, build_train_tab, wire_corrections
+from .app_train import SentOnce, TrainPage, build_correction_row, build_train_tab, wire_corrections
 from .limits import DEFAULT_LIMITS, LOOPBACK_HOSTS, Limits
 from .serving import ModelLibrary
 
@@ -360,7 +360,12 @@ def launch(
         allowed_paths=[str(app.shown.folder), *([str(trainer.downloads)] if trainer else [])],
         blocked_paths=[str(Path(path).resolve()) for path in blocked],
         # Run locally, the app answers only requests addressed to this machine (no DNS-rebinding page).
-        app_kwargs={"middleware": [Middleware(RequestGuard, max_body=limits.max_body, hosts=hosts)]},
+        app_kwargs={
+            "middleware": [
+                Middleware(RequestGuard, max_body=limits.max_body, hosts=hosts),
+                *([Middleware(SentOnce, folder=trainer.downloads)] if trainer else []),  # downloads go once sent
+            ]
+        },
         mcp_server=False,  # Gradio's MCP server (GRADIO_MCP_SERVER=true) would be another way in
         enable_monitoring=False,  # /monitoring: traffic figures for anyone who asks
         run_history=False,  # /gradio_api/runs: calls the Hugging Face Hub on a visitor's behalf

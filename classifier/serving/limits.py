@@ -42,6 +42,13 @@ class Limits:
     max_class_images: int = 1000  # images in one class of a model's training folder
     max_train_mb: int = 500  # bytes of images (or of a zip, unpacked) one training job may upload
     max_train_queue: int = 2  # training jobs waiting behind the running one; the next is turned away
+    # Bytes one model's training folder may hold: Train fills it (within max_train_mb), corrections add to it
+    # until this cap (a correction beyond it is refused); room for a few hundred photos above a full upload.
+    max_model_data_mb: int = 600
+    # Models trained from the page that the models folder may hold (each with its training folder): with the two
+    # caps above, what visitors can make the server keep is at most max_page_models x max_model_data_mb, plus
+    # the models themselves.
+    max_page_models: int = 20
 
     @property
     def max_inline(self) -> int:
@@ -69,6 +76,8 @@ LIMIT_FLAGS = {
     "max_train_mb": "--max-train-mb",
     "max_train_queue": "--max-train-queue",
     "max_zip_entries": "--max-classes x --max-class-images",
+    "max_model_data_mb": "--max-model-data-mb",
+    "max_page_models": "--max-page-models",
 }
 
 

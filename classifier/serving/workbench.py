@@ -4,7 +4,9 @@
 the CLI, in the workbench's one worker thread, so the app's predictions (Gradio's queue workers)
 keep being answered while it trains. At most `max_waiting` jobs wait behind the running one; the
 next is refused with a message naming the limit's flag, and so is a second job for a model that
-already has one queued or running.
+already has one queued or running. `check_room(name)` asks the same before a caller writes a job's
+images, so a job that would be turned away costs nothing; `on_failed` hears of every job that ended
+without a model (failed or cancelled), so the caller can drop what it wrote for it.
 
 While a job runs, `Job.snapshot()` says where it is: the backbone feature pass (images done and
 total, images per second, time left, from `console.Progress` through train's `on_progress`), then
@@ -157,9 +159,15 @@ class JobWatch(keras.callbacks.Callback):
 class Workbench:
     """The queue of training jobs and its worker thread (started by the first job)."""
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS, on_done: Callable[[Job, TrainResult], None] | None = None):
+    def __init__(
+        self,
+        limits: Limits = DEFAULT_LIMITS,
+        on_done: Callable[[Job, TrainResult], None] | None = None,
+        on_failed: Callable[[Job], None] | None = None,
+    ):
         self.limits = limits
         self.on_done = on_done  # called in the worker after a job's model folder is in place (the app reloads it)
+        self.on_failed = on_failed  # called (outside the lock) after a job ended without a model: failed, cancelled
         self.jobs: dict[str, Job] = {}
         self._waiting: collections.deque[Job] = collections.deque()
         self._running: Job | None = None
@@ -167,8 +175,9 @@ class Workbench:
         self._changed = threading.Condition()
         self._worker: threading.Thread | None = None
 
-    def submit(self, name: str, config: TrainConfig) -> Job:
-        """Queue a job training `config` into model `name`; UsageError when the queue is full or `name` is busy."""
+    def check_room(self, name: str) -> None:
+        """UsageError when a job for model `name` would be turned away now: the queue is full or `name` is busy.
+        (A caller checks before it writes a job's images; `submit` checks again, under the lock.)"""
         with self._changed:
             busy = next((job for job in self.active() if job.name == name), None)
             if busy is not None:
@@ -178,6 +187,11 @@ class Workbench:
                     limit_hit(self.limits, "max_train_queue", f"{len(self._waiting)} training jobs already wait")
                     + "; try again when one has finished"
                 )
+
+    def submit(self, name: str, config: TrainConfig) -> Job:
+        """Queue a job training `config` into model `name`; UsageError when the queue is full or `name` is busy."""
+        with self._changed:
+            self.check_room(name)  # the condition's lock is re-entrant
             job = Job(id=f"job-{next(self._ids)}-{name}", name=name, config=config)
             self.jobs[job.id] = job
             self._waiting.append(job)
@@ -210,9 +224,12 @@ class Workbench:
         job = self.get(job_id)
         with self._changed:
             job.cancel_requested.set()
-            if job in self._waiting:
+            dropped = job in self._waiting
+            if dropped:
                 self._waiting.remove(job)
                 self._finish(job, CANCELLED, CANCELLED_MESSAGE)
+        if dropped:
+            self._failed(job)
         return job
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
@@ -232,6 +249,8 @@ class Workbench:
             with self._changed:
                 self._running = None
                 self._finish(job, state, message)
+            if state != DONE:
+                self._failed(job)
 
     def _run(self, job: Job) -> tuple[str, str]:
         """Train `job`: (final state, message). Nothing escapes: the worker goes on to the next job."""
@@ -257,6 +276,15 @@ class Workbench:
         job.phase = state
         job.log(message)
         self._changed.notify_all()
+
+    def _failed(self, job: Job) -> None:
+        """`on_failed` for a job that ended without a model; a failure there is logged, the worker goes on."""
+        if self.on_failed is None:
+            return
+        try:
+            self.on_failed(job)
+        except Exception:
+            say(f"after training job {job.id} ended:\n{traceback.format_exc()}")
 
     def _forget_old_jobs(self) -> None:
         finished = [job_id for job_id, job in self.jobs.items() if job.state in FINISHED]
