@@ -173,7 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_models_dir(args.models_dir)
     scratch.sweep()  # what killed runs left in the temp folder
     with scratch.scratch_folder():  # this run's temporary files, Gradio's uploads among them: removed after
-        return serve(args, limits)
+        try:
+            return serve(args, limits)
+        except scratch.Terminated:  # SIGTERM outside Gradio's wait (while loading, or as it closes): a normal stop
+            return 0
 
 
 def serve(args, limits: Limits) -> int:

@@ -83,6 +83,11 @@ def is_running(pid: int) -> bool:
     return True
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as Ctrl-C is: Gradio's launch closes its server on it; a caller that sees it (the signal came
+    before or after Gradio's wait) ends as normally as a stop should."""
+
+
 def _interrupt(signum, frame) -> None:
     """SIGTERM as Ctrl-C: Gradio's launch closes its server, then the exit handlers remove the scratch folder."""
-    raise KeyboardInterrupt("terminated (SIGTERM)")
+    raise Terminated("terminated (SIGTERM)")
