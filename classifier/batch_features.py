@@ -29,8 +29,8 @@ from typing import Sequence
 
 from .config import TrainConfig, resolve
 from .console import Log
+from .data.datasets import resolve_data
 from .data.pipeline import ImageData, Split
-from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli
 from .serving import engine
 from .train import scan_data

@@ -18,9 +18,9 @@ from typing import Sequence
 
 from .config import TrainConfig
 from .console import Log, say
+from .data.datasets import resolve_data
 from .data.images import load_rgb
 from .data.pipeline import image_dataset, load_image_data
-from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli
 from .evaluation.metrics import METRICS_FILE, classification_metrics, format_table, most_wrong
 from .evaluation.plots import plot_confusion_matrix, plot_curves, plot_images

@@ -31,8 +31,8 @@ from ._tf import keras, tf
 from .config import TrainConfig, resolve
 from .console import Log, Progress, say
 from .data.augment import make_augmenter
+from .data.datasets import resolve_data
 from .data.pipeline import ImageData, ScanMemo, image_dataset, load_image_data
-from .datasets import resolve_data
 from .errors import ArgumentParser, cli
 from .evaluate import write_report
 from .evaluation.metrics import MIN_EVIDENCE, TARGET_PRECISION, classification_metrics, most_wrong
