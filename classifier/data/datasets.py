@@ -6,9 +6,8 @@ how many images each split must hold) and prepared into `<data home>/<folder>/` 
 written inside a temporary folder which is renamed into place only after the counts match, so an
 interrupted run never leaves something a later run mistakes for complete.
 
-    python -m classifier.datasets list
-    python -m classifier.datasets info NAME
-    python -m classifier.datasets prepare NAME [--csv-dir DIR] [--from-file FILE ...]
+`resolve_data(spec)` is what train, evaluate, export and batch_features call; `python -m classifier.datasets`
+(list, info, prepare) is the command over this library.
 
 Environment: CLASSIFIER_DATA_HOME (where data goes), CLASSIFIER_DATASETS_REGISTRY (another registry
 file), CLASSIFIER_DATASETS_MIRROR (base URL that replaces every download's location).
@@ -19,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -28,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from ..console import Log, say
-from ..errors import ArgumentParser, UsageError, cli
+from ..errors import UsageError
 from .download import DownloadError, VerifyError, download, extract_zip, sha256_of, verify_file
 from .formats import is_image_file
 from .pixels_csv import convert_pixels_csv
@@ -275,7 +273,7 @@ def _fetch(dataset: Dataset, spec: SourceFile, csv_folder: Path | None, *, log: 
             return cached
         except VerifyError:
             cached.unlink()
-    url = _url_of(spec)
+    url = url_of(spec)
     if url is None:
         raise _no_source(dataset, spec, csv_folder)
     log(f"{dataset.name}: downloading {url}")
@@ -295,7 +293,7 @@ def _fetch(dataset: Dataset, spec: SourceFile, csv_folder: Path | None, *, log: 
         ) from None
 
 
-def _url_of(spec: SourceFile) -> str | None:
+def url_of(spec: SourceFile) -> str | None:
     """The registry URL, or the same file name under CLASSIFIER_DATASETS_MIRROR when that is set."""
     mirror = os.environ.get(ENV_MIRROR)
     if not mirror:
@@ -387,72 +385,13 @@ def _move_into_place(staging: Path, target: Path) -> None:
             raise
 
 
-# -- command line -----------------------------------------------------------------------------------
-
-
 def _describe_counts(counts: dict) -> str:
     return ", ".join(f"{split} {n if isinstance(n, int) else sum(n.values())}" for split, n in counts.items())
 
 
-def _status(dataset: Dataset) -> tuple[str, str]:
+def dataset_status(dataset: Dataset) -> tuple[str, str]:
+    """("prepared" or "not prepared", its counts or the counts it expects): what `list` and `info` show."""
     marker = read_marker(prepared_folder(dataset))
     if marker is not None:
         return "prepared", _describe_counts(marker.get("counts", {}))
     return "not prepared", f"expects {_describe_counts(dataset.counts)}" if dataset.counts else ""
-
-
-def _list() -> None:
-    for dataset in load_registry().values():
-        status, counts = _status(dataset)
-        print(f"{dataset.name:<14} {status:<13} {counts:<38} {prepared_folder(dataset)}")
-
-
-def _info(name: str) -> None:
-    dataset = get_dataset(name)
-    status, counts = _status(dataset)
-    rows = [
-        ("title", dataset.title),
-        ("kind", dataset.kind),
-        ("folder", str(prepared_folder(dataset))),
-        ("status", f"{status} ({counts})" if counts else status),
-        ("expected", json.dumps(dataset.counts)),
-        ("source", dataset.source),
-        ("license", dataset.license),
-    ]
-    for spec in dataset.files:
-        details = [
-            f"url {_url_of(spec) or '(none: bring the file yourself)'}",
-            f"size {spec.size or '?'}",
-            f"sha256 {spec.sha256 or '?'}",
-        ] + ([f"also named {', '.join(spec.aliases)}"] if spec.aliases else [])
-        rows.append(("file", f"{spec.file}: " + "; ".join(details)))
-    for source in (read_marker(prepared_folder(dataset)) or {}).get("sources", []):
-        rows.append(("built from", f"{source['file']} ({source['size']} bytes, sha256 {source['sha256']})"))
-    print(name)
-    for key, value in rows:
-        print(f"  {key + ':':<12}{value}")
-
-
-@cli
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m classifier.datasets list | info NAME | prepare NAME [--csv-dir DIR] [--from-file FILE...]`."""
-    parser = ArgumentParser(prog="python -m classifier.datasets", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="each dataset, whether it is prepared, where, and its counts")
-    commands.add_parser("info", help="everything the registry and the prepared copy say").add_argument("name")
-    prep = commands.add_parser("prepare", help="download/convert now, so training later needs no network")
-    prep.add_argument("name")
-    prep.add_argument("--csv-dir", help="folder holding the dataset's CSV files (pixels CSV datasets)")
-    prep.add_argument("--from-file", nargs="+", default=[], metavar="FILE", help="use files downloaded by hand")
-    args = parser.parse_args(argv)
-    if args.command == "list":
-        _list()
-    elif args.command == "info":
-        _info(args.name)
-    else:
-        print(prepare(args.name, csv_dir=args.csv_dir, from_files=args.from_file))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """A small, learnable image dataset drawn on the spot: the offline demo and the tests' data.
 
-    python -m classifier.shapes OUT_DIR [--per-class 60] [--size 96]
+`python -m classifier.shapes` is the command over `make_shapes_dataset`.
 
 Each class is one shape (circle, square, triangle, ...) in a random colour, size and place on a
 random plain background, so a model has to learn shape, not colour or position.
@@ -8,14 +8,11 @@ random plain background, so a model has to learn shape, not colour or position.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
-
-from ..errors import ArgumentParser, cli
 
 SHAPES = ("circle", "square", "triangle", "cross")
 
@@ -61,27 +58,3 @@ def make_shapes_dataset(
             for i in range(count):
                 draw_shape(shape, size, rng).save(folder / f"{shape}_{i:03d}.png")
     return out
-
-
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog="python -m classifier.shapes", description="Draw a small shapes dataset (one folder per class)."
-    )
-    parser.add_argument("out_dir", help="folder to write (class subfolders go inside)")
-    parser.add_argument("--per-class", type=int, default=60, help="images per class (default: 60)")
-    parser.add_argument("--classes", default=",".join(SHAPES[:3]), help=f"comma-separated, from {', '.join(SHAPES)}")
-    parser.add_argument("--size", type=int, default=96, help="image side in pixels (default: 96)")
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
-
-
-@cli
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    out = make_shapes_dataset(args.out_dir, args.per_class, args.classes.split(","), args.size, args.seed)
-    print(f"wrote {args.per_class} images per class to {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
