@@ -33,8 +33,8 @@ from .data.datasets import resolve_data
 from .data.pipeline import ImageData, Split
 from .errors import ArgumentParser, UsageError, cli
 from .serving import engine
-from .train import scan_data
 from .training.features import FeatureCache, feature_cache_applies, feature_passes
+from .training.pipeline import scan_data
 
 
 @dataclass
