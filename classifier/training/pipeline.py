@@ -1,11 +1,9 @@
 """Train a classifier on a frozen pretrained backbone and save a self-contained model folder.
 
-    python -m classifier.train --data PATH_OR_NAME [--out models/NAME] [options]
-
 `train(config)` is the library entry point and reads as the steps of a run: prepare (resolve the
 options, find the data, build the model), fit the head (on cached backbone features, or on images),
 fine-tune (optional), score the validation images, save. Each step is a function of one `Run`,
-which holds what the steps share. `main` is a thin CLI over `train`.
+which holds what the steps share. `python -m classifier.train` (classifier/train.py) is a thin CLI over `train`.
 
 A caller that watches or stops a run (the web page's Train tab, classifier/serving/workbench.py) passes
 Keras `callbacks` (added to every fit) and `on_progress` (the backbone feature pass's
@@ -20,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,7 +30,6 @@ from ..console import Log, Progress, say
 from ..data.augment import make_augmenter
 from ..data.datasets import resolve_data
 from ..data.pipeline import ImageData, ScanMemo, image_dataset, load_image_data
-from ..errors import ArgumentParser, cli
 from ..evaluation.metrics import MIN_EVIDENCE, TARGET_PRECISION, classification_metrics, most_wrong
 from ..evaluation.report import write_report
 from ..model.artifacts import check_output_dir, save_model_dir, versions
@@ -496,24 +492,3 @@ class EpochLog(keras.callbacks.Callback):
 def _duration(seconds: float) -> str:
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
-
-
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog="python -m classifier.train",
-        description="Train an image classifier on a frozen pretrained backbone, with on-the-fly augmentation.",
-        epilog="Example: python -m classifier.train --data cats_dogs --out models/cats_dogs",
-    )
-    TrainConfig.add_arguments(parser)
-    return parser
-
-
-@cli
-def main(argv: Sequence[str] | None = None) -> int:
-    config = TrainConfig.from_args(build_parser().parse_args(argv))
-    train(config, log=functools.partial(print, flush=True))  # the run's log is the command's output, as it happens
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
