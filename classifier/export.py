@@ -33,8 +33,8 @@ import numpy as np
 
 from ._tf import keras, tf
 from .console import Log, say, silent
+from .data.datasets import resolve_data
 from .data.images import decode_bytes_rgb_tf, resize
-from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli, first_line
 from .evaluation.confidence import RULE
 from .model.artifacts import (
