@@ -31,9 +31,9 @@ from .evaluation.confidence import (
     in_effect,
     min_confidence_option,
 )
+from .inference.runtime import probabilities_function
 from .model.artifacts import DEFAULT_ENGINE, add_engine_flag, add_trust_flag, load_model, read_metadata
 from .model.network import resize_antialias
-from .serving.litert import probabilities_function
 
 
 class Predictor:

@@ -21,8 +21,8 @@ import app as app_cli
 from classifier.deploy import gradio_pin, read_front_matter
 from classifier.predict import Predictor
 from classifier.serving.app_ui import App, launch
+from classifier.serving.library import BatchedPredictor, ModelLibrary, find_models
 from classifier.serving.limits import DEFAULT_LIMITS, Limits
-from classifier.serving.serving import BatchedPredictor, ModelLibrary, find_models
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")

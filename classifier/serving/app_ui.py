@@ -38,8 +38,8 @@ from .app_guard import (
     upload_path,
 )
 from .app_train import SentOnce, TrainPage, build_correction_row, build_train_tab, wire_corrections
+from .library import ModelLibrary
 from .limits import DEFAULT_LIMITS, LOOPBACK_HOSTS, Limits
-from .serving import ModelLibrary
 
 TOP_K = 5
 TRAIN_COMMAND = "python -m classifier.train --data PATH_OR_NAME --out {models_dir}/NAME"
