@@ -14,7 +14,7 @@ from apache_beam.ml.inference.base import ModelHandler
 from ..batch_predict import error_row, result_row
 from ..data.images import ImageError
 from ..errors import UsageError, first_line
-from ..predict import Predictor
+from ..inference.predictor import Predictor
 from .engine import local_model_dir
 
 

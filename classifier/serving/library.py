@@ -20,8 +20,8 @@ import numpy as np
 from ..console import Log, say
 from ..data.images import ImageSource
 from ..errors import quoted
+from ..inference.predictor import Predictor
 from ..model.artifacts import DEFAULT_ENGINE, is_model_dir
-from ..predict import Predictor
 
 MAX_BATCH = 16  # images per model call; bounds the latency one big request adds to the others
 
