@@ -1,37 +1,24 @@
-"""Load a model folder once and classify images: the `Predictor` the CLI and the app share.
-
-    python -m classifier.predict MODEL_DIR IMAGE_OR_FOLDER [...] [--top-k 3] [--json] [--min-confidence P]
+"""Load a model folder once and classify images: the `Predictor` the CLI, the app and the batch commands share.
 
 Images go through `images.model_pixels` (allowed formats, EXIF, any mode -> RGB, memory limits,
 then the resize the training pipeline and the model's own Resizing layer run), then one model call:
-the backbone in LiteRT, converted once per machine and cached, the head in TensorFlow (serving/litert.py). The
-command converts only when asked (`--engine litert`): by default it uses a cached conversion, else TensorFlow.
-A file that cannot be used raises `images.ImageError` naming it; the command lists it and goes on.
+the backbone in LiteRT, converted once per machine and cached, the head in TensorFlow (runtime.py), or all of it
+in TensorFlow (`engine`). A file that cannot be used raises `images.ImageError` naming it.
 `Predictor.answer` applies the "not sure" rule (confidence.py) at the threshold in effect: the one
 given, else the model's own from its metadata.json.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..console import Log, say
-from ..data.images import MAX_PIXELS, ImageError, ImageSource, image_files, model_pixels
-from ..errors import ArgumentParser, UsageError, cli
-from ..evaluation.confidence import (
-    Answer,
-    add_min_confidence_flag,
-    answer,
-    check_min_confidence,
-    in_effect,
-    min_confidence_option,
-)
-from ..model.artifacts import DEFAULT_ENGINE, add_engine_flag, add_trust_flag, load_model, read_metadata
+from ..data.images import MAX_PIXELS, ImageSource, model_pixels
+from ..evaluation.confidence import Answer, answer, check_min_confidence, in_effect
+from ..model.artifacts import DEFAULT_ENGINE, load_model, read_metadata
 from ..model.network import resize_antialias
 from .runtime import probabilities_function
 
@@ -57,7 +44,7 @@ class Predictor:
         self.max_pixels = max_pixels
         self.model = load_model(self.model_dir, trust_hub_handle)
         self.antialias = resize_antialias(self.model)
-        # The backbone in LiteRT (or TensorFlow, see serving/litert.py), traced once here for every batch.
+        # The backbone in LiteRT (or TensorFlow, see runtime.py), traced once here for every batch.
         self.engine, self._probabilities = probabilities_function(self.model, self.image_size, engine, log)
 
     def pixels(self, image: ImageSource) -> np.ndarray:
@@ -86,74 +73,3 @@ class Predictor:
     def answer(self, probabilities: np.ndarray) -> Answer:
         """One image's probabilities -> its top class, or "not sure" with the top guess, at `min_confidence`."""
         return answer(probabilities, self.class_names, self.min_confidence)
-
-
-def expand_image_args(paths: Sequence[str]) -> list[Path]:
-    """Files as given; folders become every image file under them, sorted."""
-    found: list[Path] = []
-    for arg in paths:
-        path = Path(arg)
-        if path.is_dir():
-            images = image_files(path)
-            if not images:
-                raise UsageError(f"{arg}: folder holds no image files")
-            found.extend(images)
-        elif path.exists() or path.is_symlink():  # a dangling link too: its error names it, and the rest go on
-            found.append(path)
-        else:
-            raise UsageError(f"{arg}: no such file or folder")
-    return found
-
-
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog="python -m classifier.predict", description="Classify images with a trained model folder."
-    )
-    parser.add_argument("model_dir", help="model folder written by python -m classifier.train")
-    parser.add_argument("images", nargs="+", help="image files, or folders to classify every image in")
-    parser.add_argument("--top-k", type=int, default=3, help="how many classes to show per image (default: 3)")
-    parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
-    add_min_confidence_flag(parser)
-    add_trust_flag(parser)
-    # A one-off command: converting (15-20 s) would cost more than it saves on a few images.
-    add_engine_flag(parser, default="auto")
-    return parser
-
-
-@cli
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.top_k < 1:
-        raise UsageError(f"--top-k {args.top_k}: must be at least 1")
-    min_confidence = min_confidence_option(args.min_confidence)
-    paths = expand_image_args(args.images)
-    predictor = Predictor(
-        args.model_dir, trust_hub_handle=args.trust_hub_handle, min_confidence=min_confidence, engine=args.engine
-    )
-    results, failures = [], 0
-    for path in paths:
-        try:
-            probabilities = predictor.predict_proba([path])[0]
-        except ImageError as error:
-            failures += 1
-            print(f"error: {error}", file=sys.stderr)
-            results.append({"image": str(path), "error": str(error)})
-            continue
-        top, said = predictor.top_k(probabilities, args.top_k), predictor.answer(probabilities)
-        results.append(
-            {
-                "image": str(path),
-                "predictions": [{"label": label, "probability": p} for label, p in top],
-                "not_sure": said.not_sure,
-            }
-        )
-        if not args.json:
-            ranked = ", ".join(f"{label} {p:.3f}" for label, p in top)
-            print(f"{path}: " + (f"{said.text}; {ranked}" if said.not_sure else ranked))
-    if args.json:
-        print(json.dumps(results, indent=2))
-    return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
