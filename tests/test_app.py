@@ -19,9 +19,10 @@ from test_images import _variants
 
 import app as app_cli
 from classifier.deploy import gradio_pin, read_front_matter
+from classifier.inference.batched import BatchedPredictor
 from classifier.predict import Predictor
 from classifier.serving.app_ui import App, launch
-from classifier.serving.library import BatchedPredictor, ModelLibrary, find_models
+from classifier.serving.library import ModelLibrary, find_models
 from classifier.serving.limits import DEFAULT_LIMITS, Limits
 
 ARTIFACTS = ROOT / "test-artifacts"
