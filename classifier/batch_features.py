@@ -27,12 +27,12 @@ import sys
 from dataclasses import dataclass
 from typing import Sequence
 
+from .batch import runner as engine
 from .config import TrainConfig, resolve
 from .console import Log
 from .data.datasets import resolve_data
 from .data.pipeline import ImageData, Split
 from .errors import ArgumentParser, UsageError, cli
-from .serving import engine
 from .training.features import FeatureCache, feature_cache_applies, feature_passes
 from .training.pipeline import scan_data
 
@@ -74,7 +74,7 @@ def build(pipeline, chunks: list[Chunk], config: TrainConfig, classes: int, cach
     """The chunks, spread over the workers, through the backbone into the cache."""
     import apache_beam as beam
 
-    from .serving.handlers import ComputeFeatures
+    from .batch.handlers import ComputeFeatures
 
     _ = (
         pipeline

@@ -48,11 +48,11 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from .batch import runner as engine
 from .data.files import FileRefused
 from .errors import ArgumentParser, UsageError, cli
 from .evaluation.confidence import NOT_SURE, Answer, add_min_confidence_flag, min_confidence_option
 from .model.artifacts import MODEL_FILE, add_trust_flag, atomic_file, is_model_dir, model_dir_around, read_metadata
-from .serving import engine
 from .serving.limits import MAX_UPLOAD_BYTES
 
 
@@ -100,7 +100,7 @@ def build(pipeline, args, top_k: int, out_prefix: str) -> None:
     import apache_beam as beam
     from apache_beam.ml.inference.base import RunInference
 
-    from .serving.handlers import PredictorHandler
+    from .batch.handlers import PredictorHandler
 
     files = (
         pipeline

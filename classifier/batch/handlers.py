@@ -15,7 +15,7 @@ from ..batch_predict import error_row, result_row
 from ..data.images import ImageError
 from ..errors import UsageError, first_line
 from ..inference.predictor import Predictor
-from .engine import local_model_dir
+from .runner import local_model_dir
 
 
 class PredictorHandler(ModelHandler):
