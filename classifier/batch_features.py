@@ -95,7 +95,7 @@ def build_parser() -> ArgumentParser:
     )
     TrainConfig.add_arguments(parser)
     parser.add_argument("--chunk-size", type=int, default=1024, help="images per work item (default: 1024)")
-    engine.add_engine_arguments(parser)
+    engine.add_runner_arguments(parser)
     return parser
 
 

@@ -18,6 +18,7 @@ from special_files import DEVICE, make_special_files, unblocked
 pytest.importorskip("apache_beam")  # the [beam] extra, which CI's [test] installs
 
 from classifier import batch_features, batch_predict  # noqa: E402
+from classifier.batch.predictions import read_files  # noqa: E402
 from classifier.config import TrainConfig, resolve  # noqa: E402
 from classifier.evaluation.confidence import NOT_SURE  # noqa: E402
 from classifier.predict import Predictor  # noqa: E402
@@ -82,7 +83,7 @@ def test_batch_predict_gives_each_path_that_is_no_regular_file_an_error_row_with
     (folder / "link.png").symlink_to(folder / "a.png")  # a link to a regular file is read
     # The pipeline's own read step first, on a link to /dev/null: harmless even if the device were read, and it
     # must be refused before the run below meets /dev/zero.
-    (refused,) = batch_predict.read_files(str(folder / "null.png"), 3)
+    (refused,) = read_files(str(folder / "null.png"), 3)
     assert refused.tag == "errors" and refused.value[-1] == DEVICE
 
     out = tmp_path / "results.csv"

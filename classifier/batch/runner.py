@@ -51,7 +51,7 @@ def quiet_beam_logs() -> None:
     logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
 
 
-def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
     """`--runner`, and the epilog that says the rest of Beam's options pass through."""
     parser.add_argument(
         "--runner",
