@@ -1,13 +1,10 @@
 """Fill the training feature cache on Apache Beam, so that `classifier.train` then trains the head without a
-backbone pass.
+backbone pass: the library of `python -m classifier.batch_features`.
 
-    python -m classifier.batch_features --data DATA [train options] [--chunk-size 1024]
-        [--runner DirectRunner] [Beam pipeline options]
-
-Takes the same options as `classifier.train` (those that do not shape features are ignored) and
-fills the cache that a `classifier.train` run with those options reads (`features.FeatureCache`):
+`fill` takes a `TrainConfig` (the command: the same options as `classifier.train`, those that do not shape
+features ignored) and fills the cache that a `classifier.train` run with those options reads (`features.FeatureCache`):
 every training image (copy 0) and its `--augment-copies` augmented copies, and every validation
-image. This process lists and splits the data exactly as `train` does (`train.scan_data`), skips
+image. This process lists and splits the data exactly as `train` does (`training.pipeline.scan_data`), skips
 the entries already cached, and cuts the rest into chunks of `--chunk-size` images, one work item
 each; Beam spreads the chunks over its workers, and each worker builds the frozen backbone once
 and runs `features.backbone_batches` on its chunks, the same computation as `train`'s own pass.
@@ -23,7 +20,6 @@ temporary name and renamed, so workers that overlap or retry write the same byte
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -31,10 +27,10 @@ from ..config import TrainConfig, resolve
 from ..console import Log
 from ..data.datasets import resolve_data
 from ..data.pipeline import ImageData, Split
-from ..errors import ArgumentParser, UsageError, cli
+from ..errors import UsageError
 from ..training.features import FeatureCache, feature_cache_applies, feature_passes
 from ..training.pipeline import scan_data
-from . import runner as engine
+from .runner import beam, counter, make_pipeline, run_pipeline
 
 
 @dataclass
@@ -84,24 +80,9 @@ def build(pipeline, chunks: list[Chunk], config: TrainConfig, classes: int, cach
     )
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        allow_abbrev=False,  # an abbreviation of ours must not take a Beam option passed through
-        prog="python -m classifier.batch_features",
-        description="Fill the feature cache that python -m classifier.train reads (the same options), on Apache "
-        "Beam: the backbone pass of every image and augmented copy, spread over the engine's workers.",
-        epilog="Example: python -m classifier.batch_features --data /shared/photos --cache-dir /shared/features; "
-        "then python -m classifier.train with the same options computes no features.",
-    )
-    TrainConfig.add_arguments(parser)
-    parser.add_argument("--chunk-size", type=int, default=1024, help="images per work item (default: 1024)")
-    engine.add_runner_arguments(parser)
-    return parser
-
-
 def fill(config: TrainConfig, chunk_size: int, runner: str, beam_args: Sequence[str], log: Log = print) -> int:
     """Compute every missing cache entry of `config`'s training run on Beam; how many were computed."""
-    engine.beam()
+    beam()
     if chunk_size < 1:
         raise UsageError(f"--chunk-size {chunk_size}: must be at least 1")
     config = resolve(config, log)
@@ -110,7 +91,7 @@ def fill(config: TrainConfig, chunk_size: int, runner: str, beam_args: Sequence[
             "the feature cache is off for these options (--weights none trains the backbone, or --no-feature-cache): "
             "there are no fixed features to compute"
         )
-    pipeline = engine.make_pipeline(runner, beam_args)
+    pipeline = make_pipeline(runner, beam_args)
     data = scan_data(config, resolve_data(config.data, csv_dir=config.csv_dir, log=log))
     cache = FeatureCache.for_config(config)
     chunks, total = plan(data, config, cache, chunk_size)
@@ -119,18 +100,7 @@ def fill(config: TrainConfig, chunk_size: int, runner: str, beam_args: Sequence[
     if not chunks:
         return 0
     build(pipeline, chunks, config, len(data.class_names), cache)
-    result = engine.run_pipeline(pipeline)
-    computed = engine.counter(result, "classifier", "features_written")
+    result = run_pipeline(pipeline)
+    computed = counter(result, "classifier", "features_written")
     log(f"feature cache: computed {computed} entries")
     return computed
-
-
-@cli
-def main(argv: Sequence[str] | None = None) -> int:
-    args, beam_args = build_parser().parse_known_args(argv)
-    fill(TrainConfig.from_args(args), args.chunk_size, args.runner, beam_args)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
