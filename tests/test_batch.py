@@ -1,4 +1,4 @@
-"""The Beam engine, on its local runner: batch prediction matches `Predictor`, and a cache fill makes `train` skip the
+"""Beam, on its local runner: batch prediction matches `Predictor`, and a cache fill makes `train` skip the
 backbone pass."""
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def _argv(data, weights, cache_dir) -> list:
     return ["--data", data, *[arg for name, value in options.items() for arg in (f"--{name.replace('_', '-')}", value)]]
 
 
-def test_a_cache_filled_by_the_engine_trains_without_a_backbone_pass_and_the_same_model(
+def test_a_cache_filled_on_beam_trains_without_a_backbone_pass_and_the_same_model(
     tmp_path, random_mobilenet_weights, capsys
 ):
     data = make_shapes_dataset(

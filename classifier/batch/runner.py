@@ -1,4 +1,4 @@
-"""The scale-out engine, Apache Beam: what `batch_predict` and `batch_features` share.
+"""The batch commands' runner, Apache Beam: what `batch_predict` and `batch_features` share.
 
 Beam is optional (`pip install -r requirements-beam.txt`, or the `[beam]` extra); without it the batch
 commands stop with one line saying so, and nothing else in the package imports this module.
