@@ -42,7 +42,7 @@ class ModelLibrary:
         engine: str = DEFAULT_ENGINE,
     ):
         self.paths = dict(models)
-        self.engine = engine  # what runs each model's backbone (serving/litert.py)
+        self.engine = engine  # what runs each model's backbone (inference/runtime.py)
         self.trust_hub_handle = trust_hub_handle  # see classifier.model.hub: load hub backbones from outside the folder
         self.min_confidence = min_confidence  # the "not sure" threshold for every model; None: each model's own
         self._loaded: dict[str, BatchedPredictor] = {}
