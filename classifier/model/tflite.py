@@ -7,22 +7,34 @@ kernels run the convolutions about twice as fast as TensorFlow's on a CPU (bench
 Conversion starts after the model's Resizing layer: at the model's size it is the identity (the
 export check proves it), and models saved before the resize rule changed antialias, which has no
 TFLite kernel. So a flatbuffer takes float32 pixels 0..255 at the model's size.
+
+The converter's C++ step holds Python's GIL from its start to its end (2 s for InceptionV3 to mixed7
+on 2 cores), pausing every other thread of the process; a server converts with `in_subprocess`, in a
+child process that runs this module's `main` on the SavedModel the parent wrote.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import tempfile
 import threading
-from typing import Iterator
+from pathlib import Path
+from typing import Iterator, Sequence
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from .._tf import keras, quiet_stderr, tf
+from ..errors import first_line
 from .backbones import SCALING_LAYER
 
 PIXELS_SIGNATURE = "serving_default"
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `classifier` package
+CONVERT_TIMEOUT = 900  # seconds: far beyond the slowest backbone's conversion (about 20 s on 2 cores)
+CHILD_ERROR = "conversion failed: "  # how the child marks its error line among TensorFlow's own
 
 
 def pixels_spec(size: tuple[int, int]):
@@ -31,15 +43,25 @@ def pixels_spec(size: tuple[int, int]):
 
 
 def convert_tflite(
-    model, size: tuple[int, int], quantize: str = "none", calibration: np.ndarray | None = None, output="probabilities"
+    model,
+    size: tuple[int, int],
+    quantize: str = "none",
+    calibration: np.ndarray | None = None,
+    output="probabilities",
+    in_subprocess: bool = False,
 ) -> bytes:
     """`model` from pixels at its size to its output (named `output`), as a TFLite flatbuffer.
 
     int8 is full-integer with uint8 pixels in and uint8 outputs (for integer-only accelerators),
     calibrated on `calibration`, pixels (N, H, W, 3) of training images.
+
+    `in_subprocess`: the converter itself runs in a child process (`convert_in_subprocess`), for a server: its C++
+    step holds the GIL from start to end (seconds for a big backbone), which would pause every other thread.
     """
-    with tflite_converter(model, size, quantize, calibration, output) as converter:
-        return converter.convert()
+    with _saved_model(model, size, output) as saved:
+        if in_subprocess:
+            return convert_in_subprocess(saved, quantize, calibration)
+        return _converter(saved, quantize, calibration).convert()
 
 
 @contextlib.contextmanager
@@ -47,8 +69,16 @@ def tflite_converter(
     model, size: tuple[int, int], quantize: str, calibration: np.ndarray | None = None, output="probabilities"
 ) -> Iterator:
     """The TFLiteConverter `convert_tflite` uses, configured, for as long as its SavedModel exists."""
+    with _saved_model(model, size, output) as saved:
+        yield _converter(saved, quantize, calibration)
+
+
+@contextlib.contextmanager
+def _saved_model(model, size: tuple[int, int], output: str) -> Iterator[Path]:
+    """A temporary SavedModel of `model` from pixels at its size (after its Resizing layer) to `output`."""
     at_size = keras.Model(model.get_layer(SCALING_LAYER).input, model.output)
-    with tempfile.TemporaryDirectory(prefix="classifier-tflite-") as saved:
+    with tempfile.TemporaryDirectory(prefix="classifier-tflite-") as work:
+        saved = Path(work) / "saved"
         # Through a SavedModel: the converter freezes its variables into constants (a concrete
         # function of a Keras 3 model would keep them as uninitialised resource variables).
         archive = keras.export.ExportArchive()
@@ -56,10 +86,57 @@ def tflite_converter(
         archive.add_endpoint(
             PIXELS_SIGNATURE, lambda images: {output: at_size(images, training=False)}, [pixels_spec(size)]
         )
-        archive.write_out(saved, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[PIXELS_SIGNATURE])
-        _configure(converter, quantize, calibration)
-        yield converter
+        archive.write_out(str(saved), verbose=False)
+        yield saved
+
+
+def _converter(saved: Path, quantize: str, calibration: np.ndarray | None):
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=[PIXELS_SIGNATURE])
+    _configure(converter, quantize, calibration)
+    return converter
+
+
+def convert_in_subprocess(saved: Path, quantize: str = "none", calibration: np.ndarray | None = None) -> bytes:
+    """The SavedModel `saved` converted by `python -m classifier.model.tflite` (this module's `main`) in a child
+    process, which costs it a TensorFlow import (about 4 s of one core) and pauses no thread of this one; a
+    RuntimeError with the child's error line when it fails, or when it runs past `CONVERT_TIMEOUT`."""
+    out = saved.parent / "converted.tflite"
+    argv = [sys.executable, "-m", __name__, str(saved), str(out), quantize]
+    if calibration is not None:
+        np.save(saved.parent / "calibration.npy", calibration)
+        argv.append(str(saved.parent / "calibration.npy"))
+    # The child imports this very package, wherever it was imported from (an editable install, a checkout).
+    path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
+    try:
+        done = subprocess.run(
+            argv,
+            env={**os.environ, "PYTHONPATH": path},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            timeout=CONVERT_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:  # run() has killed the child
+        raise RuntimeError(f"the converter ran longer than {CONVERT_TIMEOUT} s and was stopped") from None
+    if done.returncode != 0 or not out.is_file():
+        said = [line for line in done.stderr.splitlines() if line.startswith(CHILD_ERROR)]
+        raise RuntimeError(said[-1][len(CHILD_ERROR) :] if said else f"the converter exited with {done.returncode}")
+    return out.read_bytes()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The child of `convert_in_subprocess`: SAVED_MODEL OUT_FILE QUANTIZE [CALIBRATION.npy]; its one error line
+    on stderr, marked with CHILD_ERROR, and exit status 1 when the conversion fails."""
+    saved, out, quantize, *calibration = sys.argv[1:] if argv is None else argv
+    try:
+        pixels = np.load(calibration[0]) if calibration else None
+        Path(out).write_bytes(_converter(Path(saved), quantize, pixels).convert())
+    except Exception as error:  # noqa: BLE001 - the converter raises many kinds; the parent says which
+        print(f"{CHILD_ERROR}{first_line(error)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _configure(converter, quantize: str, calibration: np.ndarray | None) -> None:
@@ -112,3 +189,7 @@ def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
         return values.astype(details["dtype"], copy=False)  # float pixels as they are: set_tensor copies them
     limits = np.iinfo(details["dtype"])
     return np.clip(np.round(values / scale + zero_point), limits.min, limits.max).astype(details["dtype"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
