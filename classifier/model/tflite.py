@@ -10,19 +10,20 @@ TFLite kernel. So a flatbuffer takes float32 pixels 0..255 at the model's size.
 
 The converter's C++ step holds Python's GIL from its start to its end (2 s for InceptionV3 to mixed7
 on 2 cores), pausing every other thread of the process; a server converts with `in_subprocess`, in a
-child process that runs this module's `main` on the SavedModel the parent wrote.
+child process (`ConverterProcess`) that runs this module's `main` on the SavedModel the parent wrote.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
@@ -55,13 +56,16 @@ def convert_tflite(
     int8 is full-integer with uint8 pixels in and uint8 outputs (for integer-only accelerators),
     calibrated on `calibration`, pixels (N, H, W, 3) of training images.
 
-    `in_subprocess`: the converter itself runs in a child process (`convert_in_subprocess`), for a server: its C++
-    step holds the GIL from start to end (seconds for a big backbone), which would pause every other thread.
+    `in_subprocess`: the converter itself runs in a child process (`ConverterProcess`), for a server: its C++ step
+    holds the GIL from start to end (seconds for a big backbone), which would pause every other thread. The child
+    starts first, so that its TensorFlow import runs while this process writes the SavedModel.
     """
-    with _saved_model(model, size, output) as saved:
-        if in_subprocess:
-            return convert_in_subprocess(saved, quantize, calibration)
-        return _converter(saved, quantize, calibration).convert()
+    with contextlib.ExitStack() as stack:
+        child = stack.enter_context(ConverterProcess()) if in_subprocess else None
+        with _saved_model(model, size, output) as saved:
+            if child is not None:
+                return child.convert(saved, quantize, calibration)
+            return _converter(saved, quantize, calibration).convert()
 
 
 @contextlib.contextmanager
@@ -96,43 +100,68 @@ def _converter(saved: Path, quantize: str, calibration: np.ndarray | None):
     return converter
 
 
-def convert_in_subprocess(saved: Path, quantize: str = "none", calibration: np.ndarray | None = None) -> bytes:
-    """The SavedModel `saved` converted by `python -m classifier.model.tflite` (this module's `main`) in a child
-    process, which costs it a TensorFlow import (about 4 s of one core) and pauses no thread of this one; a
-    RuntimeError with the child's error line when it fails, or when it runs past `CONVERT_TIMEOUT`."""
-    out = saved.parent / "converted.tflite"
-    argv = [sys.executable, "-m", __name__, str(saved), str(out), quantize]
-    if calibration is not None:
-        np.save(saved.parent / "calibration.npy", calibration)
-        argv.append(str(saved.parent / "calibration.npy"))
-    # The child imports this very package, wherever it was imported from (an editable install, a checkout).
-    path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
-    try:
-        done = subprocess.run(
-            argv,
+class ConverterProcess:
+    """A child process (`python -m classifier.model.tflite`, this module's `main`) that imports TensorFlow as soon
+    as it starts, then converts the one SavedModel `convert` sends it; killed on leaving the `with` block."""
+
+    def __init__(self):
+        # The child imports this very package, wherever it was imported from (an editable install, a checkout).
+        path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", __name__],
             env={**os.environ, "PYTHONPATH": path},
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             errors="replace",
-            timeout=CONVERT_TIMEOUT,
         )
-    except subprocess.TimeoutExpired:  # run() has killed the child
-        raise RuntimeError(f"the converter ran longer than {CONVERT_TIMEOUT} s and was stopped") from None
-    if done.returncode != 0 or not out.is_file():
-        said = [line for line in done.stderr.splitlines() if line.startswith(CHILD_ERROR)]
-        raise RuntimeError(said[-1][len(CHILD_ERROR) :] if said else f"the converter exited with {done.returncode}")
-    return out.read_bytes()
+
+    def __enter__(self) -> "ConverterProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._process.poll() is None:  # not sent anything (the SavedModel failed), or stopped by a timeout
+            self._process.kill()
+        self._process.communicate()  # reaps it and closes its pipes
+
+    def convert(self, saved: Path, quantize: str = "none", calibration: np.ndarray | None = None) -> bytes:
+        """The SavedModel `saved` as a flatbuffer; a RuntimeError with the child's error line when it fails, or when
+        it runs past `CONVERT_TIMEOUT`."""
+        request = {"saved": str(saved), "out": str(saved.parent / "converted.tflite"), "quantize": quantize}
+        if calibration is not None:
+            request["calibration"] = str(saved.parent / "calibration.npy")
+            np.save(request["calibration"], calibration)
+        try:
+            _, errors = self._process.communicate(json.dumps(request) + "\n", timeout=CONVERT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"the converter ran longer than {CONVERT_TIMEOUT} s and was stopped") from None
+        out = Path(request["out"])
+        if self._process.returncode != 0 or not out.is_file():
+            said = [line for line in errors.splitlines() if line.startswith(CHILD_ERROR)]
+            code = self._process.returncode
+            raise RuntimeError(said[-1][len(CHILD_ERROR) :] if said else f"the converter exited with {code}")
+        return out.read_bytes()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The child of `convert_in_subprocess`: SAVED_MODEL OUT_FILE QUANTIZE [CALIBRATION.npy]; its one error line
-    on stderr, marked with CHILD_ERROR, and exit status 1 when the conversion fails."""
-    saved, out, quantize, *calibration = sys.argv[1:] if argv is None else argv
+def convert_in_subprocess(saved: Path, quantize: str = "none", calibration: np.ndarray | None = None) -> bytes:
+    """A SavedModel already written, converted by a `ConverterProcess` (which costs it a TensorFlow import)."""
+    with ConverterProcess() as child:
+        return child.convert(saved, quantize, calibration)
+
+
+def main() -> int:
+    """The child of a `ConverterProcess`: TensorFlow is imported (with this module); then one JSON request on stdin
+    (saved, out, quantize, calibration: a .npy file or absent), none at all when the parent gave up. Its one error
+    line goes to stderr, marked with CHILD_ERROR, with exit status 1."""
+    line = sys.stdin.readline()
+    if not line:
+        return 0
+    request = json.loads(line)
     try:
-        pixels = np.load(calibration[0]) if calibration else None
-        Path(out).write_bytes(_converter(Path(saved), quantize, pixels).convert())
+        pixels = np.load(request["calibration"]) if "calibration" in request else None
+        flatbuffer = _converter(Path(request["saved"]), request["quantize"], pixels).convert()
+        Path(request["out"]).write_bytes(flatbuffer)
     except Exception as error:  # noqa: BLE001 - the converter raises many kinds; the parent says which
         print(f"{CHILD_ERROR}{first_line(error)}", file=sys.stderr)
         return 1
