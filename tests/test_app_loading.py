@@ -81,18 +81,26 @@ def while_running(call, then) -> list:
 
 def test_a_first_load_with_its_conversion_stalls_no_other_model(server, image):
     """A stranger asks for a model nobody loaded yet: its load (and the LiteRT conversion of its backbone) takes
-    seconds, and the other client's predictions on a loaded model go on being answered in their usual time."""
+    seconds, and the other client's predictions on a loaded model go on being answered in their usual time. A
+    second request for a model while one loads is refused at once, so loads hold one of the queue's workers."""
     url, library = server
     client, stranger = Client(url, verbose=False), Client(url, verbose=False)
     entry = cache_entry(library.paths["fresh"])
     assert not entry.exists()
-    answered = []
+    answered, refused = [], []
+
+    def predict_shapes():
+        if not refused and library._request_load.locked():  # the stranger's load has begun
+            with pytest.raises(AppError, match="model 'fresh' is being loaded for another request; send yours again"):
+                client.predict(handle_file(image), "fresh", api_name="/predict")
+            refused.append(True)
+        return client.predict(handle_file(image), "shapes", api_name="/predict")
+
     results = while_running(
-        lambda: answered.append(stranger.predict(handle_file(image), "fresh", api_name="/predict")),
-        lambda: client.predict(handle_file(image), "shapes", api_name="/predict"),
+        lambda: answered.append(stranger.predict(handle_file(image), "fresh", api_name="/predict")), predict_shapes
     )
     assert answered and answered[0]["label"] in NEW_CLASSES  # the stranger waited for its own model's load
-    assert entry.is_file()  # which converted its backbone while the other client was being answered
+    assert entry.is_file() and refused  # which converted its backbone while the other client was being answered
     latencies = [seconds for seconds, _ in results]
     assert len(latencies) >= ANSWERED and max(latencies) < CEILING, latencies
 

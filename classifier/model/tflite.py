@@ -35,6 +35,7 @@ from .backbones import SCALING_LAYER
 PIXELS_SIGNATURE = "serving_default"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `classifier` package
 CONVERT_TIMEOUT = 900  # seconds: far beyond the slowest backbone's conversion (about 20 s on 2 cores)
+CHILD_NICENESS = 10  # the converter child's scheduling priority (0 normal, 19 lowest)
 CHILD_ERROR = "conversion failed: "  # how the child marks its error line among TensorFlow's own
 
 
@@ -116,6 +117,9 @@ class ConverterProcess:
             text=True,
             errors="replace",
         )
+        if hasattr(os, "setpriority"):  # background work: the CPU goes to the parent's requests first
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, self._process.pid, CHILD_NICENESS)
 
     def __enter__(self) -> "ConverterProcess":
         return self

@@ -120,12 +120,18 @@ def find_models(models_dir: str | Path) -> dict[str, Path]:
     }
 
 
+class ModelLoading(RuntimeError):
+    """A request's model is not loaded, and another request is loading a model: it is refused at once, to be sent
+    again (`ModelLibrary.get`'s `wait=False`)."""
+
+
 class ModelLibrary:
     """The models the app offers, by name; each is loaded on first use and then shared.
 
     Each model has its own lock, held across its load alone (a first LiteRT conversion included, which runs in a
     child process: serving/litert.py): a first request for a model waits for that model's load, and nobody else
-    waits for it. The library's own lock guards its tables and is never held across a load."""
+    waits for it. The library's own lock guards its tables and is never held across a load. The page's requests
+    load one model at a time (`get`'s `wait`)."""
 
     def __init__(
         self,
@@ -141,14 +147,20 @@ class ModelLibrary:
         self._loaded: dict[str, BatchedPredictor] = {}
         self._loading: dict[str, threading.Lock] = {}  # per model, held while it loads: it is loaded once
         self._lock = threading.Lock()  # guards paths, _loaded and _loading, for a lookup or a swap only
+        self._request_load = threading.Lock()  # held by the one request that may be loading a model (get's wait)
 
     @property
     def names(self) -> list[str]:
         return list(self.paths)
 
-    def get(self, name: str | None, log: Log = say) -> BatchedPredictor:
+    def get(self, name: str | None, log: Log = say, wait: bool = True) -> BatchedPredictor:
         """The shared predictor for `name` (the first model when None); loads it once, saying through `log` what
-        loading has to say (a backbone's first LiteRT conversion on this machine)."""
+        loading has to say (a backbone's first LiteRT conversion on this machine).
+
+        `wait=False`, for the page's requests: a request loads its model only while no other request is loading one,
+        and raises `ModelLoading` at once otherwise. A request waiting for a load holds one of the queue's workers,
+        so loads never hold more than one: a stranger asking for unloaded models many times over cannot take them
+        all from the visitors of loaded models."""
         with self._lock:
             name = name or self.names[0]
             if name not in self.paths:
@@ -156,6 +168,17 @@ class ModelLibrary:
             if name in self._loaded:
                 return self._loaded[name]
             loading = self._loading.setdefault(name, threading.Lock())
+        if wait:
+            return self._load_once(name, loading, log)
+        if not self._request_load.acquire(blocking=False):
+            which = f"model {name!r} is being loaded" if loading.locked() else "another model is being loaded"
+            raise ModelLoading(f"{which} for another request; send yours again in a few seconds")
+        try:
+            return self._load_once(name, loading, log)
+        finally:
+            self._request_load.release()
+
+    def _load_once(self, name: str, loading: threading.Lock, log: Log) -> BatchedPredictor:
         with loading:  # two first requests for a model must not load it twice: the second waits for the first
             with self._lock:
                 if name in self._loaded:  # loaded (or reloaded by add) while this request waited
