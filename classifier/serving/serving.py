@@ -171,7 +171,7 @@ class ModelLibrary:
         if wait:
             return self._load_once(name, loading, log)
         if not self._request_load.acquire(blocking=False):
-            which = f"model {name!r} is being loaded" if loading.locked() else "another model is being loaded"
+            which = f"model {quoted(name)} is being loaded" if loading.locked() else "another model is being loaded"
             raise ModelLoading(f"{which} for another request; send yours again in a few seconds")
         try:
             return self._load_once(name, loading, log)
