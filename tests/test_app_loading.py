@@ -27,6 +27,7 @@ from classifier.serving import litert
 CEILING = 4.0  # seconds for one prediction on a loaded model, however busy the machine: it took 19.5 s before
 ANSWERED = 8  # predictions answered during a load, at least: before, one waited for the whole load
 NEW_CLASSES = ["a", "b", "c"]
+PAUSE = 0.2  # seconds between a client's predictions: a visitor, not a loop that leaves the load no CPU
 
 
 def new_model(folder: Path, shapes_dir: Path, model_dir: Path, seed: int) -> Path:
@@ -75,6 +76,7 @@ def while_running(call, then) -> list:
         started = time.monotonic()
         result = then()
         results.append((time.monotonic() - started, result))
+        time.sleep(PAUSE)
     thread.join()
     return results
 
