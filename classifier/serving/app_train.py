@@ -350,7 +350,10 @@ class TrainPage:
         if kind == "zip":
             return zip_model_folder(folder, out / f"{name}.zip")
         trust = self.app.library.trust_hub_handle
-        result = export_model(folder, kind, out=out / kind, log=silent, trust_hub_handle=trust)
+        # The converter holds the GIL for seconds: in a child process, so that predictions go on meanwhile.
+        result = export_model(
+            folder, kind, out=out / kind, log=silent, trust_hub_handle=trust, convert_in_subprocess=True
+        )
         try:
             if kind == "savedmodel":
                 return zip_folder(result.path, out / f"{name}-savedmodel.zip")
