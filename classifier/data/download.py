@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 
 from ..console import Log, Progress, say
 from ..errors import quoted
-from .files import open_regular
+from ..files import open_regular
 
 TIMEOUT_SECONDS = 60
 CHUNK_BYTES = 1 << 16

@@ -59,7 +59,7 @@ import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from .._tf import tf
-from .files import FileRefused, open_regular
+from ..files import FileRefused, open_regular
 from .formats import FORMAT_NAMES, FORMATS, is_image_file
 
 MAX_DECODE_BYTES = 128 * 2**20  # one decode's memory budget (see the module docstring)
