@@ -28,10 +28,11 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from .console import Log, say
-from .data.download import DownloadError, VerifyError, download, extract_zip, sha256_of, verify_file
+from .data.download import DownloadError, VerifyError, download, extract_zip, verify_file
 from .data.formats import is_image_file
 from .data.pixels_csv import convert_pixels_csv
 from .errors import ArgumentParser, UsageError, cli
+from .files import sha256_of
 
 REPO_DATASETS = Path(__file__).resolve().parent.parent / "datasets"
 ENV_HOME = "CLASSIFIER_DATA_HOME"

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .atomic import write_json
 from .config import TrainConfig
 from .console import Log, say
 from .data.images import load_rgb
@@ -24,7 +25,7 @@ from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli
 from .evaluation.metrics import METRICS_FILE, classification_metrics, format_table, most_wrong
 from .evaluation.plots import plot_confusion_matrix, plot_curves, plot_images
-from .model.artifacts import add_trust_flag, load_model, read_metadata, write_json
+from .model.artifacts import add_trust_flag, load_model, read_metadata
 from .model.metadata import ModelMetadata
 
 

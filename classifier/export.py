@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from ._tf import keras, tf
+from .atomic import staged_dir, write_json
 from .console import Log, say, silent
 from .data.images import decode_bytes_rgb_tf, resize
 from .datasets import resolve_data
@@ -43,9 +44,7 @@ from .model.artifacts import (
     check_output_dir,
     load_model,
     read_metadata,
-    staged_dir,
     versions,
-    write_json,
     write_labels,
 )
 from .model.compat import mediapipe_metadata

@@ -101,7 +101,7 @@ def test_options_left_unset_take_the_backbones_defaults():
 def test_the_bundled_weights_are_the_file_their_notice_names_and_ship_as_package_data():
     import tomllib
 
-    from classifier.data.download import sha256_of
+    from classifier.files import sha256_of
     from classifier.model.backbones import BUNDLED_WEIGHTS, WEIGHTS_DIR
 
     notice = (WEIGHTS_DIR / "NOTICE").read_text()

@@ -8,7 +8,7 @@ batch, naming the file. Files are named by their content's sha256, so the same p
 once: sent again to the same class it is already there, sent to another class it moves there
 (the latest word on a photo wins).
 
-A new folder is built beside its target and renamed into place when complete (artifacts.staged_dir);
+A new folder is built beside its target and renamed into place when complete (atomic.staged_dir);
 a correction's image is written to a hidden temporary name and renamed. A model name is letters,
 digits, `-` and `_` (no dot, so `NAME.data` never names a model); a class name also allows spaces,
 and is never `train` or `validation` (those mean splits to the training scan).
@@ -34,10 +34,12 @@ import zlib
 from pathlib import Path
 from typing import Iterator
 
+from ..atomic import staged_dir
 from ..errors import UsageError, clipped, quoted
-from ..model.artifacts import model_dir_around, staged_dir
+from ..files import sha256_of
+from ..model.artifacts import model_dir_around
 from ..serving.limits import MAX_TEXT, Limits, limit_hit
-from .download import VerifyError, extract_zip, sha256_of
+from .download import VerifyError, extract_zip
 from .formats import FORMAT_NAMES, is_image_file
 from .images import ImageError, check_image_file
 from .pipeline import VALIDATION_DIRS, class_folders, find_class_files, split_folders

@@ -22,8 +22,8 @@ from typing import Callable
 import numpy as np
 
 from .._tf import keras
-from ..data.download import sha256_of
 from ..errors import UsageError, first_line
+from ..files import sha256_of
 from .metadata import HUB_PREFIX, TOP  # the names metadata.json records, too
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"  # package data (pyproject.toml), with its NOTICE

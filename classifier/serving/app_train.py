@@ -47,12 +47,13 @@ from typing import Iterator
 import gradio as gr
 import pandas as pd
 
+from ..atomic import recover
 from ..console import silent
 from ..data import trainset
 from ..data.formats import IMAGE_EXTENSIONS
 from ..data.images import ImageError
 from ..errors import UsageError, quoted
-from ..model.artifacts import is_model_dir, read_metadata, recover
+from ..model.artifacts import is_model_dir, read_metadata
 from ..model.metadata import public_json
 from .app_guard import FETCH_ROUTE, no_fetch, text_inputs, upload_path
 from .limits import MAX_TEXT, limit_hit
