@@ -50,9 +50,9 @@ from typing import Sequence
 
 from .atomic import atomic_file
 from .errors import ArgumentParser, UsageError, cli
-from .evaluation.confidence import NOT_SURE, Answer, add_min_confidence_flag, min_confidence_option
 from .files import FileRefused
 from .model.artifacts import MODEL_FILE, add_trust_flag, is_model_dir, model_dir_around, read_metadata
+from .model.confidence import NOT_SURE, Answer, add_min_confidence_flag, min_confidence_option
 from .serving import engine
 from .serving.limits import MAX_UPLOAD_BYTES
 

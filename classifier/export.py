@@ -37,7 +37,6 @@ from .console import Log, say, silent
 from .data.images import decode_bytes_rgb_tf, resize
 from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli, first_line
-from .evaluation.confidence import RULE
 from .model.artifacts import (
     LABELS_FILE,
     add_trust_flag,
@@ -48,6 +47,7 @@ from .model.artifacts import (
     write_labels,
 )
 from .model.compat import mediapipe_metadata
+from .model.confidence import RULE
 from .model.metadata import ModelMetadata
 from .model.network import resize_antialias
 from .model.tflite import PIXELS_SIGNATURE, LiteRTModel, convert_tflite, pixels_spec

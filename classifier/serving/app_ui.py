@@ -22,9 +22,9 @@ from starlette.middleware import Middleware
 
 from ..data.images import ImageError
 from ..errors import UsageError, clipped
-from ..evaluation.confidence import in_effect
 from ..evaluation.metrics import METRICS_FILE, TARGET_PRECISION, format_table
 from ..model.artifacts import read_metadata
+from ..model.confidence import in_effect
 from ..model.metadata import ModelMetadata
 from .app_guard import (
     CONFUSION_FILE,
