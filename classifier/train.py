@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from ._tf import keras, tf
-from .config import TrainConfig, resolve
+from .config import TrainConfig
 from .console import Log, Progress, say
 from .data.augment import make_augmenter
 from .data.pipeline import ImageData, ScanMemo, image_dataset, load_image_data
@@ -37,7 +37,7 @@ from .errors import ArgumentParser, cli
 from .evaluate import write_report
 from .evaluation.metrics import MIN_EVIDENCE, TARGET_PRECISION, classification_metrics, most_wrong
 from .model.artifacts import check_output_dir, save_model_dir, versions
-from .model.backbones import HUB_PREFIX, TOP
+from .model.backbones import HUB_PREFIX, TOP, resolve
 from .model.compat import forget_restored_epoch
 from .model.finetune import fine_tune_layer, unfreeze_from
 from .model.metadata import DataSummary, ModelMetadata

@@ -21,10 +21,10 @@ from conftest import ROOT, run_main, tiny_config
 
 from classifier import train as train_module
 from classifier.atomic import recover, staged_dir
-from classifier.config import resolve
 from classifier.console import silent
 from classifier.errors import UsageError
 from classifier.model.artifacts import check_output_dir, read_metadata, save_model_dir
+from classifier.model.backbones import resolve
 from classifier.model.metadata import ModelMetadata
 from classifier.model.network import build_model
 from classifier.predict import Predictor
