@@ -176,10 +176,35 @@ BACKBONES: dict[str, Backbone] = {
 }
 
 
+def hub_backbone(handle: str):
+    """A registry-style Backbone for `hub:HANDLE`: a TF-Hub feature vector as one Keras layer (hub.py)."""
+    from .hub import HUB_DEFAULT_SIZE, HUB_MIN_SIZE, HubFeatures
+
+    if not handle:
+        raise UsageError(
+            "--backbone hub: needs a handle after the colon, e.g. hub:https://tfhub.dev/... or hub:path/to/saved_model"
+        )
+
+    def build(input_shape, weights, alpha):
+        if weights != "imagenet":
+            raise UsageError(
+                f"--weights {weights or 'none'}: a hub: backbone brings its own weights; leave --weights at its default"
+            )
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, HubFeatures(handle, name="hub_features")(inputs), name="hub")
+
+    return Backbone(
+        f"hub:{handle}",
+        build,
+        scaling(1 / 255.0, 0.0),
+        min_size=HUB_MIN_SIZE,
+        default_cut=None,
+        default_size=HUB_DEFAULT_SIZE,
+    )
+
+
 def get_backbone(name: str) -> Backbone:
     if name.startswith(HUB_PREFIX):
-        from .hub import hub_backbone
-
         return hub_backbone(name[len(HUB_PREFIX) :])
     try:
         return BACKBONES[name]

@@ -55,7 +55,7 @@ from ..data.images import ImageError
 from ..errors import UsageError, quoted
 from ..model.artifacts import is_model_dir, read_metadata
 from ..model.metadata import public_json
-from .app_guard import FETCH_ROUTE, no_fetch, text_inputs, upload_path
+from .app_guard import FETCH_ROUTE, no_fetch, text_inputs, upload_path, upload_source
 from .limits import MAX_TEXT, check_models_dir, limit_hit
 from .workbench import BACKBONES, DEFAULT_BACKBONE, DONE, EPOCHS, FINISHED, IMAGE_SIZE, Job, Workbench, tab_config
 
@@ -298,8 +298,6 @@ class TrainPage:
 
     def correct(self, upload, model, label):
         """Save the shown image into the picked model's training folder under `label`."""
-        from .app_ui import upload_source
-
         text_inputs(model=model, label=label)
         with page_errors():
             name = self.own_model(model)
