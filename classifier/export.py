@@ -34,8 +34,8 @@ import numpy as np
 from ._tf import keras, tf
 from .atomic import staged_dir, write_json
 from .console import Log, say, silent
+from .data.datasets import resolve_data
 from .data.images import decode_bytes_rgb_tf, resize
-from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli, first_line
 from .model.artifacts import (
     LABELS_FILE,
@@ -84,11 +84,13 @@ def export_model(
     log: Log = say,
     trust_hub_handle: bool = False,
     min_agreement: float | None = None,
+    convert_in_subprocess: bool = False,
 ) -> ExportResult:
     """Write, check and move into place one export of `model_dir`; raises ExportCheckError on a failed check.
 
     `tolerance` replaces a float export's largest accepted |p_export - p_keras|, `min_agreement` a quantized
-    export's share of top-1 answers that must agree (see exportcheck).
+    export's share of top-1 answers that must agree (see exportcheck). `convert_in_subprocess`: the TFLite
+    converter runs in a child process (a server's choice: it holds the GIL for seconds, model/tflite.py).
     """
     if format not in FORMATS:
         raise UsageError(f"--format {format}: choose one of {', '.join(FORMATS)}")
@@ -132,7 +134,7 @@ def export_model(
             tflite_metadata = None
         else:
             calibration = calibration_pixels(train_folder, size) if quantize == "int8" else None
-            converted = convert_tflite(model, size, quantize, calibration)
+            converted = convert_tflite(model, size, quantize, calibration, in_subprocess=convert_in_subprocess)
             tflite, tflite_metadata = with_tflite_metadata(converted, metadata.class_names)
             if not tflite_metadata["written"]:
                 log(f"note: model.tflite has no TFLite metadata: {tflite_metadata['why']}")
