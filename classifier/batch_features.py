@@ -27,11 +27,12 @@ import sys
 from dataclasses import dataclass
 from typing import Sequence
 
-from .config import TrainConfig, resolve
+from .config import TrainConfig
 from .console import Log
 from .data.datasets import resolve_data
 from .data.pipeline import ImageData, Split
 from .errors import ArgumentParser, UsageError, cli
+from .model.backbones import resolve
 from .serving import engine
 from .training.features import FeatureCache, feature_cache_applies, feature_passes
 from .training.pipeline import scan_data

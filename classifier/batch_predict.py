@@ -48,12 +48,13 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from .data.files import FileRefused
+from .atomic import atomic_file
+from .data.formats import MAX_UPLOAD_BYTES
 from .errors import ArgumentParser, UsageError, cli
-from .evaluation.confidence import NOT_SURE, Answer, add_min_confidence_flag, min_confidence_option
-from .model.artifacts import MODEL_FILE, add_trust_flag, atomic_file, is_model_dir, model_dir_around, read_metadata
+from .files import FileRefused
+from .model.artifacts import MODEL_FILE, add_trust_flag, is_model_dir, model_dir_around, read_metadata
+from .model.confidence import NOT_SURE, Answer, add_min_confidence_flag, min_confidence_option
 from .serving import engine
-from .serving.limits import MAX_UPLOAD_BYTES
 
 
 def header(top_k: int) -> list[str]:

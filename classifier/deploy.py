@@ -23,8 +23,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .atomic import staged_dir, write_json
 from .errors import ArgumentParser, UsageError, cli
-from .model.artifacts import check_output_dir, is_model_dir, read_metadata, staged_dir, write_json
+from .model.artifacts import check_output_dir, is_model_dir, read_metadata
 from .model.metadata import ModelMetadata, public_json
 
 PACKAGE = Path(__file__).resolve().parent

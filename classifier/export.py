@@ -32,23 +32,22 @@ from typing import Sequence
 import numpy as np
 
 from ._tf import keras, tf
+from .atomic import staged_dir, write_json
 from .console import Log, say, silent
 from .data.datasets import resolve_data
 from .data.images import decode_bytes_rgb_tf, resize
 from .errors import ArgumentParser, UsageError, cli, first_line
-from .evaluation.confidence import RULE
 from .model.artifacts import (
     LABELS_FILE,
     add_trust_flag,
     check_output_dir,
     load_model,
     read_metadata,
-    staged_dir,
     versions,
-    write_json,
     write_labels,
 )
 from .model.compat import mediapipe_metadata
+from .model.confidence import RULE
 from .model.metadata import ModelMetadata
 from .model.network import resize_antialias
 from .model.tflite import PIXELS_SIGNATURE, LiteRTModel, convert_tflite, pixels_spec

@@ -23,7 +23,8 @@ import numpy as np
 from .console import Log, say
 from .data.images import MAX_PIXELS, ImageError, ImageSource, image_files, model_pixels
 from .errors import ArgumentParser, UsageError, cli
-from .evaluation.confidence import (
+from .model.artifacts import DEFAULT_ENGINE, add_engine_flag, add_trust_flag, load_model, read_metadata
+from .model.confidence import (
     Answer,
     add_min_confidence_flag,
     answer,
@@ -31,7 +32,6 @@ from .evaluation.confidence import (
     in_effect,
     min_confidence_option,
 )
-from .model.artifacts import DEFAULT_ENGINE, add_engine_flag, add_trust_flag, load_model, read_metadata
 from .model.network import resize_antialias
 from .serving.litert import probabilities_function
 

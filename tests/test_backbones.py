@@ -82,7 +82,8 @@ def test_simple_cnn_learns_an_easy_task(tmp_path):
 
 
 def test_options_left_unset_take_the_backbones_defaults():
-    from classifier.config import TrainConfig, resolve
+    from classifier.config import TrainConfig
+    from classifier.model.backbones import resolve
 
     def resolved(**options):
         config = resolve(TrainConfig(data="unused", **options))
@@ -101,7 +102,7 @@ def test_options_left_unset_take_the_backbones_defaults():
 def test_the_bundled_weights_are_the_file_their_notice_names_and_ship_as_package_data():
     import tomllib
 
-    from classifier.data.download import sha256_of
+    from classifier.files import sha256_of
     from classifier.model.backbones import BUNDLED_WEIGHTS, WEIGHTS_DIR
 
     notice = (WEIGHTS_DIR / "NOTICE").read_text()
@@ -115,8 +116,8 @@ def test_the_bundled_weights_are_the_file_their_notice_names_and_ship_as_package
 
 
 def test_imagenet_mobilenet_035_loads_the_bundled_file_at_any_size_and_caches_by_its_content():
-    from classifier.config import TrainConfig, resolve
-    from classifier.model.backbones import bundled_weights, get_backbone, weights_key
+    from classifier.config import TrainConfig
+    from classifier.model.backbones import bundled_weights, get_backbone, resolve, weights_key
     from classifier.training.features import FeatureCache
 
     bundled = bundled_weights("mobilenet_v2", 0.35)

@@ -27,10 +27,10 @@ import numpy as np
 import PIL
 
 from .._tf import tf
+from ..atomic import write_json
 from ..console import Log, say
 from ..errors import UsageError
-from ..model.artifacts import write_json
-from .download import sha256_of
+from ..files import sha256_of
 from .formats import IMAGE_EXTENSIONS
 from .images import MAX_PIXELS, check_image_file, decode_rgb_tf, image_files, resize
 

@@ -13,6 +13,7 @@ as `--weights FILE` share cached features.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from dataclasses import dataclass
@@ -22,8 +23,10 @@ from typing import Callable
 import numpy as np
 
 from .._tf import keras
-from ..data.download import sha256_of
+from ..config import TrainConfig
+from ..console import Log, say
 from ..errors import UsageError, first_line
+from ..files import sha256_of
 from .metadata import HUB_PREFIX, TOP  # the names metadata.json records, too
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"  # package data (pyproject.toml), with its NOTICE
@@ -173,10 +176,35 @@ BACKBONES: dict[str, Backbone] = {
 }
 
 
+def hub_backbone(handle: str):
+    """A registry-style Backbone for `hub:HANDLE`: a TF-Hub feature vector as one Keras layer (hub.py)."""
+    from .hub import HUB_DEFAULT_SIZE, HUB_MIN_SIZE, HubFeatures
+
+    if not handle:
+        raise UsageError(
+            "--backbone hub: needs a handle after the colon, e.g. hub:https://tfhub.dev/... or hub:path/to/saved_model"
+        )
+
+    def build(input_shape, weights, alpha):
+        if weights != "imagenet":
+            raise UsageError(
+                f"--weights {weights or 'none'}: a hub: backbone brings its own weights; leave --weights at its default"
+            )
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, HubFeatures(handle, name="hub_features")(inputs), name="hub")
+
+    return Backbone(
+        f"hub:{handle}",
+        build,
+        scaling(1 / 255.0, 0.0),
+        min_size=HUB_MIN_SIZE,
+        default_cut=None,
+        default_size=HUB_DEFAULT_SIZE,
+    )
+
+
 def get_backbone(name: str) -> Backbone:
     if name.startswith(HUB_PREFIX):
-        from .hub import hub_backbone
-
         return hub_backbone(name[len(HUB_PREFIX) :])
     try:
         return BACKBONES[name]
@@ -184,6 +212,40 @@ def get_backbone(name: str) -> Backbone:
         raise UsageError(
             f"--backbone {name}: unknown backbone (choose from {', '.join(sorted(BACKBONES))}, or hub:URL_OR_FOLDER)"
         ) from None
+
+
+def resolve(config: TrainConfig, log: Log = say) -> TrainConfig:
+    """`config` checked, with every option it leaves to the backbone (None) filled from the backbone's entry.
+
+    Image size, cut layer (top: the network's output), augmented copies and the first layer fine-tuning
+    unfreezes; a backbone without pretrained weights (simple_cnn) trains from scratch whatever --weights says,
+    and `log` says so. Resolving a resolved config changes nothing.
+    """
+    backbone = get_backbone(config.validate().backbone)
+    size = config.image_size or backbone.default_size
+    if size < backbone.min_size:
+        raise UsageError(f"--image-size {size}: {backbone.name} needs at least {backbone.min_size} px")
+    if config.alpha != 1.0 and not backbone.takes_alpha:
+        raise UsageError(f"--alpha {config.alpha}: only mobilenet_v2 has a width multiplier, not {backbone.name}")
+    weights = config.weights
+    if not backbone.pretrained and weights != "none":
+        log(
+            f"note: {backbone.name} has no pretrained weights; --weights {weights} is ignored and it trains from "
+            "scratch"
+        )
+        weights = "none"
+    cut = config.cut_layer or backbone.default_cut or TOP
+    copies = backbone.augment_copies(config.alpha) if config.augment_copies is None else config.augment_copies
+    return dataclasses.replace(
+        config,
+        weights=weights,
+        image_size=size,
+        cut_layer=cut,
+        augment_copies=copies,
+        # Filled even without --fine-tune-epochs, so that a --resume may add fine-tuning (a resumed run's options
+        # must equal the interrupted run's, fine_tune_epochs excepted).
+        fine_tune_from=config.fine_tune_from or backbone.fine_tune_from(cut),
+    )
 
 
 def bundled_weights(backbone_name: str, alpha: float) -> Path | None:

@@ -23,7 +23,7 @@ refuses URLs (`no_fetch`); a folder on the server is read only when the app runs
 
 A served model is the operator's: Train refuses any name the page serves (a `--model` from outside the
 models folder too) and any name the models folder already holds, and the models folder is never a model
-folder or inside one (`trainset.check_models_dir`); retrain and corrections act only on models whose
+folder or inside one (`limits.check_models_dir`); retrain and corrections act only on models whose
 folder is models/NAME. What a visitor can leave is capped: a job the queue turns away writes nothing, a
 new model's job that fails or is cancelled leaves no training folder, corrections stop at
 `--max-class-images` per class and `--max-model-data-mb` per model (checked and written under one lock), and
@@ -47,15 +47,16 @@ from typing import Iterator
 import gradio as gr
 import pandas as pd
 
+from ..atomic import recover
 from ..console import silent
 from ..data import trainset
 from ..data.formats import IMAGE_EXTENSIONS
 from ..data.images import ImageError
 from ..errors import UsageError, quoted
-from ..model.artifacts import is_model_dir, read_metadata, recover
+from ..model.artifacts import is_model_dir, read_metadata
 from ..model.metadata import public_json
-from .app_guard import FETCH_ROUTE, no_fetch, text_inputs, upload_path
-from .limits import MAX_TEXT, limit_hit
+from .app_guard import FETCH_ROUTE, no_fetch, text_inputs, upload_path, upload_source
+from .limits import MAX_TEXT, check_models_dir, limit_hit
 from .workbench import BACKBONES, DEFAULT_BACKBONE, DONE, EPOCHS, FINISHED, IMAGE_SIZE, Job, Workbench, tab_config
 
 CLASS_SLOTS = 6  # class slots the tab can show; a zip or a folder brings more classes
@@ -83,7 +84,7 @@ class TrainPage:
         self.models_dir = Path(app.models_dir)
         self.limits = app.limits
         self.cache_dir = cache_dir  # the feature cache (None: the user's, ~/.cache/classifier/features)
-        trainset.check_models_dir(self.models_dir)  # never inside a model folder
+        check_models_dir(self.models_dir)  # never inside a model folder
         self.workbench = Workbench(app.limits, on_done=self.publish, on_failed=self.drop_training_folder)
         self._downloads = tempfile.TemporaryDirectory(prefix="classifier-downloads-")
         self.downloads = Path(self._downloads.name).resolve()  # the only folder the page serves downloads from
@@ -297,8 +298,6 @@ class TrainPage:
 
     def correct(self, upload, model, label):
         """Save the shown image into the picked model's training folder under `label`."""
-        from .app_ui import upload_source
-
         text_inputs(model=model, label=label)
         with page_errors():
             name = self.own_model(model)

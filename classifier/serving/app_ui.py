@@ -22,20 +22,19 @@ from starlette.middleware import Middleware
 
 from ..data.images import ImageError
 from ..errors import UsageError, clipped
-from ..evaluation.confidence import in_effect
 from ..evaluation.metrics import METRICS_FILE, TARGET_PRECISION, format_table
 from ..model.artifacts import read_metadata
+from ..model.confidence import in_effect
 from ..model.metadata import ModelMetadata
 from .app_guard import (
     CONFUSION_FILE,
     CURVES_FILE,
-    URL_REFUSED,
     RequestGuard,
     ShownFiles,
-    inline_bytes,
     no_fetch,
     text_inputs,
     upload_path,
+    upload_source,
 )
 from .app_train import SentOnce, TrainPage, build_correction_row, build_train_tab, wire_corrections
 from .limits import DEFAULT_LIMITS, LOOPBACK_HOSTS, Limits
@@ -58,25 +57,6 @@ def no_model_message(models_dir: str | Path) -> str:
         "or, offline in under a minute (real ImageNet weights ship with the package), the shapes demo:"
         f"\n\n```sh\n{DEMO_COMMAND.format(models_dir=models_dir)}\n```"
     )
-
-
-def upload_source(upload, limits: Limits = DEFAULT_LIMITS) -> tuple[str | bytes, str]:
-    """A raw Gradio file payload -> (what the Predictor reads, the name to show the user).
-
-    Only a file Gradio received on /upload, or inline `data:` bytes within the upload limit; a path
-    anywhere else on the server or a URL is refused unread (see app_guard).
-    """
-    if not upload:
-        raise gr.Error("No image: drop, upload, paste or capture one first.")
-    if not isinstance(upload, dict):
-        raise gr.Error("Not a file payload: send the image as gradio_client's handle_file does", print_exception=False)
-    path, url = upload.get("path"), upload.get("url")
-    name = clipped(upload.get("orig_name") or Path(str(path or "image")).name)  # as messages show it
-    if not path and isinstance(url, str) and url.startswith("data:"):  # inline base64, as some webcams send it
-        return inline_bytes(url, name, limits), name
-    if not path and url:
-        raise gr.Error(URL_REFUSED, print_exception=False)
-    return upload_path(path, name), name
 
 
 class App:
