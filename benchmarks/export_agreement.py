@@ -29,8 +29,8 @@ from classifier.export import (
     predict_batches,
     run_tflite,
 )
+from classifier.exporters import check as exportcheck
 from classifier.model.artifacts import load_model, read_metadata
-from classifier.serving import exportcheck
 
 
 def main() -> None:

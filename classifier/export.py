@@ -37,6 +37,7 @@ from .data.images import decode_bytes_rgb_tf, resize
 from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli, first_line
 from .evaluation.confidence import RULE
+from .exporters import check as exportcheck
 from .model.artifacts import (
     LABELS_FILE,
     add_trust_flag,
@@ -52,7 +53,6 @@ from .model.compat import mediapipe_metadata
 from .model.metadata import ModelMetadata
 from .model.network import resize_antialias
 from .model.tflite import PIXELS_SIGNATURE, LiteRTModel, convert_tflite, pixels_spec
-from .serving import exportcheck
 
 FORMATS = ("savedmodel", "tflite")
 QUANTIZE = ("none", "float16", "dynamic", "int8")

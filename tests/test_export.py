@@ -21,14 +21,14 @@ from conftest import SHARED, run_main, tiny_config
 from classifier import export as export_module
 from classifier._tf import tf
 from classifier.errors import UsageError
+from classifier.exporters import check as exportcheck
+from classifier.exporters.check import ALLOWANCES, NEAR_TIE, Allowance, compare, image_samples
 from classifier.model import tflite
 from classifier.model.artifacts import load_model, save_model_dir
 from classifier.model.compat import mediapipe_metadata
 from classifier.model.metadata import DataSummary, ModelMetadata
 from classifier.model.network import build_model
 from classifier.predict import Predictor
-from classifier.serving import exportcheck
-from classifier.serving.exportcheck import ALLOWANCES, NEAR_TIE, Allowance, compare, image_samples
 from classifier.train import train
 
 PHOTOS = SHARED / "data" / "cats_dogs"
