@@ -21,7 +21,8 @@ from pathlib import Path
 
 from _common import machine
 
-from classifier.export import (
+from classifier.exporters import check as exportcheck
+from classifier.exporters.export import (
     QUANTIZE,
     calibration_pixels,
     convert_tflite,
@@ -29,7 +30,6 @@ from classifier.export import (
     predict_batches,
     run_tflite,
 )
-from classifier.exporters import check as exportcheck
 from classifier.model.artifacts import load_model, read_metadata
 
 

@@ -345,7 +345,7 @@ class TrainPage:
 
     def export(self, folder: Path, name: str, kind: str, out: Path) -> Path:
         """The one file of a download, in `out`; the export it was made from is deleted."""
-        from ..export import export_model
+        from ..exporters.export import export_model
 
         if kind == "zip":
             return zip_model_folder(folder, out / f"{name}.zip")
