@@ -30,6 +30,24 @@ def option(default: Any, help: str, **argparse_kwargs: Any) -> Any:
     return field(default=default, metadata={"help": help, **argparse_kwargs})
 
 
+def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+    """One `--flag` per field of the dataclass `cls` that has help (an `option()`), named, typed, defaulted and
+    documented from it; a bool is --flag/--no-flag unless its option names an argparse `action`."""
+    for f in dataclasses.fields(cls):
+        if "help" not in f.metadata:
+            continue  # a field without a flag of its own (e.g. one a shared flag sets)
+        extra = dict(f.metadata)
+        help_text = extra.pop("help")
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            action = extra.pop("action", argparse.BooleanOptionalAction)
+            parser.add_argument(flag, action=action, default=f.default, help=help_text, **extra)
+            continue
+        kind = extra.pop("type", type(f.default) if f.default is not None else str)
+        suffix = " (required)" if extra.get("required") else f" (default: {f.default})" if f.default is not None else ""
+        parser.add_argument(flag, type=kind, default=f.default, help=help_text + suffix, **extra)
+
+
 @dataclass
 class TrainConfig:
     # What to learn from and where the model goes.
@@ -212,18 +230,7 @@ class TrainConfig:
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """One `--flag` per field, named, typed, defaulted and documented from the dataclass."""
-        for f in dataclasses.fields(cls):
-            extra = dict(f.metadata)
-            help_text = extra.pop("help")
-            flag = "--" + f.name.replace("_", "-")
-            if isinstance(f.default, bool):
-                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
-                continue
-            kind = extra.pop("type", type(f.default) if f.default is not None else str)
-            suffix = (
-                " (required)" if extra.get("required") else f" (default: {f.default})" if f.default is not None else ""
-            )
-            parser.add_argument(flag, type=kind, default=f.default, help=help_text + suffix, **extra)
+        add_arguments(cls, parser)
 
     @classmethod
     def from_args(cls, namespace: argparse.Namespace) -> "TrainConfig":

@@ -52,6 +52,7 @@ from ..data import trainset
 from ..data.formats import IMAGE_EXTENSIONS
 from ..data.images import ImageError
 from ..errors import UsageError, quoted
+from ..exporters.registry import EXPORTERS, page_downloads
 from ..model.artifacts import is_model_dir, read_metadata, recover
 from ..model.metadata import public_json
 from .app_guard import FETCH_ROUTE, no_fetch, text_inputs, upload_path
@@ -61,7 +62,7 @@ from .workbench import BACKBONES, DEFAULT_BACKBONE, DONE, EPOCHS, FINISHED, IMAG
 CLASS_SLOTS = 6  # class slots the tab can show; a zip or a folder brings more classes
 FIRST_SLOTS = 2  # shown at first
 POLL_SECONDS = 1.0
-DOWNLOADS = {"model folder (zip)": "zip", "SavedModel (zip)": "savedmodel", "TFLite file": "tflite"}
+DOWNLOADS = {"model folder (zip)": "zip", **page_downloads()}  # label -> kind: /download takes the kind
 # Prepared downloads never fetched: at most this many are kept (the oldest go first), none longer than this.
 KEPT_DOWNLOADS, KEPT_DOWNLOAD_SECONDS = 3, 600
 
@@ -351,10 +352,11 @@ class TrainPage:
             return zip_model_folder(folder, out / f"{name}.zip")
         trust = self.app.library.trust_hub_handle
         result = export_model(folder, kind, out=out / kind, log=silent, trust_hub_handle=trust)
+        handed_out = EXPORTERS[kind].page_file  # the one file the page hands out; None: the folder, zipped
         try:
-            if kind == "savedmodel":
-                return zip_folder(result.path, out / f"{name}-savedmodel.zip")
-            return Path(shutil.move(result.path / "model.tflite", out / f"{name}.tflite"))
+            if handed_out is None:
+                return zip_folder(result.path, out / f"{name}-{kind}.zip")
+            return Path(shutil.move(result.path / handed_out, out / f"{name}{Path(handed_out).suffix}"))
         finally:
             shutil.rmtree(out / kind, ignore_errors=True)
 
