@@ -1,6 +1,5 @@
-"""Stage a Hugging Face Space: one folder that runs the app with `python app.py` and nothing else.
-
-    python -m classifier.deploy MODEL_DIR --out DIR [--title TITLE] [--overwrite]
+"""Stage a Hugging Face Space: one folder that runs the app with `python app.py` and nothing else
+(`stage_space`; the command: `python -m classifier.deploy MODEL_DIR --out DIR [--title TITLE] [--overwrite]`).
 
 The folder holds app.py, the classifier package, a README whose front matter makes it a Gradio
 Space, .gitattributes sending big files through Git LFS, and the model under models/NAME. Push it
@@ -19,11 +18,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
-from typing import Sequence
 
-from ..errors import ArgumentParser, UsageError, cli
+from ..errors import UsageError
 from ..model.artifacts import check_output_dir, is_model_dir, read_metadata, staged_dir, write_json
 from ..model.metadata import ModelMetadata, public_json
 
@@ -154,31 +151,3 @@ def stage_space(model_dir: str | Path, out: str | Path, title: str | None = None
             "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in LFS_PATTERNS)
         )
     return out
-
-
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog="python -m classifier.deploy",
-        description="Stage a self-contained Hugging Face Space folder for a trained model.",
-        epilog=(
-            "Then: cd DIR && huggingface-cli upload OWNER/SPACE . --repo-type space  (or git push to the Space's "
-            "repository)"
-        ),
-    )
-    parser.add_argument("model_dir", help="model folder written by python -m classifier.train")
-    parser.add_argument("--out", required=True, help="Space folder to write (must not exist unless --overwrite)")
-    parser.add_argument("--title", help="the Space's title (default: '<model name> classifier')")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    return parser
-
-
-@cli
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    out = stage_space(args.model_dir, args.out, args.title, args.overwrite)
-    print(f"staged {out}: run it with  cd {out} && python app.py   then push it to a Space (see docs/deploy.md)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
