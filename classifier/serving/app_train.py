@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -469,14 +469,15 @@ class TrainTab:
     status: gr.Markdown
     curve: gr.LinePlot
     details: gr.JSON
+    controls: dict = field(default_factory=dict)  # the inputs and buttons wire_train_tab gives events
 
     @property
     def progress(self) -> list:
         return [self.status, self.curve, self.details]
 
 
-def build_train_tab(page: TrainPage, model: gr.Dropdown) -> TrainTab:
-    """The Train tab's contents and events (inside a `gr.Tab`)."""
+def build_train_tab(page: TrainPage) -> TrainTab:
+    """The Train tab's contents (inside a `gr.Tab`); `wire_train_tab` gives them their events."""
     gr.Markdown(
         "Name each class and drop its images in (or give one zip of class folders), press **Train**. The "
         "model is saved under the name below, as `python -m classifier.train` saves it, and joins the picker."
@@ -509,25 +510,34 @@ def build_train_tab(page: TrainPage, model: gr.Dropdown) -> TrainTab:
         kind = gr.Radio(list(DOWNLOADS.items()), value="zip", label="As")
         download = gr.Button("Prepare the download")
         file = gr.File(label="Download", interactive=False)
+    tab.controls.update(
+        count=count, groups=groups, add=add, remove=remove, train=train, cancel=cancel, kind=kind, download=download
+    )
+    tab.controls.update(file=file, inputs=[name, backbone, size, epochs, archive, folder, *labels, *uploads])
+    return tab
 
-    resize = dict(inputs=count, outputs=[count, *groups], api_visibility="private")
-    add.click(lambda n: shown_slots(n + 1), **resize)
-    remove.click(lambda n: shown_slots(n - 1), **resize)
+
+def wire_train_tab(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
+    """The Train tab's events (`model`: the page's model picker, which a download reads and a finished job sets)."""
+    controls = tab.controls
+    resize = dict(inputs=controls["count"], outputs=[controls["count"], *controls["groups"]], api_visibility="private")
+    controls["add"].click(lambda n: shown_slots(n + 1), **resize)
+    controls["remove"].click(lambda n: shown_slots(n - 1), **resize)
     started = [tab.job, *tab.progress, tab.timer]
-    inputs = [name, backbone, size, epochs, archive, folder, *labels, *uploads]
-    train.click(page.train, inputs, started, api_name="train", concurrency_limit=1, concurrency_id="train")
+    controls["train"].click(
+        page.train, controls["inputs"], started, api_name="train", concurrency_limit=1, concurrency_id="train"
+    )
     tab.timer.tick(page.status, tab.job, [*tab.progress, tab.timer, model], api_name="train_status")
-    cancel.click(page.cancel, tab.job, tab.progress, api_name="train_cancel")
-    download.click(
+    controls["cancel"].click(page.cancel, tab.job, tab.progress, api_name="train_cancel")
+    controls["download"].click(
         page.download,
-        [model, kind],
-        file,
+        [model, controls["kind"]],
+        controls["file"],
         api_name="download",
         preprocess=False,  # the model's name as sent, as for a retrain
         concurrency_limit=1,
         concurrency_id="export",
     )
-    return tab
 
 
 def class_slots() -> tuple[list, list, list]:
