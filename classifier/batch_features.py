@@ -29,12 +29,12 @@ from typing import Sequence
 
 from .config import TrainConfig, resolve
 from .console import Log
+from .data.datasets import resolve_data
 from .data.pipeline import ImageData, Split
-from .datasets import resolve_data
 from .errors import ArgumentParser, UsageError, cli
 from .serving import engine
-from .train import scan_data
 from .training.features import FeatureCache, feature_cache_applies, feature_passes
+from .training.pipeline import scan_data
 
 
 @dataclass

@@ -13,8 +13,8 @@ SHARED = ROOT.parent / "shared"  # real weights and photos beside the repo (abse
 sys.path.insert(0, str(ROOT))
 
 from classifier.config import TrainConfig  # noqa: E402
-from classifier.shapes import make_shapes_dataset  # noqa: E402
-from classifier.train import train  # noqa: E402
+from classifier.data.shapes import make_shapes_dataset  # noqa: E402
+from classifier.training.pipeline import train  # noqa: E402
 
 # Small everywhere: the whole suite runs on 2 CPU cores in a few minutes. Cutting at mixed2 halves
 # graph-building time.

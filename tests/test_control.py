@@ -111,7 +111,7 @@ class _StopAfter(keras.callbacks.Callback):
 def test_the_head_on_cached_features_backs_up_by_time_and_never_claims_an_epoch_it_did_not_back_up(
     tmp_path, monkeypatch, random_mobilenet_weights
 ):
-    import classifier.train as train_module
+    import classifier.training.pipeline as train_module
 
     data = paint(tmp_path / "data", {"blue": solid((20, 20, 230)), "red": solid((230, 20, 20))}, per_class=6, size=32)
     stem = dict(MOBILENET_STEM, weights=str(random_mobilenet_weights), cache_dir=str(tmp_path / "cache"))

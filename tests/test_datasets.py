@@ -26,6 +26,8 @@ from PIL import Image
 
 from classifier import datasets
 from classifier.console import silent
+from classifier.data.datasets import count_images
+from classifier.data.pixels_csv import convert_pixels_csv
 from classifier.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -181,7 +183,7 @@ def test_happy_path_uses_the_declared_layout_and_marks_the_folder_prepared(ds_en
     folder = datasets.resolve_data("pets", log=silent)
 
     assert folder == ds_env.home / "pets_filtered"
-    assert datasets.count_images(folder) == PETS_COUNTS
+    assert count_images(folder) == PETS_COUNTS
     assert not (folder / "vectorize.py").exists()  # outside the layout: not copied
     with Image.open(folder / "train" / "dogs" / "dog.1.png") as image:
         assert image.getpixel((0, 0)) == (101, 154, 0)
@@ -210,7 +212,7 @@ def test_two_archives_are_assembled_into_train_and_validation(ds_env, ds_server)
 
     folder = datasets.resolve_data("horses", log=silent)
 
-    assert datasets.count_images(folder) == counts
+    assert count_images(folder) == counts
 
 
 def test_second_run_needs_no_network(ds_env, ds_server):
@@ -224,7 +226,7 @@ def test_second_run_needs_no_network(ds_env, ds_server):
     for path in sorted(folder.rglob("*"), reverse=True):  # remove the folder, keep the download cache
         path.rmdir() if path.is_dir() else path.unlink()
     folder.rmdir()
-    assert datasets.count_images(datasets.resolve_data("pets", log=silent)) == PETS_COUNTS
+    assert count_images(datasets.resolve_data("pets", log=silent)) == PETS_COUNTS
     assert ds_server.requests == ["pets.zip"]
 
 
@@ -233,7 +235,7 @@ def test_mirror_replaces_the_registry_location(ds_env, ds_server, monkeypatch):
     ds_env(pets=zip_entry(dead_url("some/dir/pets.zip"), PETS_LAYOUT, PETS_COUNTS))
     monkeypatch.setenv("CLASSIFIER_DATASETS_MIRROR", ds_server.base + "/")
 
-    assert datasets.count_images(datasets.resolve_data("pets", log=silent)) == PETS_COUNTS
+    assert count_images(datasets.resolve_data("pets", log=silent)) == PETS_COUNTS
     assert ds_server.requests == ["pets.zip"]
 
 
@@ -277,7 +279,7 @@ def test_truncated_download_leaves_nothing(ds_env, ds_server, how, message):
     assert files_under(ds_env.home) == []
     (ds_server.root / "pets.zip").write_bytes(full)  # the next run starts afresh and succeeds
     ds_server.cut.clear()
-    assert datasets.count_images(datasets.resolve_data("pets", log=silent)) == PETS_COUNTS
+    assert count_images(datasets.resolve_data("pets", log=silent)) == PETS_COUNTS
 
 
 def _symlink_zip(path: Path) -> Path:
@@ -401,7 +403,7 @@ def test_convert_pixels_csv_keeps_every_pixel_and_names_folders_by_letter(tmp_pa
     labels = [0, 1, 1, 24, 10, 0, 24, 24]  # A, B, B, Y, K, A, Y, Y
     csv = pixels_csv(tmp_path / "sign_mnist_train.csv", labels)
 
-    counts = datasets.convert_pixels_csv(csv, tmp_path / "out", class_names=LETTERS)
+    counts = convert_pixels_csv(csv, tmp_path / "out", class_names=LETTERS)
 
     assert counts == {"A": 2, "B": 2, "K": 1, "Y": 3}
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["A", "B", "K", "Y"]
@@ -414,7 +416,7 @@ def test_convert_pixels_csv_keeps_every_pixel_and_names_folders_by_letter(tmp_pa
 def test_any_pixels_csv_shape_works_without_class_names(tmp_path):
     csv = pixels_csv(tmp_path / "digits.csv", [3, 0, 3], shape=(4, 6))
 
-    counts = datasets.convert_pixels_csv(csv, tmp_path / "out", image_shape=(4, 6))
+    counts = convert_pixels_csv(csv, tmp_path / "out", image_shape=(4, 6))
 
     assert counts == {"0": 1, "3": 2}
     with Image.open(tmp_path / "out" / "3" / "2.png") as image:
@@ -462,7 +464,7 @@ def test_a_bad_csv_is_one_clear_error_and_writes_nothing(tmp_path, problem):
         assert csv.read_text().splitlines()[3].rsplit(",", 1)[1] == f"{row_pixels(2)[-1]}6"
 
     with pytest.raises(UsageError, match=BAD_CSV[problem]) as error:
-        datasets.convert_pixels_csv(csv, tmp_path / "out", class_names=LETTERS)
+        convert_pixels_csv(csv, tmp_path / "out", class_names=LETTERS)
 
     assert str(csv) in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "out").exists()
@@ -481,7 +483,7 @@ def test_asl_from_a_csv_dir_with_the_public_file_names(ds_env, tmp_path):
 
     folder = datasets.resolve_data("asl", csv_dir=str(csv_dir), log=silent)
 
-    assert datasets.count_images(folder) == {"train": {"A": 1, "B": 1, "C": 1, "Y": 2}, "validation": {"A": 1, "Y": 1}}
+    assert count_images(folder) == {"train": {"A": 1, "B": 1, "C": 1, "Y": 2}, "validation": {"A": 1, "Y": 1}}
     assert datasets.resolve_data("asl", log=silent) == folder  # converted once, cached
 
 
@@ -489,7 +491,7 @@ def test_asl_from_the_environment_variable(ds_env, tmp_path, monkeypatch):
     ds_env(asl=letters_entry(None, 5, 2))
     monkeypatch.setenv("CLASSIFIER_ASL_CSV_DIR", str(_asl_csvs(tmp_path / "course")))
 
-    assert sum(datasets.count_images(datasets.resolve_data("asl", log=silent))["train"].values()) == 5
+    assert sum(count_images(datasets.resolve_data("asl", log=silent))["train"].values()) == 5
 
 
 def test_asl_from_a_configured_url(ds_env, ds_server):
@@ -498,7 +500,7 @@ def test_asl_from_a_configured_url(ds_env, ds_server):
 
     folder = datasets.resolve_data("asl", log=silent)
 
-    assert datasets.count_images(folder)["validation"] == {"A": 1, "Y": 1}
+    assert count_images(folder)["validation"] == {"A": 1, "Y": 1}
     assert sorted(ds_server.requests) == ["sign_mnist_train.csv", "sign_mnist_valid.csv"]
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..config import option
 from ..console import Log, say, silent
-from ..datasets import resolve_data
+from ..data.datasets import resolve_data
 from ..errors import UsageError
 from ..evaluation.confidence import RULE
 from ..model.artifacts import (

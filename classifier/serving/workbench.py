@@ -37,8 +37,8 @@ from ..data.images import ImageError
 from ..errors import UsageError, first_line, quoted
 from ..model.backbones import page_choices
 from ..model.metadata import public_text
-from ..train import TrainResult, train
 from ..training.control import Cancelled
+from ..training.pipeline import TrainResult, train
 from .limits import DEFAULT_LIMITS, Limits, limit_hit
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
