@@ -47,7 +47,10 @@ class Predictor:
         min_confidence: float | None = None,
         engine: str = DEFAULT_ENGINE,
         log: Log = say,
+        convert_in_subprocess: bool = False,
     ):
+        """`convert_in_subprocess`: a first LiteRT conversion runs in a child process and holds no lock of this one
+        (a server's choice: serving/litert.py)."""
         self.model_dir = Path(model_dir)
         self.metadata = read_metadata(self.model_dir)
         self.class_names: list[str] = self.metadata.class_names
@@ -58,7 +61,9 @@ class Predictor:
         self.model = load_model(self.model_dir, trust_hub_handle)
         self.antialias = resize_antialias(self.model)
         # The backbone in LiteRT (or TensorFlow, see serving/litert.py), traced once here for every batch.
-        self.engine, self._probabilities = probabilities_function(self.model, self.image_size, engine, log)
+        self.engine, self._probabilities = probabilities_function(
+            self.model, self.image_size, engine, log, convert_in_subprocess
+        )
 
     def pixels(self, image: ImageSource) -> np.ndarray:
         """One image (path, bytes, Pillow image or array) -> float32 (H, W, 3) at the model's size."""

@@ -6,15 +6,16 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_main
+from conftest import MOBILENET_STEM, run_main, tiny_config
 from PIL import Image
 
 from classifier.data.images import ImageError
 from classifier.errors import UsageError
 from classifier.model.artifacts import load_model
-from classifier.model.backbones import build_feature_extractor, get_backbone
+from classifier.model.backbones import SCALING_LAYER, build_feature_extractor, get_backbone
 from classifier.model.finetune import BACKBONE_LAYER
-from classifier.model.network import feature_extractor, head
+from classifier.model.network import build_model, feature_extractor, head
+from classifier.model.tflite import convert_in_subprocess, convert_tflite
 from classifier.predict import Predictor, main
 from classifier.serving import litert
 
@@ -70,6 +71,46 @@ def test_the_conversion_is_made_once_cached_and_remade_when_damaged(model_dir, s
     assert damaged.engine == "litert" and any("not a valid Flatbuffer" in line for line in lines)
     assert entry.stat().st_size > 1000
     np.testing.assert_allclose(damaged.predict_proba([image]), first.predict_proba([image]), atol=1e-6)
+
+
+def test_a_planted_cache_entry_is_caught_at_load_and_converted_anew(model_dir, shapes_dir, tmp_path, monkeypatch):
+    """A valid flatbuffer under the model's cache key but made from other weights (answers off, no error) or for
+    another image size (every prediction would fail): each load checks the entry against TensorFlow on the probe
+    batch, says in one line that it is not used, converts anew, replaces the entry, and answers as TensorFlow."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    images = sorted(shapes_dir.glob("*/*_000.png"))
+    expected = Predictor(model_dir, engine="tensorflow").predict_proba(images)
+    model = load_model(model_dir)
+    extractor = feature_extractor(model)
+    size = tuple(model.get_layer(SCALING_LAYER).input.shape[1:3])
+    entry = litert.cache_dir() / f"{litert.cache_key(extractor, size)}.tflite"
+    entry.parent.mkdir(parents=True)
+    smaller = build_model(tiny_config(shapes_dir, tmp_path, **{**MOBILENET_STEM, "image_size": size[0] - 11}), 3)
+    another_size = convert_tflite(feature_extractor(smaller), (size[0] - 11, size[1] - 11), output="features")
+    kernel = model.get_layer(BACKBONE_LAYER).weights[0]
+    kernel.assign(kernel * 1.5)  # the same network with other weights: a flatbuffer that loads and runs
+    other_weights = convert_tflite(extractor, size, output="features")
+    for planted, why in ((other_weights, "differ from TensorFlow's"), (another_size, "Dimension mismatch")):
+        entry.write_bytes(planted)
+        for engine in ("auto", "litert"):  # auto never converts: TensorFlow answers; litert converts anew
+            lines: list[str] = []
+            predictor = Predictor(model_dir, engine=engine, log=lines.append)
+            (note,) = [line for line in lines if line.startswith("note:")]
+            assert str(entry) in note and "cached conversion cannot be used" in note and why in note, lines
+            assert note.endswith("predicting with TensorFlow" if engine == "auto" else "converting again"), lines
+            assert predictor.engine == {"auto": "tensorflow", "litert": "litert"}[engine]
+            np.testing.assert_allclose(predictor.predict_proba(images), expected, atol=1e-5)
+        assert entry.read_bytes() != planted  # replaced by the checked conversion: the next load uses it silently
+        lines.clear()
+        assert Predictor(model_dir, log=lines.append).engine == "litert" and lines == []
+
+
+def test_a_conversion_in_a_child_process_says_why_it_failed(tmp_path):
+    """The server's conversion runs in a child process (it holds the GIL): its failure comes back as one line."""
+    (tmp_path / "saved").mkdir()  # not a SavedModel
+    with pytest.raises(RuntimeError) as failed:
+        convert_in_subprocess(tmp_path / "saved")
+    assert "SavedModel" in str(failed.value) and "\n" not in str(failed.value), failed.value
 
 
 def test_the_cache_key_follows_the_backbone_not_the_head(model_dir):

@@ -90,6 +90,9 @@ class ExportOptions:
     )
     overwrite: bool = option(False, "replace an existing export folder", action="store_true")
     trust_hub_handle: bool = False  # its flag is model.artifacts.add_trust_flag, shared by every command
+    # No flag: the TFLite converter runs in a child process (a server's choice: it holds the GIL for seconds,
+    # model/tflite.py).
+    convert_in_subprocess: bool = False
 
     def validate(self) -> "ExportOptions":
         """Refuse options no export could use, naming the option."""
@@ -119,7 +122,10 @@ class ExportOptions:
 
     @classmethod
     def from_args(cls, namespace) -> "ExportOptions":
-        return cls(**{name: getattr(namespace, name) for name in cls.__dataclass_fields__})
+        """The options parsed by a parser `add_arguments(ExportOptions, ...)` + `add_trust_flag` built; a field
+        without a flag keeps its default."""
+        fields = cls.__dataclass_fields__
+        return cls(**{name: getattr(namespace, name) for name in fields if hasattr(namespace, name)})
 
 
 @dataclass

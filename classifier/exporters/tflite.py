@@ -39,7 +39,7 @@ def write(job: ExportJob, folder: Path) -> dict:
     installed; export.json's `tflite_metadata` entry."""
     size, quantize = job.metadata.image_size, job.options.quantize
     calibration = calibration_pixels(job.train_folder, size) if quantize == "int8" else None
-    converted = convert_tflite(job.model, size, quantize, calibration)
+    converted = convert_tflite(job.model, size, quantize, calibration, in_subprocess=job.options.convert_in_subprocess)
     tflite, tflite_metadata = with_tflite_metadata(converted, job.metadata.class_names)
     if not tflite_metadata["written"]:
         job.log(f"note: model.tflite has no TFLite metadata: {tflite_metadata['why']}")

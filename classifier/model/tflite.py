@@ -7,22 +7,36 @@ kernels run the convolutions about twice as fast as TensorFlow's on a CPU (bench
 Conversion starts after the model's Resizing layer: at the model's size it is the identity (the
 export check proves it), and models saved before the resize rule changed antialias, which has no
 TFLite kernel. So a flatbuffer takes float32 pixels 0..255 at the model's size.
+
+The converter's C++ step holds Python's GIL from its start to its end (2 s for InceptionV3 to mixed7
+on 2 cores), pausing every other thread of the process; a server converts with `in_subprocess`, in a
+child process (`ConverterProcess`) that runs this module's `main` on the SavedModel the parent wrote.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import threading
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from .._tf import keras, quiet_stderr, tf
+from ..errors import first_line
 from .backbones import SCALING_LAYER
 
 PIXELS_SIGNATURE = "serving_default"
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `classifier` package
+CONVERT_TIMEOUT = 900  # seconds: far beyond the slowest backbone's conversion (about 20 s on 2 cores)
+CHILD_NICENESS = 10  # the converter child's scheduling priority (0 normal, 19 lowest)
+CHILD_ERROR = "conversion failed: "  # how the child marks its error line among TensorFlow's own
 
 
 def pixels_spec(size: tuple[int, int]):
@@ -31,15 +45,28 @@ def pixels_spec(size: tuple[int, int]):
 
 
 def convert_tflite(
-    model, size: tuple[int, int], quantize: str = "none", calibration: np.ndarray | None = None, output="probabilities"
+    model,
+    size: tuple[int, int],
+    quantize: str = "none",
+    calibration: np.ndarray | None = None,
+    output="probabilities",
+    in_subprocess: bool = False,
 ) -> bytes:
     """`model` from pixels at its size to its output (named `output`), as a TFLite flatbuffer.
 
     int8 is full-integer with uint8 pixels in and uint8 outputs (for integer-only accelerators),
     calibrated on `calibration`, pixels (N, H, W, 3) of training images.
+
+    `in_subprocess`: the converter itself runs in a child process (`ConverterProcess`), for a server: its C++ step
+    holds the GIL from start to end (seconds for a big backbone), which would pause every other thread. The child
+    starts first, so that its TensorFlow import runs while this process writes the SavedModel.
     """
-    with tflite_converter(model, size, quantize, calibration, output) as converter:
-        return converter.convert()
+    with contextlib.ExitStack() as stack:
+        child = stack.enter_context(ConverterProcess()) if in_subprocess else None
+        with _saved_model(model, size, output) as saved:
+            if child is not None:
+                return child.convert(saved, quantize, calibration)
+            return _converter(saved, quantize, calibration).convert()
 
 
 @contextlib.contextmanager
@@ -47,8 +74,16 @@ def tflite_converter(
     model, size: tuple[int, int], quantize: str, calibration: np.ndarray | None = None, output="probabilities"
 ) -> Iterator:
     """The TFLiteConverter `convert_tflite` uses, configured, for as long as its SavedModel exists."""
+    with _saved_model(model, size, output) as saved:
+        yield _converter(saved, quantize, calibration)
+
+
+@contextlib.contextmanager
+def _saved_model(model, size: tuple[int, int], output: str) -> Iterator[Path]:
+    """A temporary SavedModel of `model` from pixels at its size (after its Resizing layer) to `output`."""
     at_size = keras.Model(model.get_layer(SCALING_LAYER).input, model.output)
-    with tempfile.TemporaryDirectory(prefix="classifier-tflite-") as saved:
+    with tempfile.TemporaryDirectory(prefix="classifier-tflite-") as work:
+        saved = Path(work) / "saved"
         # Through a SavedModel: the converter freezes its variables into constants (a concrete
         # function of a Keras 3 model would keep them as uninitialised resource variables).
         archive = keras.export.ExportArchive()
@@ -56,10 +91,85 @@ def tflite_converter(
         archive.add_endpoint(
             PIXELS_SIGNATURE, lambda images: {output: at_size(images, training=False)}, [pixels_spec(size)]
         )
-        archive.write_out(saved, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[PIXELS_SIGNATURE])
-        _configure(converter, quantize, calibration)
-        yield converter
+        archive.write_out(str(saved), verbose=False)
+        yield saved
+
+
+def _converter(saved: Path, quantize: str, calibration: np.ndarray | None):
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=[PIXELS_SIGNATURE])
+    _configure(converter, quantize, calibration)
+    return converter
+
+
+class ConverterProcess:
+    """A child process (`python -m classifier.model.tflite`, this module's `main`) that imports TensorFlow as soon
+    as it starts, then converts the one SavedModel `convert` sends it; killed on leaving the `with` block."""
+
+    def __init__(self):
+        # The child imports this very package, wherever it was imported from (an editable install, a checkout).
+        path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", __name__],
+            env={**os.environ, "PYTHONPATH": path},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
+        if hasattr(os, "setpriority"):  # background work: the CPU goes to the parent's requests first
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, self._process.pid, CHILD_NICENESS)
+
+    def __enter__(self) -> "ConverterProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._process.poll() is None:  # not sent anything (the SavedModel failed), or stopped by a timeout
+            self._process.kill()
+        self._process.communicate()  # reaps it and closes its pipes
+
+    def convert(self, saved: Path, quantize: str = "none", calibration: np.ndarray | None = None) -> bytes:
+        """The SavedModel `saved` as a flatbuffer; a RuntimeError with the child's error line when it fails, or when
+        it runs past `CONVERT_TIMEOUT`."""
+        request = {"saved": str(saved), "out": str(saved.parent / "converted.tflite"), "quantize": quantize}
+        if calibration is not None:
+            request["calibration"] = str(saved.parent / "calibration.npy")
+            np.save(request["calibration"], calibration)
+        try:
+            _, errors = self._process.communicate(json.dumps(request) + "\n", timeout=CONVERT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"the converter ran longer than {CONVERT_TIMEOUT} s and was stopped") from None
+        out = Path(request["out"])
+        if self._process.returncode != 0 or not out.is_file():
+            said = [line for line in errors.splitlines() if line.startswith(CHILD_ERROR)]
+            code = self._process.returncode
+            raise RuntimeError(said[-1][len(CHILD_ERROR) :] if said else f"the converter exited with {code}")
+        return out.read_bytes()
+
+
+def convert_in_subprocess(saved: Path, quantize: str = "none", calibration: np.ndarray | None = None) -> bytes:
+    """A SavedModel already written, converted by a `ConverterProcess` (which costs it a TensorFlow import)."""
+    with ConverterProcess() as child:
+        return child.convert(saved, quantize, calibration)
+
+
+def main() -> int:
+    """The child of a `ConverterProcess`: TensorFlow is imported (with this module); then one JSON request on stdin
+    (saved, out, quantize, calibration: a .npy file or absent), none at all when the parent gave up. Its one error
+    line goes to stderr, marked with CHILD_ERROR, with exit status 1."""
+    line = sys.stdin.readline()
+    if not line:
+        return 0
+    request = json.loads(line)
+    try:
+        pixels = np.load(request["calibration"]) if "calibration" in request else None
+        flatbuffer = _converter(Path(request["saved"]), request["quantize"], pixels).convert()
+        Path(request["out"]).write_bytes(flatbuffer)
+    except Exception as error:  # noqa: BLE001 - the converter raises many kinds; the parent says which
+        print(f"{CHILD_ERROR}{first_line(error)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _configure(converter, quantize: str, calibration: np.ndarray | None) -> None:
@@ -112,3 +222,7 @@ def _quantize(values: np.ndarray, details: dict) -> np.ndarray:
         return values.astype(details["dtype"], copy=False)  # float pixels as they are: set_tensor copies them
     limits = np.iinfo(details["dtype"])
     return np.clip(np.round(values / scale + zero_point), limits.min, limits.max).astype(details["dtype"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

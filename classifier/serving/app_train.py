@@ -98,9 +98,9 @@ class TrainPage:
         """A finished job's model joins the page: predictions use the new folder, loaded here, so the first one does
         not wait for it (nor for its backbone's LiteRT conversion, the first time on this machine); the card shows
         its plots."""
-        self.app.library.add(job.name, result.model_dir)
         job.phase = "loading the model for predictions"
-        engine = self.app.library.get(job.name, log=job.log).engine
+        self.app.library.add(job.name, result.model_dir, log=job.log)  # the replaced model answers until it is loaded
+        engine = self.app.library.get(job.name).engine
         job.log(f"model loaded for predictions, the backbone in {engine}")
         self.app.shown.publish(job.name, result.model_dir)
 
@@ -351,7 +351,10 @@ class TrainPage:
         if kind == "zip":
             return zip_model_folder(folder, out / f"{name}.zip")
         trust = self.app.library.trust_hub_handle
-        result = export_model(folder, kind, out=out / kind, log=silent, trust_hub_handle=trust)
+        # The converter holds the GIL for seconds: in a child process, so that predictions go on meanwhile.
+        result = export_model(
+            folder, kind, out=out / kind, log=silent, trust_hub_handle=trust, convert_in_subprocess=True
+        )
         handed_out = EXPORTERS[kind].page_file  # the one file the page hands out; None: the folder, zipped
         try:
             if handed_out is None:

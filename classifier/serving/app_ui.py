@@ -49,7 +49,7 @@ from .app_train import (
     wire_train_tab,
 )
 from .limits import DEFAULT_LIMITS, LOOPBACK_HOSTS, Limits
-from .serving import ModelLibrary
+from .serving import ModelLibrary, ModelLoading
 
 TOP_K = 5
 TRAIN_COMMAND = "python -m classifier.train --data PATH_OR_NAME --out {models_dir}/NAME"
@@ -106,11 +106,14 @@ class App:
         return self.library.paths[self.name(model)]
 
     def predictor(self, model: str | None):
-        """The shared predictor of `model`; gr.Error naming it when it is unknown or its folder is refused at load."""
+        """The shared predictor of `model`; gr.Error naming it when it is unknown or its folder is refused at load, or
+        saying so when another request is loading a model (ModelLibrary.get: one load at a time from the page)."""
         if not self.library.names:
             raise gr.Error(no_model_message(self.models_dir), title="No model")
         try:
-            return self.library.get(model)
+            return self.library.get(model, wait=False)  # a load in progress holds at most one queue worker
+        except ModelLoading as error:
+            raise gr.Error(str(error), title="Model loading", print_exception=False) from None
         except KeyError as error:
             raise gr.Error(str(error.args[0]), title="Unknown model", print_exception=False) from None
         except (UsageError, ImageError) as error:  # a tampered or broken model folder: say which and why

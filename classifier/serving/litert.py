@@ -12,7 +12,9 @@ the same frozen backbone (only the head changes) finds the conversion, a fine-tu
 
 Nothing is read from the model folder: the flatbuffer is made here from the model Keras loaded, and
 checked against TensorFlow on a probe batch before it is used or cached; the cache file is written
-atomically, so an entry is a checked conversion or absent. Where conversion or the check fails, the
+atomically. The cache is trusted no more than that: an entry is checked on the probe batch at every
+load too (an entry planted with other weights, or made for another size, is never used: it is
+converted again and replaced, and the `log` says so). Where conversion or the check fails, the
 model runs in TensorFlow and the `log` says why.
 """
 
@@ -45,14 +47,14 @@ Probabilities = Callable[[np.ndarray], np.ndarray]  # float32 pixels (N, H, W, 3
 
 
 def probabilities_function(
-    model, size: tuple[int, int], engine: str = DEFAULT_ENGINE, log: Log = say
+    model, size: tuple[int, int], engine: str = DEFAULT_ENGINE, log: Log = say, in_subprocess: bool = False
 ) -> tuple[str, Probabilities]:
     """(the engine that runs, the model's pixels -> probabilities call) for `engine` (artifacts.ENGINES): "litert"
     falls back to "tensorflow", saying why, where the backbone cannot run in LiteRT; "auto" uses LiteRT only where
-    the conversion is cached."""
+    the conversion is cached. `in_subprocess`: a conversion runs in a child process (see `litert_features`)."""
     if engine not in ENGINES:
         raise UsageError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
-    features = None if engine == "tensorflow" else litert_features(model, size, log, convert=engine == "litert")
+    features = None if engine == "tensorflow" else litert_features(model, size, log, engine == "litert", in_subprocess)
     if features is None:
         # One graph traced here for every batch: no retracing, no per-call overhead of predict(). Calling the
         # concrete function itself also skips tf.function's per-call lookup of its trace, which hashes every
@@ -68,9 +70,16 @@ def _traced(model, spec):
     return tf.function(lambda inputs: model(inputs, training=False)).get_concrete_function(spec)
 
 
-def litert_features(model, size: tuple[int, int], log: Log = say, convert: bool = True) -> LiteRTModel | None:
+def litert_features(
+    model, size: tuple[int, int], log: Log = say, convert: bool = True, in_subprocess: bool = False
+) -> LiteRTModel | None:
     """The model's frozen part in LiteRT: from the cache, else (when `convert`) converted, checked and cached now;
-    None where it is not cached and not to be converted, or (saying why through `log`) cannot run in LiteRT."""
+    None where it is not cached and not to be converted, or (saying why through `log`) cannot run in LiteRT.
+
+    A cache entry is checked against TensorFlow on the probe batch at every load, like a fresh conversion: one
+    that does not load, does not take the model's input (another size) or computes other features (other weights)
+    is not used; it is converted again and replaced, with one line through `log`. `in_subprocess`: the converter
+    runs in a child process (tflite.convert_in_subprocess), so that it never holds this process's GIL (a server)."""
     extractor = feature_extractor(model)
     unidentified = _unidentified(extractor)
     if unidentified:
@@ -81,16 +90,18 @@ def litert_features(model, size: tuple[int, int], log: Log = say, convert: bool 
     path = cache_dir() / f"{cache_key(extractor, size)}.tflite"
     if path.is_file():
         try:
-            return LiteRTModel(path=path, threads=cpu_count())
-        except (ValueError, RuntimeError) as error:  # a damaged entry: convert again and replace it
+            features = LiteRTModel(path=path, threads=cpu_count())
+            check(features, extractor, size)
+            return features
+        except Exception as error:  # noqa: BLE001 - damaged, planted or for another size: LiteRT raises many kinds
             then = "converting again" if convert else "predicting with TensorFlow"
-            log(f"note: {path}: the cached conversion could not be loaded ({first_line(error)}); {then}")
+            log(f"note: {path}: the cached conversion cannot be used ({first_line(error)}); {then}")
     if not convert:
         return None
     log("converting the model's backbone for LiteRT, once on this machine (about 20 s on 2 cores)")
     started = time.monotonic()
     try:
-        flatbuffer = convert_tflite(extractor, size, output="features")
+        flatbuffer = convert_tflite(extractor, size, output="features", in_subprocess=in_subprocess)
         features = LiteRTModel(flatbuffer, threads=cpu_count())
         check(features, extractor, size)
     except Exception as error:  # noqa: BLE001 - the converter raises many kinds; TensorFlow still serves
@@ -98,7 +109,7 @@ def litert_features(model, size: tuple[int, int], log: Log = say, convert: bool 
         return None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, flatbuffer)
+        write_atomic(path, flatbuffer)  # replaces an entry that failed its check in one step
         log(f"converted in {time.monotonic() - started:.0f} s; cached as {path}")
     except OSError as error:  # a read-only home: serve the conversion all the same
         log(f"note: the conversion is not cached ({first_line(error)}); the next start converts again")
@@ -106,10 +117,14 @@ def litert_features(model, size: tuple[int, int], log: Log = say, convert: bool 
 
 
 def check(features: LiteRTModel, extractor, size: tuple[int, int]) -> None:
-    """Raise ValueError unless `features` computes what `extractor` does on a probe batch, to float rounding."""
+    """Raise ValueError unless `features` computes what `extractor` does on a probe batch, to float rounding (a
+    flatbuffer made for another input size raises LiteRT's own error on the probe)."""
     probe = np.random.default_rng(0).uniform(0, 255, (PROBE_IMAGES, *size, 3)).astype(np.float32)
     expected = extractor(probe, training=False).numpy()
-    difference = float(np.max(np.abs(features(probe) - expected)))
+    got = features(probe)
+    if got.shape != expected.shape:  # checked first: numpy would broadcast a (N, 1) output against (N, D)
+        raise ValueError(f"LiteRT's features have the shape {got.shape}, TensorFlow's {expected.shape}")
+    difference = float(np.max(np.abs(got - expected)))
     allowed = FEATURE_TOLERANCE * max(float(np.max(np.abs(expected))), 1e-3)
     if not difference <= allowed:
         raise ValueError(f"LiteRT's features differ from TensorFlow's by {difference:.2e} (at most {allowed:.2e})")

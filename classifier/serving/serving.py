@@ -6,6 +6,11 @@ requests decode their own uploads in parallel (`Predictor.pixels`, the one prepr
 then hand the pixels over. The worker runs whatever is waiting as one batch, so a lone request
 runs at once (no waiting window) and requests that pile up behind a busy model share its next
 call. A bad upload fails only its own request, which Gradio's `batch=True` cannot promise.
+
+Loading never stalls the answers of another model: each model has its own lock, held across its
+load alone, and a first LiteRT conversion runs in a child process, so it holds no lock of this one
+(not even the GIL). A reload (`ModelLibrary.add`, after a retrain) loads the new folder while the
+old predictor goes on answering, then swaps them.
 """
 
 from __future__ import annotations
@@ -115,8 +120,18 @@ def find_models(models_dir: str | Path) -> dict[str, Path]:
     }
 
 
+class ModelLoading(RuntimeError):
+    """A request's model is not loaded, and another request is loading a model: it is refused at once, to be sent
+    again (`ModelLibrary.get`'s `wait=False`)."""
+
+
 class ModelLibrary:
-    """The models the app offers, by name; each is loaded on first use and then shared."""
+    """The models the app offers, by name; each is loaded on first use and then shared.
+
+    Each model has its own lock, held across its load alone (a first LiteRT conversion included, which runs in a
+    child process: serving/litert.py): a first request for a model waits for that model's load, and nobody else
+    waits for it. The library's own lock guards its tables and is never held across a load. The page's requests
+    load one model at a time (`get`'s `wait`)."""
 
     def __init__(
         self,
@@ -130,37 +145,85 @@ class ModelLibrary:
         self.trust_hub_handle = trust_hub_handle  # see classifier.model.hub: load hub backbones from outside the folder
         self.min_confidence = min_confidence  # the "not sure" threshold for every model; None: each model's own
         self._loaded: dict[str, BatchedPredictor] = {}
-        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}  # per model, held while it loads: it is loaded once
+        self._lock = threading.Lock()  # guards paths, _loaded and _loading, for a lookup or a swap only
+        self._request_load = threading.Lock()  # held by the one request that may be loading a model (get's wait)
 
     @property
     def names(self) -> list[str]:
         return list(self.paths)
 
-    def get(self, name: str | None, log: Log = say) -> BatchedPredictor:
+    def get(self, name: str | None, log: Log = say, wait: bool = True) -> BatchedPredictor:
         """The shared predictor for `name` (the first model when None); loads it once, saying through `log` what
-        loading has to say (a backbone's first LiteRT conversion on this machine)."""
-        name = name or self.names[0]
-        if name not in self.paths:
-            raise KeyError(f"unknown model {quoted(name)}; this app serves: {', '.join(self.names)}")
-        with self._lock:  # two first requests must not load the same model twice
-            if name not in self._loaded:
-                self._loaded[name] = BatchedPredictor(
-                    Predictor(
-                        self.paths[name],
-                        trust_hub_handle=self.trust_hub_handle,
-                        min_confidence=self.min_confidence,
-                        engine=self.engine,
-                        log=log,
-                    )
-                )
-            return self._loaded[name]
+        loading has to say (a backbone's first LiteRT conversion on this machine).
 
-    def add(self, name: str, path: Path) -> None:
-        """Offer the model folder `path` as `name`, or reload it after it was replaced (a retrain): the next
-        request loads the new folder; the replaced predictor answers the requests it holds, then lets go of its
-        model."""
+        `wait=False`, for the page's requests: a request loads its model only while no other request is loading one,
+        and raises `ModelLoading` at once otherwise. A request waiting for a load holds one of the queue's workers,
+        so loads never hold more than one: a stranger asking for unloaded models many times over cannot take them
+        all from the visitors of loaded models."""
         with self._lock:
-            self.paths[name] = Path(path)
+            name = name or self.names[0]
+            if name not in self.paths:
+                raise KeyError(f"unknown model {quoted(name)}; this app serves: {', '.join(self.names)}")
+            if name in self._loaded:
+                return self._loaded[name]
+            loading = self._loading.setdefault(name, threading.Lock())
+        if wait:
+            return self._load_once(name, loading, log)
+        if not self._request_load.acquire(blocking=False):
+            which = f"model {quoted(name)} is being loaded" if loading.locked() else "another model is being loaded"
+            raise ModelLoading(f"{which} for another request; send yours again in a few seconds")
+        try:
+            return self._load_once(name, loading, log)
+        finally:
+            self._request_load.release()
+
+    def _load_once(self, name: str, loading: threading.Lock, log: Log) -> BatchedPredictor:
+        with loading:  # two first requests for a model must not load it twice: the second waits for the first
+            with self._lock:
+                if name in self._loaded:  # loaded (or reloaded by add) while this request waited
+                    return self._loaded[name]
+                path = self.paths[name]
+            predictor = self._load(path, log)
+            with self._lock:
+                self._loaded[name] = predictor
+            return predictor
+
+    def add(self, name: str, path: Path, log: Log = say) -> None:
+        """Offer the model folder `path` as `name`, or reload it after it was replaced (a retrain), loading it here,
+        in the caller's thread: until it is loaded, requests for `name` go on being answered by the predictor it
+        replaces (if one was loaded), which then answers the requests it holds and lets go of its model. When the
+        new folder does not load, the replaced predictor goes all the same (it no longer matches the folder) and
+        the error is raised; the next request for `name` tries again and says why."""
+        path = Path(path)
+        with self._lock:
+            loading = self._loading.setdefault(name, threading.Lock())
+        with loading:  # one load of `name` at a time; other models' requests never wait for it
+            try:
+                predictor = self._load(path, log)
+            except BaseException:
+                self._swap(name, path, None)
+                raise
+            self._swap(name, path, predictor)
+
+    def _swap(self, name: str, path: Path, predictor: BatchedPredictor | None) -> None:
+        """`name` is the folder `path` from now on, answered by `predictor` (None: loaded at the next request)."""
+        with self._lock:
+            self.paths[name] = path
             replaced = self._loaded.pop(name, None)
+            if predictor is not None:
+                self._loaded[name] = predictor
         if replaced is not None:
             replaced.close()  # its worker answers what is queued, then ends
+
+    def _load(self, path: Path, log: Log) -> BatchedPredictor:
+        return BatchedPredictor(
+            Predictor(
+                path,
+                trust_hub_handle=self.trust_hub_handle,
+                min_confidence=self.min_confidence,
+                engine=self.engine,
+                log=log,
+                convert_in_subprocess=True,  # the converter holds the GIL: every thread of this one would stop
+            )
+        )
