@@ -35,14 +35,18 @@ def option(default: Any, help: str, **argparse_kwargs: Any) -> Any:
     return field(default=default, metadata={"help": help, **argparse_kwargs})
 
 
-def add_arguments(cls: type, parser: argparse.ArgumentParser) -> None:
-    """One `--flag` per field of the dataclass `cls`, named, typed, defaulted and documented from its `option`s."""
+def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+    """One `--flag` per field of the dataclass `cls` that has help (an `option()`), named, typed, defaulted and
+    documented from it; a bool is --flag/--no-flag unless its option names an argparse `action`."""
     for f in dataclasses.fields(cls):
+        if "help" not in f.metadata:
+            continue  # a field without a flag of its own (e.g. one a shared flag sets)
         extra = dict(f.metadata)
         help_text = extra.pop("help")
         flag = "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+            action = extra.pop("action", argparse.BooleanOptionalAction)
+            parser.add_argument(flag, action=action, default=f.default, help=help_text, **extra)
             continue
         kind = extra.pop("type", type(f.default) if f.default is not None else str)
         suffix = " (required)" if extra.get("required") else f" (default: {f.default})" if f.default is not None else ""

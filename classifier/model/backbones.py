@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -36,6 +36,15 @@ SCALING_LAYER = "backbone_scaling"  # every backbone's input preprocessing layer
 
 
 @dataclass(frozen=True)
+class PageChoice:
+    """One choice of the web page's Train tab for a backbone: its dropdown label (an API value of /train: keep it
+    verbatim) and the TrainConfig fields it sets besides the backbone (e.g. {"alpha": 0.35})."""
+
+    label: str
+    options: dict = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
 class Backbone:
     """How to build one backbone and what it needs."""
 
@@ -51,6 +60,7 @@ class Backbone:
     augment_copies: Callable[[float], int] = lambda alpha: (
         2
     )  # alpha -> --augment-copies when none is given (docs/design.md)
+    page: tuple[PageChoice, ...] = ()  # the Train tab's choices of this backbone; (): not offered on the page
 
 
 def scaling(scale: float, offset: float) -> Callable[[], "keras.layers.Layer"]:
@@ -113,21 +123,8 @@ def _simple_cnn(input_shape, weights, alpha):
     return keras.Model(inputs, x, name="simple_cnn")
 
 
+# In the Train tab's order (its first page choice is the tab's default): messages list the names sorted.
 BACKBONES: dict[str, Backbone] = {
-    "inception_v3": Backbone(
-        # 150 px, the course's size, not its pretraining size 299: a third of the pixels, and frozen
-        # mixed7 features still carry most of what 299 gives (benchmarks/README.md has the probe's figures).
-        "inception_v3",
-        _inception_v3,
-        scaling(1 / 127.5, -1.0),
-        min_size=75,
-        default_cut="mixed7",
-        default_size=150,
-        fine_tune_from=_inception_fine_tune_from,
-        # No augmented copies: on cats_dogs (50 to 2,000 photos) they did not raise the head's accuracy, and
-        # each is a backbone pass per photo (figures: benchmarks/README.md). --augment-copies N asks for them.
-        augment_copies=lambda alpha: 0,
-    ),
     "mobilenet_v2": Backbone(
         "mobilenet_v2",
         _mobilenet_v2,
@@ -142,6 +139,10 @@ BACKBONES: dict[str, Backbone] = {
         # The narrow widths are the fast choice: on cats_dogs, 0.35's head got nothing from augmented
         # copies, which triple its feature pass; 1.0 gains a little (figures: benchmarks/README.md).
         augment_copies=lambda alpha: 0 if alpha < 1 else 2,
+        page=(
+            PageChoice("MobileNetV2 0.35 (bundled weights, fastest)", {"alpha": 0.35}),
+            PageChoice("MobileNetV2 1.0", {"alpha": 1.0}),
+        ),
     ),
     "efficientnet_b0": Backbone(
         # Keras' EfficientNet rescales and normalises inside the network, so it takes 0..255 as is.
@@ -154,6 +155,22 @@ BACKBONES: dict[str, Backbone] = {
         fine_tune_from=lambda cut: (
             "block7a_expand_conv"
         ),  # about the top 20 layers, as the Keras EfficientNet fine-tuning guide
+        page=(PageChoice("EfficientNetB0"),),
+    ),
+    "inception_v3": Backbone(
+        # 150 px, the course's size, not its pretraining size 299: a third of the pixels, and frozen
+        # mixed7 features still carry most of what 299 gives (benchmarks/README.md has the probe's figures).
+        "inception_v3",
+        _inception_v3,
+        scaling(1 / 127.5, -1.0),
+        min_size=75,
+        default_cut="mixed7",
+        default_size=150,
+        fine_tune_from=_inception_fine_tune_from,
+        # No augmented copies: on cats_dogs (50 to 2,000 photos) they did not raise the head's accuracy, and
+        # each is a backbone pass per photo (figures: benchmarks/README.md). --augment-copies N asks for them.
+        augment_copies=lambda alpha: 0,
+        page=(PageChoice("InceptionV3 (the course's)"),),
     ),
     "resnet50": Backbone(
         "resnet50",
@@ -201,6 +218,15 @@ def hub_backbone(handle: str):
         default_cut=None,
         default_size=HUB_DEFAULT_SIZE,
     )
+
+
+def page_choices() -> dict[str, dict]:
+    """The Train tab's backbone choices in registry order: label -> {"backbone": name, **options}."""
+    return {
+        choice.label: {"backbone": backbone.name, **choice.options}
+        for backbone in BACKBONES.values()
+        for choice in backbone.page
+    }
 
 
 def get_backbone(name: str) -> Backbone:

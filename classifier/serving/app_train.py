@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -53,6 +53,7 @@ from ..data import trainset
 from ..data.formats import IMAGE_EXTENSIONS
 from ..data.images import ImageError
 from ..errors import UsageError, quoted
+from ..exporters.registry import EXPORTERS, page_downloads
 from ..model.artifacts import is_model_dir, read_metadata
 from ..model.metadata import public_json
 from .app_guard import FETCH_ROUTE, no_fetch, text_inputs, upload_path, upload_source
@@ -62,7 +63,7 @@ from .workbench import BACKBONES, DEFAULT_BACKBONE, DONE, EPOCHS, FINISHED, IMAG
 CLASS_SLOTS = 6  # class slots the tab can show; a zip or a folder brings more classes
 FIRST_SLOTS = 2  # shown at first
 POLL_SECONDS = 1.0
-DOWNLOADS = {"model folder (zip)": "zip", "SavedModel (zip)": "savedmodel", "TFLite file": "tflite"}
+DOWNLOADS = {"model folder (zip)": "zip", **page_downloads()}  # label -> kind: /download takes the kind
 # Prepared downloads never fetched: at most this many are kept (the oldest go first), none longer than this.
 KEPT_DOWNLOADS, KEPT_DOWNLOAD_SECONDS = 3, 600
 
@@ -344,7 +345,7 @@ class TrainPage:
 
     def export(self, folder: Path, name: str, kind: str, out: Path) -> Path:
         """The one file of a download, in `out`; the export it was made from is deleted."""
-        from ..export import export_model
+        from ..exporters.export import export_model
 
         if kind == "zip":
             return zip_model_folder(folder, out / f"{name}.zip")
@@ -353,10 +354,11 @@ class TrainPage:
         result = export_model(
             folder, kind, out=out / kind, log=silent, trust_hub_handle=trust, convert_in_subprocess=True
         )
+        handed_out = EXPORTERS[kind].page_file  # the one file the page hands out; None: the folder, zipped
         try:
-            if kind == "savedmodel":
-                return zip_folder(result.path, out / f"{name}-savedmodel.zip")
-            return Path(shutil.move(result.path / "model.tflite", out / f"{name}.tflite"))
+            if handed_out is None:
+                return zip_folder(result.path, out / f"{name}-{kind}.zip")
+            return Path(shutil.move(result.path / handed_out, out / f"{name}{Path(handed_out).suffix}"))
         finally:
             shutil.rmtree(out / kind, ignore_errors=True)
 
@@ -469,14 +471,15 @@ class TrainTab:
     status: gr.Markdown
     curve: gr.LinePlot
     details: gr.JSON
+    controls: dict = field(default_factory=dict)  # the inputs and buttons wire_train_tab gives events
 
     @property
     def progress(self) -> list:
         return [self.status, self.curve, self.details]
 
 
-def build_train_tab(page: TrainPage, model: gr.Dropdown) -> TrainTab:
-    """The Train tab's contents and events (inside a `gr.Tab`)."""
+def build_train_tab(page: TrainPage) -> TrainTab:
+    """The Train tab's contents (inside a `gr.Tab`); `wire_train_tab` gives them their events."""
     gr.Markdown(
         "Name each class and drop its images in (or give one zip of class folders), press **Train**. The "
         "model is saved under the name below, as `python -m classifier.train` saves it, and joins the picker."
@@ -509,25 +512,34 @@ def build_train_tab(page: TrainPage, model: gr.Dropdown) -> TrainTab:
         kind = gr.Radio(list(DOWNLOADS.items()), value="zip", label="As")
         download = gr.Button("Prepare the download")
         file = gr.File(label="Download", interactive=False)
+    tab.controls.update(
+        count=count, groups=groups, add=add, remove=remove, train=train, cancel=cancel, kind=kind, download=download
+    )
+    tab.controls.update(file=file, inputs=[name, backbone, size, epochs, archive, folder, *labels, *uploads])
+    return tab
 
-    resize = dict(inputs=count, outputs=[count, *groups], api_visibility="private")
-    add.click(lambda n: shown_slots(n + 1), **resize)
-    remove.click(lambda n: shown_slots(n - 1), **resize)
+
+def wire_train_tab(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
+    """The Train tab's events (`model`: the page's model picker, which a download reads and a finished job sets)."""
+    controls = tab.controls
+    resize = dict(inputs=controls["count"], outputs=[controls["count"], *controls["groups"]], api_visibility="private")
+    controls["add"].click(lambda n: shown_slots(n + 1), **resize)
+    controls["remove"].click(lambda n: shown_slots(n - 1), **resize)
     started = [tab.job, *tab.progress, tab.timer]
-    inputs = [name, backbone, size, epochs, archive, folder, *labels, *uploads]
-    train.click(page.train, inputs, started, api_name="train", concurrency_limit=1, concurrency_id="train")
+    controls["train"].click(
+        page.train, controls["inputs"], started, api_name="train", concurrency_limit=1, concurrency_id="train"
+    )
     tab.timer.tick(page.status, tab.job, [*tab.progress, tab.timer, model], api_name="train_status")
-    cancel.click(page.cancel, tab.job, tab.progress, api_name="train_cancel")
-    download.click(
+    controls["cancel"].click(page.cancel, tab.job, tab.progress, api_name="train_cancel")
+    controls["download"].click(
         page.download,
-        [model, kind],
-        file,
+        [model, controls["kind"]],
+        controls["file"],
         api_name="download",
         preprocess=False,  # the model's name as sent, as for a retrain
         concurrency_limit=1,
         concurrency_id="export",
     )
-    return tab
 
 
 def class_slots() -> tuple[list, list, list]:
