@@ -8,7 +8,7 @@
 
 Environment: CLASSIFIER_MODEL, CLASSIFIER_MODELS_DIR, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT,
 CLASSIFIER_CONCURRENCY, CLASSIFIER_MAX_QUEUE, CLASSIFIER_MAX_BATCH, CLASSIFIER_MIN_CONFIDENCE (flags win).
---min-confidence replaces every model's own "not sure" threshold (classifier/evaluation/confidence.py).
+--min-confidence replaces every model's own "not sure" threshold (classifier/model/confidence.py).
 
 The limits are what one stranger can cost the server, and each one hit is a message to the caller
 (page and API alike): --concurrency predictions run at once and every call waits in Gradio's queue
@@ -38,10 +38,10 @@ from pathlib import Path
 from typing import Sequence
 
 from classifier.errors import ArgumentParser, UsageError, cli
-from classifier.evaluation.confidence import add_min_confidence_flag, min_confidence_option
 from classifier.model.artifacts import add_engine_flag, add_trust_flag
+from classifier.model.confidence import add_min_confidence_flag, min_confidence_option
 from classifier.serving import scratch
-from classifier.serving.limits import DEFAULT_LIMITS, Limits, is_public, training_allowed
+from classifier.serving.limits import DEFAULT_LIMITS, Limits, check_models_dir, is_public, training_allowed
 
 TRAINING_LIMITS = {  # flag option -> its help
     "max_classes": "classes one training job may have",
@@ -168,8 +168,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     limits = app_limits(args)
     if limits.training:  # before anything is loaded or written
-        from classifier.data.trainset import check_models_dir
-
         check_models_dir(args.models_dir)
     scratch.sweep()  # what killed runs left in the temp folder
     with scratch.scratch_folder():  # this run's temporary files, Gradio's uploads among them: removed after

@@ -8,7 +8,7 @@ calibration on up to 200 training images) and runs each file in the LiteRT inter
 the model's metadata). Prints, per quantization: top-1 agreement with the Keras model, the
 disagreements beyond near-ties and the Keras model's largest lead among them, max and mean
 |p_export - p_keras|, accuracy of the Keras model and of the export against the folder labels,
-file size, conversion time, and the verdict of the export check's own rule (exportcheck.ALLOWANCES)
+file size, conversion time, and the verdict of the export check's own rule (registry.ALLOWANCES)
 on this many photos. These are the figures the allowances are set from.
 """
 
@@ -21,16 +21,13 @@ from pathlib import Path
 
 from _common import machine
 
-from classifier.export import (
-    QUANTIZE,
-    calibration_pixels,
-    convert_tflite,
-    model_data_folders,
-    predict_batches,
-    run_tflite,
-)
+from classifier.exporters import check as exportcheck
+from classifier.exporters.check import predict_batches
+from classifier.exporters.export import model_data_folders
+from classifier.exporters.registry import ALLOWANCES, QUANTIZE
+from classifier.exporters.tflite import calibration_pixels, run_tflite
 from classifier.model.artifacts import load_model, read_metadata
-from classifier.serving import exportcheck
+from classifier.model.tflite import convert_tflite
 
 
 def main() -> None:
@@ -62,7 +59,7 @@ def main() -> None:
             path = Path(folder) / "model.tflite"
             path.write_bytes(tflite)
             probabilities = run_tflite(path, samples.pixels)
-        rule = exportcheck.ALLOWANCES["tflite", quantize]
+        rule = ALLOWANCES["tflite", quantize]
         f = exportcheck.compare(probabilities, reference, rule, targets)
         decisive = [lead for lead in f["disagreement_leads"] if lead > exportcheck.NEAR_TIE]
         print(

@@ -22,9 +22,10 @@ import time
 from _common import machine, uptime_load
 
 from classifier._tf import tf
-from classifier.config import TrainConfig, resolve
+from classifier.config import TrainConfig
 from classifier.console import silent
 from classifier.data.pipeline import load_image_data
+from classifier.model.backbones import resolve
 from classifier.model.network import build_model, feature_extractor
 from classifier.training.features import FeatureCache, cached_features, traced
 

@@ -35,8 +35,9 @@ SERVED = dict(backbone="mobilenet_v2", alpha=0.35, weights="imagenet", image_siz
 
 def model_folder(out: Path, options: dict) -> None:
     """A model folder of `options`' backbone with an untrained 2-class head (its answers are not looked at)."""
-    from classifier.config import TrainConfig, resolve
+    from classifier.config import TrainConfig
     from classifier.model.artifacts import save_model_dir
+    from classifier.model.backbones import resolve
     from classifier.model.metadata import ModelMetadata
     from classifier.model.network import build_model
 

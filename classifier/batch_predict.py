@@ -46,8 +46,8 @@ from .batch import runner
 from .batch.predictions import build, check_out
 from .batch.rows import merge_shards
 from .errors import ArgumentParser, UsageError, cli
-from .evaluation.confidence import add_min_confidence_flag, min_confidence_option
 from .model.artifacts import MODEL_FILE, add_trust_flag, is_model_dir, read_metadata
+from .model.confidence import add_min_confidence_flag, min_confidence_option
 
 
 def build_parser() -> ArgumentParser:

@@ -1,9 +1,12 @@
 """Every training hyper-parameter in one dataclass; the CLI is generated from it.
 
 Each field carries its command-line help, so an option is added in exactly one place. Options
-whose default depends on the backbone are None until `resolve(config)` fills them, once, before
-anything else reads them (as timm's `resolve_data_config` does); every module after it reads
+whose default depends on the backbone are None until `resolve(config)` (classifier/model/backbones.py) fills
+them, once, before anything else reads them (as timm's `resolve_data_config` does); every module after it reads
 plain fields. The config saved in `metadata.json` is the resolved dataclass as a dict.
+
+`add_arguments(cls, parser)` makes the flags of any dataclass whose fields are `option`s. Imports plumbing only
+(no TensorFlow): everything above it may read the config.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .console import Log, say
 from .errors import UsageError
-from .model.backbones import TOP, get_backbone
+
+# The resize rule every new model is built and trained with (not a flag): bilinear without antialiasing, the op the
+# model's Resizing layer runs (classifier/data/images.py says why; model/network.py builds the layer with it).
+RESIZE_ANTIALIAS = False
 
 
 def user_cache_dir(kind: str) -> Path:
@@ -28,6 +33,24 @@ def user_cache_dir(kind: str) -> Path:
 def option(default: Any, help: str, **argparse_kwargs: Any) -> Any:
     """A config field with its command-line help (and any extra argparse settings)."""
     return field(default=default, metadata={"help": help, **argparse_kwargs})
+
+
+def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+    """One `--flag` per field of the dataclass `cls` that has help (an `option()`), named, typed, defaulted and
+    documented from it; a bool is --flag/--no-flag unless its option names an argparse `action`."""
+    for f in dataclasses.fields(cls):
+        if "help" not in f.metadata:
+            continue  # a field without a flag of its own (e.g. one a shared flag sets)
+        extra = dict(f.metadata)
+        help_text = extra.pop("help")
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            action = extra.pop("action", argparse.BooleanOptionalAction)
+            parser.add_argument(flag, action=action, default=f.default, help=help_text, **extra)
+            continue
+        kind = extra.pop("type", type(f.default) if f.default is not None else str)
+        suffix = " (required)" if extra.get("required") else f" (default: {f.default})" if f.default is not None else ""
+        parser.add_argument(flag, type=kind, default=f.default, help=help_text + suffix, **extra)
 
 
 @dataclass
@@ -212,53 +235,8 @@ class TrainConfig:
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """One `--flag` per field, named, typed, defaulted and documented from the dataclass."""
-        for f in dataclasses.fields(cls):
-            extra = dict(f.metadata)
-            help_text = extra.pop("help")
-            flag = "--" + f.name.replace("_", "-")
-            if isinstance(f.default, bool):
-                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
-                continue
-            kind = extra.pop("type", type(f.default) if f.default is not None else str)
-            suffix = (
-                " (required)" if extra.get("required") else f" (default: {f.default})" if f.default is not None else ""
-            )
-            parser.add_argument(flag, type=kind, default=f.default, help=help_text + suffix, **extra)
+        add_arguments(cls, parser)
 
     @classmethod
     def from_args(cls, namespace: argparse.Namespace) -> "TrainConfig":
         return cls(**{f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls)})
-
-
-def resolve(config: TrainConfig, log: Log = say) -> TrainConfig:
-    """`config` checked, with every option it leaves to the backbone (None) filled from the backbone's entry.
-
-    Image size, cut layer (top: the network's output), augmented copies and the first layer fine-tuning
-    unfreezes; a backbone without pretrained weights (simple_cnn) trains from scratch whatever --weights says,
-    and `log` says so. Resolving a resolved config changes nothing.
-    """
-    backbone = get_backbone(config.validate().backbone)
-    size = config.image_size or backbone.default_size
-    if size < backbone.min_size:
-        raise UsageError(f"--image-size {size}: {backbone.name} needs at least {backbone.min_size} px")
-    if config.alpha != 1.0 and not backbone.takes_alpha:
-        raise UsageError(f"--alpha {config.alpha}: only mobilenet_v2 has a width multiplier, not {backbone.name}")
-    weights = config.weights
-    if not backbone.pretrained and weights != "none":
-        log(
-            f"note: {backbone.name} has no pretrained weights; --weights {weights} is ignored and it trains from "
-            "scratch"
-        )
-        weights = "none"
-    cut = config.cut_layer or backbone.default_cut or TOP
-    copies = backbone.augment_copies(config.alpha) if config.augment_copies is None else config.augment_copies
-    return dataclasses.replace(
-        config,
-        weights=weights,
-        image_size=size,
-        cut_layer=cut,
-        augment_copies=copies,
-        # Filled even without --fine-tune-epochs, so that a --resume may add fine-tuning (a resumed run's options
-        # must equal the interrupted run's, fine_tune_epochs excepted).
-        fine_tune_from=config.fine_tune_from or backbone.fine_tune_from(cut),
-    )

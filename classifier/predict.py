@@ -16,9 +16,9 @@ from typing import Sequence
 
 from .data.images import ImageError, image_files
 from .errors import ArgumentParser, UsageError, cli
-from .evaluation.confidence import add_min_confidence_flag, min_confidence_option
 from .inference.predictor import Predictor
 from .model.artifacts import add_engine_flag, add_trust_flag
+from .model.confidence import add_min_confidence_flag, min_confidence_option
 
 __all__ = ["Predictor", "build_parser", "expand_image_args", "main"]
 

@@ -1,7 +1,7 @@
 """Model folders survive crashes: a save SIGKILLed at any step leaves a loadable model, and leftovers are cleaned.
 
 The saves run in real subprocesses that kill themselves (SIGKILL, nothing runs after it) at one
-step boundary of `artifacts.staged_dir`, picked by the CLASSIFIER_TEST_KILL_AT hook. They copy a
+step boundary of `atomic.staged_dir`, picked by the CLASSIFIER_TEST_KILL_AT hook. They copy a
 real model folder's files into the staged folder, as `save_model_dir` writes them, so that no
 subprocess pays for importing TensorFlow.
 """
@@ -20,16 +20,11 @@ import pytest
 from conftest import ROOT, run_main, tiny_config
 
 from classifier import train as train_module
-from classifier.config import resolve
+from classifier.atomic import recover, staged_dir
 from classifier.console import silent
 from classifier.errors import UsageError
-from classifier.model.artifacts import (
-    check_output_dir,
-    read_metadata,
-    recover,
-    save_model_dir,
-    staged_dir,
-)
+from classifier.model.artifacts import check_output_dir, read_metadata, save_model_dir
+from classifier.model.backbones import resolve
 from classifier.model.metadata import ModelMetadata
 from classifier.model.network import build_model
 from classifier.predict import Predictor
@@ -37,11 +32,11 @@ from classifier.predict import Predictor
 SAVE = """
 import shutil, sys
 from pathlib import Path
-from classifier.model import artifacts
+from classifier import atomic
 source, out, replace = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 if replace == "two-renames":
-    artifacts._renameat2 = None  # as on a system or filesystem that cannot swap two folders
-with artifacts.staged_dir(out) as folder:
+    atomic._renameat2 = None  # as on a system or filesystem that cannot swap two folders
+with atomic.staged_dir(out) as folder:
     for path in source.iterdir():
         shutil.copy2(path, folder / path.name)
 """

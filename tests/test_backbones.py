@@ -9,7 +9,13 @@ import pytest
 from conftest import tiny_config
 from painted import paint, stripes
 
-from classifier.model.backbones import BACKBONES, build_feature_extractor, caffe_preprocessing
+from classifier.model.backbones import (
+    BACKBONES,
+    build_feature_extractor,
+    bundled_weights,
+    caffe_preprocessing,
+    page_choices,
+)
 from classifier.predict import Predictor
 from classifier.shapes import make_shapes_dataset
 from classifier.train import train
@@ -82,7 +88,8 @@ def test_simple_cnn_learns_an_easy_task(tmp_path):
 
 
 def test_options_left_unset_take_the_backbones_defaults():
-    from classifier.config import TrainConfig, resolve
+    from classifier.config import TrainConfig
+    from classifier.model.backbones import resolve
 
     def resolved(**options):
         config = resolve(TrainConfig(data="unused", **options))
@@ -101,7 +108,7 @@ def test_options_left_unset_take_the_backbones_defaults():
 def test_the_bundled_weights_are_the_file_their_notice_names_and_ship_as_package_data():
     import tomllib
 
-    from classifier.data.download import sha256_of
+    from classifier.files import sha256_of
     from classifier.model.backbones import BUNDLED_WEIGHTS, WEIGHTS_DIR
 
     notice = (WEIGHTS_DIR / "NOTICE").read_text()
@@ -115,8 +122,8 @@ def test_the_bundled_weights_are_the_file_their_notice_names_and_ship_as_package
 
 
 def test_imagenet_mobilenet_035_loads_the_bundled_file_at_any_size_and_caches_by_its_content():
-    from classifier.config import TrainConfig, resolve
-    from classifier.model.backbones import bundled_weights, get_backbone, weights_key
+    from classifier.config import TrainConfig
+    from classifier.model.backbones import bundled_weights, get_backbone, resolve, weights_key
     from classifier.training.features import FeatureCache
 
     bundled = bundled_weights("mobilenet_v2", 0.35)
@@ -137,3 +144,22 @@ def test_imagenet_mobilenet_035_loads_the_bundled_file_at_any_size_and_caches_by
         return FeatureCache.for_config(resolve(TrainConfig(data="unused", backbone="mobilenet_v2", **options))).root
 
     assert cache(alpha=0.35) == cache(alpha=0.35, weights=str(bundled)) != cache(alpha=0.5)
+
+
+def test_the_train_tabs_choices_are_the_registrys_page_entries_in_todays_order():
+    """/train takes these labels as values: they, their order and the default stay as the page has always shown."""
+    from classifier.serving.workbench import BACKBONES as TAB_BACKBONES
+    from classifier.serving.workbench import DEFAULT_BACKBONE
+
+    assert (
+        TAB_BACKBONES
+        == page_choices()
+        == {
+            "MobileNetV2 0.35 (bundled weights, fastest)": {"backbone": "mobilenet_v2", "alpha": 0.35},
+            "MobileNetV2 1.0": {"backbone": "mobilenet_v2", "alpha": 1.0},
+            "EfficientNetB0": {"backbone": "efficientnet_b0"},
+            "InceptionV3 (the course's)": {"backbone": "inception_v3"},
+        }
+    )
+    default = TAB_BACKBONES[DEFAULT_BACKBONE]
+    assert bundled_weights(default["backbone"], default["alpha"]) is not None  # the default needs no download

@@ -19,8 +19,9 @@ pytest.importorskip("apache_beam")  # the [beam] extra, which CI's [test] instal
 
 from classifier import batch_features, batch_predict  # noqa: E402
 from classifier.batch.predictions import read_files  # noqa: E402
-from classifier.config import TrainConfig, resolve  # noqa: E402
-from classifier.evaluation.confidence import NOT_SURE  # noqa: E402
+from classifier.config import TrainConfig  # noqa: E402
+from classifier.model.backbones import resolve  # noqa: E402
+from classifier.model.confidence import NOT_SURE  # noqa: E402
 from classifier.predict import Predictor  # noqa: E402
 from classifier.shapes import make_shapes_dataset  # noqa: E402
 from classifier.train import train  # noqa: E402

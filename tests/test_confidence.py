@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 
 from classifier.errors import UsageError
-from classifier.evaluation.confidence import answer, answered, in_effect, min_confidence_option
+from classifier.model.confidence import answer, answered, in_effect, min_confidence_option
 
 NAMES = ["cat", "dog", "fox"]
 
@@ -53,8 +53,17 @@ def test_the_option_is_a_probability_below_one():
 def test_the_rule_and_the_suggestion_import_without_tensorflow():
     """A command that only reads probabilities (a batch CLI, a deployer's script) pays no TensorFlow import."""
     code = (
-        "import sys, classifier.evaluation.confidence, classifier.evaluation.metrics; "
+        "import sys, classifier.evaluation.confidence, classifier.model.confidence, classifier.evaluation.metrics; "
         "print('tensorflow' in sys.modules)"
     )
     shown = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "False"
+
+
+def test_the_documented_path_is_the_same_rule():
+    """docs/export.md and docs/serving.md name `classifier.evaluation.confidence.answer`."""
+    from classifier.evaluation import confidence as documented
+    from classifier.model import confidence
+
+    assert documented.answer is confidence.answer
+    assert all(getattr(documented, name) is getattr(confidence, name) for name in documented.__all__)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from classifier.config import TrainConfig, resolve
+from classifier.config import TrainConfig
+from classifier.model.backbones import resolve
 
 
 def test_resolve_fills_the_cut_and_fine_tuning_layer_and_says_when_weights_are_ignored():

@@ -14,9 +14,10 @@ from conftest import ROOT, free_port, run_main
 from gradio_client import Client, handle_file
 from huggingface_hub import SpaceCard
 
-from classifier.deploy import NOT_SERVED, gradio_pin, main, read_front_matter, stage_space
+from classifier.deploy import main, stage_space
 from classifier.model.metadata import ModelMetadata
 from classifier.predict import Predictor
+from classifier.serving.space import NOT_SERVED, gradio_pin, read_front_matter
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"  # the Python these tests (and CI) run on
 

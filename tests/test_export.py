@@ -6,6 +6,7 @@ skipped where ../shared is absent): its honest quantized exports pass, broken on
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import shutil
@@ -21,14 +22,17 @@ from conftest import SHARED, run_main, tiny_config
 from classifier import export as export_module
 from classifier._tf import tf
 from classifier.errors import UsageError
+from classifier.exporters import check as exportcheck
+from classifier.exporters import registry
+from classifier.exporters import tflite as tflite_exporter
+from classifier.exporters.check import NEAR_TIE, Allowance, compare, image_samples
+from classifier.exporters.registry import ALLOWANCES
 from classifier.model import tflite
 from classifier.model.artifacts import load_model, save_model_dir
 from classifier.model.compat import mediapipe_metadata
 from classifier.model.metadata import DataSummary, ModelMetadata
 from classifier.model.network import build_model
 from classifier.predict import Predictor
-from classifier.serving import exportcheck
-from classifier.serving.exportcheck import ALLOWANCES, NEAR_TIE, Allowance, compare, image_samples
 from classifier.train import train
 
 PHOTOS = SHARED / "data" / "cats_dogs"
@@ -164,7 +168,7 @@ def test_tflite_runs_in_the_interpreter_and_agrees_with_keras(
         assert why["written"] and why["normalization"] == {"mean": [0.0], "std": [1.0]}
     else:
         assert not why["written"] and why["why"].startswith("MediaPipe's metadata writer could not be imported (")
-        assert why["to_add_it"] == f"{export_module.METADATA_EXTRA}, then export again"
+        assert why["to_add_it"] == f"{tflite_exporter.METADATA_EXTRA}, then export again"
         assert f"note: model.tflite has no TFLite metadata: {why['why']}" in notes
 
 
@@ -296,7 +300,7 @@ def test_mediapipe_reads_the_labels_and_normalisation_and_classifies_like_litert
             for r in results
         ]
     )
-    np.testing.assert_allclose(scores, export_module.run_tflite(path, images.astype(np.float32)), atol=1e-6)
+    np.testing.assert_allclose(scores, tflite_exporter.run_tflite(path, images.astype(np.float32)), atol=1e-6)
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,10 +360,40 @@ def test_broken_exports_of_real_mobilenet_fail_even_the_most_lenient_rule(tmp_pa
         conv._experimental_disable_per_channel = True  # one scale per tensor: the BN-folded kernels lose their range
         (tmp_path / "model.tflite").write_bytes(conv.convert())
     broken = {
-        "per-tensor int8": export_module.run_tflite(tmp_path / "model.tflite", samples.pixels),
+        "per-tensor int8": tflite_exporter.run_tflite(tmp_path / "model.tflite", samples.pixels),
         "fed pixels 0..1": model(samples.pixels / 255, training=False).numpy(),
         "labels in reverse order": reference[:, ::-1],
     }
     for what, probabilities in broken.items():
         figures = compare(probabilities, reference, ALLOWANCES["tflite", "int8"], targets)
         assert not figures["passed"] and figures["top1_agreement"] < 0.8, (what, figures["verdict"])
+
+
+# --------------------------------------------------------------------------------------------
+# The registry and ExportOptions
+# --------------------------------------------------------------------------------------------
+def test_the_registry_derives_the_choices_the_allowances_and_the_page_downloads():
+    assert registry.FORMATS == export_module.FORMATS == ("savedmodel", "tflite")
+    assert registry.QUANTIZE == export_module.QUANTIZE == ("none", "float16", "dynamic", "int8")
+    assert set(ALLOWANCES) == {("savedmodel", "none")} | {("tflite", q) for q in registry.QUANTIZE}
+    assert registry.page_downloads() == {"SavedModel (zip)": "savedmodel", "TFLite file": "tflite"}
+    assert [registry.EXPORTERS[f].page_file for f in registry.FORMATS] == [None, "model.tflite"]
+    assert registry.allowance("tflite", "int8", min_agreement=0.5) == Allowance(
+        min_agreement=0.5, min_flips=0, max_mean_difference=0.1
+    )
+
+
+def test_export_options_are_frozen_validated_and_the_command_flags():
+    options = export_module.ExportOptions(format="tflite", quantize="int8", min_agreement=0.9)
+    assert options.validate() is options
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.format = "savedmodel"
+    with pytest.raises(UsageError, match="--quantize dynamic: only for --format tflite"):
+        export_module.ExportOptions(quantize="dynamic").validate()
+    with pytest.raises(UsageError, match="--format onnx: choose one of savedmodel, tflite"):
+        export_module.export_model("nowhere", "onnx")
+    args = export_module.build_parser().parse_args(["m", "--format", "tflite", "--overwrite", "--tolerance", "0.5"])
+    parsed = export_module.ExportOptions.from_args(args)
+    assert parsed == export_module.ExportOptions(format="tflite", tolerance=0.5, overwrite=True)
+    flags = [a.option_strings for a in export_module.build_parser()._actions]
+    assert ["--overwrite"] in flags and ["--min-agreement"] in flags and ["--trust-hub-handle"] in flags

@@ -9,8 +9,8 @@ import numpy as np
 from conftest import MOBILENET_STEM, TINY, tiny_config
 from PIL import Image
 
-from classifier.config import resolve
 from classifier.data.pipeline import load_image_data
+from classifier.model.backbones import resolve
 from classifier.model.network import feature_extractor, head
 from classifier.predict import Predictor
 from classifier.shapes import make_shapes_dataset

@@ -1,4 +1,4 @@
-"""classifier/data/files.py: only regular files are opened, whatever a path turns out to be at the moment of opening;
+"""classifier/files.py: only regular files are opened, whatever a path turns out to be at the moment of opening;
 the image decoder (the predict command, the app, the training scan) opens paths through it."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 from conftest import run_main
 from special_files import DEVICE, make_special_files, unblocked
 
-from classifier.data import files
-from classifier.data.files import FileRefused, open_regular, read_regular
+from classifier import files
 from classifier.data.images import ImageError, load_rgb
+from classifier.files import FileRefused, open_regular, read_regular
 from classifier.predict import main as predict_main
 
 

@@ -15,9 +15,10 @@ import pytest
 from conftest import ROOT, TINY, run_main, tiny_config
 
 from classifier import train as train_module
-from classifier.config import TrainConfig, resolve
+from classifier.atomic import staged_dir
+from classifier.config import TrainConfig
 from classifier.console import silent
-from classifier.model.artifacts import staged_dir
+from classifier.model.backbones import resolve
 from classifier.predict import Predictor
 from classifier.shapes import make_shapes_dataset
 

@@ -23,11 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..config import TrainConfig, resolve
+from ..config import TrainConfig
 from ..console import Log
 from ..data.datasets import resolve_data
 from ..data.pipeline import ImageData, Split
 from ..errors import UsageError
+from ..model.backbones import resolve
 from ..training.features import FeatureCache, feature_cache_applies, feature_passes
 from ..training.pipeline import scan_data
 from .runner import beam, counter, make_pipeline, run_pipeline

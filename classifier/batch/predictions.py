@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 import stat
 
-from ..data.files import FileRefused
+from ..data.formats import MAX_UPLOAD_BYTES
 from ..errors import UsageError
+from ..files import FileRefused
 from ..model.artifacts import model_dir_around
-from ..serving.limits import MAX_UPLOAD_BYTES
 from . import runner
 from .rows import csv_line, error_row, header
 

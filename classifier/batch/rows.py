@@ -11,8 +11,8 @@ import csv
 import io
 from pathlib import Path
 
-from ..evaluation.confidence import NOT_SURE, Answer
-from ..model.artifacts import atomic_file
+from ..atomic import atomic_file
+from ..model.confidence import NOT_SURE, Answer
 
 
 def header(top_k: int) -> list[str]:

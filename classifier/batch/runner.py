@@ -25,8 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from ..data.files import read_bounded, read_regular
 from ..errors import UsageError, first_line
+from ..files import read_bounded, read_regular
 
 INSTALL_HINT = "pip install -r requirements-beam.txt (or pip install -e '.[beam]')"
 DEFAULT_RUNNER = "DirectRunner"

@@ -27,7 +27,8 @@ from urllib.parse import urlsplit
 
 from ..console import Log, say
 from ..errors import UsageError
-from .download import DownloadError, VerifyError, download, extract_zip, sha256_of, verify_file
+from ..files import sha256_of
+from .download import DownloadError, VerifyError, download, extract_zip, verify_file
 from .formats import is_image_file
 from .pixels_csv import convert_pixels_csv
 

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 
 from ..console import Log, Progress, say
 from ..errors import quoted
-from .files import open_regular
+from ..files import sha256_of
 
 TIMEOUT_SECONDS = 60
 CHUNK_BYTES = 1 << 16
@@ -110,15 +110,6 @@ def _open(url: str):
 def _reason(error: object) -> str:
     text = getattr(error, "strerror", None) or str(error)
     return text or type(error).__name__
-
-
-def sha256_of(path: Path) -> str:
-    """The sha256 of a file's content (`files.FileRefused` when `path` is no regular file: nothing waits on a FIFO)."""
-    digest = hashlib.sha256()
-    with open_regular(path) as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_file(path: Path, *, sha256: str | None = None, size: int | None = None) -> None:

@@ -29,6 +29,8 @@ EXTENSIONS_BY_FORMAT = {
 FORMATS = tuple(EXTENSIONS_BY_FORMAT)
 IMAGE_EXTENSIONS = tuple(suffix for suffixes in EXTENSIONS_BY_FORMAT.values() for suffix in suffixes)
 FORMAT_NAMES = f"{', '.join(FORMATS[:-1])} or {FORMATS[-1]}"  # for messages: "JPEG, PNG, GIF, BMP or WEBP"
+# The largest image file read, uploaded or inline (the app) or named (batch_predict): far above any photo.
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 
 def is_image_file(path) -> bool:

@@ -59,7 +59,8 @@ import numpy as np
 from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from .._tf import tf
-from .files import FileRefused, open_regular
+from ..config import RESIZE_ANTIALIAS
+from ..files import FileRefused, open_regular
 from .formats import FORMAT_NAMES, FORMATS, is_image_file
 
 MAX_DECODE_BYTES = 128 * 2**20  # one decode's memory budget (see the module docstring)
@@ -503,9 +504,6 @@ def _apply_orientation_tf(image, orientation):
         lambda: tf.image.rot90(image, 1),  # 8: needs 90 counter-clockwise
     ]
     return tf.switch_case(tf.clip_by_value(tf.cast(orientation, tf.int32) - 1, 0, 7), branches)
-
-
-RESIZE_ANTIALIAS = False  # the model's Resizing layer is built with this (see the module docstring)
 
 
 def resize(images, size, antialias: bool = RESIZE_ANTIALIAS):

@@ -27,10 +27,10 @@ import numpy as np
 import PIL
 
 from .._tf import tf
+from ..atomic import write_json
 from ..console import Log, say
 from ..errors import UsageError
-from ..model.artifacts import write_json
-from .download import sha256_of
+from ..files import sha256_of
 from .formats import IMAGE_EXTENSIONS
 from .images import MAX_PIXELS, check_image_file, decode_rgb_tf, image_files, resize
 
@@ -136,38 +136,8 @@ def load_image_data(
     """Find the classes and files under `data_dir`, drop undecodable files, and split train/validation; with
     `memo`, files are hashed and only content it does not know is decoded."""
     root = Path(data_dir)
-    if not root.is_dir():
-        raise UsageError(f"--data {data_dir}: no such folder")
-    train_dir, validation_dir = split_folders(root)
-    if validation_dir is not None and train_dir == root:
-        raise UsageError(f"--data {data_dir}: has {validation_dir.name}/ but no train/ folder beside it")
-
-    train_classes = find_class_files(train_dir)
-    if not train_classes:
-        raise UsageError(
-            f"--data {data_dir}: no images found; expected one subfolder per class holding "
-            f"{'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} files, or train/ and validation/ folders"
-        )
-    if len(train_classes) < 2:
-        raise UsageError(
-            f"--data {train_dir}: found only one class ({next(iter(train_classes))}); a classifier needs at least 2 "
-            "class subfolders"
-        )
+    train_dir, validation_dir, train_classes, val_classes = _layout(data_dir, log)
     class_names = sorted(train_classes)
-
-    val_classes = find_class_files(validation_dir) if validation_dir else {}
-    for folder, classes in ((train_dir, train_classes), (validation_dir, val_classes)):
-        for sub in class_folders(folder) if folder else []:
-            if sub.name not in classes:
-                log(f"warning: {sub}/ holds no image files; it is not a class")
-    if validation_dir and set(val_classes) != set(train_classes):
-        only_train = sorted(set(train_classes) - set(val_classes)) or ["-"]
-        only_val = sorted(set(val_classes) - set(train_classes)) or ["-"]
-        raise UsageError(
-            f"--data {data_dir}: train/ and {validation_dir.name}/ have different classes "
-            f"(only in train: {', '.join(only_train)}; only in {validation_dir.name}: {', '.join(only_val)}); make "
-            "them match"
-        )
 
     skipped: list[tuple[str, str]] = []
     train = _checked_split(train_classes, class_names, skipped, memo)
@@ -192,6 +162,44 @@ def load_image_data(
     if len(train) == 0 or len(validation) == 0:
         raise UsageError(f"--data {data_dir}: too few readable images to have both training and validation images")
     return ImageData(root, class_names, train, validation, skipped, source)
+
+
+def _layout(data_dir: str | Path, log: Log) -> tuple[Path, Path | None, dict, dict]:
+    """(training folder, validation folder or None, their class -> files) of `data_dir`, refused unless it holds at
+    least 2 classes and, with a validation folder, the same classes in both; empty class folders are warned of."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise UsageError(f"--data {data_dir}: no such folder")
+    train_dir, validation_dir = split_folders(root)
+    if validation_dir is not None and train_dir == root:
+        raise UsageError(f"--data {data_dir}: has {validation_dir.name}/ but no train/ folder beside it")
+
+    train_classes = find_class_files(train_dir)
+    if not train_classes:
+        raise UsageError(
+            f"--data {data_dir}: no images found; expected one subfolder per class holding "
+            f"{'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} files, or train/ and validation/ folders"
+        )
+    if len(train_classes) < 2:
+        raise UsageError(
+            f"--data {train_dir}: found only one class ({next(iter(train_classes))}); a classifier needs at least 2 "
+            "class subfolders"
+        )
+
+    val_classes = find_class_files(validation_dir) if validation_dir else {}
+    for folder, classes in ((train_dir, train_classes), (validation_dir, val_classes)):
+        for sub in class_folders(folder) if folder else []:
+            if sub.name not in classes:
+                log(f"warning: {sub}/ holds no image files; it is not a class")
+    if validation_dir and set(val_classes) != set(train_classes):
+        only_train = sorted(set(train_classes) - set(val_classes)) or ["-"]
+        only_val = sorted(set(val_classes) - set(train_classes)) or ["-"]
+        raise UsageError(
+            f"--data {data_dir}: train/ and {validation_dir.name}/ have different classes "
+            f"(only in train: {', '.join(only_train)}; only in {validation_dir.name}: {', '.join(only_val)}); make "
+            "them match"
+        )
+    return train_dir, validation_dir, train_classes, val_classes
 
 
 def _refuse_empty_classes(folder: Path | None, split: Split | None, class_names: list[str]) -> None:

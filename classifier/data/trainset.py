@@ -8,7 +8,7 @@ batch, naming the file. Files are named by their content's sha256, so the same p
 once: sent again to the same class it is already there, sent to another class it moves there
 (the latest word on a photo wins).
 
-A new folder is built beside its target and renamed into place when complete (artifacts.staged_dir);
+A new folder is built beside its target and renamed into place when complete (atomic.staged_dir);
 a correction's image is written to a hidden temporary name and renamed. A model name is letters,
 digits, `-` and `_` (no dot, so `NAME.data` never names a model); a class name also allows spaces,
 and is never `train` or `validation` (those mean splits to the training scan).
@@ -18,8 +18,9 @@ knows it, quoting at most a short prefix of a name it was sent, and no path of t
 entries are checked before any is unpacked (encrypted, names too long or not valid UTF-8, a file that
 is also a folder), and whatever unpacking or reading still fails says which and why.
 
-The models folder that holds them is never a model folder or inside one (`check_models_dir`), so a
-visitor's model or photo never lands in a served model's folder.
+The app keeps the models folder that holds them out of every model folder (`serving.limits.check_models_dir`),
+so a visitor's model or photo never lands in a served model's folder. The limits a job is held to are
+`data.limits.TrainsetLimits`.
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ import zlib
 from pathlib import Path
 from typing import Iterator
 
+from ..atomic import staged_dir
 from ..errors import UsageError, clipped, quoted
-from ..model.artifacts import model_dir_around, staged_dir
-from ..serving.limits import MAX_TEXT, Limits, limit_hit
-from .download import VerifyError, extract_zip, sha256_of
+from ..files import sha256_of
+from .download import VerifyError, extract_zip
 from .formats import FORMAT_NAMES, is_image_file
 from .images import ImageError, check_image_file
+from .limits import MAX_TEXT, TrainsetLimits, limit_hit
 from .pipeline import VALIDATION_DIRS, class_folders, find_class_files, split_folders
 
 DATA_SUFFIX = ".data"
@@ -59,21 +61,6 @@ Images = dict[str, list[tuple[Path, str]]]  # class -> (file on the server, the 
 
 def data_folder(models_dir: str | Path, model: str) -> Path:
     return Path(models_dir) / f"{model}{DATA_SUFFIX}"
-
-
-def check_models_dir(models_dir: str | Path) -> Path:
-    """Refuse a models folder that is a model folder or inside one: training from the page writes visitors' models
-    and photos into the models folder, which would put them inside a served model (and its downloads)."""
-    root = Path(models_dir).resolve()
-    model = model_dir_around(root)
-    if model is not None:
-        where = "is a model folder" if model == root else f"is inside the model folder {model}"
-        raise UsageError(
-            f"--models-dir {models_dir}: {where}; training from the page would write visitors' models and photos "
-            "into it. Point --models-dir at a folder that holds model folders (serve one model with --model), or "
-            "turn training off with --no-allow-training"
-        )
-    return root
 
 
 def data_folders(models_dir: str | Path) -> list[Path]:
@@ -99,7 +86,7 @@ def check_class_name(name: str) -> str:
     return name
 
 
-def check_limits(images: Images, limits: Limits) -> None:
+def check_limits(images: Images, limits: TrainsetLimits) -> None:
     """Refuse a job's images above `limits` (classes, images per class, bytes), before any is copied."""
     if len(images) > limits.max_classes:
         raise UsageError(limit_hit(limits, "max_classes", f"{len(images)} classes"))
@@ -111,7 +98,7 @@ def check_limits(images: Images, limits: Limits) -> None:
         raise UsageError(limit_hit(limits, "max_train_mb", f"{size / 2**20:,.1f} MB of images"))
 
 
-def build(models_dir: str | Path, model: str, images: Images, limits: Limits) -> Path:
+def build(models_dir: str | Path, model: str, images: Images, limits: TrainsetLimits) -> Path:
     """`models_dir/model.data` holding `images` (checked, deduplicated), replacing any folder there, atomically."""
     check_model_name(model)
     for label in images:
@@ -193,7 +180,7 @@ def folder_images(folder: str | Path, shown: str | None = None) -> Images:
 
 
 @contextlib.contextmanager
-def unpacked_zip(archive: Path, shown: str, limits: Limits) -> Iterator[Images]:
+def unpacked_zip(archive: Path, shown: str, limits: TrainsetLimits) -> Iterator[Images]:
     """The class folders of a zip (at its top, or in its one top folder), unpacked to a temporary folder that is
     deleted after. The declared sizes are checked against `limits` first (zipfile reads no more than declared),
     and download.extract_zip refuses absolute paths, `..` and symlinks."""

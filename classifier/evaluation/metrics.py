@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .confidence import answered
+from ..model.confidence import answered
 
 METRICS_FILE = "metrics.json"
 MOST_WRONG = 12

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..atomic import write_json
 from ..config import TrainConfig
 from ..console import Log, say
 from ..data.datasets import resolve_data
 from ..data.images import load_rgb
 from ..data.pipeline import image_dataset, load_image_data
 from ..errors import UsageError
-from ..model.artifacts import load_model, read_metadata, write_json
+from ..model.artifacts import load_model, read_metadata
 from ..model.metadata import ModelMetadata
 from .metrics import METRICS_FILE, classification_metrics, format_table, most_wrong
 from .plots import plot_confusion_matrix, plot_curves, plot_images

@@ -17,8 +17,8 @@ import numpy as np
 
 from ..console import Log, say
 from ..data.images import MAX_PIXELS, ImageSource, model_pixels
-from ..evaluation.confidence import Answer, answer, check_min_confidence, in_effect
 from ..model.artifacts import DEFAULT_ENGINE, load_model, read_metadata
+from ..model.confidence import Answer, answer, check_min_confidence, in_effect
 from ..model.network import resize_antialias
 from .runtime import probabilities_function
 

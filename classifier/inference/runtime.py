@@ -31,10 +31,11 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .._tf import keras, tf
+from ..atomic import write_atomic
 from ..config import user_cache_dir
 from ..console import Log, say
 from ..errors import UsageError, first_line
-from ..model.artifacts import DEFAULT_ENGINE, ENGINES, write_atomic
+from ..model.artifacts import DEFAULT_ENGINE, ENGINES
 from ..model.network import feature_extractor, head
 from ..model.tflite import LiteRTModel, convert_tflite
 

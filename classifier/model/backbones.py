@@ -13,23 +13,35 @@ as `--weights FILE` share cached features.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from .._tf import keras
-from ..data.download import sha256_of
+from ..config import TrainConfig
+from ..console import Log, say
 from ..errors import UsageError, first_line
+from ..files import sha256_of
 from .metadata import HUB_PREFIX, TOP  # the names metadata.json records, too
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"  # package data (pyproject.toml), with its NOTICE
 # (backbone, alpha) -> the ImageNet weights file shipped in WEIGHTS_DIR that --weights imagenet loads.
 BUNDLED_WEIGHTS = {("mobilenet_v2", 0.35): "mobilenet_v2_0.35_224_no_top.h5"}
 SCALING_LAYER = "backbone_scaling"  # every backbone's input preprocessing layer, the first after the model's Resizing
+
+
+@dataclass(frozen=True)
+class PageChoice:
+    """One choice of the web page's Train tab for a backbone: its dropdown label (an API value of /train: keep it
+    verbatim) and the TrainConfig fields it sets besides the backbone (e.g. {"alpha": 0.35})."""
+
+    label: str
+    options: dict = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class Backbone:
     augment_copies: Callable[[float], int] = lambda alpha: (
         2
     )  # alpha -> --augment-copies when none is given (docs/design.md)
+    page: tuple[PageChoice, ...] = ()  # the Train tab's choices of this backbone; (): not offered on the page
 
 
 def scaling(scale: float, offset: float) -> Callable[[], "keras.layers.Layer"]:
@@ -110,21 +123,8 @@ def _simple_cnn(input_shape, weights, alpha):
     return keras.Model(inputs, x, name="simple_cnn")
 
 
+# In the Train tab's order (its first page choice is the tab's default): messages list the names sorted.
 BACKBONES: dict[str, Backbone] = {
-    "inception_v3": Backbone(
-        # 150 px, the course's size, not its pretraining size 299: a third of the pixels, and frozen
-        # mixed7 features still carry most of what 299 gives (benchmarks/README.md has the probe's figures).
-        "inception_v3",
-        _inception_v3,
-        scaling(1 / 127.5, -1.0),
-        min_size=75,
-        default_cut="mixed7",
-        default_size=150,
-        fine_tune_from=_inception_fine_tune_from,
-        # No augmented copies: on cats_dogs (50 to 2,000 photos) they did not raise the head's accuracy, and
-        # each is a backbone pass per photo (figures: benchmarks/README.md). --augment-copies N asks for them.
-        augment_copies=lambda alpha: 0,
-    ),
     "mobilenet_v2": Backbone(
         "mobilenet_v2",
         _mobilenet_v2,
@@ -139,6 +139,10 @@ BACKBONES: dict[str, Backbone] = {
         # The narrow widths are the fast choice: on cats_dogs, 0.35's head got nothing from augmented
         # copies, which triple its feature pass; 1.0 gains a little (figures: benchmarks/README.md).
         augment_copies=lambda alpha: 0 if alpha < 1 else 2,
+        page=(
+            PageChoice("MobileNetV2 0.35 (bundled weights, fastest)", {"alpha": 0.35}),
+            PageChoice("MobileNetV2 1.0", {"alpha": 1.0}),
+        ),
     ),
     "efficientnet_b0": Backbone(
         # Keras' EfficientNet rescales and normalises inside the network, so it takes 0..255 as is.
@@ -151,6 +155,22 @@ BACKBONES: dict[str, Backbone] = {
         fine_tune_from=lambda cut: (
             "block7a_expand_conv"
         ),  # about the top 20 layers, as the Keras EfficientNet fine-tuning guide
+        page=(PageChoice("EfficientNetB0"),),
+    ),
+    "inception_v3": Backbone(
+        # 150 px, the course's size, not its pretraining size 299: a third of the pixels, and frozen
+        # mixed7 features still carry most of what 299 gives (benchmarks/README.md has the probe's figures).
+        "inception_v3",
+        _inception_v3,
+        scaling(1 / 127.5, -1.0),
+        min_size=75,
+        default_cut="mixed7",
+        default_size=150,
+        fine_tune_from=_inception_fine_tune_from,
+        # No augmented copies: on cats_dogs (50 to 2,000 photos) they did not raise the head's accuracy, and
+        # each is a backbone pass per photo (figures: benchmarks/README.md). --augment-copies N asks for them.
+        augment_copies=lambda alpha: 0,
+        page=(PageChoice("InceptionV3 (the course's)"),),
     ),
     "resnet50": Backbone(
         "resnet50",
@@ -173,10 +193,44 @@ BACKBONES: dict[str, Backbone] = {
 }
 
 
+def hub_backbone(handle: str):
+    """A registry-style Backbone for `hub:HANDLE`: a TF-Hub feature vector as one Keras layer (hub.py)."""
+    from .hub import HUB_DEFAULT_SIZE, HUB_MIN_SIZE, HubFeatures
+
+    if not handle:
+        raise UsageError(
+            "--backbone hub: needs a handle after the colon, e.g. hub:https://tfhub.dev/... or hub:path/to/saved_model"
+        )
+
+    def build(input_shape, weights, alpha):
+        if weights != "imagenet":
+            raise UsageError(
+                f"--weights {weights or 'none'}: a hub: backbone brings its own weights; leave --weights at its default"
+            )
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, HubFeatures(handle, name="hub_features")(inputs), name="hub")
+
+    return Backbone(
+        f"hub:{handle}",
+        build,
+        scaling(1 / 255.0, 0.0),
+        min_size=HUB_MIN_SIZE,
+        default_cut=None,
+        default_size=HUB_DEFAULT_SIZE,
+    )
+
+
+def page_choices() -> dict[str, dict]:
+    """The Train tab's backbone choices in registry order: label -> {"backbone": name, **options}."""
+    return {
+        choice.label: {"backbone": backbone.name, **choice.options}
+        for backbone in BACKBONES.values()
+        for choice in backbone.page
+    }
+
+
 def get_backbone(name: str) -> Backbone:
     if name.startswith(HUB_PREFIX):
-        from .hub import hub_backbone
-
         return hub_backbone(name[len(HUB_PREFIX) :])
     try:
         return BACKBONES[name]
@@ -184,6 +238,40 @@ def get_backbone(name: str) -> Backbone:
         raise UsageError(
             f"--backbone {name}: unknown backbone (choose from {', '.join(sorted(BACKBONES))}, or hub:URL_OR_FOLDER)"
         ) from None
+
+
+def resolve(config: TrainConfig, log: Log = say) -> TrainConfig:
+    """`config` checked, with every option it leaves to the backbone (None) filled from the backbone's entry.
+
+    Image size, cut layer (top: the network's output), augmented copies and the first layer fine-tuning
+    unfreezes; a backbone without pretrained weights (simple_cnn) trains from scratch whatever --weights says,
+    and `log` says so. Resolving a resolved config changes nothing.
+    """
+    backbone = get_backbone(config.validate().backbone)
+    size = config.image_size or backbone.default_size
+    if size < backbone.min_size:
+        raise UsageError(f"--image-size {size}: {backbone.name} needs at least {backbone.min_size} px")
+    if config.alpha != 1.0 and not backbone.takes_alpha:
+        raise UsageError(f"--alpha {config.alpha}: only mobilenet_v2 has a width multiplier, not {backbone.name}")
+    weights = config.weights
+    if not backbone.pretrained and weights != "none":
+        log(
+            f"note: {backbone.name} has no pretrained weights; --weights {weights} is ignored and it trains from "
+            "scratch"
+        )
+        weights = "none"
+    cut = config.cut_layer or backbone.default_cut or TOP
+    copies = backbone.augment_copies(config.alpha) if config.augment_copies is None else config.augment_copies
+    return dataclasses.replace(
+        config,
+        weights=weights,
+        image_size=size,
+        cut_layer=cut,
+        augment_copies=copies,
+        # Filled even without --fine-tune-epochs, so that a --resume may add fine-tuning (a resumed run's options
+        # must equal the interrupted run's, fine_tune_epochs excepted).
+        fine_tune_from=config.fine_tune_from or backbone.fine_tune_from(cut),
+    )
 
 
 def bundled_weights(backbone_name: str, alpha: float) -> Path | None:

@@ -173,30 +173,3 @@ def _hub_layers(layer) -> Iterator[HubFeatures]:
         yield layer
     for inner in getattr(layer, "layers", []):  # nested models (the backbone) hold the hub layer
         yield from _hub_layers(inner)
-
-
-def hub_backbone(handle: str):
-    """A registry-style Backbone for `hub:HANDLE`."""
-    from .backbones import Backbone, scaling
-
-    if not handle:
-        raise UsageError(
-            "--backbone hub: needs a handle after the colon, e.g. hub:https://tfhub.dev/... or hub:path/to/saved_model"
-        )
-
-    def build(input_shape, weights, alpha):
-        if weights != "imagenet":
-            raise UsageError(
-                f"--weights {weights or 'none'}: a hub: backbone brings its own weights; leave --weights at its default"
-            )
-        inputs = keras.Input(input_shape)
-        return keras.Model(inputs, HubFeatures(handle, name="hub_features")(inputs), name="hub")
-
-    return Backbone(
-        f"hub:{handle}",
-        build,
-        scaling(1 / 255.0, 0.0),
-        min_size=HUB_MIN_SIZE,
-        default_cut=None,
-        default_size=HUB_DEFAULT_SIZE,
-    )

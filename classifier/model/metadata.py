@@ -21,7 +21,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 from ..errors import UsageError
-from ..evaluation.confidence import check_min_confidence
+from .confidence import check_min_confidence
 
 HUB_PREFIX = "hub:"  # a TF-Hub backbone's name: hub:HANDLE (the registry's too: backbones.py imports these two)
 TOP = "top"  # --cut-layer top, cut_layer "top": the backbone's own output, the whole network

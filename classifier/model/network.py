@@ -23,8 +23,7 @@ import re
 from pathlib import Path
 
 from .._tf import keras
-from ..config import TrainConfig
-from ..data.images import RESIZE_ANTIALIAS
+from ..config import RESIZE_ANTIALIAS, TrainConfig
 from .backbones import HUB_PREFIX, build_feature_extractor, get_backbone
 from .finetune import BACKBONE_LAYER
 

@@ -6,7 +6,7 @@ the queue holds at most `Limits.max_queue` events and runs `Limits.concurrency` 
 capped at `Limits.max_upload` bytes per file, and old uploads are deleted (`Limits.delete_cache`; the
 limits are in limits.py). This module adds what those settings leave open:
 
-- `upload_path` / `inline_bytes`: an event's file payload is read only if it names a file Gradio
+- `upload_source` (`upload_path` / `inline_bytes`): an event's file payload is read only if it names a file Gradio
   received on `/upload` (inside its upload folder), or carries inline `data:` bytes no larger than
   an upload may be (checked before decoding). A path anywhere else (`/etc/passwd`, a `model.keras`)
   gets one message, whether or not the file exists, and is never opened.
@@ -47,7 +47,7 @@ from gradio_client.utils import is_http_url_like
 
 from ..data.formats import is_image_file
 from ..errors import QUOTED_CHARS, clipped, quoted
-from .limits import MAX_JSON_VALUES, MAX_TEXT, Limits
+from .limits import DEFAULT_LIMITS, MAX_JSON_VALUES, MAX_TEXT, Limits
 
 CURVES_FILE = "curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -119,6 +119,25 @@ def inline_bytes(url: str, name: str, limits: Limits) -> bytes:
         return base64.b64decode(encoded, validate=True)
     except binascii.Error:
         raise gr.Error(f"{name}: the inline image is not valid base64", print_exception=False) from None
+
+
+def upload_source(upload, limits: Limits = DEFAULT_LIMITS) -> tuple[str | bytes, str]:
+    """A raw Gradio file payload -> (what the Predictor reads, the name to show the user).
+
+    Only a file Gradio received on /upload, or inline `data:` bytes within the upload limit; a path
+    anywhere else on the server or a URL is refused unread (`upload_path`, `inline_bytes`).
+    """
+    if not upload:
+        raise gr.Error("No image: drop, upload, paste or capture one first.")
+    if not isinstance(upload, dict):
+        raise gr.Error("Not a file payload: send the image as gradio_client's handle_file does", print_exception=False)
+    path, url = upload.get("path"), upload.get("url")
+    name = clipped(upload.get("orig_name") or Path(str(path or "image")).name)  # as messages show it
+    if not path and isinstance(url, str) and url.startswith("data:"):  # inline base64, as some webcams send it
+        return inline_bytes(url, name, limits), name
+    if not path and url:
+        raise gr.Error(URL_REFUSED, print_exception=False)
+    return upload_path(path, name), name
 
 
 def no_fetch(component: gr.components.Component) -> gr.components.Component:

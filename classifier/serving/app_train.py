@@ -23,7 +23,7 @@ refuses URLs (`no_fetch`); a folder on the server is read only when the app runs
 
 A served model is the operator's: Train refuses any name the page serves (a `--model` from outside the
 models folder too) and any name the models folder already holds, and the models folder is never a model
-folder or inside one (`trainset.check_models_dir`); retrain and corrections act only on models whose
+folder or inside one (`limits.check_models_dir`); retrain and corrections act only on models whose
 folder is models/NAME. What a visitor can leave is capped: a job the queue turns away writes nothing, a
 new model's job that fails or is cancelled leaves no training folder, corrections stop at
 `--max-class-images` per class and `--max-model-data-mb` per model (checked and written under one lock), and
@@ -40,28 +40,30 @@ import tempfile
 import threading
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import gradio as gr
 import pandas as pd
 
+from ..atomic import recover
 from ..console import silent
 from ..data import trainset
 from ..data.formats import IMAGE_EXTENSIONS
 from ..data.images import ImageError
 from ..errors import UsageError, quoted
-from ..model.artifacts import is_model_dir, read_metadata, recover
+from ..exporters.registry import EXPORTERS, page_downloads
+from ..model.artifacts import is_model_dir, read_metadata
 from ..model.metadata import public_json
-from .app_guard import FETCH_ROUTE, no_fetch, text_inputs, upload_path
-from .limits import MAX_TEXT, limit_hit
+from .app_guard import FETCH_ROUTE, no_fetch, text_inputs, upload_path, upload_source
+from .limits import MAX_TEXT, check_models_dir, limit_hit
 from .workbench import BACKBONES, DEFAULT_BACKBONE, DONE, EPOCHS, FINISHED, IMAGE_SIZE, Job, Workbench, tab_config
 
 CLASS_SLOTS = 6  # class slots the tab can show; a zip or a folder brings more classes
 FIRST_SLOTS = 2  # shown at first
 POLL_SECONDS = 1.0
-DOWNLOADS = {"model folder (zip)": "zip", "SavedModel (zip)": "savedmodel", "TFLite file": "tflite"}
+DOWNLOADS = {"model folder (zip)": "zip", **page_downloads()}  # label -> kind: /download takes the kind
 # Prepared downloads never fetched: at most this many are kept (the oldest go first), none longer than this.
 KEPT_DOWNLOADS, KEPT_DOWNLOAD_SECONDS = 3, 600
 
@@ -83,7 +85,7 @@ class TrainPage:
         self.models_dir = Path(app.models_dir)
         self.limits = app.limits
         self.cache_dir = cache_dir  # the feature cache (None: the user's, ~/.cache/classifier/features)
-        trainset.check_models_dir(self.models_dir)  # never inside a model folder
+        check_models_dir(self.models_dir)  # never inside a model folder
         self.workbench = Workbench(app.limits, on_done=self.publish, on_failed=self.drop_training_folder)
         self._downloads = tempfile.TemporaryDirectory(prefix="classifier-downloads-")
         self.downloads = Path(self._downloads.name).resolve()  # the only folder the page serves downloads from
@@ -297,8 +299,6 @@ class TrainPage:
 
     def correct(self, upload, model, label):
         """Save the shown image into the picked model's training folder under `label`."""
-        from .app_ui import upload_source
-
         text_inputs(model=model, label=label)
         with page_errors():
             name = self.own_model(model)
@@ -345,7 +345,7 @@ class TrainPage:
 
     def export(self, folder: Path, name: str, kind: str, out: Path) -> Path:
         """The one file of a download, in `out`; the export it was made from is deleted."""
-        from ..export import export_model
+        from ..exporters.export import export_model
 
         if kind == "zip":
             return zip_model_folder(folder, out / f"{name}.zip")
@@ -354,10 +354,11 @@ class TrainPage:
         result = export_model(
             folder, kind, out=out / kind, log=silent, trust_hub_handle=trust, convert_in_subprocess=True
         )
+        handed_out = EXPORTERS[kind].page_file  # the one file the page hands out; None: the folder, zipped
         try:
-            if kind == "savedmodel":
-                return zip_folder(result.path, out / f"{name}-savedmodel.zip")
-            return Path(shutil.move(result.path / "model.tflite", out / f"{name}.tflite"))
+            if handed_out is None:
+                return zip_folder(result.path, out / f"{name}-{kind}.zip")
+            return Path(shutil.move(result.path / handed_out, out / f"{name}{Path(handed_out).suffix}"))
         finally:
             shutil.rmtree(out / kind, ignore_errors=True)
 
@@ -470,14 +471,15 @@ class TrainTab:
     status: gr.Markdown
     curve: gr.LinePlot
     details: gr.JSON
+    controls: dict = field(default_factory=dict)  # the inputs and buttons wire_train_tab gives events
 
     @property
     def progress(self) -> list:
         return [self.status, self.curve, self.details]
 
 
-def build_train_tab(page: TrainPage, model: gr.Dropdown) -> TrainTab:
-    """The Train tab's contents and events (inside a `gr.Tab`)."""
+def build_train_tab(page: TrainPage) -> TrainTab:
+    """The Train tab's contents (inside a `gr.Tab`); `wire_train_tab` gives them their events."""
     gr.Markdown(
         "Name each class and drop its images in (or give one zip of class folders), press **Train**. The "
         "model is saved under the name below, as `python -m classifier.train` saves it, and joins the picker."
@@ -510,25 +512,34 @@ def build_train_tab(page: TrainPage, model: gr.Dropdown) -> TrainTab:
         kind = gr.Radio(list(DOWNLOADS.items()), value="zip", label="As")
         download = gr.Button("Prepare the download")
         file = gr.File(label="Download", interactive=False)
+    tab.controls.update(
+        count=count, groups=groups, add=add, remove=remove, train=train, cancel=cancel, kind=kind, download=download
+    )
+    tab.controls.update(file=file, inputs=[name, backbone, size, epochs, archive, folder, *labels, *uploads])
+    return tab
 
-    resize = dict(inputs=count, outputs=[count, *groups], api_visibility="private")
-    add.click(lambda n: shown_slots(n + 1), **resize)
-    remove.click(lambda n: shown_slots(n - 1), **resize)
+
+def wire_train_tab(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
+    """The Train tab's events (`model`: the page's model picker, which a download reads and a finished job sets)."""
+    controls = tab.controls
+    resize = dict(inputs=controls["count"], outputs=[controls["count"], *controls["groups"]], api_visibility="private")
+    controls["add"].click(lambda n: shown_slots(n + 1), **resize)
+    controls["remove"].click(lambda n: shown_slots(n - 1), **resize)
     started = [tab.job, *tab.progress, tab.timer]
-    inputs = [name, backbone, size, epochs, archive, folder, *labels, *uploads]
-    train.click(page.train, inputs, started, api_name="train", concurrency_limit=1, concurrency_id="train")
+    controls["train"].click(
+        page.train, controls["inputs"], started, api_name="train", concurrency_limit=1, concurrency_id="train"
+    )
     tab.timer.tick(page.status, tab.job, [*tab.progress, tab.timer, model], api_name="train_status")
-    cancel.click(page.cancel, tab.job, tab.progress, api_name="train_cancel")
-    download.click(
+    controls["cancel"].click(page.cancel, tab.job, tab.progress, api_name="train_cancel")
+    controls["download"].click(
         page.download,
-        [model, kind],
-        file,
+        [model, controls["kind"]],
+        controls["file"],
         api_name="download",
         preprocess=False,  # the model's name as sent, as for a retrain
         concurrency_limit=1,
         concurrency_id="export",
     )
-    return tab
 
 
 def class_slots() -> tuple[list, list, list]:

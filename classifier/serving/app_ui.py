@@ -13,7 +13,9 @@ and in app_guard.py (queue only, `Limits`, uploads only, no URLs, only the shown
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import gradio as gr
 import numpy as np
@@ -22,22 +24,29 @@ from starlette.middleware import Middleware
 
 from ..data.images import ImageError
 from ..errors import UsageError, clipped
-from ..evaluation.confidence import in_effect
 from ..evaluation.metrics import METRICS_FILE, TARGET_PRECISION, format_table
 from ..model.artifacts import read_metadata
+from ..model.confidence import in_effect
 from ..model.metadata import ModelMetadata
 from .app_guard import (
     CONFUSION_FILE,
     CURVES_FILE,
-    URL_REFUSED,
     RequestGuard,
     ShownFiles,
-    inline_bytes,
     no_fetch,
     text_inputs,
     upload_path,
+    upload_source,
 )
-from .app_train import SentOnce, TrainPage, build_correction_row, build_train_tab, wire_corrections
+from .app_train import (
+    SentOnce,
+    TrainPage,
+    TrainTab,
+    build_correction_row,
+    build_train_tab,
+    wire_corrections,
+    wire_train_tab,
+)
 from .library import ModelLibrary, ModelLoading
 from .limits import DEFAULT_LIMITS, LOOPBACK_HOSTS, Limits
 
@@ -58,25 +67,6 @@ def no_model_message(models_dir: str | Path) -> str:
         "or, offline in under a minute (real ImageNet weights ship with the package), the shapes demo:"
         f"\n\n```sh\n{DEMO_COMMAND.format(models_dir=models_dir)}\n```"
     )
-
-
-def upload_source(upload, limits: Limits = DEFAULT_LIMITS) -> tuple[str | bytes, str]:
-    """A raw Gradio file payload -> (what the Predictor reads, the name to show the user).
-
-    Only a file Gradio received on /upload, or inline `data:` bytes within the upload limit; a path
-    anywhere else on the server or a URL is refused unread (see app_guard).
-    """
-    if not upload:
-        raise gr.Error("No image: drop, upload, paste or capture one first.")
-    if not isinstance(upload, dict):
-        raise gr.Error("Not a file payload: send the image as gradio_client's handle_file does", print_exception=False)
-    path, url = upload.get("path"), upload.get("url")
-    name = clipped(upload.get("orig_name") or Path(str(path or "image")).name)  # as messages show it
-    if not path and isinstance(url, str) and url.startswith("data:"):  # inline base64, as some webcams send it
-        return inline_bytes(url, name, limits), name
-    if not path and url:
-        raise gr.Error(URL_REFUSED, print_exception=False)
-    return upload_path(path, name), name
 
 
 class App:
@@ -262,74 +252,128 @@ class App:
         return str(examples[index]) if index is not None and 0 <= index < len(examples) else None
 
 
+@dataclass
+class Page:
+    """What the page's tabs build on and hand each other: the app, the Train tab's `trainer` (None: no training on
+    this page), the model picker, and each tab's built components by its label (what its `wire` receives)."""
+
+    app: App
+    trainer: TrainPage | None
+    model: gr.Dropdown
+    built: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PageTab:
+    """One tab of the page: `build` lays out its components inside `gr.Tab(label)` and returns what `wire` needs;
+    `wire` gives them their events once the whole page exists (a tab's events may reach another tab's components)."""
+
+    label: str
+    build: Callable[[Page], Any]
+    wire: Callable[[Page, Any], None]
+
+
+def _build_one_image(page: Page) -> dict:
+    image = no_fetch(  # the inputs refuse URLs instead of downloading them
+        gr.Image(sources=["upload", "clipboard", "webcam"], type="filepath", image_mode=None, label="Image", height=320)
+    )
+    button = gr.Button("Classify", variant="primary")
+    label = gr.Label(num_top_classes=TOP_K, label="Prediction")
+    correction = build_correction_row(page.trainer, page.app) if page.trainer else None
+    examples = gr.Dataset(
+        components=[gr.Image(visible=False)], samples=[], type="index", label="Examples", visible=False
+    )
+    return dict(image=image, button=button, label=label, correction=correction, examples=examples)
+
+
+def _predict_event(page: Page) -> dict:
+    """The settings both predict events share: one concurrency group, at most `concurrency` decode and predict."""
+    return dict(concurrency_limit=page.app.limits.concurrency, concurrency_id="predict")
+
+
+def _wire_one_image(page: Page, built: dict) -> None:
+    app, image, examples = page.app, built["image"], built["examples"]
+    predict = dict(
+        fn=app.classify,
+        inputs=[image, page.model],
+        outputs=built["label"],
+        preprocess=False,
+        postprocess=False,  # `classify` sends the label itself: the answer, which may be "Not sure"
+        **_predict_event(page),
+    )
+    built["button"].click(**predict, api_name="predict")
+    # Any new image (drop, upload, paste, webcam, an example) is classified without a click.
+    image.change(**{**predict, "fn": app.classify_if_any}, api_visibility="private")
+    examples.click(app.example, [examples, page.model], image, api_visibility="private")
+
+
+def _build_many_images(page: Page) -> dict:
+    files = no_fetch(
+        gr.File(file_count="multiple", type="filepath", label=f"Images (up to {page.app.limits.max_batch})")
+    )
+    button = gr.Button("Classify all", variant="primary")
+    table = gr.Dataframe(headers=BATCH_COLUMNS, label="Predictions", interactive=False)
+    return dict(files=files, button=button, table=table)
+
+
+def _wire_many_images(page: Page, built: dict) -> None:
+    inputs = [built["files"], page.model]
+    built["button"].click(
+        page.app.classify_files, inputs, built["table"], api_name="predict_batch", **_predict_event(page)
+    )
+
+
+def _build_train(page: Page) -> TrainTab:
+    return build_train_tab(page.trainer)
+
+
+def _wire_train(page: Page, tab: TrainTab) -> None:
+    """The Train tab's events, and the correction row's under a prediction (a retrain reports in the Train tab)."""
+    wire_train_tab(page.trainer, tab, page.model)
+    one_image = page.built[ONE_IMAGE.label]
+    wire_corrections(page.trainer, page.model, one_image["image"], one_image["correction"], tab)
+
+
+ONE_IMAGE = PageTab("One image", _build_one_image, _wire_one_image)
+MANY_IMAGES = PageTab("Many images", _build_many_images, _wire_many_images)
+TRAIN_TAB = PageTab("Train", _build_train, _wire_train)
+
+
+def page_tabs(trainer: TrainPage | None) -> list[PageTab]:
+    """The page's tabs in order; the Train tab only with a trainer. A new tab is one entry here."""
+    return [ONE_IMAGE, MANY_IMAGES] + ([TRAIN_TAB] if trainer else [])
+
+
+def build_model_view(page: Page) -> list:
+    """The column beside the tabs: the picked model's card, curves, metrics and confusion matrix."""
+    names = page.app.library.names
+    card = gr.Markdown(page.app.card(names[0] if names else None))
+    curves = gr.Image(label="Training curves", interactive=False, visible=False)
+    history = gr.LinePlot(x="epoch", y="value", color="metric", label="Training curves", visible=False)
+    metrics = gr.Markdown(visible=False)
+    confusion = gr.Image(label="Confusion matrix (validation)", interactive=False, visible=False)
+    return [card, curves, history, metrics, confusion]
+
+
 def build_app(app: App, trainer: TrainPage | None = None) -> gr.Blocks:
     """The Blocks page of `app`, with its queue: every event waits there, within `app.limits`; with `trainer`, the
     Train tab and the correction row under a prediction (classifier/serving/app_train.py)."""
-    names, limits = app.library.names, app.limits
+    names, limits, tabs = app.library.names, app.limits, page_tabs(trainer)
     with gr.Blocks(title="Image classifier", delete_cache=limits.delete_cache) as demo:
         gr.Markdown("# Image classifier\nDrop, upload, paste or photograph an image; the model ranks its classes.")
         model = gr.Dropdown(names, value=names[0] if names else None, label="Model", visible=len(names) > 1)
+        page = Page(app, trainer, model)
         with gr.Row():
             with gr.Column():
-                with gr.Tab("One image"):
-                    image = no_fetch(  # the inputs refuse URLs instead of downloading them
-                        gr.Image(
-                            sources=["upload", "clipboard", "webcam"],
-                            type="filepath",
-                            image_mode=None,
-                            label="Image",
-                            height=320,
-                        )
-                    )
-                    button = gr.Button("Classify", variant="primary")
-                    label = gr.Label(num_top_classes=TOP_K, label="Prediction")
-                    correction = build_correction_row(trainer, app) if trainer else None
-                    examples = gr.Dataset(
-                        components=[gr.Image(visible=False)], samples=[], type="index", label="Examples", visible=False
-                    )
-                with gr.Tab("Many images"):
-                    files = no_fetch(
-                        gr.File(file_count="multiple", type="filepath", label=f"Images (up to {limits.max_batch})")
-                    )
-                    batch_button = gr.Button("Classify all", variant="primary")
-                    table = gr.Dataframe(headers=BATCH_COLUMNS, label="Predictions", interactive=False)
-                if trainer:
-                    with gr.Tab("Train"):
-                        train_tab = build_train_tab(trainer, model)
+                for tab in tabs:
+                    with gr.Tab(tab.label):
+                        page.built[tab.label] = tab.build(page)
             with gr.Column():
-                card = gr.Markdown(app.card(names[0] if names else None))
-                curves = gr.Image(label="Training curves", interactive=False, visible=False)
-                history = gr.LinePlot(x="epoch", y="value", color="metric", label="Training curves", visible=False)
-                metrics = gr.Markdown(visible=False)
-                confusion = gr.Image(label="Confusion matrix (validation)", interactive=False, visible=False)
-
-        # Both predict events share one concurrency group: at most `concurrency` decode and predict at once.
-        predict = dict(
-            fn=app.classify,
-            inputs=[image, model],
-            outputs=label,
-            preprocess=False,
-            postprocess=False,  # `classify` sends the label itself: the answer, which may be "Not sure"
-            concurrency_limit=limits.concurrency,
-            concurrency_id="predict",
-        )
-        button.click(**predict, api_name="predict")
-        # Any new image (drop, upload, paste, webcam, an example) is classified without a click.
-        image.change(**{**predict, "fn": app.classify_if_any}, api_visibility="private")
-        examples.click(app.example, [examples, model], image, api_visibility="private")
-        batch_button.click(
-            app.classify_files,
-            [files, model],
-            table,
-            api_name="predict_batch",
-            concurrency_limit=limits.concurrency,
-            concurrency_id="predict",
-        )
-        view = [card, curves, history, metrics, confusion, examples]
+                view = [*build_model_view(page), page.built[ONE_IMAGE.label]["examples"]]
+        for tab in tabs:
+            tab.wire(page, page.built[tab.label])
         demo.load(app.model_view, model, view, api_visibility="private")
         model.change(app.model_view, model, view, api_visibility="private")
-        if trainer:
-            wire_corrections(trainer, model, image, correction, train_tab)
     # api_open=False: POST /gradio_api/run/<name> (which would skip the queue and its limits) answers 404;
     # the page and gradio_client join the queue (/gradio_api/queue/join), and so does /gradio_api/call/<name>.
     demo.queue(api_open=False, default_concurrency_limit=limits.concurrency, max_size=limits.max_queue)

@@ -2,20 +2,39 @@
 
 Training from the page (the Train tab, corrections, downloads) is off unless `training` is set:
 app.py turns it on when the app runs locally, or on a public deployment with `--allow-training`
-(`training_allowed`). Its limits are flags too, and each message names its flag (`limit_hit`).
+(`training_allowed`). Its limits are flags too, and each message names its flag (`limit_hit`): what one
+training job may bring is `data.limits.TrainsetLimits`, which `Limits` extends with the app's own. The models
+folder training writes into is never a model folder or inside one (`check_models_dir`).
 
-Nothing imported, so `python app.py --help` answers without loading Gradio or TensorFlow.
+Nothing heavy imported (no Gradio, no TensorFlow), so `python app.py --help` answers at once.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
 
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # per file, uploaded or inline: far above any photo
-# Characters of any text a request carries (a model, class or file name, a download kind, a job id, a folder):
-# checked before anything else reads it (app_guard). Only an inline image's data: URL may be longer (max_inline).
-MAX_TEXT = 500
+from ..data.formats import MAX_UPLOAD_BYTES
+from ..data.limits import MAX_TEXT, TrainsetLimits, limit_hit
+from ..errors import UsageError
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "LIMIT_FLAGS",
+    "LOOPBACK_HOSTS",
+    "MAX_JSON_VALUES",
+    "MAX_TEXT",
+    "MAX_UPLOAD_BYTES",
+    "Limits",
+    "TrainsetLimits",
+    "check_models_dir",
+    "is_public",
+    "limit_hit",
+    "training_allowed",
+]
+
 # Values (counted by their commas) in one call's JSON body, checked before it is parsed: the Train tab's six class
 # slots of --max-class-images uploads (a dozen values each) need 72,000 at the defaults.
 MAX_JSON_VALUES = 1_000_000
@@ -23,8 +42,9 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
-class Limits:
-    """What strangers can ask of the server at once; app.py's flags set the first three."""
+class Limits(TrainsetLimits):
+    """What strangers can ask of the server at once; app.py's flags set the first three. The training limits
+    (max_classes, max_class_images, max_train_mb, max_model_data_mb) are `TrainsetLimits`'."""
 
     concurrency: int = 4  # events running at once (each holds a CPU thread while it decodes and predicts)
     max_queue: int = 64  # events waiting; the next one is turned away ("queue is full")
@@ -35,30 +55,26 @@ class Limits:
     # Gradio's delete_cache (every, older than), seconds: an upload outlives its prediction and a visit
     # to the page (the picture is shown, and classified again, from that file), then goes within 70 min.
     delete_cache: tuple[int, int] = (600, 3600)
-    # Training from the page, and what one training job may bring (app.py's --allow-training and --max-* flags).
+    # Training from the page, and what the app lets training jobs do besides what each brings (TrainsetLimits).
     training: bool = False  # the Train tab, corrections and model downloads exist at all
     local: bool = False  # the app runs on the user's own machine: the Train tab may read a folder on it
-    max_classes: int = 20
-    max_class_images: int = 1000  # images in one class of a model's training folder
-    max_train_mb: int = 500  # bytes of images (or of a zip, unpacked) one training job may upload
     max_train_queue: int = 2  # training jobs waiting behind the running one; the next is turned away
-    # Bytes one model's training folder may hold: Train fills it (within max_train_mb), corrections add to it
-    # until this cap (a correction beyond it is refused); room for a few hundred photos above a full upload.
-    max_model_data_mb: int = 600
-    # Models trained from the page that the models folder may hold (each with its training folder): with the two
-    # caps above, what visitors can make the server keep is at most max_page_models x max_model_data_mb, plus
-    # the models themselves.
+    # Models trained from the page that the models folder may hold (each with its training folder): with
+    # max_model_data_mb, what visitors can make the server keep is at most max_page_models x max_model_data_mb,
+    # plus the models themselves.
     max_page_models: int = 20
+
+    # The flag that sets each training limit, for the message that says it was hit.
+    FLAGS: ClassVar[dict[str, str]] = {
+        **TrainsetLimits.FLAGS,
+        "max_train_queue": "--max-train-queue",
+        "max_page_models": "--max-page-models",
+    }
 
     @property
     def max_inline(self) -> int:
         """Characters of base64 that encode `max_upload` bytes."""
         return 4 * -(-self.max_upload // 3)
-
-    @property
-    def max_zip_entries(self) -> int:
-        """Entries a training zip may hold: files and folders of max_classes classes in train/ and validation/."""
-        return self.max_classes * (self.max_class_images + 1) * 2
 
     @property
     def max_body(self) -> int:
@@ -69,21 +85,24 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
-# The flag that sets each training limit, for the message that says it was hit.
-LIMIT_FLAGS = {
-    "max_classes": "--max-classes",
-    "max_class_images": "--max-class-images",
-    "max_train_mb": "--max-train-mb",
-    "max_train_queue": "--max-train-queue",
-    "max_zip_entries": "--max-classes x --max-class-images",
-    "max_model_data_mb": "--max-model-data-mb",
-    "max_page_models": "--max-page-models",
-}
+LIMIT_FLAGS = Limits.FLAGS  # the flag that sets each training limit, for the message that says it was hit
 
 
-def limit_hit(limits: Limits, name: str, what: str) -> str:
-    """One message for a training limit hit: `what` happened, the limit, and the flag that sets it."""
-    return f"{what}: above this app's limit of {getattr(limits, name):,} ({LIMIT_FLAGS[name]} sets it)"
+def check_models_dir(models_dir: str | Path) -> Path:
+    """Refuse a models folder that is a model folder or inside one: training from the page writes visitors' models
+    and photos into the models folder, which would put them inside a served model (and its downloads)."""
+    from ..model.artifacts import model_dir_around  # (numpy, not at app.py --help)
+
+    root = Path(models_dir).resolve()
+    model = model_dir_around(root)
+    if model is not None:
+        where = "is a model folder" if model == root else f"is inside the model folder {model}"
+        raise UsageError(
+            f"--models-dir {models_dir}: {where}; training from the page would write visitors' models and photos "
+            "into it. Point --models-dir at a folder that holds model folders (serve one model with --model), or "
+            "turn training off with --no-allow-training"
+        )
+    return root
 
 
 def is_public(host: str, share: bool) -> bool:

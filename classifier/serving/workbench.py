@@ -35,6 +35,7 @@ from ..config import TrainConfig
 from ..console import Progress, say
 from ..data.images import ImageError
 from ..errors import UsageError, first_line, quoted
+from ..model.backbones import page_choices
 from ..model.metadata import public_text
 from ..training.control import Cancelled
 from ..training.pipeline import TrainResult, train
@@ -46,14 +47,9 @@ KEPT_JOBS = 50  # finished jobs remembered for their pages; older ones are forgo
 KEPT_LINES = 200  # log lines kept per job
 CANCELLED_MESSAGE = "cancelled; nothing was written, the previous model (if any) is unchanged"
 EPOCH_METRICS = ("accuracy", "loss", "val_accuracy", "val_loss")
-# The Train tab's backbones, by the label it shows. The first is the default: its ImageNet weights ship in the
-# package (no download) and it is the fastest on a CPU; the others download their weights once (Keras' cache).
-BACKBONES = {
-    "MobileNetV2 0.35 (bundled weights, fastest)": dict(backbone="mobilenet_v2", alpha=0.35),
-    "MobileNetV2 1.0": dict(backbone="mobilenet_v2", alpha=1.0),
-    "EfficientNetB0": dict(backbone="efficientnet_b0"),
-    "InceptionV3 (the course's)": dict(backbone="inception_v3"),
-}
+# The Train tab's backbones, by the label it shows (an API value of /train). The first is the default: its ImageNet
+# weights ship in the package (no download) and it is the fastest on a CPU; the others download their weights once.
+BACKBONES = page_choices()  # label -> TrainConfig options; each backbone's `page` entries (model/backbones.py)
 DEFAULT_BACKBONE = next(iter(BACKBONES))
 IMAGE_SIZE = 160  # the tab's default input size: accuracy near 224 px's at half its pixels (benchmarks/README.md)
 EPOCHS = 10

@@ -86,6 +86,25 @@ def pass_keys(passes: list, cache: FeatureCache) -> list[list[tuple[str, str]]]:
     return [[(sha, cache.variant(copy)) for sha in hashes] for _, hashes, copy in passes]
 
 
+def _merged_passes(passes: list, todo: list) -> tuple[Split, np.ndarray, dict]:
+    """The passes' images as one split, each split once (the training passes share theirs); which (image, copy) of it
+    are wanted; and for each the pass entry it computes: (pass, index into its split)."""
+    offsets: dict[int, int] = {}  # id(split) -> where its images start
+    paths, orientations, hashes = [], [], []
+    for split, split_hashes, _ in passes:
+        if id(split) not in offsets:
+            offsets[id(split)] = len(paths)
+            paths, orientations, hashes = paths + split.paths, orientations + split.orientations, hashes + split_hashes
+    images = Split(paths, [0] * len(paths), orientations, hashes)  # labels: not part of a feature
+    wanted = np.zeros((len(images), 1 + max(copy for _, _, copy in passes)), bool)
+    entry = {}  # (image, copy) -> (pass, index into its split)
+    for p, ((split, _, copy), indices) in enumerate(zip(passes, todo, strict=True)):
+        for i in indices:
+            wanted[offsets[id(split)] + i, copy] = True
+            entry[offsets[id(split)] + i, copy] = (p, i)
+    return images, wanted, entry
+
+
 def compute(
     extract, passes: list, keys: list, todo: list, cache: FeatureCache, config: TrainConfig, log: Log, on_progress=None
 ) -> list[dict[int, np.ndarray]]:
@@ -103,21 +122,7 @@ def compute(
     total = sum(map(len, todo))
     if not total:
         return results
-    # The passes' images as one split, each split once (the training passes share theirs), and for each
-    # (image, copy) of it the pass entry it computes.
-    offsets: dict[int, int] = {}  # id(split) -> where its images start
-    paths, orientations, hashes = [], [], []
-    for split, split_hashes, _ in passes:
-        if id(split) not in offsets:
-            offsets[id(split)] = len(paths)
-            paths, orientations, hashes = paths + split.paths, orientations + split.orientations, hashes + split_hashes
-    images = Split(paths, [0] * len(paths), orientations, hashes)  # labels: not part of a feature
-    wanted = np.zeros((len(images), 1 + max(copy for _, _, copy in passes)), bool)
-    entry = {}  # (image, copy) -> (pass, index into its split)
-    for p, ((split, _, copy), indices) in enumerate(zip(passes, todo, strict=True)):
-        for i in indices:
-            wanted[offsets[id(split)] + i, copy] = True
-            entry[offsets[id(split)] + i, copy] = (p, i)
+    images, wanted, entry = _merged_passes(passes, todo)
 
     progress = Progress("backbone features", total, log=log, unit="images", on_update=on_progress)
     pending: list[list[int]] = [[] for _ in passes]  # per pass: indices computed, not yet handed to the writer

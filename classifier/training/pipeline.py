@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from .._tf import keras, tf
-from ..config import TrainConfig, resolve
+from ..config import TrainConfig
 from ..console import Log, Progress, say
 from ..data.augment import make_augmenter
 from ..data.datasets import resolve_data
@@ -33,7 +33,7 @@ from ..data.pipeline import ImageData, ScanMemo, image_dataset, load_image_data
 from ..evaluation.metrics import MIN_EVIDENCE, TARGET_PRECISION, classification_metrics, most_wrong
 from ..evaluation.report import write_report
 from ..model.artifacts import check_output_dir, save_model_dir, versions
-from ..model.backbones import HUB_PREFIX, TOP
+from ..model.backbones import HUB_PREFIX, TOP, resolve
 from ..model.compat import forget_restored_epoch
 from ..model.finetune import fine_tune_layer, unfreeze_from
 from ..model.metadata import DataSummary, ModelMetadata

@@ -5,7 +5,8 @@ Samples come from the model's own data folder (recorded in `metadata.json` as `d
 calibration. Without a data folder the check falls back to deterministic synthetic pixels (and
 says so); int8 calibration cannot, since noise would calibrate the wrong activation ranges.
 
-What an export may change is set per format and quantization in `ALLOWANCES`:
+What an export may change is set per format and quantization (each exporter's `allowances`, gathered in
+`registry.ALLOWANCES`):
 
 - Float exports (SavedModel, TFLite `none`) run the same float32 model on other kernels: every
   probability must be within `max_difference` of the Keras model's, so any real bug shows.
@@ -31,14 +32,17 @@ images' folder labels.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .._tf import tf
+from ..console import Log
 from ..data.images import check_image_file
 from ..data.pipeline import Split, find_class_files, image_dataset, split_folders
+from ..model.metadata import ModelMetadata
 
 NEAR_TIE = 0.05  # a top-1 flip where the Keras model's own lead was at most this is a coin toss, not a disagreement
 
@@ -68,27 +72,6 @@ class Allowance:
         return max(self.min_flips, math.floor((1 - self.min_agreement) * images + 1e-9))
 
 
-# (format, quantize) -> what its export may change; see the module docstring for why, the docs for the figures.
-ALLOWANCES = {
-    ("savedmodel", "none"): Allowance(max_difference=1e-5),  # TensorFlow's own kernels
-    ("tflite", "none"): Allowance(max_difference=1e-4),  # float32 on LiteRT's kernels (XNNPACK)
-    ("tflite", "float16"): Allowance(min_agreement=0.99, min_flips=1, max_mean_difference=0.01),
-    ("tflite", "dynamic"): Allowance(min_agreement=0.95, min_flips=2, max_mean_difference=0.1),
-    ("tflite", "int8"): Allowance(min_agreement=0.90, min_flips=3, max_mean_difference=0.1),
-}
-
-
-def allowance(format: str, quantize: str, tolerance: float | None = None, min_agreement: float | None = None):
-    """The table's allowance, with --tolerance (float exports) or --min-agreement (quantized: the share alone,
-    without the small-sample floor) in place of its own figure."""
-    rule = ALLOWANCES[format, quantize]
-    if tolerance is not None:
-        rule = replace(rule, max_difference=tolerance)
-    if min_agreement is not None:
-        rule = replace(rule, min_agreement=min_agreement, min_flips=0)
-    return rule
-
-
 class ExportCheckError(Exception):
     """The export was written but does not predict like the Keras model; the message has the figures."""
 
@@ -108,6 +91,32 @@ class Samples:
         if self.labels is None:
             return None
         return np.array([class_names.index(name) if name in class_names else -1 for name in self.labels])
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """Everything one export's hooks read (an `Exporter`'s write and check): the model and its metadata, the options,
+    the check images with the Keras model's answers on them, the rule they are judged by, and where to log."""
+
+    model: Any  # the Keras model
+    metadata: ModelMetadata
+    options: Any  # export.ExportOptions
+    samples: Samples
+    reference: np.ndarray  # the Keras model's probabilities on samples.pixels
+    targets: np.ndarray | None  # samples' true class indices (None: synthetic pixels)
+    rule: Allowance
+    train_folder: Path | None  # the training images (int8 calibrates on them); None: not on this machine
+    log: Log
+
+
+def pixels_input(size: tuple[int, int]) -> str:
+    """export.json's description of a float pixels input at the model's size."""
+    return f"float32 (N, {size[0]}, {size[1]}, 3), RGB pixels 0..255 at the model's size"
+
+
+def predict_batches(predict, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """`predict(batch)` over `inputs` in batches of `batch_size`, so 200 check images need little memory."""
+    return np.concatenate([np.asarray(predict(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)])
 
 
 def data_folders(root: Path) -> tuple[Path, Path]:

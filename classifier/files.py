@@ -13,10 +13,13 @@ named `.png` does not hang the reader. The rule:
 Anything else raises `FileRefused`, an `OSError` whose `reason` says what the path is instead
 ("a FIFO (named pipe), not a regular file", "a symbolic link whose target does not exist", "a
 folder, not a file"...) without naming a link's target.
+
+`sha256_of` hashes a file's content through `open_regular` (downloads, weights, the training folder's names).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -77,6 +80,15 @@ def read_regular(path: str | Path, limit: int) -> bytes:
         if os.fstat(file.fileno()).st_size > limit:
             raise FileRefused(path, f"larger than {limit // 2**20} MB")
         return read_bounded(file, path, limit)
+
+
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file's content (`FileRefused` when `path` is no regular file: nothing waits on a FIFO)."""
+    digest = hashlib.sha256()
+    with open_regular(path) as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _stat(path: str | Path) -> os.stat_result:
