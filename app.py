@@ -138,7 +138,7 @@ def parse_args(argv: Sequence[str] | None):
 
 def find_served_models(args) -> dict[str, Path]:
     """--model names one folder (it must be a model); otherwise every model under --models-dir (may be none)."""
-    from classifier.serving.serving import find_models, is_model_dir
+    from classifier.serving.library import find_models, is_model_dir
 
     if args.model:
         path = Path(args.model)
@@ -181,7 +181,7 @@ def serve(args, limits: Limits) -> int:
     """Load the models and serve the page until the server is stopped."""
     models = find_served_models(args)
     from classifier.serving.app_ui import launch
-    from classifier.serving.serving import ModelLibrary
+    from classifier.serving.library import ModelLibrary
 
     library = ModelLibrary(
         models, trust_hub_handle=args.trust_hub_handle, min_confidence=args.min_confidence, engine=args.engine

@@ -2,7 +2,7 @@
 
     python benchmarks/predict_latency.py MODEL_DIR [IMAGE_FOLDER] [--n 200] [--engines litert,tensorflow]
 
-For each engine (serving/litert.py), in one run: the load, the model call alone on pixels already at
+For each engine (inference/runtime.py), in one run: the load, the model call alone on pixels already at
 the model's size, and the whole `Predictor.predict(path)` (read, decode, EXIF, resize, call). The
 litert load converts the backbone when ~/.cache/classifier/litert lacks it (its line says so; set
 XDG_CACHE_HOME to an empty folder to time that). Without a folder the images are random pixels of 375x500.

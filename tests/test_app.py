@@ -18,10 +18,11 @@ from PIL import Image
 from test_images import _variants
 
 import app as app_cli
+from classifier.inference.batched import BatchedPredictor
 from classifier.predict import Predictor
 from classifier.serving.app_ui import App, launch
+from classifier.serving.library import ModelLibrary, find_models
 from classifier.serving.limits import DEFAULT_LIMITS, Limits
-from classifier.serving.serving import BatchedPredictor, ModelLibrary, find_models
 from classifier.serving.space import gradio_pin, read_front_matter
 
 ARTIFACTS = ROOT / "test-artifacts"

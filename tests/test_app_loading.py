@@ -20,9 +20,9 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from test_app import serve
 
+from classifier.inference import runtime
 from classifier.model.artifacts import load_model, read_metadata, save_model_dir
 from classifier.model.network import build_model, feature_extractor
-from classifier.serving import litert
 
 CEILING = 4.0  # seconds for one prediction on a loaded model, however busy the machine: it took 19.5 s before
 ANSWERED = 8  # predictions answered during a load, at least: before, one waited for the whole load
@@ -64,7 +64,7 @@ def image(shapes_dir) -> str:
 def cache_entry(folder: Path) -> Path:
     """Where the LiteRT conversion of `folder`'s backbone is cached."""
     size = tuple(read_metadata(folder).image_size)
-    return litert.cache_dir() / f"{litert.cache_key(feature_extractor(load_model(folder)), size)}.tflite"
+    return runtime.cache_dir() / f"{runtime.cache_key(feature_extractor(load_model(folder)), size)}.tflite"
 
 
 def while_running(call, then) -> list:

@@ -29,8 +29,8 @@ from classifier.errors import QUOTED_CHARS, UsageError
 from classifier.model.metadata import public_text
 from classifier.serving.app_train import TrainPage
 from classifier.serving.app_ui import App, launch
+from classifier.serving.library import ModelLibrary, find_models
 from classifier.serving.limits import MAX_JSON_VALUES, MAX_TEXT, Limits
-from classifier.serving.serving import ModelLibrary, find_models
 
 LIMITS = Limits(training=True, local=True)
 HUGE = 60 * 2**20  # characters of the hostile strings: issue 23's 60 MiB

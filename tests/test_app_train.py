@@ -38,8 +38,8 @@ from classifier.predict import Predictor
 from classifier.serving import scratch
 from classifier.serving.app_train import KEPT_DOWNLOADS, TrainPage
 from classifier.serving.app_ui import App, launch
+from classifier.serving.library import ModelLibrary
 from classifier.serving.limits import Limits
-from classifier.serving.serving import ModelLibrary
 from classifier.serving.workbench import DEFAULT_BACKBONE
 from classifier.shapes import make_shapes_dataset
 

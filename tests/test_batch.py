@@ -1,4 +1,4 @@
-"""The Beam engine, on its local runner: batch prediction matches `Predictor`, and a cache fill makes `train` skip the
+"""Beam, on its local runner: batch prediction matches `Predictor`, and a cache fill makes `train` skip the
 backbone pass."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from special_files import DEVICE, make_special_files, unblocked
 pytest.importorskip("apache_beam")  # the [beam] extra, which CI's [test] installs
 
 from classifier import batch_features, batch_predict  # noqa: E402
+from classifier.batch.predictions import read_files  # noqa: E402
 from classifier.config import TrainConfig  # noqa: E402
 from classifier.model.backbones import resolve  # noqa: E402
 from classifier.model.confidence import NOT_SURE  # noqa: E402
@@ -83,7 +84,7 @@ def test_batch_predict_gives_each_path_that_is_no_regular_file_an_error_row_with
     (folder / "link.png").symlink_to(folder / "a.png")  # a link to a regular file is read
     # The pipeline's own read step first, on a link to /dev/null: harmless even if the device were read, and it
     # must be refused before the run below meets /dev/zero.
-    (refused,) = batch_predict.read_files(str(folder / "null.png"), 3)
+    (refused,) = read_files(str(folder / "null.png"), 3)
     assert refused.tag == "errors" and refused.value[-1] == DEVICE
 
     out = tmp_path / "results.csv"
@@ -180,7 +181,7 @@ def _argv(data, weights, cache_dir) -> list:
     return ["--data", data, *[arg for name, value in options.items() for arg in (f"--{name.replace('_', '-')}", value)]]
 
 
-def test_a_cache_filled_by_the_engine_trains_without_a_backbone_pass_and_the_same_model(
+def test_a_cache_filled_on_beam_trains_without_a_backbone_pass_and_the_same_model(
     tmp_path, random_mobilenet_weights, capsys
 ):
     data = make_shapes_dataset(

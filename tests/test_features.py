@@ -195,7 +195,7 @@ def test_a_retrain_in_the_same_process_reuses_the_frozen_backbone_and_saves_the_
 
 
 def test_the_store_shards_entries_merges_concurrent_writers_and_survives_damage(tmp_path, monkeypatch):
-    """FeatureCache's own API, numpy only: what another engine (classifier.batch_predict) fills the cache with."""
+    """FeatureCache's own API, numpy only: what Beam (classifier.batch_features) fills the cache with."""
     from concurrent.futures import ThreadPoolExecutor
 
     from classifier.training import featurecache

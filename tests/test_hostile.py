@@ -19,8 +19,8 @@ from hostile import corpus, largest_accepted_png, running_app, status_kb
 from classifier.data.images import MAX_DECODE_BYTES, ImageError
 from classifier.predict import Predictor, main
 from classifier.serving.app_ui import App
+from classifier.serving.library import ModelLibrary
 from classifier.serving.limits import Limits
-from classifier.serving.serving import ModelLibrary
 
 
 def refused(expected) -> bool:

@@ -28,7 +28,7 @@ from classifier.errors import UsageError
 from classifier.model.hub import HubFeatures
 from classifier.predict import Predictor
 from classifier.serving.app_ui import App
-from classifier.serving.serving import ModelLibrary, find_models
+from classifier.serving.library import ModelLibrary, find_models
 from classifier.shapes import make_shapes_dataset
 from classifier.train import train
 

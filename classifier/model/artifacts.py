@@ -29,7 +29,7 @@ from .metadata import ModelMetadata
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 LABELS_FILE = "labels.txt"
-# What runs a served model's backbone (serving/litert.py): LiteRT, converting it on first use; LiteRT only where that
+# What runs a served model's backbone (inference/runtime.py): LiteRT, converting it on first use; LiteRT only where that
 # conversion is cached, else TensorFlow; TensorFlow.
 ENGINES = ("litert", "auto", "tensorflow")
 DEFAULT_ENGINE = "litert"  # Predictor's, the app's and every library default; the predict command's is auto

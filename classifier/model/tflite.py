@@ -1,7 +1,7 @@
 """A model, or its frozen part, as a TFLite flatbuffer, and the LiteRT interpreter that runs one.
 
 `classifier.export` writes the whole model this way (`--format tflite`, optionally quantized); the
-`Predictor` serves the backbone this way (classifier/serving/litert.py), where LiteRT's XNNPACK
+`Predictor` serves the backbone this way (classifier/inference/runtime.py), where LiteRT's XNNPACK
 kernels run the convolutions about twice as fast as TensorFlow's on a CPU (benchmarks/README.md).
 
 Conversion starts after the model's Resizing layer: at the model's size it is the identity (the

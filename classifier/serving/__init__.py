@@ -1,5 +1,6 @@
-"""A trained model at work: the app and the engine behind the batch commands.
+"""A trained model at work: the web app.
 
-The Gradio page (its Train tab, training jobs, guards and limits), models shared across requests, the Apache
-Beam engine and handlers of `classifier.batch_predict` / `classifier.batch_features`, and export's agreement check.
+The Gradio page (its Train tab, training jobs, guards and limits), the models it offers, loaded once and shared
+across requests (library.py), and export's agreement check. What answers is inference/ (Predictor); the batch
+commands run on Beam in batch/.
 """

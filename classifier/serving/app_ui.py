@@ -47,8 +47,8 @@ from .app_train import (
     wire_corrections,
     wire_train_tab,
 )
+from .library import ModelLibrary, ModelLoading
 from .limits import DEFAULT_LIMITS, LOOPBACK_HOSTS, Limits
-from .serving import ModelLibrary, ModelLoading
 
 TOP_K = 5
 TRAIN_COMMAND = "python -m classifier.train --data PATH_OR_NAME --out {models_dir}/NAME"

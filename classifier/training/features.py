@@ -21,7 +21,7 @@ A run's missing entries are computed by ONE input pipeline (`compute`): each ima
 entry is decoded once and yields its clean image and its missing augmented copies, and the backbone
 sees batches that may mix them. An augmented copy is a draw made from `--seed`, the copy's number
 and the image's content alone (`backbone_batches`), so it is the same draw whatever other images,
-order, batches, worker or engine compute it. Entries that an earlier version drew per batch stay
+order, batches, worker or runner compute it. Entries that an earlier version drew per batch stay
 valid: they are draws of the same augmentation, so the cache's keys did not change.
 """
 
@@ -159,8 +159,8 @@ def backbone_batches(extract, split: Split, config: TrainConfig, wanted):
     then copies: per batch of `config.batch_size` pairs, a float32 (n, D) array with the pairs' image indices and
     copies ((n,) arrays each). Copy 0 is the image as it is, copy k >= 1 `augment.augment_image` drawn from the
     seed (`config.seed` + k, the image's content hash): an image's copy k is the same draw
-    whatever images, order, batches or worker it is computed with. Also the batch engine's computation
-    (classifier/batch_features.py)."""
+    whatever images, order, batches or worker it is computed with. Also the Beam runner's computation
+    (classifier/batch/features.py)."""
     seeds = [int(sha[:15], 16) for sha in split.content_hashes()]  # 60 bits of each image's sha256: an int64
     augment = augmentation(tuple(getattr(config, name) for name in AUGMENTATION_FIELDS), config.seed)
     batches = copies_dataset(split, wanted, config.image_shape, config.batch_size, augment, seeds)

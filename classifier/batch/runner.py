@@ -1,4 +1,4 @@
-"""The scale-out engine, Apache Beam: what `batch_predict` and `batch_features` share.
+"""The batch commands' runner, Apache Beam: what `batch_predict` and `batch_features` share.
 
 Beam is optional (`pip install -r requirements-beam.txt`, or the `[beam]` extra); without it the batch
 commands stop with one line saying so, and nothing else in the package imports this module.
@@ -51,7 +51,7 @@ def quiet_beam_logs() -> None:
     logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
 
 
-def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
     """`--runner`, and the epilog that says the rest of Beam's options pass through."""
     parser.add_argument(
         "--runner",

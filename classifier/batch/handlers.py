@@ -11,11 +11,11 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
-from ..batch_predict import error_row, result_row
 from ..data.images import ImageError
 from ..errors import UsageError, first_line
-from ..predict import Predictor
-from .engine import local_model_dir
+from ..inference.predictor import Predictor
+from .rows import error_row, result_row
+from .runner import local_model_dir
 
 
 class PredictorHandler(ModelHandler):

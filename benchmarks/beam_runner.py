@@ -1,6 +1,6 @@
-"""The Beam engine's local runner against the plain predict command, on the same photos: throughput and overhead.
+"""Beam's local runner against the plain predict command, on the same photos: throughput and overhead.
 
-    python benchmarks/engine.py MODEL_DIR [DATA] [--per-class 500] [--runs 1] [--beam-args '...']
+    python benchmarks/beam_runner.py MODEL_DIR [DATA] [--per-class 500] [--runs 1] [--beam-args '...']
 
 Runs, each as its own process from start to exit (Python, TensorFlow import, model load included):
 
@@ -11,7 +11,7 @@ Runs, each as its own process from start to exit (Python, TensorFlow import, mod
 
 FOLDER holds the first `--per-class` images of each class of DATA's `train/` (symlinks; default
 DATA: ../shared/data/cats_dogs). Printed per run: wall seconds, CPU seconds of the process and its
-children, images per second of wall time; then the engine's overhead against the plain command
+children, images per second of wall time; then Beam's overhead against the plain command
 (wall and CPU, in total and per image) and whether both gave the same top class for every image.
 The load average is printed beside the figures: other work on the machine slows both.
 
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("data", nargs="?", type=Path, default=ROOT.parent / "shared" / "data" / "cats_dogs")
     parser.add_argument("--per-class", type=int, default=500, help="images per class (default 500)")
     parser.add_argument("--runs", type=int, default=1, help="runs of each command (default 1)")
-    parser.add_argument("--beam-args", default="", help="more Beam options for the engine's runs, one string")
+    parser.add_argument("--beam-args", default="", help="more Beam options for the Beam runs, one string")
     parser.add_argument("--code", help="run another checkout's classifier package (see _common.py)")
     args = parser.parse_args()
 
@@ -65,12 +65,12 @@ def main() -> None:
         count = sum(1 for path in folder.rglob("*") if path.is_file())
         out = Path(scratch) / "results.csv"
         plain = [sys.executable, "-m", "classifier.predict", str(args.model_dir), str(folder), "--json", "--top-k", "1"]
-        engine = [sys.executable, "-m", "classifier.batch_predict", str(args.model_dir), f"{folder}/**"]
-        engine += ["--out", str(out), "--top-k", "1", *shlex.split(args.beam_args)]
+        beam = [sys.executable, "-m", "classifier.batch_predict", str(args.model_dir), f"{folder}/**"]
+        beam += ["--out", str(out), "--top-k", "1", *shlex.split(args.beam_args)]
         print(f"{machine()}; {count} images from {args.data}; model {args.model_dir}")
-        figures = {"plain": [], "engine": []}
+        figures = {"plain": [], "beam": []}
         for _ in range(args.runs):
-            for name, argv in (("plain", plain), ("engine", engine)):
+            for name, argv in (("plain", plain), ("beam", beam)):
                 load = uptime_load()
                 wall, cpu, stdout = timed_run(argv)
                 figures[name].append((wall, cpu))
@@ -78,17 +78,17 @@ def main() -> None:
                 if name == "plain":
                     plain_top = {row["image"]: row["predictions"][0]["label"] for row in json.loads(stdout)}
         with open(out, newline="") as file:
-            engine_top = {row["path"]: row["class_1"] for row in csv.DictReader(file)}
+            beam_top = {row["path"]: row["class_1"] for row in csv.DictReader(file)}
 
     def best(name: str) -> tuple[float, float]:
         return min(figures[name])  # the least disturbed run
 
-    (plain_wall, plain_cpu), (engine_wall, engine_cpu) = best("plain"), best("engine")
+    (plain_wall, plain_cpu), (beam_wall, beam_cpu) = best("plain"), best("beam")
     print(
-        f"engine overhead: {engine_wall - plain_wall:+.1f} s wall ({(engine_wall - plain_wall) / count * 1000:+.1f} "
-        f"ms/image), {engine_cpu - plain_cpu:+.1f} s CPU ({(engine_cpu - plain_cpu) / count * 1000:+.1f} ms/image)"
+        f"Beam overhead: {beam_wall - plain_wall:+.1f} s wall ({(beam_wall - plain_wall) / count * 1000:+.1f} "
+        f"ms/image), {beam_cpu - plain_cpu:+.1f} s CPU ({(beam_cpu - plain_cpu) / count * 1000:+.1f} ms/image)"
     )
-    same = sum(engine_top.get(path) == label for path, label in plain_top.items())
+    same = sum(beam_top.get(path) == label for path, label in plain_top.items())
     print(f"same top class: {same} of {len(plain_top)} images")
 
 

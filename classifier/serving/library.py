@@ -1,11 +1,8 @@
-"""Serving many users from one process: every model loaded once, concurrent requests batched.
+"""The models the app offers: every model folder found once, each model loaded at most once and shared.
 
-`ModelLibrary` finds the model folders the app can offer and loads each at most once, shared by
-every request. `BatchedPredictor` puts one worker thread in front of a `Predictor`'s model call:
-requests decode their own uploads in parallel (`Predictor.pixels`, the one preprocessing path),
-then hand the pixels over. The worker runs whatever is waiting as one batch, so a lone request
-runs at once (no waiting window) and requests that pile up behind a busy model share its next
-call. A bad upload fails only its own request, which Gradio's `batch=True` cannot promise.
+`find_models` lists the model folders under the app's `--models-dir`; `ModelLibrary` loads each on its first
+request as a `BatchedPredictor` (inference/batched.py), which every request for that model then shares, and
+reloads it when a retrain replaces its folder.
 
 Loading never stalls the answers of another model: each model has its own lock, held across its
 load alone, and a first LiteRT conversion runs in a child process, so it holds no lock of this one
@@ -15,95 +12,14 @@ old predictor goes on answering, then swaps them.
 
 from __future__ import annotations
 
-import queue
 import threading
-from concurrent.futures import Future
 from pathlib import Path
 
-import numpy as np
-
 from ..console import Log, say
-from ..data.images import ImageSource
 from ..errors import quoted
+from ..inference.batched import BatchedPredictor
+from ..inference.predictor import Predictor
 from ..model.artifacts import DEFAULT_ENGINE, is_model_dir
-from ..predict import Predictor
-
-MAX_BATCH = 16  # images per model call; bounds the latency one big request adds to the others
-
-
-class BatchedPredictor:
-    """A `Predictor` whose model calls from many threads are merged into batches."""
-
-    def __init__(self, predictor: Predictor, max_batch: int = MAX_BATCH):
-        self.predictor = predictor
-        self.max_batch = max_batch
-        self.calls = 0  # model calls made; with `images` it shows how much batching happened
-        self.images = 0
-        self._pending: queue.SimpleQueue[tuple[np.ndarray, Future] | None] = queue.SimpleQueue()  # None: close()
-        self._closing = threading.Lock()
-        self._closed = False
-        threading.Thread(target=self._serve, name=f"batcher-{predictor.model_dir.name}", daemon=True).start()
-
-    def __getattr__(self, name):  # class_names, metadata, pixels, top_k, answer, model_dir ...
-        return getattr(self.predictor, name)
-
-    def predict_proba(self, images: list[ImageSource]) -> np.ndarray:
-        """Like `Predictor.predict_proba`: decoding happens here, in the caller's thread."""
-        if not images:
-            return np.zeros((0, len(self.predictor.class_names)), np.float32)
-        return self.probabilities_of_pixels(np.stack([self.predictor.pixels(image) for image in images]))
-
-    def probabilities_of_pixels(self, batch: np.ndarray) -> np.ndarray:
-        """Queue (N, H, W, 3) pixels for the worker and wait for their (N, classes) probabilities."""
-        future: Future = Future()
-        with self._closing:  # never queued behind close()'s marker, where no worker would answer it
-            if self._closed:
-                raise RuntimeError(f"the model {self.predictor.model_dir.name} was replaced; send the request again")
-            self._pending.put((batch, future))
-        return future.result()
-
-    def close(self) -> None:
-        """End the worker thread once the requests queued before this call are answered, so a replaced model's
-        memory is freed; a request made later is refused (RuntimeError)."""
-        with self._closing:
-            self._closed = True
-            self._pending.put(None)
-
-    def _serve(self) -> None:
-        while True:
-            first = self._pending.get()
-            if first is None:  # close(): nothing can be queued behind it; the model goes with the last reference
-                return
-            jobs = [first]
-            size = len(jobs[0][0])
-            while size < self.max_batch:
-                try:
-                    job = self._pending.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:  # close() arrived behind these jobs: answer them first, then stop
-                    self._pending.put(None)
-                    break
-                jobs.append(job)
-                size += len(job[0])
-            try:
-                # Big requests (the batch tab) are cut into max_batch slices; small ones are merged.
-                stacked = np.concatenate([pixels for pixels, _ in jobs])
-                chunks = [
-                    self.predictor.probabilities_of_pixels(stacked[i : i + self.max_batch])
-                    for i in range(0, len(stacked), self.max_batch)
-                ]
-                probabilities = np.concatenate(chunks)
-                self.calls += len(chunks)
-                self.images += len(stacked)
-            except Exception as error:  # a failed model call fails the requests that were in it, not the worker
-                for _, future in jobs:
-                    future.set_exception(error)
-                continue
-            start = 0
-            for pixels, future in jobs:
-                future.set_result(probabilities[start : start + len(pixels)])
-                start += len(pixels)
 
 
 def find_models(models_dir: str | Path) -> dict[str, Path]:
@@ -129,7 +45,7 @@ class ModelLibrary:
     """The models the app offers, by name; each is loaded on first use and then shared.
 
     Each model has its own lock, held across its load alone (a first LiteRT conversion included, which runs in a
-    child process: serving/litert.py): a first request for a model waits for that model's load, and nobody else
+    child process: inference/runtime.py): a first request for a model waits for that model's load, and nobody else
     waits for it. The library's own lock guards its tables and is never held across a load. The page's requests
     load one model at a time (`get`'s `wait`)."""
 
@@ -141,7 +57,7 @@ class ModelLibrary:
         engine: str = DEFAULT_ENGINE,
     ):
         self.paths = dict(models)
-        self.engine = engine  # what runs each model's backbone (serving/litert.py)
+        self.engine = engine  # what runs each model's backbone (inference/runtime.py)
         self.trust_hub_handle = trust_hub_handle  # see classifier.model.hub: load hub backbones from outside the folder
         self.min_confidence = min_confidence  # the "not sure" threshold for every model; None: each model's own
         self._loaded: dict[str, BatchedPredictor] = {}
