@@ -78,6 +78,7 @@ def models_dir(model_dir, shapes_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(models_dir):
     demo, library, url = serve(models_dir)
+    library.get(None)  # loaded before the first visitor, as app.py does
     yield url, library
     demo.close()
 

@@ -23,6 +23,7 @@ from test_app import serve
 from classifier.inference import runtime
 from classifier.model.artifacts import load_model, read_metadata, save_model_dir
 from classifier.model.network import build_model, feature_extractor
+from classifier.serving.limits import Limits
 
 CEILING = 4.0  # seconds for one prediction on a loaded model, however busy the machine: it took 19.5 s before
 ANSWERED = 8  # predictions answered during a load, at least: before, one waited for the whole load
@@ -50,7 +51,8 @@ def models_dir(model_dir, shapes_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(models_dir):
-    demo, library, url = serve(models_dir)
+    # Two queue workers: one request may wait for a load, the other worker stays free for the loaded model.
+    demo, library, url = serve(models_dir, Limits(concurrency=2))
     library.get("shapes")  # loaded, as app.py loads the first model before it serves
     yield url, library
     demo.close()
@@ -83,8 +85,9 @@ def while_running(call, then) -> list:
 
 def test_a_first_load_with_its_conversion_stalls_no_other_model(server, image):
     """A stranger asks for a model nobody loaded yet: its load (and the LiteRT conversion of its backbone) takes
-    seconds, and the other client's predictions on a loaded model go on being answered in their usual time. A
-    second request for a model while one loads is refused at once, so loads hold one of the queue's workers."""
+    seconds, and the other client's predictions on a loaded model go on being answered in their usual time. With
+    --concurrency 2, a second request for a model while one loads is refused at once: loads hold one of the two
+    queue workers, never both."""
     url, library = server
     client, stranger = Client(url, verbose=False), Client(url, verbose=False)
     entry = cache_entry(library.paths["fresh"])
@@ -92,7 +95,7 @@ def test_a_first_load_with_its_conversion_stalls_no_other_model(server, image):
     answered, refused = [], []
 
     def predict_shapes():
-        if not refused and library._request_load.locked():  # the stranger's load has begun
+        if not refused and library._loading.get("fresh", threading.Lock()).locked():  # the stranger's load has begun
             with pytest.raises(AppError, match="model 'fresh' is being loaded for another request; send yours again"):
                 client.predict(handle_file(image), "fresh", api_name="/predict")
             refused.append(True)

@@ -77,6 +77,7 @@ class App:
         self.models_dir = str(models_dir)
         self.limits = limits
         self.shown = ShownFiles(library.paths)  # the only files of the model folders the page can show
+        library.wait_for_loads(limits.concurrency - 1)  # a queue worker is always left for the loaded models
 
     def name(self, model: str | None) -> str:
         return model or self.library.names[0]
@@ -91,7 +92,7 @@ class App:
         if not self.library.names:
             raise gr.Error(no_model_message(self.models_dir), title="No model")
         try:
-            return self.library.get(model, wait=False)  # a load in progress holds at most one queue worker
+            return self.library.get(model, wait=False)  # loads never hold every queue worker
         except ModelLoading as error:
             raise gr.Error(str(error), title="Model loading", print_exception=False) from None
         except KeyError as error:

@@ -37,8 +37,8 @@ def find_models(models_dir: str | Path) -> dict[str, Path]:
 
 
 class ModelLoading(RuntimeError):
-    """A request's model is not loaded, and another request is loading a model: it is refused at once, to be sent
-    again (`ModelLibrary.get`'s `wait=False`)."""
+    """A request's model is not loaded, and as many requests as may wait for loads already do: it is refused at
+    once, to be sent again (`ModelLibrary.get`'s `wait=False`)."""
 
 
 class ModelLibrary:
@@ -46,8 +46,9 @@ class ModelLibrary:
 
     Each model has its own lock, held across its load alone (a first LiteRT conversion included, which runs in a
     child process: inference/runtime.py): a first request for a model waits for that model's load, and nobody else
-    waits for it. The library's own lock guards its tables and is never held across a load. The page's requests
-    load one model at a time (`get`'s `wait`)."""
+    waits for it. The library's own lock guards its tables and is never held across a load. At most
+    `waiting_requests` of the page's requests wait for loads at once (`get`'s `wait`; the page sets its
+    --concurrency less one, so a queue worker is always left for the models already loaded)."""
 
     def __init__(
         self,
@@ -63,7 +64,11 @@ class ModelLibrary:
         self._loaded: dict[str, BatchedPredictor] = {}
         self._loading: dict[str, threading.Lock] = {}  # per model, held while it loads: it is loaded once
         self._lock = threading.Lock()  # guards paths, _loaded and _loading, for a lookup or a swap only
-        self._request_load = threading.Lock()  # held by the one request that may be loading a model (get's wait)
+        self.wait_for_loads(1)
+
+    def wait_for_loads(self, requests: int) -> None:
+        """Let at most `requests` (at least one) of the page's requests wait for loads at once (`get`'s `wait`)."""
+        self._request_load = threading.BoundedSemaphore(max(1, requests))  # a slot per request waiting for a load
 
     @property
     def names(self) -> list[str]:
@@ -73,10 +78,10 @@ class ModelLibrary:
         """The shared predictor for `name` (the first model when None); loads it once, saying through `log` what
         loading has to say (a backbone's first LiteRT conversion on this machine).
 
-        `wait=False`, for the page's requests: a request loads its model only while no other request is loading one,
-        and raises `ModelLoading` at once otherwise. A request waiting for a load holds one of the queue's workers,
-        so loads never hold more than one: a stranger asking for unloaded models many times over cannot take them
-        all from the visitors of loaded models."""
+        `wait=False`, for the page's requests: a request waits for its model's load (or starts it) only while fewer
+        than `wait_for_loads`' number of requests wait for loads, and raises `ModelLoading` at once otherwise. A
+        request waiting for a load holds one of the queue's workers, so loads never hold them all: a stranger asking
+        for unloaded models many times over cannot take every worker from the visitors of loaded models."""
         with self._lock:
             name = name or self.names[0]
             if name not in self.paths:
