@@ -199,18 +199,6 @@ def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
     }
 
 
-def du(*patterns: str) -> int:
-    """Bytes of the files under the temp folder's entries matching `patterns`."""
-    root = Path(tempfile.gettempdir())
-    return sum(
-        p.stat().st_size
-        for pattern in patterns
-        for entry in root.glob(pattern)
-        for p in entry.rglob("*")
-        if p.is_file()
-    )
-
-
 @pytest.fixture(scope="module")
 def workshop(model_dir, shapes_dir, tmp_path_factory):
     """(url, models folder, the outside model's folder) of an app that turns every training job away: it serves
@@ -226,8 +214,20 @@ def workshop(model_dir, shapes_dir, tmp_path_factory):
     (models / "old.data").mkdir()
     library = ModelLibrary({"shapes": models / "shapes", "served": outside})
     demo = launch(library, models, "127.0.0.1", free_port(), TURNED_AWAY, block=False)
+    # The page's own downloads folder (the allowed path so named): the other test process's apps have theirs.
+    (DOWNLOADS[demo.local_url],) = [Path(p) for p in demo.allowed_paths if Path(p).name.startswith("classifier-down")]
     yield demo.local_url, models, outside
     demo.close()
+
+
+DOWNLOADS: dict[str, Path] = {}  # a workshop app's url -> its downloads folder
+
+
+def download_bytes(url: str) -> int:
+    """Bytes the app at `url` holds for downloads: its downloads folder, and any copy of a download ("shapes" zips)
+    in Gradio's cache, which the other test process's apps share, so nothing else there counts."""
+    copies = Path(tempfile.gettempdir(), "gradio").glob("*/shapes*.zip")
+    return sum(p.stat().st_size for p in [*DOWNLOADS[url].rglob("*"), *copies] if p.is_file())
 
 
 def train_call(client: Client, name: str, uploads: list | None = None):
@@ -359,14 +359,14 @@ def test_two_corrections_at_once_cannot_both_take_a_class_last_place(workshop, m
 def test_downloads_are_deleted_once_sent_and_bounded_when_never_fetched(workshop, tmp_path):
     url, _, _ = workshop
     client = Client(url, verbose=False, download_files=str(tmp_path))  # not into Gradio's folder, which is measured
-    before = du("classifier-downloads-*", "gradio")
+    before = download_bytes(url)
     for _ in range(4):  # fetched, as gradio_client and the page's link do: gone once sent
         path = client.predict("shapes", "zip", api_name="/download")
         assert "shapes/model.keras" in zipfile.ZipFile(path).namelist()
     deadline = time.monotonic() + 10
-    while du("classifier-downloads-*", "gradio") > before and time.monotonic() < deadline:
+    while download_bytes(url) > before and time.monotonic() < deadline:
         time.sleep(0.1)  # the last chunk is sent a moment before the file goes
-    assert du("classifier-downloads-*", "gradio") == before
+    assert download_bytes(url) == before
     sent = httpx.get(url + "gradio_api/file=" + path)
     assert sent.status_code == 403  # deleted: the same link does not serve it twice
     # Prepared and never fetched: at most KEPT_DOWNLOADS of them stay.
@@ -375,7 +375,7 @@ def test_downloads_are_deleted_once_sent_and_bounded_when_never_fetched(workshop
     for _ in range(KEPT_DOWNLOADS + 3):
         one = session.predict("shapes", "zip", api_name="/download")
     size = Path(one["path"]).stat().st_size
-    assert du("classifier-downloads-*", "gradio") - before <= KEPT_DOWNLOADS * size * 1.1
+    assert download_bytes(url) - before <= KEPT_DOWNLOADS * size * 1.1
 
 
 def test_a_kill_mid_unpack_leaves_nothing_after_a_clean_restart(tmp_path, monkeypatch):
