@@ -562,13 +562,15 @@ def build_train_tab(page: TrainPage) -> TrainTab:
         count=count, groups=groups, add=add, remove=remove, train=train, cancel=cancel, kind=kind, download=download
     )
     tab.controls.update(file=file, inputs=[name, backbone, size, epochs, archive, folder, *labels, *uploads])
+    tab.controls.update(slots=[*labels, *uploads])
     return tab
 
 
 def wire_train_tab(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
     """The Train tab's events (`model`: the page's model picker, which a download reads and a finished job sets)."""
     controls = tab.controls
-    resize = dict(inputs=controls["count"], outputs=[controls["count"], *controls["groups"]], api_visibility="private")
+    slots = [controls["count"], *controls["groups"], *controls["slots"]]
+    resize = dict(inputs=controls["count"], outputs=slots, api_visibility="private")
     controls["add"].click(lambda n: shown_slots(n + 1), **resize)
     controls["remove"].click(lambda n: shown_slots(n - 1), **resize)
     started = [tab.job, *tab.progress, tab.timer]
@@ -611,8 +613,16 @@ def class_slots() -> tuple[list, list, list]:
 
 
 def shown_slots(count: int) -> list:
+    """The slots' count, their groups shown or not, and the hidden ones emptied: a removed class's name and photos
+    are not sent with Train (a hidden named slot would be refused as a class with no photos, or train unseen)."""
     count = max(FIRST_SLOTS, min(CLASS_SLOTS, count))
-    return [count, *(gr.Group(visible=i < count) for i in range(CLASS_SLOTS))]
+    cleared = [i >= count for i in range(CLASS_SLOTS)]
+    return [
+        count,
+        *(gr.Group(visible=not hidden) for hidden in cleared),
+        *(gr.Textbox(value="") if hidden else gr.skip() for hidden in cleared),
+        *(gr.File(value=None) if hidden else gr.skip() for hidden in cleared),
+    ]
 
 
 def build_correction_row(page: TrainPage, app) -> tuple:
@@ -638,8 +648,9 @@ def predicted_class(prediction) -> str | None:
 def wire_corrections(page: TrainPage, model, image, prediction, row: tuple, tab: TrainTab) -> None:
     """The correction row's events; a retrain reports its progress in the Train tab."""
     column, label, save, retrain, said = row
-    # Choosing a class (the user's input only, not a new prediction's reset) saves the image there at once.
-    label.input(page.correct, [image, model, label], said, api_name="correct", preprocess=False)
+    # Choosing a class saves the image there at once: `select` is the user's choice only (not a new prediction's
+    # reset, as `change` would be), and once (`input` fires again when the list loses focus).
+    label.select(page.correct, [image, model, label], said, api_name="correct", preprocess=False)
     save.click(page.correct_predicted, [image, model, prediction], said, api_visibility="private", preprocess=False)
     fresh = dict(api_visibility="private", preprocess=False)  # the prediction as sent (a `gr.Label` value)
     prediction.change(page.prediction_view, [prediction, model], [save, label, said, column], **fresh)
