@@ -181,6 +181,7 @@ def test_every_handler_checks_its_text_first(model_dir, tmp_path):
         "cancel": lambda: page.cancel(long),
         "correction_view": lambda: page.correction_view(long),
         "correct": lambda: page.correct(None, "shapes", long),
+        "prediction_view": lambda: page.prediction_view({"confidences": [{"label": long}]}, "shapes"),
         "correct_predicted": lambda: page.correct_predicted(None, "shapes", {"confidences": [{"label": long}]}),
         "download": lambda: page.download("shapes", long),
         "not text": lambda: page.download(["shapes"] * 1000, "zip"),

@@ -289,6 +289,7 @@ class TrainPage:
         """The correction row under a new prediction: "Add to <its class>" (hidden without one), no class chosen yet,
         nothing said, and the row shown only when the model can be corrected."""
         predicted = predicted_class(prediction)
+        text_inputs(model=model, prediction=predicted)  # a page's prediction is short; a caller's may not be
         save = gr.Button(value=f"Add to {predicted}", visible=True) if predicted else gr.Button(visible=False)
         label, row = self.correction_view(model)
         return save, label, "", row
