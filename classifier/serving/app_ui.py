@@ -332,7 +332,8 @@ def _wire_train(page: Page, tab: TrainTab) -> None:
     """The Train tab's events, and the correction row's under a prediction (a retrain reports in the Train tab)."""
     wire_train_tab(page.trainer, tab, page.model)
     one_image = page.built[ONE_IMAGE.label]
-    wire_corrections(page.trainer, page.model, one_image["image"], one_image["correction"], tab)
+    built = [one_image[part] for part in ("image", "label", "correction")]
+    wire_corrections(page.trainer, page.model, *built, tab)
 
 
 ONE_IMAGE = PageTab("One image", _build_one_image, _wire_one_image)
