@@ -120,7 +120,7 @@ def test_a_poisoned_test_folder_changes_nothing_in_the_model(runs, folders):
     assert len(cache.missing(keys)) == len(test) == 24
 
 
-def test_evaluate_scores_the_test_split_by_default(runs, tmp_path, capsys):
+def test_evaluate_scores_the_test_split_by_default(runs, flat, tmp_path, capsys):
     code, out, err = run_main(evaluate_module.main, [runs["clean"], "--out", tmp_path], capsys)
     assert code == 0, err
     assert "scoring the test split" in out and "test split: 24 images" in out
@@ -131,6 +131,9 @@ def test_evaluate_scores_the_test_split_by_default(runs, tmp_path, capsys):
     )
     validation = evaluate(runs["clean"], split="validation", out=tmp_path, log=lambda *_: None)
     assert validation["split"] == "validation" and validation["images"] == 102
+    lines = []  # other data without a test split: validation, said
+    assert evaluate(runs["clean"], str(flat), out=tmp_path, log=lines.append)["split"] == "validation"
+    assert "note: the model has a test split but this data has none; scoring the validation split" in lines
 
 
 @pytest.fixture(scope="module")

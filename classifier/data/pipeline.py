@@ -107,7 +107,7 @@ class ScanMemo:
 
 @dataclass
 class ImageData:
-    """A training set and a validation set over the same classes."""
+    """A training set, a validation set and (optionally) a held-out test set over the same classes."""
 
     root: Path
     class_names: list[str]
@@ -185,7 +185,7 @@ def load_image_data(
 
 
 def _hold_out_test(
-    data_dir, train: Split, test: Split | None, test_split: float, seed: int
+    data_dir: str | Path, train: Split, test: Split | None, test_split: float, seed: int
 ) -> tuple[Split, Split | None, str | None]:
     """(training images left, test split or None, "folder" or "split" or None): the test/ folder's images, or
     `test_split` of each class of the training images (drawn by `seed`), refused with both."""

@@ -80,7 +80,7 @@ def evaluate(
             f"--data {data or data_dir}: its classes ({', '.join(image_data.class_names)}) are not the model's "
             f"({', '.join(metadata.class_names)})"
         )
-    split = split or default_split(metadata, log)
+    split = split or default_split(metadata, image_data.test is not None, log)
     images = getattr(image_data, split)
     if images is None:
         raise UsageError(
@@ -104,10 +104,13 @@ def evaluate(
     return metrics
 
 
-def default_split(metadata: ModelMetadata, log: Log) -> str:
-    """The split `evaluate` scores when none is asked for: the test split when the model was trained with one (said
-    in one line), else validation."""
+def default_split(metadata: ModelMetadata, data_has_test: bool, log: Log) -> str:
+    """The split `evaluate` scores when none is asked for: the test split when the model was trained with one and
+    the data has one (said in one line), else validation."""
     if metadata.test is None and not metadata.data.test_images:
+        return "validation"
+    if not data_has_test:
+        log("note: the model has a test split but this data has none; scoring the validation split")
         return "validation"
     log("scoring the test split, held out from training (--split validation for the validation images)")
     return "test"
