@@ -165,6 +165,11 @@ def test_test_split_is_refused_with_a_test_folder_or_out_of_range(folders, flat,
     shutil.rmtree(odd / "test" / "square")
     with pytest.raises(UsageError, match=r"train/ and test/ have different classes \(only in train: square"):
         load_image_data(odd, log=lambda *_: None)
+    shutil.rmtree(odd / "test")  # a test/ of unlabelled images (as some downloads have): not a test split, said
+    shutil.copytree(folders["clean"] / "test" / "circle", odd / "test")
+    lines = []
+    assert load_image_data(odd, log=lines.append).test is None
+    assert lines == [f"warning: {odd / 'test'}/ holds no class folders with images; it is not used as a test split"]
 
 
 def test_models_without_a_test_block_read_as_before():

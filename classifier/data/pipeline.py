@@ -213,6 +213,9 @@ def _layout(data_dir: str | Path, log: Log) -> tuple[list[Path | None], list[dic
         raise UsageError(f"--data {data_dir}: no such folder")
     train_dir, validation_dir = split_folders(root)
     test_dir = test_folder(root)
+    if test_dir is not None and train_dir != root and not find_class_files(test_dir):  # e.g. unlabelled images
+        log(f"warning: {test_dir}/ holds no class folders with images; it is not used as a test split")
+        test_dir = None
     for beside in (validation_dir, test_dir):
         if beside is not None and train_dir == root:
             raise UsageError(f"--data {data_dir}: has {beside.name}/ but no train/ folder beside it")

@@ -2,11 +2,12 @@
 
 `train(config)` is the library entry point and reads as the steps of a run: prepare (resolve the
 options, find the data, build the model), fit the head (on cached backbone features, or on images),
-fine-tune (optional), score the validation images, score the test split (when the data has one), save. The test
-split (data/pipeline.py) reaches no step before the model is final: not training, the feature cache, epochs,
-augmentation nor the "not sure" threshold (chosen on validation); it is scored once, on images, at the end.
-Each step is a function of one `Run`,
-which holds what the steps share. `python -m classifier.train` (classifier/train.py) is a thin CLI over `train`.
+fine-tune (optional), score the validation images, score the test split (when the data has one), save.
+Each step is a function of one `Run`, which holds what the steps share. `python -m classifier.train`
+(classifier/train.py) is a thin CLI over `train`.
+
+The test split (data/pipeline.py) reaches no step before the model is final: not training, the feature cache,
+epochs, augmentation nor the "not sure" threshold (chosen on validation); it is scored once, on images, at the end.
 
 A caller that watches or stops a run (the web page's Train tab, classifier/serving/workbench.py) passes
 Keras `callbacks` (added to every fit) and `on_progress` (the backbone feature pass's
