@@ -27,6 +27,7 @@ from classifier.model.artifacts import load_model, read_metadata
 from classifier.model.metadata import ModelMetadata
 from classifier.serving.app_ui import App, held_out_line
 from classifier.serving.library import ModelLibrary, find_models
+from classifier.serving.space import space_readme
 from classifier.training.featurecache import FeatureCache
 from classifier.training.pipeline import train
 
@@ -92,6 +93,8 @@ def test_a_test_folder_is_held_out_scored_and_summarised(runs):
     card = app.card("clean-model")
     assert f"**Test accuracy:** {test['accuracy']:.3f} on 24 held-out images (test split from a test/ folder" in card
     assert "(on the validation split)" in card
+    readme = space_readme("t", "6", "3.12", "clean-model", meta)
+    assert f"validation accuracy {meta.val_accuracy:.3f}; test accuracy {test['accuracy']:.3f} on 24 held-out" in readme
     table, confusion = app.evaluation("clean-model")
     assert table.index("**Test metrics (held-out test split)**") < table.index("**Validation metrics**")
     assert confusion.endswith("/confusion_matrix.png")
