@@ -138,14 +138,14 @@ METADATA_KEYS = [
     "class_names", "image_size", "backbone", "cut_layer", "weights", "input", "config", "data", "history",
     "val_accuracy", "best_val_accuracy", "epochs_run", "train_seconds", "trained_at", "parameters", "versions",
     "stages", "fine_tune_start_epoch", "validation_metrics", "timing", "distribution", "min_confidence",
-    "min_confidence_coverage",
+    "min_confidence_coverage", "test",
 ]  # fmt: skip
 
 
 def test_metadata_keeps_the_files_keys_and_reads_older_and_newer_files(model_dir, tmp_path):
     written = json.loads((model_dir / "metadata.json").read_text())
     assert list(written) == METADATA_KEYS and list(written["data"]) == [
-        "root", "train_images", "validation_images", "validation_from", "skipped"
+        "root", "train_images", "validation_images", "validation_from", "test_images", "test_from", "skipped"
     ]  # fmt: skip
     assert ModelMetadata.from_dict(written).to_dict() == written
     older = ModelMetadata.from_dict({"class_names": ["a", "b"], "image_size": [75, 75], "later": {"x": 1}})
