@@ -176,6 +176,10 @@ class ShownFiles:
         shutil.rmtree(self.folder / model, ignore_errors=True)
         self._publish(Path(model_dir), self.folder / model)
 
+    def drop(self, model: str) -> None:
+        """Delete the copies of `model`'s shown files (its folder was removed from the models folder)."""
+        shutil.rmtree(self.folder / model, ignore_errors=True)
+
     def path(self, model: str, file: str) -> Path | None:
         """The copy of `file` (curves.png, ...) of `model`, or None when the folder has none."""
         path = self.folder / model / file
