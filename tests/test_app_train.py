@@ -155,6 +155,13 @@ def test_a_rescan_keeps_a_model_from_elsewhere_and_closes_a_removed_ones_predict
         predictor.predict_proba([str(_tiny_png_file(tmp_path))])
     with pytest.raises(KeyError, match="unknown model 'gone'; this app serves: mine"):
         library.get("gone")
+    # The picker takes any value typed (a model added since the page loaded): one the library does not offer is
+    # refused naming it, never looked up as a path (the card's copies of curves and examples included).
+    app = App(library, models, LIMITS)
+    for typed in ("gone", "../elsewhere/mine", "..", "mine/../mine"):
+        with pytest.raises(gr.Error, match=re.escape(f"unknown model '{typed}'")):
+            app.model_view(typed)
+    assert app.page_load("gone")[1].startswith("### mine")  # a new page picks a model still offered: its card
 
 
 def _tiny_png_file(folder: Path) -> Path:

@@ -247,13 +247,12 @@ class TrainPage:
     # -- the images of a job, and corrections -------------------------------------------------------
     def model_name(self, model) -> str:
         """The picked model's name (the first model's when none is picked), refused when this app has no such model."""
-        names = self.app.library.names
-        if not names:
+        if not self.app.library.names and not self.app.library.refresh():
             raise UsageError("no model yet: train one in the Train tab first")
-        name = model or names[0]
-        if name not in names:
-            raise UsageError(f"unknown model {quoted(name)}; this app serves: {', '.join(names)}")
-        return name
+        try:
+            return self.app.library.name(model)  # a model added to the models folder since the start too
+        except KeyError as error:
+            raise UsageError(str(error.args[0])) from None
 
     def training_folder(self, name: str, must_exist: bool = False) -> Path:
         folder = trainset.data_folder(self.models_dir, name)

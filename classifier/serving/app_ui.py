@@ -96,10 +96,16 @@ class App:
         return (gr.Dropdown(choices=names, value=value, visible=len(names) > 1), *self.model_view(value))
 
     def name(self, model: str | None) -> str:
-        return model or self.library.names[0]
+        """`model` (the first one when None) once the library offers it; gr.Error naming it when it does not (the
+        models folder is rescanned first: a model may have been added since). The picker takes any value typed or
+        sent (allow_custom_value), so every use of a model's name on the page goes through here."""
+        try:
+            return self.library.name(model)
+        except KeyError as error:
+            raise gr.Error(str(error.args[0]), title="Unknown model", print_exception=False) from None
 
     def folder(self, model: str | None) -> Path:
-        """The model folder of `model` (the first one when None)."""
+        """The model folder of `model` (the first one when None), as `name` checks it."""
         return self.library.paths[self.name(model)]
 
     def predictor(self, model: str | None):

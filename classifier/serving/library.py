@@ -85,6 +85,7 @@ class ModelLibrary:
         self._loaded: dict[str, BatchedPredictor] = {}
         self._loading: dict[str, threading.Lock] = {}  # per model, held while it loads: it is loaded once
         self._lock = threading.Lock()  # guards paths, _loaded and _loading, for a lookup or a swap only
+        self._scanning = threading.Lock()  # held across a rescan of models_dir (`refresh`)
         self.wait_for_loads(1)
 
     def wait_for_loads(self, requests: int) -> None:
@@ -95,6 +96,20 @@ class ModelLibrary:
     def names(self) -> list[str]:
         return list(self.paths)
 
+    def name(self, name: str | None) -> str:
+        """`name` (the first model's when None) once its folder is known to be there: when it is not (added to the
+        models folder, or removed from it, since the last look), after a rescan; KeyError naming it when it is not
+        offered."""
+        with self._lock:
+            known = self.paths.get(name or next(iter(self.paths), ""))
+        if known is None or not known.is_dir():
+            self.refresh()
+        with self._lock:
+            name = name or next(iter(self.paths), "")
+            if name not in self.paths:
+                raise KeyError(f"unknown model {quoted(name)}; this app serves: {', '.join(self.paths)}")
+            return name
+
     def get(self, name: str | None, log: Log = say, wait: bool = True) -> BatchedPredictor:
         """The shared predictor for `name` (the first model when None); loads it once, saying through `log` what
         loading has to say (a backbone's first LiteRT conversion on this machine).
@@ -103,13 +118,8 @@ class ModelLibrary:
         than `wait_for_loads`' number of requests wait for loads, and raises `ModelLoading` at once otherwise. A
         request waiting for a load holds one of the queue's workers, so loads never hold them all: a stranger asking
         for unloaded models many times over cannot take every worker from the visitors of loaded models."""
-        known = self.paths.get(name or next(iter(self.paths), ""))
-        if known is None or not known.is_dir():  # added to the folder, or removed from it, since the last look
-            self.refresh()
+        name = self.name(name)
         with self._lock:
-            name = name or (self.names or [""])[0]
-            if name not in self.paths:
-                raise KeyError(f"unknown model {quoted(name)}; this app serves: {', '.join(self.names)}")
             if name in self._loaded:
                 return self._loaded[name]
             loading = self._loading.setdefault(name, threading.Lock())
@@ -128,7 +138,11 @@ class ModelLibrary:
         dropped, their loaded predictors closed; the pinned models stay first. Returns the names now offered."""
         if self.models_dir is None:
             return self.names
-        found = find_models(self.models_dir)
+        with self._scanning:  # one rescan at a time: each change is reported once
+            return self._rescan(self.models_dir)
+
+    def _rescan(self, models_dir: Path) -> list[str]:
+        found = find_models(models_dir)
         with self._lock:
             before = dict(self.paths)
             self.paths = {**self.pinned, **{name: path for name, path in found.items() if name not in self.pinned}}
