@@ -103,7 +103,13 @@ class TrainConfig:
     validation_split: float = option(
         0.2, "fraction of each class held out for validation when the data has no validation folder"
     )
-    seed: int = option(0, "seed for the split, shuffling, augmentation and initial weights")
+    test_split: float = option(
+        0.0,
+        "fraction of each class held out as the test split when the data has no test/ folder (drawn by --seed, "
+        "before validation): never trained on nor used to pick epochs, augmentation or the 'not sure' threshold, "
+        "scored once at the end (0: no test split)",
+    )
+    seed: int = option(0, "seed for the splits, shuffling, augmentation and initial weights")
 
     # On-the-fly augmentation of training images (never of validation or served images).
     augment: bool = option(True, "augment training images (--no-augment turns every knob below off)")
@@ -200,6 +206,7 @@ class TrainConfig:
             ("dropout", 0.0 <= self.dropout < 1.0, "must be in [0, 1)"),
             ("dense_units", self.dense_units >= 0, "must be 0 or more"),
             ("validation_split", 0.0 < self.validation_split < 1.0, "must be between 0 and 1"),
+            ("test_split", 0.0 <= self.test_split < 1.0, "must be from 0 (no test split) to below 1"),
             ("augment_copies", self.augment_copies is None or self.augment_copies >= 0, "must be 0 or more"),
             ("alpha", self.alpha > 0, "must be positive"),
             ("fine_tune_epochs", self.fine_tune_epochs >= 0, "must be 0 or more"),

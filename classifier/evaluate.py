@@ -1,12 +1,14 @@
 """Evaluate a model folder: accuracy, per-class precision/recall/F1, confusion matrix, and plots.
 
-    python -m classifier.evaluate MODEL_DIR [--data PATH_OR_NAME] [--split validation] [--out DIR]
+    python -m classifier.evaluate MODEL_DIR [--data PATH_OR_NAME] [--split test|validation|train] [--out DIR]
 
 Writes `metrics.json`, `confusion_matrix.png`, `curves.png` (from the saved training history) and
 `most_wrong.png` into `--out` (default: the model folder) and prints a table, closed by the "not
 sure" threshold these images suggest and what the model's own threshold does on them. A data folder
 without train/validation folders is split exactly as training split it (the validation fraction
-and seed saved in the model's metadata), so `--split validation` is never an image it trained on.
+and seed saved in the model's metadata), so `--split validation` is never an image it trained on. A model trained
+with a test split (a test/ folder, or --test-split, re-made the same way) is scored on it by default, and says so;
+its report files are named test_metrics.json, test_confusion_matrix.png and test_most_wrong.png.
 Training calls `write_report` on its validation predictions, so every model folder has these.
 """
 
@@ -37,9 +39,9 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument(
         "--split",
-        choices=("validation", "train"),
-        default="validation",
-        help="which images to score (default: validation)",
+        choices=("test", "validation", "train"),
+        default=None,
+        help="which images to score (default: test when the model was trained with a test split, else validation)",
     )
     parser.add_argument("--out", help="folder for metrics.json and the plots (default: the model folder)")
     add_trust_flag(parser)

@@ -180,8 +180,10 @@ def test_every_handler_checks_its_text_first(model_dir, tmp_path):
         "retrain": lambda: page.retrain(long),
         "status": lambda: page.status(long),
         "cancel": lambda: page.cancel(long),
-        "class_choices": lambda: page.class_choices(long),
+        "correction_view": lambda: page.correction_view(long),
         "correct": lambda: page.correct(None, "shapes", long),
+        "prediction_view": lambda: page.prediction_view({"confidences": [{"label": long}]}, "shapes"),
+        "correct_predicted": lambda: page.correct_predicted(None, "shapes", {"confidences": [{"label": long}]}),
         "download": lambda: page.download("shapes", long),
         "not text": lambda: page.download(["shapes"] * 1000, "zip"),
     }

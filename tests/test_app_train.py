@@ -182,6 +182,15 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
             page.locator(f"#class-{slot}-images input[type=file]").set_input_files(files)
         page.get_by_label("Image size (px)").fill(SIZE)
         page.get_by_label("Epochs").fill(EPOCHS)
+        # A third class named and left empty, then named as the first in other case: each refused naming it.
+        page.get_by_role("button", name="Add a class").click()
+        for name, words in (("triangle", "class 'triangle' has no photos"), ("Circle", "names 'circle' and 'Circle'")):
+            page.get_by_label("Class 3").fill(name)
+            page.get_by_role("button", name="Train", exact=True).click()
+            page.get_by_text(words).first.wait_for(timeout=30_000)
+        assert not (models / "shapes.data").exists()
+        page.get_by_role("button", name="Remove the last class").click()  # its name goes with it
+        page.get_by_label("Class 3").wait_for(state="hidden")
         page.get_by_role("button", name="Train", exact=True).click()
         status = page.get_by_text("done: model 'shapes' saved")
         status.wait_for(timeout=600_000)
@@ -198,13 +207,20 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
         assert label.inner_text().splitlines()[0].strip() == "square"
 
         # Correct it (as if it were wrong, it is a circle now), then retrain on the training folder.
+        # Choosing the class is the whole correction (issue 26): saved at once, and the page says so.
         before = len(list((models / "shapes.data").glob("*/*.png")))
         page.get_by_label("Wrong? It is:").click()
         page.get_by_role("option", name="circle").click()
-        page.get_by_role("button", name="Add to this class").click()
         page.get_by_text("Saved to class circle").wait_for(timeout=60_000)
+        page.mouse.click(5, 5)  # the list loses focus: nothing is sent again ("Already in class" would replace it)
+        page.wait_for_timeout(1000)
+        assert page.get_by_text("Saved to class circle").is_visible()
         assert len(list((models / "shapes.data" / "circle").glob("*.png"))) == 13
         assert len(list((models / "shapes.data").glob("*/*.png"))) == before + 1
+        # "Add to <predicted class>" saves it under the prediction's class (here: back to square, the latest word).
+        page.get_by_role("button", name="Add to square", exact=True).click()
+        page.get_by_text("Saved to class square").wait_for(timeout=60_000)
+        assert trainset.class_counts(models / "shapes.data") == {"circle": 12, "square": 13}
         trained_at = Predictor(models / "shapes").metadata.trained_at
         page.get_by_role("button", name="Retrain").click()
         page.get_by_role("tab", name="Train").click()
@@ -310,17 +326,19 @@ def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
 @pytest.fixture(scope="module")
 def workshop(model_dir, shapes_dir, tmp_path_factory):
     """(url, models folder, the outside model's folder) of an app that turns every training job away: it serves
-    `shapes` from its models folder (with a training folder of 3 images a class) and `served` from elsewhere (as
-    --model would), and its models folder also holds a stray file `junk` and a training folder `old.data`."""
+    `shapes` from its models folder (with a training folder of 3 images a class), `cli` from it too (no training
+    folder: trained from the command line) and `served` from elsewhere (as --model would), and its models folder also
+    holds a stray file `junk` and a training folder `old.data`."""
     root = tmp_path_factory.mktemp("workshop")
     models, outside = root / "models", root / "elsewhere" / "served"
     shutil.copytree(model_dir, models / "shapes")
+    shutil.copytree(model_dir, models / "cli")
     shutil.copytree(model_dir, outside)
     images = {label: files[:3] for label, files in trainset.folder_images(shapes_dir).items()}
     trainset.build(models, "shapes", images, TURNED_AWAY)
     (models / "junk").write_text("not a model")
     (models / "old.data").mkdir()
-    library = ModelLibrary({"shapes": models / "shapes", "served": outside})
+    library = ModelLibrary({"shapes": models / "shapes", "served": outside, "cli": models / "cli"})
     demo = launch(library, models, "127.0.0.1", free_port(), TURNED_AWAY, block=False)
     # The page's own downloads folder (the allowed path so named): the other test process's apps have theirs.
     (DOWNLOADS[demo.local_url],) = [Path(p) for p in demo.allowed_paths if Path(p).name.startswith("classifier-down")]
@@ -356,6 +374,8 @@ def test_no_visitor_can_replace_a_served_model(workshop, capsys):
     ]:
         with pytest.raises(AppError, match=re.escape(words)):
             train_call(client, name)
+    with pytest.raises(AppError, match="model 'cli' was not trained on this page"):
+        client.predict(None, "cli", "circle", api_name="/correct")
     outside_words = "model 'served' is served from outside this app's models folder: it cannot be retrained"
     with pytest.raises(AppError, match=outside_words):
         client.predict(None, "served", "circle", api_name="/correct")
@@ -372,6 +392,37 @@ def test_no_visitor_can_replace_a_served_model(workshop, capsys):
     assert snapshot(models, outside.parent) == before
 
 
+def test_an_empty_named_class_or_a_repeated_name_is_refused_naming_it(workshop, drawn):
+    """Issue 26 item 3: a named class is never dropped silently, nor two of one name merged; refused before the
+    queue (this app turns every job away) and before anything is written."""
+    url, models, _ = workshop
+    client = Client(url, verbose=False)
+    circles, squares = ([handle_file(str(p)) for p in drawn[label][:3]] for label in ("circle", "square"))
+    before = snapshot(models)
+    for names, files, words in [
+        (["circle", "square", "triangle"], [circles, squares], "class 'triangle' has no photos: drop photos into it"),
+        (["circle", "circle"], [circles, squares], "two classes have the same name 'circle'"),
+        (["circle", "square", "Circle"], [circles, squares, circles], "two classes have names 'circle' and 'Circle'"),
+    ]:
+        slots, uploads = names + [""] * (6 - len(names)), files + [None] * (6 - len(files))
+        with pytest.raises(AppError, match=re.escape(words)):
+            client.predict("fresh", DEFAULT_BACKBONE, 32, 1, None, "", *slots, *uploads, api_name="/train")
+    assert snapshot(models) == before
+
+
+def test_a_class_with_no_usable_photo_is_refused_naming_it_and_nothing_is_kept(server, drawn, tmp_path):
+    url, models = server
+    client = Client(url, verbose=False)
+    junk = []
+    for i in range(2):
+        junk.append(tmp_path / f"photo{i}.png")
+        junk[-1].write_bytes(b"not an image %d" % i)
+    uploads = [[handle_file(str(p)) for p in drawn["circle"][:3]], [handle_file(str(p)) for p in junk]]
+    with pytest.raises(AppError, match=re.escape("class 'square' has no usable photo (photo0.png: ")):
+        train_call(client, "junky", uploads)
+    assert not (models / "junky.data").exists() and not (models / "junky").exists()
+
+
 def test_a_refused_job_writes_nothing(workshop, drawn):
     url, models, _ = workshop
     client = Client(url, verbose=False)
@@ -381,6 +432,25 @@ def test_a_refused_job_writes_nothing(workshop, drawn):
         with pytest.raises(AppError, match=r"--max-train-queue sets it"):
             train_call(client, name, uploads)
     assert snapshot(models) == before  # not a byte: the queue's room is checked before the images are copied
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_browser_shows_the_correction_row_only_for_a_model_it_can_correct(workshop):
+    """`shapes` has its training folder here; `cli` (trained from the command line) and `served` (from elsewhere)
+    cannot be corrected from the page: their row is hidden, and shown again when `shapes` is picked again."""
+    url, _, _ = workshop
+    with browser_page(url) as page:
+        wrong = page.get_by_label("Wrong? It is:")
+        wrong.wait_for(timeout=60_000)
+        for name, shown in (("cli", False), ("shapes", True), ("served", False)):
+            page.get_by_label("Model", exact=True).click()
+            page.get_by_role("option", name=name, exact=True).click()
+            if shown:
+                wrong.wait_for(state="visible", timeout=30_000)
+                assert page.get_by_role("button", name="Retrain").is_visible()
+            else:
+                wrong.wait_for(state="hidden", timeout=30_000)
+                assert not page.get_by_role("button", name="Retrain").is_visible()
 
 
 def test_a_job_the_queue_turns_away_after_its_images_were_copied_keeps_nothing(workshop, drawn):

@@ -157,7 +157,8 @@ def test_evaluate_cli_prints_a_table_and_refuses_bad_input(colour_model, tmp_pat
         ([tmp_path / "nowhere"], "no such model folder"),
         ([tmp_path], "not a model folder"),
         ([model_dir, "--data", tmp_path / "missing"], "missing"),
-        ([model_dir, "--split", "test"], "invalid choice"),
+        ([model_dir, "--split", "test"], "has no test split"),
+        ([model_dir, "--split", "bogus"], "invalid choice"),
     ]
     for argv, message in cases:
         code, _, err = run_main(evaluate_module.main, argv, capsys)

@@ -250,6 +250,7 @@ def test_help_explains_every_option(capsys):
         "--batch-size",
         "--learning-rate",
         "--validation-split",
+        "--test-split",
         "--seed",
         "--head-pooling",
         "--dropout",

@@ -5,6 +5,8 @@ Real training runs (the bundled MobileNetV2 0.35 at 32 px, one epoch, shapes dra
 
 from __future__ import annotations
 
+import re
+import shutil
 import threading
 import zipfile
 from pathlib import Path
@@ -164,3 +166,44 @@ def test_a_job_turned_away_is_refused_before_anything_and_a_failed_one_is_report
     bench = Workbench(LIMITS, on_failed=ended.append)
     job = bench.submit("gone", tab_config(tmp_path / "no-such-folder", tmp_path / "gone", image_size=32, epochs=1))
     assert bench.wait(job.id, timeout=120).state == "failed" and ended == [job]  # the page drops its folder then
+
+
+def test_a_class_that_would_be_dropped_or_merged_is_refused_naming_it(shapes_dir, tmp_path):
+    """Issue 26 item 3, the data layer: a class with no usable photo, a class folder with no image, and two names
+    one folder on some file systems are each refused naming the class, and no training folder is made."""
+    circles, squares = sorted(shapes_dir.glob("circle/*.png"))[:2], sorted(shapes_dir.glob("square/*.png"))[:2]
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image")
+    good = {"circle": [(p, p.name) for p in circles], "square": [(p, p.name) for p in squares]}
+    for images, words in [
+        ({**good, "Circle": [(squares[0], "s.png")]}, "two classes have names 'circle' and 'Circle'"),
+        ({**good, "junk": [(junk, "junk.png"), (junk, "copy.heic")]}, "class 'junk' has no usable photo (junk.png"),
+    ]:
+        with pytest.raises(UsageError, match=re.escape(words)):
+            trainset.build(tmp_path / "models", "m", images, LIMITS)
+    with pytest.raises(ImageError, match="junk.png"):  # one bad file among good ones: the batch, naming the file
+        trainset.build(tmp_path / "models", "m", {**good, "square": [*good["square"], (junk, "junk.png")]}, LIMITS)
+    assert not (tmp_path / "models").exists()
+    with pytest.raises(UsageError, match="two classes have the same name 'a'"):
+        trainset.check_distinct_classes(["a", "b", "a"])
+
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in [*circles, *squares]:
+            zf.write(path, f"photos/{path.parent.name}/{path.name}")
+        zf.writestr("__MACOSX/photos/circle/._a.png", b"resource fork")  # macOS's Compress adds these: no class
+        zf.writestr("photos/empty/notes.txt", "no image here")
+    with pytest.raises(UsageError, match=re.escape("photos.zip: class folder 'empty' has no ")):
+        with trainset.unpacked_zip(archive, "photos.zip", LIMITS):
+            pass
+    folder = tmp_path / "folder"
+    for label, files in good.items():
+        (folder / "train" / label).mkdir(parents=True)
+        (folder / "validation" / label).mkdir(parents=True)
+        for path, _ in files:
+            shutil.copy(path, folder / "train" / label)  # no validation image of a class is no empty class
+    assert {label: len(files) for label, files in trainset.folder_images(folder).items()} == {"circle": 2, "square": 2}
+    (folder / "train" / "Square").mkdir()
+    shutil.copy(circles[0], folder / "train" / "Square")
+    with pytest.raises(UsageError, match="two classes have names 'Square' and 'square'"):
+        trainset.build(tmp_path / "models", "m", trainset.folder_images(folder), LIMITS)

@@ -1,8 +1,11 @@
 """Image folders -> labelled file lists -> tf.data pipelines, with augmentation for training only.
 
 A data folder is either one subfolder per class, or `train/` plus `validation/` (or `valid/`,
-`val/`) holding the same class subfolders. Hidden files and folders (`.thumbnails/`) are ignored at
-any depth. Every image is decoded once up front (in threads), as serving would decode it, so a
+`val/`) holding the same class subfolders, optionally with a `test/` folder beside them (the same classes). The
+test split (that folder, or `test_split` of each class held out of a flat folder or of train/, drawn by the seed
+before validation is) is held out from everything training does; training only scores it once at the end.
+Hidden files and folders (`.thumbnails/`) are ignored at any depth.
+Every image is decoded once up front (in threads), as serving would decode it, so a
 file that is corrupt, too large, not in an accepted format whatever its name, or that tf.data would
 decode differently is reported by name with the reason and skipped, instead of killing training in
 epoch 7. A class folder without images is a warning; a class none of whose images is usable is an error.
@@ -35,6 +38,7 @@ from .formats import IMAGE_EXTENSIONS
 from .images import MAX_PIXELS, check_image_file, decode_rgb_tf, image_files, resize
 
 VALIDATION_DIRS = ("validation", "valid", "val")
+TEST_DIR = "test"  # the held-out test folder beside train/
 # Part of the memo's key: bump it whenever images.check_image_file changes what it accepts or reports.
 SCAN_FORMAT = 1
 
@@ -103,7 +107,7 @@ class ScanMemo:
 
 @dataclass
 class ImageData:
-    """A training set and a validation set over the same classes."""
+    """A training set, a validation set and (optionally) a held-out test set over the same classes."""
 
     root: Path
     class_names: list[str]
@@ -111,6 +115,8 @@ class ImageData:
     validation: Split
     skipped: list[tuple[str, str]]  # (path, why) for files that could not be decoded
     validation_from: str  # "folder" or "split"
+    test: Split | None = None  # held out from training, validation and every choice; None: no test split
+    test_from: str | None = None  # "folder" (a test/ folder) or "split" (--test-split of each class)
 
 
 def class_folders(folder: Path) -> list[Path]:
@@ -130,26 +136,40 @@ def split_folders(root: Path) -> tuple[Path, Path | None]:
     return (root / "train" if (root / "train").is_dir() else root), validation
 
 
+def test_folder(root: Path) -> Path | None:
+    """The data folder's test/ folder beside train/, or None."""
+    return root / TEST_DIR if (root / TEST_DIR).is_dir() else None
+
+
 def load_image_data(
-    data_dir: str | Path, validation_split: float = 0.2, seed: int = 0, log: Log = say, memo: ScanMemo | None = None
+    data_dir: str | Path,
+    validation_split: float = 0.2,
+    seed: int = 0,
+    log: Log = say,
+    memo: ScanMemo | None = None,
+    test_split: float = 0.0,
 ) -> ImageData:
-    """Find the classes and files under `data_dir`, drop undecodable files, and split train/validation; with
-    `memo`, files are hashed and only content it does not know is decoded."""
+    """Find the classes and files under `data_dir`, drop undecodable files, and split train/validation (and the
+    test split: a test/ folder, or `test_split` of each class); with `memo`, files are hashed and only content it
+    does not know is decoded."""
     root = Path(data_dir)
-    train_dir, validation_dir, train_classes, val_classes = _layout(data_dir, log)
-    class_names = sorted(train_classes)
+    folders, classes = _layout(data_dir, log)  # (train, validation, test) folders and their class -> files
+    class_names = sorted(classes[0])
 
     skipped: list[tuple[str, str]] = []
-    train = _checked_split(train_classes, class_names, skipped, memo)
-    validation = _checked_split(val_classes, class_names, skipped, memo) if validation_dir else None
+    train, validation, test = (
+        _checked_split(found, class_names, skipped, memo) if folder else None
+        for folder, found in zip(folders, classes, strict=True)
+    )
     if memo is not None:
         memo.save()
     if skipped:
         log(f"warning: skipped {len(skipped)} unusable image(s):")
         for path, why in skipped:
             log(f"  {path}: {why}")
-    for folder, split in ((train_dir, train), (validation_dir, validation)):
+    for folder, split in zip(folders, (train, validation, test), strict=True):
         _refuse_empty_classes(folder, split, class_names)
+    train, test, test_from = _hold_out_test(data_dir, train, test, test_split, seed)
     if validation is not None:
         source = "folder"
     else:
@@ -161,18 +181,44 @@ def load_image_data(
         source = "split"
     if len(train) == 0 or len(validation) == 0:
         raise UsageError(f"--data {data_dir}: too few readable images to have both training and validation images")
-    return ImageData(root, class_names, train, validation, skipped, source)
+    return ImageData(root, class_names, train, validation, skipped, source, test, test_from)
 
 
-def _layout(data_dir: str | Path, log: Log) -> tuple[Path, Path | None, dict, dict]:
-    """(training folder, validation folder or None, their class -> files) of `data_dir`, refused unless it holds at
-    least 2 classes and, with a validation folder, the same classes in both; empty class folders are warned of."""
+def _hold_out_test(
+    data_dir: str | Path, train: Split, test: Split | None, test_split: float, seed: int
+) -> tuple[Split, Split | None, str | None]:
+    """(training images left, test split or None, "folder" or "split" or None): the test/ folder's images, or
+    `test_split` of each class of the training images (drawn by `seed`), refused with both."""
+    if test is not None:
+        if test_split:
+            raise UsageError(
+                f"--test-split {test_split}: --data {data_dir} has a {TEST_DIR}/ folder, which is its test split; "
+                "drop --test-split (or the folder)"
+            )
+        return train, test, "folder"
+    if not test_split:
+        return train, None, None
+    train, test = stratified_split(train, test_split, seed)
+    if len(test) == 0:
+        raise UsageError(f"--test-split {test_split}: holds out no image of --data {data_dir}; raise it or add images")
+    return train, test, "split"
+
+
+def _layout(data_dir: str | Path, log: Log) -> tuple[list[Path | None], list[dict]]:
+    """([training folder, validation folder or None, test folder or None], their class -> files) of `data_dir`,
+    refused unless it holds at least 2 classes and every folder the same classes; empty class folders are warned
+    of."""
     root = Path(data_dir)
     if not root.is_dir():
         raise UsageError(f"--data {data_dir}: no such folder")
     train_dir, validation_dir = split_folders(root)
-    if validation_dir is not None and train_dir == root:
-        raise UsageError(f"--data {data_dir}: has {validation_dir.name}/ but no train/ folder beside it")
+    test_dir = test_folder(root)
+    if test_dir is not None and train_dir != root and not find_class_files(test_dir):  # e.g. unlabelled images
+        log(f"warning: {test_dir}/ holds no class folders with images; it is not used as a test split")
+        test_dir = None
+    for beside in (validation_dir, test_dir):
+        if beside is not None and train_dir == root:
+            raise UsageError(f"--data {data_dir}: has {beside.name}/ but no train/ folder beside it")
 
     train_classes = find_class_files(train_dir)
     if not train_classes:
@@ -186,20 +232,21 @@ def _layout(data_dir: str | Path, log: Log) -> tuple[Path, Path | None, dict, di
             "class subfolders"
         )
 
-    val_classes = find_class_files(validation_dir) if validation_dir else {}
-    for folder, classes in ((train_dir, train_classes), (validation_dir, val_classes)):
+    folders = [train_dir, validation_dir, test_dir]
+    classes = [train_classes, *(find_class_files(folder) if folder else {} for folder in folders[1:])]
+    for folder, found in zip(folders, classes, strict=True):
         for sub in class_folders(folder) if folder else []:
-            if sub.name not in classes:
+            if sub.name not in found:
                 log(f"warning: {sub}/ holds no image files; it is not a class")
-    if validation_dir and set(val_classes) != set(train_classes):
-        only_train = sorted(set(train_classes) - set(val_classes)) or ["-"]
-        only_val = sorted(set(val_classes) - set(train_classes)) or ["-"]
-        raise UsageError(
-            f"--data {data_dir}: train/ and {validation_dir.name}/ have different classes "
-            f"(only in train: {', '.join(only_train)}; only in {validation_dir.name}: {', '.join(only_val)}); make "
-            "them match"
-        )
-    return train_dir, validation_dir, train_classes, val_classes
+        if folder and folder != train_dir and set(found) != set(train_classes):
+            only_train = sorted(set(train_classes) - set(found)) or ["-"]
+            only_there = sorted(set(found) - set(train_classes)) or ["-"]
+            raise UsageError(
+                f"--data {data_dir}: train/ and {folder.name}/ have different classes "
+                f"(only in train: {', '.join(only_train)}; only in {folder.name}: {', '.join(only_there)}); make "
+                "them match"
+            )
+    return folders, classes
 
 
 def _refuse_empty_classes(folder: Path | None, split: Split | None, class_names: list[str]) -> None:

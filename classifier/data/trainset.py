@@ -51,6 +51,7 @@ SPLIT_NAMES = ("train", *VALIDATION_DIRS)
 HASH_CHARS = 32  # of the sha256 in a stored file's name: collisions are out of reach
 SHOWN_PATH_CHARS = 200  # of a local folder's path, in a message about it (the page's folder box is local-only)
 NAME_BYTES = 255  # of one file or folder name: what file systems take (NAME_MAX)
+MACOS_FOLDER = "__MACOSX"  # what macOS's Compress adds to a zip beside its folders: resource forks, no images
 ENCRYPTED = 0x1  # a zip entry's flag bit: encrypted (zipfile reads such an entry only with its password)
 # What unpacking or reading may still raise after the checks: the OS (a name, a disk), zipfile (an unsupported
 # compression method, a corrupt entry), zlib.
@@ -86,6 +87,18 @@ def check_class_name(name: str) -> str:
     return name
 
 
+def check_distinct_classes(names: list[str]) -> None:
+    """Refuse two classes of the same name, or of names that differ only in case (folders of such names are one
+    folder on some file systems): each class needs its own name."""
+    seen: dict[str, str] = {}  # casefolded name -> the first class of that name
+    for name in names:
+        other = seen.get(name.casefold())
+        if other is not None:
+            same = f"the same name {quoted(name)}" if other == name else f"names {quoted(other)} and {quoted(name)}"
+            raise UsageError(f"two classes have {same}: give each class its own name, or put their photos in one")
+        seen[name.casefold()] = name
+
+
 def check_limits(images: Images, limits: TrainsetLimits) -> None:
     """Refuse a job's images above `limits` (classes, images per class, bytes), before any is copied."""
     if len(images) > limits.max_classes:
@@ -103,26 +116,60 @@ def build(models_dir: str | Path, model: str, images: Images, limits: TrainsetLi
     check_model_name(model)
     for label in images:
         check_class_name(label)
+    check_distinct_classes(list(images))
     if len(images) < 2:
         raise UsageError(f"{len(images)} class(es) with images: a classifier needs at least 2")
     check_limits(images, limits)
+    suffixes = check_images(images)
     with staged_dir(data_folder(models_dir, model)) as folder:
         for label, files in images.items():
             for path, shown in files:
-                add(folder, label, path, shown)
+                store(folder, label, path, suffixes[path], shown)
     return data_folder(models_dir, model)
+
+
+def check_images(images: Images) -> dict[Path, str]:
+    """Each image's stored suffix, every file checked before any is copied. A class none of whose files is usable
+    is refused naming the class (and its first file's problem); otherwise the first unusable file refuses the
+    whole batch, naming that file."""
+    suffixes: dict[Path, str] = {}
+    first: ImageError | None = None
+    for label, files in images.items():
+        problems = []
+        for path, shown in files:
+            try:
+                suffixes[path] = checked_suffix(path, shown)
+            except ImageError as error:
+                problems.append(error)
+        if problems and len(problems) == len(files):
+            raise UsageError(f"class {quoted(label)} has no usable photo ({problems[0]}): add photos it can read")
+        first = first or (problems[0] if problems else None)
+    if first is not None:
+        raise first
+    return suffixes
 
 
 def add(folder: Path, label: str, source: Path, shown: str) -> tuple[Path, bool]:
     """Save the image `source` (its sender calls it `shown`) under `folder/label/`: (where it is, whether it is
     new there). An image already stored under another class moves to `label`."""
     check_class_name(label)
+    return store(folder, label, Path(source), checked_suffix(Path(source), shown), shown)
+
+
+def checked_suffix(source: Path, shown: str) -> str:
+    """The suffix `source` is stored with (its sender's name's), after the training scan's checks; ImageError naming
+    it as `shown` when training could not read it."""
     suffix = Path(shown).suffix.lower()
     if not is_image_file(Path(f"image{suffix}")):
         raise ImageError(shown, f"not a {FORMAT_NAMES} file name; training reads only those")
-    problem = check_image_file(Path(source))[1]
+    problem = check_image_file(source)[1]
     if problem:
         raise ImageError(shown, problem)
+    return suffix
+
+
+def store(folder: Path, label: str, source: Path, suffix: str, shown: str) -> tuple[Path, bool]:
+    """`add` of an image already checked (`checked_suffix`)."""
     target = folder / label / f"{sha256_of(Path(source))[:HASH_CHARS]}{suffix}"
     stored = stored_copy(folder, target.stem)
     if stored == target:
@@ -169,13 +216,20 @@ def folder_images(folder: str | Path, shown: str | None = None) -> Images:
             raise UsageError(f"{shown}: no such folder on this machine")
         train, validation = split_folders(root)
         images: Images = {}
+        folders = set()
         for split in filter(None, (train, validation)):
+            folders.update(sub.name for sub in class_folders(split) if sub.name not in SPLIT_NAMES)
             for label, files in find_class_files(split).items():
                 images.setdefault(label, []).extend((path, path.name) for path in files)
     except (OSError, RuntimeError) as error:  # unreadable inside (/proc/self), or ~user with no home
         raise UsageError(f"{shown}: cannot be read as a folder of class folders ({_reason(error)})") from None
     if not images:
         raise UsageError(f"{shown}: no class folders with {FORMAT_NAMES} images in it; give one folder per class")
+    empty = sorted(folders - set(images))
+    if empty:  # a class folder with no image in any split is a class the user meant, not one to drop silently
+        raise UsageError(
+            f"{shown}: class folder {quoted(empty[0])} has no {FORMAT_NAMES} images: add some or remove the folder"
+        )
     return images
 
 
@@ -208,6 +262,7 @@ def unpacked_zip(archive: Path, shown: str, limits: TrainsetLimits) -> Iterator[
             raise UsageError(str(error).replace(archive.name, shown)) from None
         except UNREADABLE as error:  # past the checks above: say what, never where (a path of the server)
             raise UsageError(f"{shown}: cannot be unpacked ({_reason(error)})") from None
+        shutil.rmtree(root / MACOS_FOLDER, ignore_errors=True)  # macOS's resource forks: not a class
         while len(class_folders(root)) == 1 and not (root / "train").is_dir():  # one top folder: look inside
             root = class_folders(root)[0]
         yield folder_images(root, shown)

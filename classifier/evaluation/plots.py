@@ -41,8 +41,11 @@ def plot_curves(history: dict[str, list[float]], path: Path, fine_tune_start: in
     return _save(fig, path)
 
 
-def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path) -> Path:
-    """Counts per (true, predicted) class, coloured by the share of each true class (its recall row)."""
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, split: str | None = None
+) -> Path:
+    """Counts per (true, predicted) class, coloured by the share of each true class (its recall row); the title
+    names the `split` the images come from."""
     plt = _pyplot()
     counts = np.asarray(matrix)
     n = len(class_names)
@@ -54,7 +57,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], class_names: Sequence
     ax.set_yticks(range(n), class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"confusion matrix ({int(counts.sum())} images)")
+    ax.set_title(f"{split + ' ' if split else ''}confusion matrix ({int(counts.sum())} images)")
     if n <= 30:
         for (row, col), count in np.ndenumerate(counts):
             ax.text(

@@ -39,6 +39,8 @@ class DataSummary:
     train_images: int | None = None
     validation_images: int | None = None
     validation_from: str | None = None  # "folder" (a validation/ folder) or "split" (held out of train)
+    test_images: int | None = None  # the held-out test split's size; None: no test split (or an older file)
+    test_from: str | None = None  # "folder" (a test/ folder) or "split" (--test-split of each class)
     skipped: list[str] = field(default_factory=list)  # files the scan skipped as unusable
 
 
@@ -71,6 +73,9 @@ class ModelMetadata:
     # images (metrics.suggest_min_confidence); None: none reached the target, or no validation images, or older file.
     min_confidence: float | None = None
     min_confidence_coverage: float | None = None  # the share of validation images answered at min_confidence
+    # The held-out test split's figures, scored once after the model was final (never used to choose anything):
+    # split, from, count, accuracy, macro_f1, per_class, confusion_matrix. None: no test split, or an older file.
+    test: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as they are
 
     @classmethod
@@ -92,6 +97,10 @@ class ModelMetadata:
         coverage = known.get("min_confidence_coverage")  # the page shows it
         if coverage is not None and not (_number(coverage) and 0 <= coverage <= 1):
             raise UsageError(f"{source}: min_confidence_coverage must be a fraction from 0 to 1, or null")
+        test = known.get("test")  # the page shows it
+        shown = isinstance(test, dict) and _number(test.get("accuracy")) and _positive_int(test.get("count"))
+        if test is not None and not shown:
+            raise UsageError(f"{source}: test must be an object with a numeric accuracy and count, or null")
         data = known.get("data") if isinstance(known.get("data"), dict) else {}
         data_names = {f.name for f in dataclasses.fields(DataSummary)}
         known["data"] = DataSummary(**{key: value for key, value in data.items() if key in data_names})

@@ -13,9 +13,15 @@ refuses URLs (`no_fetch`); a folder on the server is read only when the app runs
   (`Workbench.current`: running, else waiting, else finished in the last minutes), and a page that loads shows
   that job, its curve and its Cancel, and polls it (`resume`), so a reload or a new tab loses nothing.
   When it finishes, the model joins the picker (`ModelLibrary.add`) with its card and plots.
-- Under a prediction: "Wrong? It is: [class]" (`/correct`) saves the shown image into the model's
-  training folder under that class, and `/retrain` trains the model again on its folder with the
-  tab's options it was trained with (the feature cache makes only the new images cost a backbone pass).
+- Under a prediction: choosing a class in "Wrong? It is: [class]" (`/correct`) saves the shown image
+  into the model's training folder under that class at once, and says so; "Add to <predicted class>"
+  saves it under the prediction's class (a right answer worth learning from). `/retrain` trains the
+  model again on its folder with the tab's options it was trained with (the feature cache makes only
+  the new images cost a backbone pass). The row shows only for a model the page can correct: one of
+  models-dir/NAME with its training folder models-dir/NAME.data (not a CLI-trained model, nor a --model).
+- A class the user named is never dropped or merged silently: a named slot with no photo, a class none of
+  whose photos training can read, a zip's or folder's class folder with no image, and two classes of the
+  same name (or names differing only in case) are refused naming the class, before anything is written.
 - Downloads (`/download`): the model folder as a zip, a SavedModel (zip) or a TFLite file, made by
   `classifier.export` (with its check) as copies in a temporary folder; never the model folder itself.
   The JSON files in a zip (metadata.json, metrics.json, export.json) are the public copies
@@ -131,8 +137,10 @@ class TrainPage:
                 epochs,
                 cache_dir=self.cache_dir,
             )
+            # The class slots are checked before the queue: naming a mistake costs no file read.
+            named = self.slot_images(*self.filled_slots(archive, folder, slots))
             self.workbench.check_room(name)  # a job the queue would turn away writes nothing
-            with self.images(archive, folder, slots) as images:
+            with self.images(archive, folder, named) as images:
                 trainset.build(self.models_dir, name, images, self.limits)
             try:
                 job = self.workbench.submit(name, config)
@@ -282,14 +290,41 @@ class TrainPage:
         except (gr.Error, KeyError):  # a broken model folder (its predictions say why), or an unknown name
             return []
 
-    def class_choices(self, model):
+    def correctable(self, model) -> bool:
+        """Whether the page can correct and retrain the picked model: it is this app's models-dir/NAME and has its
+        training folder there (a model trained on the page; not one trained by the CLI, nor a --model)."""
+        try:
+            self.training_folder(self.own_model(model), must_exist=True)
+        except UsageError:
+            return False
+        return True
+
+    def correction_view(self, model):
+        """The correction row of the picked model: its classes, shown only when the model can be corrected."""
         text_inputs(model=model)
-        return gr.Dropdown(choices=self.classes(model), value=None)
+        shown = self.correctable(model)
+        return gr.Dropdown(choices=self.classes(model) if shown else [], value=None), gr.Column(visible=shown)
+
+    def prediction_view(self, prediction, model):
+        """The correction row under a new prediction: "Add to <its class>" (hidden without one), no class chosen yet,
+        nothing said, and the row shown only when the model can be corrected."""
+        predicted = predicted_class(prediction)
+        text_inputs(model=model, prediction=predicted)  # a page's prediction is short; a caller's may not be
+        save = gr.Button(value=f"Add to {predicted}", visible=True) if predicted else gr.Button(visible=False)
+        label, row = self.correction_view(model)
+        return save, label, "", row
+
+    def correct_predicted(self, upload, model, prediction):
+        """The "Add to <predicted class>" button: `correct` under the shown prediction's class."""
+        predicted = predicted_class(prediction)
+        if predicted is None:
+            raise gr.Error("no prediction yet: drop an image to classify first", print_exception=False)
+        return self.correct(upload, model, predicted)
 
     @contextlib.contextmanager
-    def images(self, archive, folder, slots) -> Iterator[trainset.Images]:
-        """The job's images, from exactly one of: the class slots, a zip, a folder on this machine."""
-        named = self.slot_images(slots[:CLASS_SLOTS], slots[CLASS_SLOTS:])
+    def images(self, archive, folder, named: trainset.Images) -> Iterator[trainset.Images]:
+        """The job's images, from exactly one of: the class slots (`named`: `slot_images`), a zip, a folder on this
+        machine."""
         folder = (folder or "").strip()
         if sum(map(bool, (named, archive, folder))) != 1:
             raise UsageError("give the images one way: drop them into named classes, or a zip, or a folder")
@@ -305,16 +340,28 @@ class TrainPage:
             yield named
 
     @staticmethod
+    def filled_slots(archive, folder, slots) -> tuple[list, list]:
+        """(names, uploads) of the class slots; with a zip or a folder and no upload, names left in the slots are
+        not a class each (the zip's or the folder's classes are)."""
+        labels, uploads = list(slots[:CLASS_SLOTS]), list(slots[CLASS_SLOTS:])
+        if (archive or (folder or "").strip()) and not any(uploads):
+            labels = [""] * len(uploads)
+        return labels, uploads
+
+    @staticmethod
     def slot_images(labels, uploads) -> trainset.Images:
+        """Class -> images of the class slots. A slot with images needs a name, a named slot needs images, and no
+        two slots share a name (nor one that differs only in case): each refused naming the class."""
         images: trainset.Images = {}
-        for label, paths in zip(labels, uploads, strict=True):
-            if not paths:
-                continue
-            label = (label or "").strip()
-            if not label:
+        named = [((label or "").strip(), paths) for label, paths in zip(labels, uploads, strict=True)]
+        trainset.check_distinct_classes([label for label, _ in named if label])
+        for label, paths in named:
+            if paths and not label:
                 raise UsageError("images dropped into a class without a name: name every class you drop images into")
-            files = [(Path(upload_path(path, Path(path).name)), Path(path).name) for path in paths]
-            images.setdefault(label, []).extend(files)
+            if label and not paths:
+                raise UsageError(f"class {quoted(label)} has no photos: drop photos into it or remove it")
+            if label:
+                images[label] = [(Path(upload_path(path, Path(path).name)), Path(path).name) for path in paths]
         return images
 
     def correct(self, upload, model, label):
@@ -536,13 +583,15 @@ def build_train_tab(page: TrainPage) -> TrainTab:
         count=count, groups=groups, add=add, remove=remove, train=train, cancel=cancel, kind=kind, download=download
     )
     tab.controls.update(file=file, inputs=[name, backbone, size, epochs, archive, folder, *labels, *uploads])
+    tab.controls.update(slots=[*labels, *uploads])
     return tab
 
 
 def wire_train_tab(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
     """The Train tab's events (`model`: the page's model picker, which a download reads and a finished job sets)."""
     controls = tab.controls
-    resize = dict(inputs=controls["count"], outputs=[controls["count"], *controls["groups"]], api_visibility="private")
+    slots = [controls["count"], *controls["groups"], *controls["slots"]]
+    resize = dict(inputs=controls["count"], outputs=slots, api_visibility="private")
     controls["add"].click(lambda n: shown_slots(n + 1), **resize)
     controls["remove"].click(lambda n: shown_slots(n - 1), **resize)
     started = [tab.job, *tab.progress, tab.timer]
@@ -585,24 +634,47 @@ def class_slots() -> tuple[list, list, list]:
 
 
 def shown_slots(count: int) -> list:
+    """The slots' count, their groups shown or not, and the hidden ones emptied: a removed class's name and photos
+    are not sent with Train (a hidden named slot would be refused as a class with no photos, or train unseen)."""
     count = max(FIRST_SLOTS, min(CLASS_SLOTS, count))
-    return [count, *(gr.Group(visible=i < count) for i in range(CLASS_SLOTS))]
+    cleared = [i >= count for i in range(CLASS_SLOTS)]
+    return [
+        count,
+        *(gr.Group(visible=not hidden) for hidden in cleared),
+        *(gr.Textbox(value="") if hidden else gr.skip() for hidden in cleared),
+        *(gr.File(value=None) if hidden else gr.skip() for hidden in cleared),
+    ]
 
 
 def build_correction_row(page: TrainPage, app) -> tuple:
-    """Under a prediction: "Wrong? It is: [class]", its button, Retrain, and what happened (inside the tab)."""
-    with gr.Row():
-        label = gr.Dropdown(page.classes(None), value=None, label="Wrong? It is:", scale=2)
-        save = gr.Button("Add to this class", size="sm", scale=1)
-        retrain = gr.Button("Retrain", size="sm", scale=1)
-    said = gr.Markdown()
-    return label, save, retrain, said
+    """Under a prediction: "Wrong? It is: [class]" (choosing one saves the image there), "Add to <predicted class>",
+    Retrain, and what happened (inside the tab). Shown only for a model the page can correct (`correctable`)."""
+    with gr.Column(visible=page.correctable(None)) as row:
+        with gr.Row():
+            label = gr.Dropdown(page.classes(None), value=None, label="Wrong? It is:", scale=2)
+            save = gr.Button("Add to the predicted class", size="sm", scale=1, visible=False)
+            retrain = gr.Button("Retrain", size="sm", scale=1)
+        said = gr.Markdown()
+    return row, label, save, retrain, said
 
 
-def wire_corrections(page: TrainPage, model, image, row: tuple, tab: TrainTab) -> None:
+def predicted_class(prediction) -> str | None:
+    """The top class of a prediction as the page's `gr.Label` holds it (the answer's, or a "not sure" answer's top
+    guess), or None when there is none."""
+    confidences = prediction.get("confidences") if isinstance(prediction, dict) else None
+    top = confidences[0] if isinstance(confidences, list) and confidences else None
+    return top.get("label") if isinstance(top, dict) and isinstance(top.get("label"), str) else None
+
+
+def wire_corrections(page: TrainPage, model, image, prediction, row: tuple, tab: TrainTab) -> None:
     """The correction row's events; a retrain reports its progress in the Train tab."""
-    label, save, retrain, said = row
-    save.click(page.correct, [image, model, label], said, api_name="correct", preprocess=False)
+    column, label, save, retrain, said = row
+    # Choosing a class saves the image there at once: `select` is the user's choice only (not a new prediction's
+    # reset, as `change` would be), and once (`input` fires again when the list loses focus).
+    label.select(page.correct, [image, model, label], said, api_name="correct", preprocess=False)
+    save.click(page.correct_predicted, [image, model, prediction], said, api_visibility="private", preprocess=False)
+    fresh = dict(api_visibility="private", preprocess=False)  # the prediction as sent (a `gr.Label` value)
+    prediction.change(page.prediction_view, [prediction, model], [save, label, said, column], **fresh)
     # The model's name as sent (preprocess=False): a model trained since the page loaded is not among its choices.
     retrain.click(page.retrain, model, [tab.job, *tab.progress, tab.timer], api_name="retrain", preprocess=False)
-    model.change(page.class_choices, model, label, api_visibility="private")
+    model.change(page.correction_view, model, [label, column], api_visibility="private")

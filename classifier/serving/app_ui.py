@@ -205,7 +205,8 @@ class App:
             f"- **Backbone:** {meta.describe_backbone()}",
             f"- **Image size:** {' x '.join(str(side) for side in meta.image_size)} px",
             f"- **Validation accuracy:** {_fraction(meta.val_accuracy)} after the last epoch, "
-            f"{_fraction(meta.best_val_accuracy)} at the best",
+            f"{_fraction(meta.best_val_accuracy)} at the best (on the validation split)",
+            *held_out_line(meta),
             f"- **Trained:** {meta.trained_at or 'unknown'}, {_known(meta.epochs_run)} epochs on "
             f"{_known(meta.data.train_images)} images",
             self.not_sure_line(meta),
@@ -242,16 +243,21 @@ class App:
         return None, (pd.DataFrame(rows, columns=["epoch", "metric", "value"]) if rows else None)
 
     def evaluation(self, model: str | None):
-        """(metrics table as Markdown or None, confusion_matrix.png or None): what training measured on validation."""
+        """(metrics tables as Markdown or None, confusion_matrix.png or None): what training measured on the held-out
+        test split (when the model has one) and on validation, each named."""
         if not self.library.names:
             return None, None
         metrics_file = self.folder(model) / METRICS_FILE
         confusion = self.shown.path(self.name(model), CONFUSION_FILE)
-        table = (
-            f"**Validation metrics**\n\n```\n{format_table(json.loads(metrics_file.read_text()))}\n```"
-            if metrics_file.is_file()
-            else None
-        )
+        tables = [
+            f"**{title}**\n\n```\n{format_table(json.loads(path.read_text()))}\n```"
+            for title, path in (
+                ("Test metrics (held-out test split)", metrics_file.with_name(f"test_{METRICS_FILE}")),
+                ("Validation metrics", metrics_file),
+            )
+            if path.is_file()
+        ]
+        table = "\n\n".join(tables) or None
         return table, (str(confusion) if confusion else None)
 
     def model_view(self, model: str | None):
@@ -369,7 +375,8 @@ def _wire_train(page: Page, tab: TrainTab) -> None:
     # A page that loads shows the server's current job (started from another page, or before a reload) and polls it.
     page.blocks.load(page.trainer.resume, None, [tab.job, *tab.progress, tab.timer], api_visibility="private")
     one_image = page.built[ONE_IMAGE.label]
-    wire_corrections(page.trainer, page.model, one_image["image"], one_image["correction"], tab)
+    built = [one_image[part] for part in ("image", "label", "correction")]
+    wire_corrections(page.trainer, page.model, *built, tab)
 
 
 ONE_IMAGE = PageTab("One image", _build_one_image, _wire_one_image)
@@ -463,6 +470,17 @@ def launch(
 def _shown(error: Exception, source, name: str) -> str:
     """The error as the user knows the file or model: its own name, not the server's (temporary) path."""
     return str(error).replace(str(source) if isinstance(source, str) else "image bytes", name)
+
+
+def held_out_line(meta: ModelMetadata) -> list[str]:
+    """The card's line on the held-out test split ("test accuracy 0.913 on 240 held-out images"), or none."""
+    if meta.test is None:
+        return []
+    source = "a test/ folder" if meta.test.get("from") == "folder" else "--test-split"
+    return [
+        f"- **Test accuracy:** {_fraction(meta.test['accuracy'])} on {meta.test['count']} held-out images (test split "
+        f"from {source}: never trained on, nor used to choose anything)"
+    ]
 
 
 def _fraction(value) -> str:

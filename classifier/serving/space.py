@@ -100,6 +100,11 @@ def space_readme(title: str, sdk_version: str, python_version: str, model_name: 
         f"An image classifier for {len(metadata.class_names)} classes ({metadata.class_list(20)}). "
         f"Backbone: {metadata.describe_backbone()}"
         + (f"; validation accuracy {accuracy:.3f}" if isinstance(accuracy, (int, float)) else "")
+        + (
+            f"; test accuracy {metadata.test['accuracy']:.3f} on {metadata.test['count']} held-out images"
+            if metadata.test is not None
+            else ""
+        )
         + ".\n\n"
         "Drop an image on the page, or call the API:\n\n"
         "```python\n"

@@ -2,8 +2,12 @@
 
 `train(config)` is the library entry point and reads as the steps of a run: prepare (resolve the
 options, find the data, build the model), fit the head (on cached backbone features, or on images),
-fine-tune (optional), score the validation images, save. Each step is a function of one `Run`,
-which holds what the steps share. `python -m classifier.train` (classifier/train.py) is a thin CLI over `train`.
+fine-tune (optional), score the validation images, score the test split (when the data has one), save.
+Each step is a function of one `Run`, which holds what the steps share. `python -m classifier.train`
+(classifier/train.py) is a thin CLI over `train`.
+
+The test split (data/pipeline.py) reaches no step before the model is final: not training, the feature cache,
+epochs, augmentation nor the "not sure" threshold (chosen on validation); it is scored once, on images, at the end.
 
 A caller that watches or stops a run (the web page's Train tab, classifier/serving/workbench.py) passes
 Keras `callbacks` (added to every fit) and `on_progress` (the backbone feature pass's
@@ -29,7 +33,7 @@ from ..config import TrainConfig
 from ..console import Log, Progress, say
 from ..data.augment import make_augmenter
 from ..data.datasets import resolve_data
-from ..data.pipeline import ImageData, ScanMemo, image_dataset, load_image_data
+from ..data.pipeline import TEST_DIR, ImageData, ScanMemo, image_dataset, load_image_data
 from ..evaluation.metrics import MIN_EVIDENCE, TARGET_PRECISION, classification_metrics, most_wrong
 from ..evaluation.report import write_report
 from ..model.artifacts import check_output_dir, save_model_dir, versions
@@ -88,6 +92,8 @@ class Run:
     timing: dict = field(default_factory=dict)  # seconds per step, for metadata.json
     metrics: dict = field(default_factory=dict)  # the saved model's validation metrics (metrics.json)
     wrong: list = field(default_factory=list)  # its most confidently wrong validation images (most_wrong.png)
+    test_metrics: dict | None = None  # the final model's metrics on the test split (test_metrics.json), if any
+    test_wrong: list = field(default_factory=list)  # its most confidently wrong test images (test_most_wrong.png)
     metadata: ModelMetadata | None = None  # built by save
     callbacks: Sequence = ()  # the caller's Keras callbacks, added to every fit
     on_progress: Callable[[Progress], None] | None = None  # the caller's watch on the feature pass
@@ -189,6 +195,7 @@ def train(
         fit_head(run)
         fine_tune(run)
         score(run)
+        score_test(run)
         save(run)
     except KeyboardInterrupt:  # Ctrl-C: keep the completed epochs and say how to resume
         raise run.checkpoint.interrupted() from None
@@ -238,7 +245,7 @@ def scan_data(config: TrainConfig, data_dir: Path) -> ImageData:
     """The images a run of `config` trains and validates on: listed, checked (through the scan memo when the
     feature cache applies) and split; classifier.batch_features fills the cache for the same split."""
     memo = ScanMemo(scan_memo_dir(config), data_dir) if feature_cache_applies(config) else None
-    return load_image_data(data_dir, config.validation_split, config.seed, memo=memo)
+    return load_image_data(data_dir, config.validation_split, config.seed, memo=memo, test_split=config.test_split)
 
 
 def share_features(config: TrainConfig, share: FeatureShare, log: Log) -> TrainResult:
@@ -271,8 +278,9 @@ def log_setup(run: Run) -> None:
         log(f"strategy: {config.strategy}, {run.strategy.num_replicas_in_sync} replica(s) in sync")
     held_out = "validation folder" if data.validation_from == "folder" else f"{config.validation_split:.0%} held out"
     more = " ..." if len(data.class_names) > 10 else ""
+    test = "" if data.test is None else f", {len(data.test)} test images held out ({held_out_source(config, data)})"
     log(
-        f"data: {len(data.train)} training and {len(data.validation)} validation images ({held_out}), "
+        f"data: {len(data.train)} training and {len(data.validation)} validation images ({held_out}){test}, "
         f"{len(data.class_names)} classes: {', '.join(data.class_names[:10])}{more}"
     )
     if not config.transfer:
@@ -408,10 +416,38 @@ def score(run: Run) -> None:
         run.wrong = most_wrong(validation.paths, validation.labels, probabilities)
 
 
+def score_test(run: Run) -> None:
+    """The final model's metrics on the test split, when the data has one: its images through the whole saved
+    model, once; the validation-chosen "not sure" threshold is measured on them, never chosen from them."""
+    test = run.data.test
+    if test is None:
+        return
+    with run.timed("test_seconds"):
+        probabilities = run.model.predict(image_dataset(test, run.config.image_shape, run.batch(len(test))), verbose=0)
+    threshold = (run.metrics["not_sure"]["suggested"] or {}).get("min_confidence")
+    run.test_metrics = {
+        **classification_metrics(test.labels, probabilities, run.data.class_names, threshold),
+        "split": "test",
+        "from": run.data.test_from,
+        "data": str(run.data.root),
+    }
+    run.test_wrong = most_wrong(test.paths, test.labels, probabilities)
+
+
+def held_out_source(config: TrainConfig, data: ImageData) -> str:
+    """Where the test split comes from, in words: "test/ folder" or "25% of each class"."""
+    return f"{TEST_DIR}/ folder" if data.test_from == "folder" else f"{config.test_split:.0%} of each class"
+
+
 def save(run: Run) -> None:
-    """The model folder (model, metadata, labels, report), atomically; on the chief only."""
+    """The model folder (model, metadata, labels, report and the test split's), atomically; on the chief only."""
     run.metadata = build_metadata(run)
-    report = lambda staged: write_report(staged, run.metrics, run.metadata, run.wrong)  # noqa: E731
+
+    def report(staged: Path) -> None:
+        write_report(staged, run.metrics, run.metadata, run.wrong)
+        if run.test_metrics is not None:
+            write_report(staged, run.test_metrics, run.metadata, run.test_wrong)
+
     with worker_out_dir(run.out, run.strategy) as folder:
         save_model_dir(folder, run.model, run.metadata, extra=report)
 
@@ -432,6 +468,8 @@ def build_metadata(run: Run) -> ModelMetadata:
             train_images=len(data.train),
             validation_images=len(data.validation),
             validation_from=data.validation_from,
+            test_images=None if data.test is None else len(data.test),
+            test_from=data.test_from,
             skipped=[path for path, _ in data.skipped],
         ),
         history=history,
@@ -452,7 +490,21 @@ def build_metadata(run: Run) -> ModelMetadata:
         distribution=describe(run.strategy, config, run.share),
         min_confidence=suggested.get("min_confidence"),
         min_confidence_coverage=suggested.get("coverage"),
+        test=held_out_block(run.test_metrics),
     )
+
+
+def held_out_block(metrics: dict | None) -> dict | None:
+    """metadata.json's `test`: the test split's figures (metrics.json's, named for their split), or None."""
+    if metrics is None:
+        return None
+    kept = ("split", "from", "accuracy", "per_class", "confusion_matrix")
+    return {
+        **{key: metrics[key] for key in kept},
+        "count": metrics["images"],
+        "macro_f1": metrics["macro_avg"]["f1"],
+        "class_names": metrics["class_names"],
+    }
 
 
 def log_done(run: Run) -> None:
@@ -468,9 +520,22 @@ def log_done(run: Run) -> None:
         else f"no 'not sure' threshold (none reaches {TARGET_PRECISION:.0%} right on validation, or fewer than "
         f"{MIN_EVIDENCE} validation images)"
     )
+    if run.test_metrics is not None:
+        run.log(held_out_summary(run))
     run.log(
         f"done: best val_accuracy {max(history):.4f} (epoch {history.index(max(history)) + 1}), "
         f"saved model's {run.metrics['accuracy']:.4f}; {not_sure}; {_duration(time.time() - run.started)}; {where}"
+    )
+
+
+def held_out_summary(run: Run) -> str:
+    """The test split's one line: accuracy, size and where it comes from, and its per-class recall."""
+    metrics = run.test_metrics
+    recalls = ", ".join(f"{name} {figures['recall']:.3f}" for name, figures in metrics["per_class"].items())
+    return (
+        f"test: accuracy {metrics['accuracy']:.4f} on {metrics['images']} held-out images "
+        f"({held_out_source(run.config, run.data)}; never trained, validated or tuned on), macro F1 "
+        f"{metrics['macro_avg']['f1']:.4f}; recall per class: {recalls}; report in test_metrics.json"
     )
 
 
