@@ -184,7 +184,13 @@ def serve(args, limits: Limits) -> int:
     from classifier.serving.library import ModelLibrary
 
     library = ModelLibrary(
-        models, trust_hub_handle=args.trust_hub_handle, min_confidence=args.min_confidence, engine=args.engine
+        models,
+        trust_hub_handle=args.trust_hub_handle,
+        min_confidence=args.min_confidence,
+        engine=args.engine,
+        # The models folder is watched (new models offered, removed ones dropped, no restart) unless --model serves
+        # one folder alone; with training on, the page's new models go there, so it is watched all the same.
+        models_dir=None if args.model and not limits.training else args.models_dir,
     )
     if models:
         library.get(None)  # load the first model now, so the first visitor does not wait for it

@@ -173,6 +173,7 @@ def test_every_handler_checks_its_text_first(model_dir, tmp_path):
         "predict": lambda: app.classify({"path": "x.png"}, long),
         "predict_batch": lambda: app.classify_files([], long),
         "model_view": lambda: app.model_view(long),
+        "page_load": lambda: app.page_load(long),
         "example": lambda: app.example(0, long),
         "train": lambda: page.train("ok", "MobileNetV2 1.0", 32, 1, None, None, *slots),
         "train folder": lambda: page.train("ok", "MobileNetV2 1.0", 32, 1, None, long, *[""] * 6, *[None] * 6),

@@ -173,17 +173,27 @@ class ShownFiles:
 
     def publish(self, model: str, model_dir: str | Path) -> None:
         """Copy the shown files of `model` from `model_dir`, replacing any copies of an earlier folder."""
-        shutil.rmtree(self.folder / model, ignore_errors=True)
-        self._publish(Path(model_dir), self.folder / model)
+        shutil.rmtree(self._of(model), ignore_errors=True)
+        self._publish(Path(model_dir), self._of(model))
+
+    def drop(self, model: str) -> None:
+        """Delete the copies of `model`'s shown files (its folder was removed from the models folder)."""
+        shutil.rmtree(self._of(model), ignore_errors=True)
 
     def path(self, model: str, file: str) -> Path | None:
         """The copy of `file` (curves.png, ...) of `model`, or None when the folder has none."""
-        path = self.folder / model / file
+        path = self._of(model) / file
         return path if path.is_file() else None
 
     def examples(self, model: str) -> list[Path]:
-        folder = self.folder / model / EXAMPLES_DIR
+        folder = self._of(model) / EXAMPLES_DIR
         return sorted(folder.iterdir()) if folder.is_dir() else []
+
+    def _of(self, model: str) -> Path:
+        """The copies' folder of `model`: a plain folder name only (no `..`, no `/`), whatever a caller sends."""
+        if not model or model in (".", "..") or Path(model).name != model:
+            raise ValueError(f"not a model name: {model[:60]!r}")
+        return self.folder / model
 
     @staticmethod
     def _publish(model_dir: Path, out: Path) -> None:

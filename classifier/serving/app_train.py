@@ -9,6 +9,9 @@ refuses URLs (`no_fetch`); a folder on the server is read only when the app runs
   or a local folder, go into `models/NAME.data/` (classifier/data/trainset.py: checked as training data,
   deduplicated, within the limits); then a `Workbench` job trains `models/NAME` with the same
   `train()` as the CLI. `/train_status` (polled by a timer) gives its progress, `/train_cancel` stops it.
+  Jobs are the server's, not the page's: with no job id both act on the server's current job
+  (`Workbench.current`: running, else waiting, else finished in the last minutes), and a page that loads shows
+  that job, its curve and its Cancel, and polls it (`resume`), so a reload or a new tab loses nothing.
   When it finishes, the model joins the picker (`ModelLibrary.add`) with its card and plots.
 - Under a prediction: choosing a class in "Wrong? It is: [class]" (`/correct`) saves the shown image
   into the model's training folder under that class at once, and says so; "Add to <predicted class>"
@@ -181,19 +184,37 @@ class TrainPage:
             job = self.workbench.submit(name, config)
         return self.started(job)
 
-    def status(self, job_id: str):
-        """The job's progress for the page (status, curve, details, timer, model picker) and API callers."""
+    def job(self, job_id: str | None) -> Job:
+        """The job `job_id`, or the server's current job when no id is given (a page loaded after it started)."""
         text_inputs(job=job_id)
+        if job_id:
+            return self.workbench.get(job_id)
+        job = self.workbench.current()
+        if job is None:
+            raise UsageError("no training job on this server now: press Train to start one")
+        return job
+
+    def resume(self):
+        """On a page load: the server's current job in the Train tab (its id, progress, curve; the timer polls it
+        while it runs), or an empty tab when there is none."""
+        job = self.workbench.current()
+        if job is None:
+            return "", "", None, None, gr.Timer(active=False)
+        return (job.id, *self.view(job), gr.Timer(active=job.state not in FINISHED))
+
+    def status(self, job_id: str):
+        """The job's progress for the page (status, curve, details, timer, model picker) and API callers; with no
+        job id, the server's current job's."""
         with page_errors():
-            job = self.workbench.get(job_id)
+            job = self.job(job_id)
         names = self.app.library.names
         picker = gr.Dropdown(choices=names, value=job.name, visible=len(names) > 1) if job.state == DONE else gr.skip()
         return (*self.view(job), gr.Timer(active=job.state not in FINISHED), picker)
 
     def cancel(self, job_id: str):
-        text_inputs(job=job_id)
+        """Cancel the job `job_id`, or the server's current job when no id is given."""
         with page_errors():
-            job = self.workbench.cancel(job_id)
+            job = self.workbench.cancel(self.job(job_id).id)
         return self.view(job)
 
     def started(self, job: Job):
@@ -234,13 +255,12 @@ class TrainPage:
     # -- the images of a job, and corrections -------------------------------------------------------
     def model_name(self, model) -> str:
         """The picked model's name (the first model's when none is picked), refused when this app has no such model."""
-        names = self.app.library.names
-        if not names:
+        if not self.app.library.names and not self.app.library.refresh():
             raise UsageError("no model yet: train one in the Train tab first")
-        name = model or names[0]
-        if name not in names:
-            raise UsageError(f"unknown model {quoted(name)}; this app serves: {', '.join(names)}")
-        return name
+        try:
+            return self.app.library.name(model)  # a model added to the models folder since the start too
+        except KeyError as error:
+            raise UsageError(str(error.args[0])) from None
 
     def training_folder(self, name: str, must_exist: bool = False) -> Path:
         folder = trainset.data_folder(self.models_dir, name)

@@ -62,7 +62,7 @@ BATCH_COLUMNS = ["file", "prediction", "confidence", "not sure", f"top {TOP_K}",
 def no_model_message(models_dir: str | Path) -> str:
     """What the page says when there is nothing to serve: the exact commands that fix it."""
     return (
-        f"**No trained model yet** (no model folder in `{models_dir}/`). Train one, then restart the app:\n\n"
+        f"**No trained model yet** (no model folder in `{models_dir}/`). Train one, then reload this page:\n\n"
         f"```sh\n{TRAIN_COMMAND.format(models_dir=models_dir)}\n```\n\n"
         "or, offline in under a minute (real ImageNet weights ship with the package), the shapes demo:"
         f"\n\n```sh\n{DEMO_COMMAND.format(models_dir=models_dir)}\n```"
@@ -77,19 +77,41 @@ class App:
         self.models_dir = str(models_dir)
         self.limits = limits
         self.shown = ShownFiles(library.paths)  # the only files of the model folders the page can show
+        library.on_change = self.changed  # models added to or removed from the models folder since the start
         library.wait_for_loads(limits.concurrency - 1)  # a queue worker is always left for the loaded models
 
+    def changed(self, added: dict[str, Path], removed: list[str]) -> None:
+        """After a rescan of the models folder: the shown files of the models added, none of those removed."""
+        for name, path in added.items():
+            self.shown.publish(name, path)
+        for name in removed:
+            self.shown.drop(name)
+
+    def page_load(self, model: str | None):
+        """A page (re)loads: the picker's choices from the models folder as it is now (rescanned; `model` stays
+        picked while it is offered), and the picked model's view."""
+        text_inputs(model=model)
+        names = self.library.refresh()
+        value = model if model in names else (names[0] if names else None)
+        return (gr.Dropdown(choices=names, value=value, visible=len(names) > 1), *self.model_view(value))
+
     def name(self, model: str | None) -> str:
-        return model or self.library.names[0]
+        """`model` (the first one when None) once the library offers it; gr.Error naming it when it does not (the
+        models folder is rescanned first: a model may have been added since). The picker takes any value typed or
+        sent (allow_custom_value), so every use of a model's name on the page goes through here."""
+        try:
+            return self.library.name(model)
+        except KeyError as error:
+            raise gr.Error(str(error.args[0]), title="Unknown model", print_exception=False) from None
 
     def folder(self, model: str | None) -> Path:
-        """The model folder of `model` (the first one when None)."""
+        """The model folder of `model` (the first one when None), as `name` checks it."""
         return self.library.paths[self.name(model)]
 
     def predictor(self, model: str | None):
         """The shared predictor of `model`; gr.Error naming it when it is unknown or its folder is refused at load, or
         saying so when another request is loading a model (ModelLibrary.get: one load at a time from the page)."""
-        if not self.library.names:
+        if not self.library.names and not self.library.refresh():  # none at start: maybe one since
             raise gr.Error(no_model_message(self.models_dir), title="No model")
         try:
             return self.library.get(model, wait=False)  # loads never hold every queue worker
@@ -259,14 +281,27 @@ class App:
         return str(examples[index]) if index is not None and 0 <= index < len(examples) else None
 
 
+def model_picker(names: list[str]) -> gr.Dropdown:
+    """The model picker. Its choices are refreshed from the models folder at each page load (`App.page_load`); a
+    name typed, or sent by the API, that is not among them is checked by the library (allow_custom_value: a model
+    added since), and the API's schema names no fixed list of models (they come and go)."""
+    picker = gr.Dropdown(
+        names, value=names[0] if names else None, label="Model", visible=len(names) > 1, allow_custom_value=True
+    )
+    # An instance attribute, not a subclass: Gradio writes a .pyi stub beside the module of a Component subclass.
+    picker.api_info = lambda: {"type": "string", "description": "the name of a model in the app's models folder"}
+    return picker
+
+
 @dataclass
 class Page:
     """What the page's tabs build on and hand each other: the app, the Train tab's `trainer` (None: no training on
-    this page), the model picker, and each tab's built components by its label (what its `wire` receives)."""
+    this page), the model picker, the Blocks, and each tab's built components by its label (what `wire` receives)."""
 
     app: App
     trainer: TrainPage | None
     model: gr.Dropdown
+    blocks: gr.Blocks  # the page, for its load events
     built: dict[str, Any] = field(default_factory=dict)
 
 
@@ -337,6 +372,8 @@ def _build_train(page: Page) -> TrainTab:
 def _wire_train(page: Page, tab: TrainTab) -> None:
     """The Train tab's events, and the correction row's under a prediction (a retrain reports in the Train tab)."""
     wire_train_tab(page.trainer, tab, page.model)
+    # A page that loads shows the server's current job (started from another page, or before a reload) and polls it.
+    page.blocks.load(page.trainer.resume, None, [tab.job, *tab.progress, tab.timer], api_visibility="private")
     one_image = page.built[ONE_IMAGE.label]
     built = [one_image[part] for part in ("image", "label", "correction")]
     wire_corrections(page.trainer, page.model, *built, tab)
@@ -369,8 +406,8 @@ def build_app(app: App, trainer: TrainPage | None = None) -> gr.Blocks:
     names, limits, tabs = app.library.names, app.limits, page_tabs(trainer)
     with gr.Blocks(title="Image classifier", delete_cache=limits.delete_cache) as demo:
         gr.Markdown("# Image classifier\nDrop, upload, paste or photograph an image; the model ranks its classes.")
-        model = gr.Dropdown(names, value=names[0] if names else None, label="Model", visible=len(names) > 1)
-        page = Page(app, trainer, model)
+        model = model_picker(names)
+        page = Page(app, trainer, model, demo)
         with gr.Row():
             with gr.Column():
                 for tab in tabs:
@@ -380,7 +417,7 @@ def build_app(app: App, trainer: TrainPage | None = None) -> gr.Blocks:
                 view = [*build_model_view(page), page.built[ONE_IMAGE.label]["examples"]]
         for tab in tabs:
             tab.wire(page, page.built[tab.label])
-        demo.load(app.model_view, model, view, api_visibility="private")
+        demo.load(app.page_load, model, [model, *view], api_visibility="private")
         model.change(app.model_view, model, view, api_visibility="private")
     # api_open=False: POST /gradio_api/run/<name> (which would skip the queue and its limits) answers 404;
     # the page and gradio_client join the queue (/gradio_api/queue/join), and so does /gradio_api/call/<name>.
@@ -403,8 +440,8 @@ def launch(
     app = App(library, models_dir, limits)
     trainer = TrainPage(app, train_cache) if limits.training else None
     demo = build_app(app, trainer)
-    # With training, new model folders and their training images appear under models_dir: none of it is readable.
-    blocked = [*library.paths.values(), *([Path(models_dir)] if trainer else [])]
+    # The models folder too: its models come and go (the library rescans it), none of it is readable.
+    blocked = [*library.paths.values(), Path(models_dir)]
     hosts = (host, *LOOPBACK_HOSTS) if limits.local else None
     demo.launch(
         server_name=host,

@@ -4,6 +4,14 @@
 request as a `BatchedPredictor` (inference/batched.py), which every request for that model then shares, and
 reloads it when a retrain replaces its folder.
 
+The models folder is the truth, not the library's start: given `models_dir`, the library rescans it (`refresh`: a
+directory listing, no model loaded) when a page loads and when a request names a model it does not know (or one
+whose folder is gone), so a model trained on the page, from the command line or copied in is offered without a
+restart, and a removed one is dropped (its loaded predictor closed). A model given at start from outside the folder
+(`--model`) is pinned: a rescan never drops it and no folder of the same name replaces it. Folders being written
+(`.NAME.partial-*`: dotted names are skipped) and training folders (`NAME.data`, whatever they hold) are never
+offered.
+
 Loading never stalls the answers of another model: each model has its own lock, held across its
 load alone, and a first LiteRT conversion runs in a child process, so it holds no lock of this one
 (not even the GIL). A reload (`ModelLibrary.add`, after a retrain) loads the new folder while the
@@ -14,8 +22,10 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Callable
 
 from ..console import Log, say
+from ..data.trainset import DATA_SUFFIX
 from ..errors import quoted
 from ..inference.batched import BatchedPredictor
 from ..inference.predictor import Predictor
@@ -23,7 +33,8 @@ from ..model.artifacts import DEFAULT_ENGINE, is_model_dir
 
 
 def find_models(models_dir: str | Path) -> dict[str, Path]:
-    """Model folders directly under `models_dir` (or `models_dir` itself), by folder name, sorted."""
+    """Model folders directly under `models_dir` (or `models_dir` itself), by folder name, sorted: a directory listing
+    and two file checks each, nothing loaded."""
     root = Path(models_dir)
     if is_model_dir(root):
         return {root.name: root}
@@ -32,7 +43,11 @@ def find_models(models_dir: str | Path) -> dict[str, Path]:
     return {
         path.name: path
         for path in sorted(root.iterdir())
-        if path.is_dir() and not path.name.startswith(".") and is_model_dir(path)
+        # Not a folder being written (.NAME.partial-*) nor a page's training folder (NAME.data), whatever it holds.
+        if path.is_dir()
+        and not path.name.startswith(".")
+        and not path.name.endswith(DATA_SUFFIX)
+        and is_model_dir(path)
     }
 
 
@@ -56,14 +71,21 @@ class ModelLibrary:
         trust_hub_handle: bool = False,
         min_confidence: float | None = None,
         engine: str = DEFAULT_ENGINE,
+        models_dir: str | Path | None = None,
     ):
         self.paths = dict(models)
+        self.models_dir = None if models_dir is None else Path(models_dir)  # rescanned by `refresh`; None: never
+        found = find_models(self.models_dir) if self.models_dir is not None else {}
+        # Models given from elsewhere (--model): kept whatever the folder holds.
+        self.pinned = {name: path for name, path in self.paths.items() if found.get(name) != path}
+        self.on_change: Callable[[dict[str, Path], list[str]], None] | None = None  # (added, removed) after refresh
         self.engine = engine  # what runs each model's backbone (inference/runtime.py)
         self.trust_hub_handle = trust_hub_handle  # see classifier.model.hub: load hub backbones from outside the folder
         self.min_confidence = min_confidence  # the "not sure" threshold for every model; None: each model's own
         self._loaded: dict[str, BatchedPredictor] = {}
         self._loading: dict[str, threading.Lock] = {}  # per model, held while it loads: it is loaded once
         self._lock = threading.Lock()  # guards paths, _loaded and _loading, for a lookup or a swap only
+        self._scanning = threading.Lock()  # held across a rescan of models_dir (`refresh`)
         self.wait_for_loads(1)
 
     def wait_for_loads(self, requests: int) -> None:
@@ -74,6 +96,20 @@ class ModelLibrary:
     def names(self) -> list[str]:
         return list(self.paths)
 
+    def name(self, name: str | None) -> str:
+        """`name` (the first model's when None) once its folder is known to be there: when it is not (added to the
+        models folder, or removed from it, since the last look), after a rescan; KeyError naming it when it is not
+        offered."""
+        with self._lock:
+            known = self.paths.get(name or next(iter(self.paths), ""))
+        if known is None or not known.is_dir():
+            self.refresh()
+        with self._lock:
+            name = name or next(iter(self.paths), "")
+            if name not in self.paths:
+                raise KeyError(f"unknown model {quoted(name)}; this app serves: {', '.join(self.paths)}")
+            return name
+
     def get(self, name: str | None, log: Log = say, wait: bool = True) -> BatchedPredictor:
         """The shared predictor for `name` (the first model when None); loads it once, saying through `log` what
         loading has to say (a backbone's first LiteRT conversion on this machine).
@@ -82,10 +118,8 @@ class ModelLibrary:
         than `wait_for_loads`' number of requests wait for loads, and raises `ModelLoading` at once otherwise. A
         request waiting for a load holds one of the queue's workers, so loads never hold them all: a stranger asking
         for unloaded models many times over cannot take every worker from the visitors of loaded models."""
+        name = self.name(name)
         with self._lock:
-            name = name or self.names[0]
-            if name not in self.paths:
-                raise KeyError(f"unknown model {quoted(name)}; this app serves: {', '.join(self.names)}")
             if name in self._loaded:
                 return self._loaded[name]
             loading = self._loading.setdefault(name, threading.Lock())
@@ -99,6 +133,30 @@ class ModelLibrary:
         finally:
             self._request_load.release()
 
+    def refresh(self) -> list[str]:
+        """Rescan `models_dir` (a directory listing; nothing is loaded): new model folders are offered, removed ones
+        dropped, their loaded predictors closed; the pinned models stay first. Returns the names now offered."""
+        if self.models_dir is None:
+            return self.names
+        with self._scanning:  # one rescan at a time: each change is reported once
+            return self._rescan(self.models_dir)
+
+    def _rescan(self, models_dir: Path) -> list[str]:
+        found = find_models(models_dir)
+        with self._lock:
+            before = dict(self.paths)
+            self.paths = {**self.pinned, **{name: path for name, path in found.items() if name not in self.pinned}}
+            added = {name: path for name, path in self.paths.items() if before.get(name) != path}
+            removed = [name for name in before if name not in self.paths]
+            closed = [self._loaded.pop(name) for name in removed if name in self._loaded]
+            for name in removed:
+                self._loading.pop(name, None)
+        for predictor in closed:
+            predictor.close()  # answers what it holds, then its worker ends
+        if (added or removed) and self.on_change is not None:
+            self.on_change(added, removed)
+        return self.names
+
     def _load_once(self, name: str, loading: threading.Lock, log: Log) -> BatchedPredictor:
         with loading:  # two first requests for a model must not load it twice: the second waits for the first
             with self._lock:
@@ -107,7 +165,8 @@ class ModelLibrary:
                 path = self.paths[name]
             predictor = self._load(path, log)
             with self._lock:
-                self._loaded[name] = predictor
+                if self.paths.get(name) == path:  # not removed from the folder while it loaded
+                    self._loaded[name] = predictor
             return predictor
 
     def add(self, name: str, path: Path, log: Log = say) -> None:

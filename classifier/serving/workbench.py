@@ -14,6 +14,9 @@ each finished epoch's metrics (from a Keras callback), and at the end what happe
 its final message are what a visitor reads of the job: every absolute path in them is cut to its
 last part (`metadata.public_text`), so they say `api_shapes`, not where the server keeps it.
 
+Jobs belong to the server, not to the page that started one: `current()` is the running job, else the next
+waiting one, else the one that finished last (for RECENT_SECONDS), which any page shows when it loads.
+
 `cancel(job_id)` drops a waiting job at once; a running one stops at its next batch of the feature
 pass or of an epoch (the hooks raise `control.Cancelled`). train() writes the model folder in one
 atomic step after the last epoch and never while a hook runs, so a cancelled or failed job leaves
@@ -45,6 +48,7 @@ QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed"
 FINISHED = (DONE, FAILED, CANCELLED)
 KEPT_JOBS = 50  # finished jobs remembered for their pages; older ones are forgotten
 KEPT_LINES = 200  # log lines kept per job
+RECENT_SECONDS = 600  # a job finished this recently is still the server's current one (a page loaded shows it)
 CANCELLED_MESSAGE = "cancelled; nothing was written, the previous model (if any) is unchanged"
 EPOCH_METRICS = ("accuracy", "loss", "val_accuracy", "val_loss")
 # The Train tab's backbones, by the label it shows (an API value of /train). The first is the default: its ImageNet
@@ -205,6 +209,17 @@ class Workbench:
                 f"no training job {quoted(job_id)} on this server (finished jobs are forgotten after a while)"
             )
         return job
+
+    def current(self, recent: float = RECENT_SECONDS) -> Job | None:
+        """The server's current job: the running one, else the first waiting, else the last finished if it finished
+        less than `recent` seconds ago; None when there is none."""
+        with self._changed:
+            active = self.active()
+            if active:
+                return active[0]
+            done = [job for job in self.jobs.values() if job.finished is not None]
+        last = max(done, key=lambda job: job.finished, default=None)
+        return last if last is not None and time.time() - last.finished < recent else None
 
     def active(self) -> list[Job]:
         """The running job (if any), then the waiting ones in order."""
