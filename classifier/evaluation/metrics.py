@@ -16,6 +16,13 @@ import numpy as np
 from ..model.confidence import answered
 
 METRICS_FILE = "metrics.json"
+
+
+def report_prefix(split: str) -> str:
+    """What the names of a split's report files start with: "test_" for the test split, else nothing."""
+    return "test_" if split == "test" else ""
+
+
 MOST_WRONG = 12
 TARGET_PRECISION = 0.99  # a suggested "not sure" threshold: the images it answers were at least this often right
 # The fewest validation images a threshold is suggested from: with fewer, 99% right means every answered image right,

@@ -26,13 +26,8 @@ from ..data.pipeline import image_dataset, load_image_data
 from ..errors import UsageError
 from ..model.artifacts import load_model, read_metadata
 from ..model.metadata import ModelMetadata
-from .metrics import METRICS_FILE, classification_metrics, format_table, most_wrong
+from .metrics import METRICS_FILE, classification_metrics, format_table, most_wrong, report_prefix
 from .plots import plot_confusion_matrix, plot_curves, plot_images
-
-
-def report_prefix(split: str) -> str:
-    """What the names of a split's report files start with: "test_" for the test split, else nothing."""
-    return "test_" if split == "test" else ""
 
 
 def write_report(

@@ -24,7 +24,7 @@ from starlette.middleware import Middleware
 
 from ..data.images import ImageError
 from ..errors import UsageError, clipped
-from ..evaluation.metrics import METRICS_FILE, TARGET_PRECISION, format_table
+from ..evaluation.metrics import METRICS_FILE, TARGET_PRECISION, format_table, report_prefix
 from ..model.artifacts import read_metadata
 from ..model.confidence import in_effect
 from ..model.metadata import ModelMetadata
@@ -252,7 +252,7 @@ class App:
         tables = [
             f"**{title}**\n\n```\n{format_table(json.loads(path.read_text()))}\n```"
             for title, path in (
-                ("Test metrics (held-out test split)", metrics_file.with_name(f"test_{METRICS_FILE}")),
+                ("Test metrics (held-out test split)", metrics_file.with_name(report_prefix("test") + METRICS_FILE)),
                 ("Validation metrics", metrics_file),
             )
             if path.is_file()
