@@ -31,10 +31,15 @@ from .plots import plot_confusion_matrix, plot_curves, plot_images
 
 
 def write_report(
-    folder: Path, metrics: dict, metadata: ModelMetadata, wrong: list[tuple[str, int, int, float]]
+    folder: Path,
+    metrics: dict,
+    metadata: ModelMetadata,
+    wrong: list[tuple[str, int, int, float]],
+    curves: bool = True,
 ) -> list[Path]:
     """metrics.json and the three PNGs into `folder` (named for metrics["split"], see `report_prefix`); the same
-    files for `train` and `evaluate`."""
+    files for `train` and `evaluate`. `curves=False` leaves out curves.png, which depends on the history alone (a
+    second report of one training run)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     split = metrics.get("split")
@@ -43,7 +48,7 @@ def write_report(
     names = metrics["class_names"]
     return [
         folder / f"{prefix}{METRICS_FILE}",
-        plot_curves(metadata.history, folder / "curves.png", metadata.fine_tune_start_epoch),
+        *([plot_curves(metadata.history, folder / "curves.png", metadata.fine_tune_start_epoch)] if curves else []),
         plot_confusion_matrix(metrics["confusion_matrix"], names, folder / f"{prefix}confusion_matrix.png", split),
         plot_images(
             [load_rgb(path) for path, *_ in wrong],

@@ -446,7 +446,7 @@ def save(run: Run) -> None:
     def report(staged: Path) -> None:
         write_report(staged, run.metrics, run.metadata, run.wrong)
         if run.test_metrics is not None:
-            write_report(staged, run.test_metrics, run.metadata, run.test_wrong)
+            write_report(staged, run.test_metrics, run.metadata, run.test_wrong, curves=False)  # drawn above
 
     with worker_out_dir(run.out, run.strategy) as folder:
         save_model_dir(folder, run.model, run.metadata, extra=report)
