@@ -31,9 +31,10 @@ from .data.datasets import (
     resolve_data,
     url_of,
 )
+from .data.pixels_csv import convert_pixels_csv
 from .errors import ArgumentParser, cli
 
-__all__ = ["known_names", "load_registry", "main", "prepare", "resolve_data"]
+__all__ = ["convert_pixels_csv", "known_names", "load_registry", "main", "prepare", "resolve_data"]
 
 
 def _list() -> None:

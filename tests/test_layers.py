@@ -66,6 +66,7 @@ PUBLIC = (
     "classifier.model.metadata.ModelMetadata",
     "classifier.config.TrainConfig",
     "classifier.shapes.make_shapes_dataset",
+    "classifier.datasets.convert_pixels_csv",  # datasets/README.md
 )
 
 
