@@ -16,7 +16,7 @@ from classifier.model.artifacts import load_model
 from classifier.model.backbones import SCALING_LAYER, build_feature_extractor, get_backbone
 from classifier.model.finetune import BACKBONE_LAYER
 from classifier.model.network import build_model, feature_extractor, head
-from classifier.model.tflite import convert_in_subprocess, convert_tflite
+from classifier.model.tflite import ConverterProcess, convert_tflite
 from classifier.predict import Predictor, main
 
 
@@ -108,8 +108,8 @@ def test_a_planted_cache_entry_is_caught_at_load_and_converted_anew(model_dir, s
 def test_a_conversion_in_a_child_process_says_why_it_failed(tmp_path):
     """The server's conversion runs in a child process (it holds the GIL): its failure comes back as one line."""
     (tmp_path / "saved").mkdir()  # not a SavedModel
-    with pytest.raises(RuntimeError) as failed:
-        convert_in_subprocess(tmp_path / "saved")
+    with pytest.raises(RuntimeError) as failed, ConverterProcess() as child:
+        child.convert(tmp_path / "saved")
     assert "SavedModel" in str(failed.value) and "\n" not in str(failed.value), failed.value
 
 

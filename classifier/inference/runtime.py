@@ -80,7 +80,7 @@ def litert_features(
     A cache entry is checked against TensorFlow on the probe batch at every load, like a fresh conversion: one
     that does not load, does not take the model's input (another size) or computes other features (other weights)
     is not used; it is converted again and replaced, with one line through `log`. `in_subprocess`: the converter
-    runs in a child process (tflite.convert_in_subprocess), so that it never holds this process's GIL (a server)."""
+    runs in a child process (tflite.ConverterProcess), so that it never holds this process's GIL (a server)."""
     extractor = feature_extractor(model)
     unidentified = _unidentified(extractor)
     if unidentified:

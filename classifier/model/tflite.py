@@ -148,12 +148,6 @@ class ConverterProcess:
         return out.read_bytes()
 
 
-def convert_in_subprocess(saved: Path, quantize: str = "none", calibration: np.ndarray | None = None) -> bytes:
-    """A SavedModel already written, converted by a `ConverterProcess` (which costs it a TensorFlow import)."""
-    with ConverterProcess() as child:
-        return child.convert(saved, quantize, calibration)
-
-
 def main() -> int:
     """The child of a `ConverterProcess`: TensorFlow is imported (with this module); then one JSON request on stdin
     (saved, out, quantize, calibration: a .npy file or absent), none at all when the parent gave up. Its one error
