@@ -213,7 +213,8 @@ def _layout(data_dir: str | Path, log: Log) -> tuple[list[Path | None], list[dic
         raise UsageError(f"--data {data_dir}: no such folder")
     train_dir, validation_dir = split_folders(root)
     test_dir = test_folder(root)
-    if test_dir is not None and train_dir != root and not find_class_files(test_dir):  # e.g. unlabelled images
+    test_classes = find_class_files(test_dir) if test_dir is not None else {}
+    if test_dir is not None and train_dir != root and not test_classes:  # e.g. unlabelled images
         log(f"warning: {test_dir}/ holds no class folders with images; it is not used as a test split")
         test_dir = None
     for beside in (validation_dir, test_dir):
@@ -233,7 +234,8 @@ def _layout(data_dir: str | Path, log: Log) -> tuple[list[Path | None], list[dic
         )
 
     folders = [train_dir, validation_dir, test_dir]
-    classes = [train_classes, *(find_class_files(folder) if folder else {} for folder in folders[1:])]
+    validation_classes = find_class_files(validation_dir) if validation_dir else {}
+    classes = [train_classes, validation_classes, test_classes if test_dir else {}]
     for folder, found in zip(folders, classes, strict=True):
         for sub in class_folders(folder) if folder else []:
             if sub.name not in found:
