@@ -9,6 +9,9 @@ the entries already cached, and cuts the rest into chunks of `--chunk-size` imag
 each; Beam spreads the chunks over its workers, and each worker builds the frozen backbone once
 and runs `features.backbone_batches` on its chunks, the same computation as `train`'s own pass.
 
+A combined backbone (`--backbone a+b`, model/combined.py) fills each part's own cache, as `train` reads them
+(features.model_features): every part's chunks go through that part's extractor, fed the images at the model's size.
+
 Augmented copies: an image's copy k is drawn from `--seed`, k and the image's content alone
 (`features.backbone_batches`), so a fill makes the very copies `train`'s own pass makes, whatever the
 chunks and workers.
@@ -29,7 +32,7 @@ from ..data.datasets import resolve_data
 from ..data.pipeline import ImageData, Split
 from ..errors import UsageError
 from ..model.backbones import resolve
-from ..training.features import FeatureCache, feature_cache_applies, feature_passes
+from ..training.features import FeatureCache, feature_cache_applies, feature_passes, part_caches
 from ..training.pipeline import scan_data
 from .runner import beam, counter, make_pipeline, run_pipeline
 
@@ -67,17 +70,18 @@ def plan(data: ImageData, config: TrainConfig, cache: FeatureCache, chunk_size: 
     return chunks, total
 
 
-def build(pipeline, chunks: list[Chunk], config: TrainConfig, classes: int, cache: FeatureCache) -> None:
-    """The chunks, spread over the workers, through the backbone into the cache."""
+def build(pipeline, chunks: list[Chunk], config: TrainConfig, classes: int, cache: FeatureCache, part: int = 0) -> None:
+    """The chunks, spread over the workers, through the backbone (a combined model's `part`) into the cache."""
     import apache_beam as beam
 
     from .handlers import ComputeFeatures
 
+    label = f" {part + 1}" if part else ""  # each part's steps are named apart in one pipeline
     _ = (
         pipeline
-        | "Chunks" >> beam.Create(chunks, reshuffle=False)
-        | "Spread" >> beam.Reshuffle()  # one chunk per worker at a time, not every chunk on the first
-        | "Features" >> beam.ParDo(ComputeFeatures(config, classes, cache))
+        | f"Chunks{label}" >> beam.Create(chunks, reshuffle=False)
+        | f"Spread{label}" >> beam.Reshuffle()  # one chunk per worker at a time, not every chunk on the first
+        | f"Features{label}" >> beam.ParDo(ComputeFeatures(config, classes, cache, part))
     )
 
 
@@ -94,13 +98,16 @@ def fill(config: TrainConfig, chunk_size: int, runner: str, beam_args: Sequence[
         )
     pipeline = make_pipeline(runner, beam_args)
     data = scan_data(config, resolve_data(config.data, csv_dir=config.csv_dir, log=log))
-    cache = FeatureCache.for_config(config)
-    chunks, total = plan(data, config, cache, chunk_size)
-    entries = sum(len(chunk.paths) for chunk in chunks)
-    log(f"feature cache: {entries} of {total} entries to compute, in {len(chunks)} chunk(s), into {cache.root}")
-    if not chunks:
+    work = 0
+    for part, cache in enumerate(part_caches(config)):  # one cache for a single backbone
+        chunks, total = plan(data, config, cache, chunk_size)
+        entries = sum(len(chunk.paths) for chunk in chunks)
+        log(f"feature cache: {entries} of {total} entries to compute, in {len(chunks)} chunk(s), into {cache.root}")
+        if chunks:
+            build(pipeline, chunks, config, len(data.class_names), cache, part)
+        work += len(chunks)
+    if not work:
         return 0
-    build(pipeline, chunks, config, len(data.class_names), cache)
     result = run_pipeline(pipeline)
     computed = counter(result, "classifier", "features_written")
     log(f"feature cache: computed {computed} entries")

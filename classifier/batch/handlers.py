@@ -63,19 +63,20 @@ class PredictorHandler(ModelHandler):
 
 
 class ComputeFeatures(beam.DoFn):
-    """`batch_features`' step: a chunk of images -> their backbone features, written into the cache. The frozen
-    backbone is built once per worker (`setup`) as `train` builds it; the computation is `features.backbone_batches`."""
+    """`batch_features`' step: a chunk of images -> their backbone features (a combined model's `part`'s), written
+    into the cache. The frozen backbone is built once per worker (`setup`) as `train` builds it; the computation is
+    `features.backbone_batches`, on images at the model's size."""
 
-    def __init__(self, config, classes: int, cache):
-        self.config, self.classes, self.cache = config, classes, cache
+    def __init__(self, config, classes: int, cache, part: int = 0):
+        self.config, self.classes, self.cache, self.part = config, classes, cache, part
         self.written = beam.metrics.Metrics.counter("classifier", "features_written")
 
     def setup(self):
-        from ..model.network import build_model, feature_extractor
+        from ..model.network import build_model, part_extractors
         from ..training.features import FeatureCache, traced
 
         model = build_model(self.config, self.classes)  # the head is not used: only the frozen part runs
-        self.extract = traced(feature_extractor(model), self.config.image_shape)
+        self.extract = traced(part_extractors(model)[self.part], self.config.image_shape)
         # This worker's own writer: a cache object unpickled on several workers would share its shard names.
         self.store = FeatureCache(self.cache.root, self.cache.augmentation)
 

@@ -245,8 +245,12 @@ def resolve(config: TrainConfig, log: Log = say) -> TrainConfig:
 
     Image size, cut layer (top: the network's output), augmented copies and the first layer fine-tuning
     unfreezes; a backbone without pretrained weights (simple_cnn) trains from scratch whatever --weights says,
-    and `log` says so. Resolving a resolved config changes nothing.
+    and `log` says so. Resolving a resolved config changes nothing. Several parts (`a+b`, combined.py) resolve there.
     """
+    from .combined import is_combined, resolve_combined  # combined.py builds on this module
+
+    if is_combined(config.backbone):
+        return resolve_combined(config, log)
     backbone = get_backbone(config.validate().backbone)
     size = config.image_size or backbone.default_size
     if size < backbone.min_size:

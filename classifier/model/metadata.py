@@ -25,6 +25,7 @@ from .confidence import check_min_confidence
 
 HUB_PREFIX = "hub:"  # a TF-Hub backbone's name: hub:HANDLE (the registry's too: backbones.py imports these two)
 TOP = "top"  # --cut-layer top, cut_layer "top": the backbone's own output, the whole network
+PART_SEPARATOR, SIZE_MARK = "+", "@"  # a combined backbone's parts, each optionally NAME@SIZE (model/combined.py)
 WHOLE_NETWORK = (None, TOP)  # cut_layer values that mean the whole network (older files say None)
 INPUT = "RGB pixels 0..255, any size (the model resizes); float32 batch (N, H, W, 3)"
 # An absolute path inside a line of text: /a/b or C:\\a\\b, at the start or after a space, a quote, ( or =.
@@ -126,12 +127,34 @@ class ModelMetadata:
         "inception_v3, cut at `mixed7`, weights: ImageNet", "TF-Hub model `efficientnet_b0`"."""
         if self.is_hub:
             return f"TF-Hub model `{public_name(self.backbone[len(HUB_PREFIX) :])}`"
-        where = "whole network" if self.cut_layer in WHOLE_NETWORK else f"cut at `{self.cut_layer}`"
         if self.weights in (None, "none"):
             weights = "none (trained from scratch)"
         else:
             weights = "ImageNet" if self.weights == "imagenet" else public_name(str(self.weights))
-        return f"{self.backbone}, {where}, weights: {weights}"
+        items = backbone_parts(self.backbone)
+        if len(items) == 1:
+            return f"{self.backbone}, {_where(self.cut_layer)}, weights: {weights}"
+        cuts = str(self.cut_layer).split(PART_SEPARATOR) + [None] * len(items)  # a hand-edited file may say fewer
+        said = [
+            f"{public_name(name)} at {size} px ({_where(cut)})"
+            for (name, size), cut in zip(items, cuts[: len(items)], strict=True)
+        ]
+        return f"{len(items)} backbones combined: {' + '.join(said)}, weights: {weights}"
+
+
+def backbone_parts(backbone: str) -> list[tuple[str, int | None]]:
+    """A `backbone` value's parts in order, as (name, its @SIZE or None): one for a single backbone, several for a
+    combined one, "inception_v3@150+mobilenet_v2@224" (model/combined.py)."""
+    items = []
+    for text in str(backbone).split(PART_SEPARATOR):
+        name, mark, size = text.rpartition(SIZE_MARK)
+        items.append((name, int(size)) if mark and size.isdigit() else (text, None))
+    return items
+
+
+def _where(cut_layer: str | None) -> str:
+    """Where a backbone is cut, in words: "whole network" or "cut at `mixed7`"."""
+    return "whole network" if cut_layer in WHOLE_NETWORK else f"cut at `{cut_layer}`"
 
 
 def _positive_int(value) -> bool:

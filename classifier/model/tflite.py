@@ -30,7 +30,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from .._tf import keras, quiet_stderr, tf
 from ..errors import first_line
-from .backbones import SCALING_LAYER
+from .network import RESIZE_LAYER
 
 PIXELS_SIGNATURE = "serving_default"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `classifier` package
@@ -81,7 +81,7 @@ def tflite_converter(
 @contextlib.contextmanager
 def _saved_model(model, size: tuple[int, int], output: str) -> Iterator[Path]:
     """A temporary SavedModel of `model` from pixels at its size (after its Resizing layer) to `output`."""
-    at_size = keras.Model(model.get_layer(SCALING_LAYER).input, model.output)
+    at_size = keras.Model(model.get_layer(RESIZE_LAYER).output, model.output)  # a combined model's parts too
     with tempfile.TemporaryDirectory(prefix="classifier-tflite-") as work:
         saved = Path(work) / "saved"
         # Through a SavedModel: the converter freezes its variables into constants (a concrete

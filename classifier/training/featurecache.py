@@ -133,23 +133,25 @@ class FeatureCache:
     _prefix: str = field(default_factory=lambda: secrets.token_hex(8), repr=False)
 
     @classmethod
-    def for_config(cls, config) -> "FeatureCache":
-        """The cache of a resolved config (as `metadata.json` saves it)."""
+    def for_config(cls, config, pixels: int | None = None) -> "FeatureCache":
+        """The cache of a resolved single-backbone config (as `metadata.json` saves it, or a combined model's part,
+        model/combined.parts). `pixels`: the size of the images its extractor is fed when not its own (a combined
+        model's smaller part resizes the model's larger size inside the model), which gives other features."""
         folder = re.sub(r"[^\w.-]+", "_", config.backbone)[:40]  # hub:https://... as a folder name
         augmentation = model_key({name: getattr(config, name) for name in AUGMENTATION_FIELDS})
-        key = model_key(
-            {
-                "format": CACHE_FORMAT,
-                "backbone": config.backbone,
-                "cut_layer": config.cut_layer,
-                "weights": weights_key(config.backbone, config.weights, config.alpha),
-                "image_size": config.image_shape,
-                "pooling": config.head_pooling,
-                "keras": keras.__version__,
-                "tensorflow": tf.__version__,
-            }
-        )
-        return cls(join(cache_dir(config), f"{folder}-{key}"), augmentation)
+        described = {
+            "format": CACHE_FORMAT,
+            "backbone": config.backbone,
+            "cut_layer": config.cut_layer,
+            "weights": weights_key(config.backbone, config.weights, config.alpha),
+            "image_size": config.image_shape,
+            "pooling": config.head_pooling,
+            "keras": keras.__version__,
+            "tensorflow": tf.__version__,
+        }
+        if pixels not in (None, config.image_size):  # only then: a part at the model's size shares its own entries
+            described["pixels"] = pixels
+        return cls(join(cache_dir(config), f"{folder}-{model_key(described)}"), augmentation)
 
     def variant(self, copy: int) -> str:
         """Copy 0 is the image itself; copies 1..K are augmented variants."""

@@ -13,6 +13,11 @@ layer to the backbone and naming the same layer share entries; augmented copies 
 augmentation settings too. Entries are per file content, so editing one image recomputes that image
 only; an entry that does not load as the extractor's vector is computed again.
 
+A combined backbone (model/combined.py) is cached per part (`model_features`): each part's extractor runs on the
+images at the model's size, through its own cache, whose key is that backbone's own (so a run of the part alone at
+the same size shares its entries) plus the model's size when the part's differs; the vectors are concatenated in
+part order. An augmented copy is drawn on the model-sized image, so copy k is the same draw for every part.
+
 With several workers (`--strategy multi-worker`, see distribute.FeatureShare) every worker computes
 only its share of the missing entries into the shared cache, and a worker that trains waits until
 the cache holds the others' shares (`training_features(..., share=...)`).
@@ -27,6 +32,7 @@ valid: they are draws of the same augmentation, so the cache's keys did not chan
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +47,8 @@ from ..console import Log, Progress, say
 from ..data.augment import AUGMENTATION_FIELDS, augment_image
 from ..data.pipeline import Split, content_hashes, copies_dataset  # noqa: F401 (content_hashes: this module's API)
 from ..errors import UsageError
+from ..model.combined import parts
+from ..model.network import feature_extractor, part_extractors
 from .featurecache import CACHE_FORMAT, SHARD_ROWS, FeatureCache, default_cache_dir, is_url  # noqa: F401 (API)
 
 POLL_SECONDS = 2.0  # how often a waiting worker looks at the index for the other workers' shares
@@ -206,15 +214,41 @@ def feature_passes(data, config: TrainConfig) -> list[tuple[Split, list[str], in
     return [(data.train, train_hashes, k) for k in copies] + [(data.validation, data.validation.content_hashes(), 0)]
 
 
-def training_features(extractor, data, config: TrainConfig, log: Log = say, share=None, on_progress=None):
+def model_features(model, data, config: TrainConfig, log: Log = say, share=None, on_progress=None):
+    """`training_features` of `model`'s frozen part: a combined model's part by part (each through its own extractor
+    and cache, fed images at the model's size), concatenated in part order; None where `training_features` is."""
+    every = parts(config)
+    if len(every) == 1:
+        return training_features(feature_extractor(model), data, config, log, share, on_progress)
+    each = [
+        training_features(extractor, data, part, log, share, on_progress, pixels=config.image_size)
+        for extractor, part in zip(part_extractors(model), every, strict=True)
+    ]
+    if each[0] is None:  # a multi-worker worker that does not train
+        return None
+    x_train, y_train, x_val, y_val = zip(*each, strict=True)
+    return np.concatenate(x_train, axis=1), y_train[0], np.concatenate(x_val, axis=1), y_val[0]
+
+
+def part_caches(config: TrainConfig) -> list[FeatureCache]:
+    """The feature caches a run of `config` reads, one per part (one for a single backbone)."""
+    return [FeatureCache.for_config(part, config.image_size) for part in parts(config)]
+
+
+def training_features(
+    extractor, data, config: TrainConfig, log: Log = say, share=None, on_progress=None, pixels: int | None = None
+):
     """(x_train, y_train, x_val, y_val) from the cache: train = clean + each augmented copy (`on_progress`: see
-    `cached_features`).
+    `cached_features`). `pixels`: the size `extractor` takes when not `config`'s (a combined model's part, see
+    `model_features`): the images are resized to it and the cache's key says so.
 
     With `share` (a distribute.FeatureShare: a multi-worker run) this worker first computes only its share of
     the entries the cache lacks. One that does not train (`share.trains` false) stops there and gets None; one
     that trains waits until the cache holds every worker's share, then reads them all (computing itself any
     entry that turns out damaged)."""
-    cache = FeatureCache.for_config(config)
+    cache = FeatureCache.for_config(config, pixels)
+    if pixels:  # from here on only the images' size matters: the cache is chosen
+        config = dataclasses.replace(config, image_size=pixels)
     extract = traced(extractor, config.image_shape)
     passes = feature_passes(data, config)
     if share is not None:

@@ -38,10 +38,11 @@ from ..evaluation.metrics import MIN_EVIDENCE, TARGET_PRECISION, classification_
 from ..evaluation.report import write_report
 from ..model.artifacts import check_output_dir, save_model_dir, versions
 from ..model.backbones import HUB_PREFIX, TOP, resolve
+from ..model.combined import parts
 from ..model.compat import forget_restored_epoch
 from ..model.finetune import fine_tune_layer, unfreeze_from
 from ..model.metadata import DataSummary, ModelMetadata
-from ..model.network import build_model, compile_model, feature_extractor
+from ..model.network import build_model, compile_model, part_extractors
 from ..model.network import head as model_head
 from .control import Cancelled, Checkpoint, class_weights, early_stop_note, training_callbacks
 from .distribute import (
@@ -57,7 +58,7 @@ from .distribute import (
     worker_lost,
     worker_out_dir,
 )
-from .features import FeatureCache, feature_cache_applies, scan_memo_dir, training_features, variant_epochs
+from .features import feature_cache_applies, model_features, part_caches, scan_memo_dir, variant_epochs
 
 SCORING_BATCH = 1024  # cached feature vectors per validation or scoring step
 BACKUP_SECONDS = 10.0  # the head on cached features backs up at most this often: its epochs cost less than a backup
@@ -256,10 +257,11 @@ def share_features(config: TrainConfig, share: FeatureShare, log: Log) -> TrainR
     )
     data = scan_data(config, resolve_data(config.data, csv_dir=config.csv_dir, log=log))
     keras.utils.set_random_seed(config.seed)
-    training_features(feature_extractor(build_model(config, len(data.class_names))), data, config, log, share)
+    model_features(build_model(config, len(data.class_names)), data, config, log, share)
+    roots = ", ".join(cache.root for cache in part_caches(config))
     log(
-        f"done: worker {share.index}'s share of the features is in {FeatureCache.for_config(config).root}; the chief "
-        "(worker 0) trains the head and writes the model"
+        f"done: worker {share.index}'s share of the features is in {roots}; the chief (worker 0) trains the head "
+        "and writes the model"
     )
     return TrainResult(None, None, None)
 
@@ -286,9 +288,23 @@ def log_setup(run: Run) -> None:
     if not config.transfer:
         log("note: --weights none has no pretrained features to transfer, so the whole network trains from scratch")
     else:
-        weights = "" if config.backbone.startswith(HUB_PREFIX) else f" ({config.weights} weights)"
-        cut = "its output" if config.cut_layer == TOP else config.cut_layer
-        log(f"model: {config.backbone}{weights} frozen up to {cut}, {config.head_pooling} pooling head")
+        log(f"model: {describe_parts(config, run.model)}, {config.head_pooling} pooling head")
+
+
+def describe_parts(config: TrainConfig, model) -> str:
+    """The frozen backbone in words: "mobilenet_v2 (imagenet weights) frozen up to its output"; a combined one's
+    parts each with its size, cut and feature length, and the model's input size."""
+    every = parts(config)
+    said = []
+    for part, extractor in zip(every, part_extractors(model), strict=True):
+        weights = "" if part.backbone.startswith(HUB_PREFIX) else f" ({part.weights} weights)"
+        cut = "its output" if part.cut_layer == TOP else part.cut_layer
+        size = f" at {part.image_size} px" if len(every) > 1 else ""
+        length = f", {extractor.output.shape[-1]} features" if len(every) > 1 else ""
+        said.append(f"{part.backbone}{size}{weights} frozen up to {cut}{length}")
+    if len(every) == 1:
+        return said[0]
+    return f"{len(every)} backbones combined on {config.image_size} px images: {'; '.join(said)}; concatenated"
 
 
 def fit_head(run: Run) -> None:
@@ -299,9 +315,7 @@ def fit_head(run: Run) -> None:
         fit_model, inputs, steps, learning_rate, backup_every = run.model, run.images, 1, config.learning_rate, 0.0
     else:
         with run.timed("features_seconds"):
-            run.features = training_features(
-                feature_extractor(run.model), run.data, config, run.log, run.share, run.on_progress
-            )
+            run.features = model_features(run.model, run.data, config, run.log, run.share, run.on_progress)
         run.timing["cached_training_vectors"] = len(run.features[0])
         fit_model, inputs, learning_rate = model_head(run.model), run.vectors, run.head_learning_rate
         run.log(f"head: batch {run.head_batch} of cached features, learning rate {learning_rate:.3g}")

@@ -1,0 +1,140 @@
+"""Combined backbones (`--backbone a+b`): resolved per part, one model whose features are the parts' concatenated,
+cached per part (shared with the part trained alone), served in LiteRT and TensorFlow alike, refused in one line.
+
+Two cheap frozen parts at two sizes: MobileNetV2 0.35 with its bundled ImageNet weights at 48 px (the model's size)
+and EfficientNetB0 at 32 px, whose "ImageNet" file here is its random init, registered as shipped for the test
+(the network is not under test, only the mechanics and the exactness)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import run_main
+
+from classifier import train as train_module
+from classifier.config import TrainConfig
+from classifier.data.images import model_pixels
+from classifier.data.pipeline import load_image_data
+from classifier.errors import UsageError
+from classifier.model import backbones
+from classifier.model.backbones import resolve
+from classifier.model.combined import parts
+from classifier.model.network import build_model, feature_extractor, head, part_extractors
+from classifier.train import train
+from classifier.training.features import FeatureCache, part_caches, training_features
+
+COMBINED = "mobilenet_v2@48+efficientnet_b0@32"
+OPTIONS = dict(alpha=0.35, dense_units=16, batch_size=16, learning_rate=1e-3, epochs=2, augment_copies=1)
+
+
+@pytest.fixture(scope="module")
+def efficientnet_as_shipped(random_weights):
+    """EfficientNetB0's --weights imagenet is its random init, for this module (see the module docstring)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(backbones.BUNDLED_WEIGHTS, ("efficientnet_b0", 1.0), str(random_weights("efficientnet_b0")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def combined(efficientnet_as_shipped, shapes_dir, tmp_path_factory):
+    """A combined model trained on the shapes (one augmented copy per image), with its own feature cache."""
+    cache = tmp_path_factory.mktemp("combined-cache")
+    config = TrainConfig(
+        data=str(shapes_dir), out=str(tmp_path_factory.mktemp("models") / "combined"), backbone=COMBINED,
+        cache_dir=str(cache), **OPTIONS,
+    )  # fmt: skip
+    lines = []
+    return train(config, log=lines.append), lines
+
+
+def test_parts_resolve_as_their_backbones_alone_and_the_model_takes_the_largest_size():
+    config = resolve(TrainConfig(data="d", backbone="inception_v3+mobilenet_v2", alpha=0.35))
+    assert (config.backbone, config.image_size, config.cut_layer) == (
+        "inception_v3@150+mobilenet_v2@224",
+        224,
+        "mixed7+top",
+    )
+    assert config.augment_copies == 0 and config.fine_tune_from is None  # the parts' largest default: 0 and 0
+    assert resolve(config) == config  # resolving a resolved config changes nothing
+    first, second = parts(config)
+    assert first == resolve(TrainConfig(data="d", backbone="inception_v3", alpha=1.0, augment_copies=0))
+    assert second == resolve(TrainConfig(data="d", backbone="mobilenet_v2", alpha=0.35, augment_copies=0))
+    # --image-size sets every part without its own @SIZE; a lone NAME@SIZE is that backbone at that size.
+    sized = resolve(TrainConfig(data="d", backbone="inception_v3@299+mobilenet_v2", image_size=160))
+    assert (sized.backbone, sized.image_size) == ("inception_v3@299+mobilenet_v2@160", 299)
+    assert resolve(TrainConfig(data="d", backbone="mobilenet_v2@96")) == resolve(
+        TrainConfig(data="d", backbone="mobilenet_v2", image_size=96)
+    )
+    assert resolve(TrainConfig(data="d", backbone="mobilenet_v2+efficientnet_b0", alpha=1.0)).augment_copies == 2
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(weights="w.h5"), "--weights w.h5: one file cannot hold the weights of a combined backbone"),
+        (dict(weights="none"), "--weights none: a combined backbone"),
+        (dict(cut_layer="mixed6"), "--cut-layer mixed6: a combined backbone"),
+        (dict(fine_tune_epochs=2), "--fine-tune-epochs 2: a combined backbone"),
+        (dict(backbone="inception_v3+hub:https://example.com/m"), "a hub: backbone cannot be part"),
+        (dict(backbone="mobilenet_v2@96+mobilenet_v2"), "mobilenet_v2 is named twice"),
+        (dict(backbone="inception_v3+"), "an empty part"),
+        (dict(backbone="inception_v3+simple_cnn"), "simple_cnn has no pretrained weights"),
+        (dict(backbone="inception_v3+nope"), "--backbone nope: unknown backbone"),
+        (dict(backbone="inception_v3@150+mobilenet_v2@224", image_size=160), "--image-size 160: every part"),
+        (dict(alpha=0.35, backbone="inception_v3+resnet50"), "--alpha 0.35: only mobilenet_v2"),
+    ],
+)
+def test_what_a_combined_backbone_cannot_take_is_refused_in_one_line(options, message):
+    with pytest.raises(UsageError) as refused:
+        resolve(TrainConfig(data="d", **{"backbone": "inception_v3+mobilenet_v2", **options}))
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_the_command_refuses_before_any_work(tmp_path, capsys):
+    argv = ["--data", tmp_path, "--backbone", "inception_v3+mobilenet_v2", "--weights", "w.h5"]
+    code, _, err = run_main(train_module.main, argv, capsys)
+    assert code == 2 and err.count("\n") == 1 and "--weights-dir" in err
+
+
+def test_the_prediction_is_the_head_on_the_parts_features_concatenated(combined, shapes_dir):
+    result, lines = combined
+    model, config = result.model, resolve(TrainConfig.from_dict(result.metadata.config))
+    assert config.backbone == COMBINED and config.image_size == 48
+    pixels = np.random.default_rng(1).uniform(0, 255, (3, 48, 48, 3)).astype(np.float32)
+    # Each part alone: the backbone's own model at its own size, fed the model-sized pixels resized to it.
+    alone = []
+    for part in parts(config):
+        single = build_model(part, 3)
+        resized = single.get_layer("resize")(pixels).numpy()  # identity at 48 px; 48 -> 32 px for the second part
+        alone.append(feature_extractor(single)(resized, training=False).numpy())
+    assert [vectors.shape[1] for vectors in alone] == [1280, 1280]
+    expected = head(model)(np.concatenate(alone, axis=1), training=False).numpy()
+    np.testing.assert_allclose(model(pixels).numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(model(pixels, training=False).numpy(), expected, atol=1e-5)
+    # What training says and saves names the parts and their sizes.
+    said = next(line for line in lines if line.startswith("model: "))
+    assert "2 backbones combined on 48 px images: mobilenet_v2 at 48 px" in said and "efficientnet_b0 at 32 px" in said
+    card = result.metadata.describe_backbone()
+    assert "mobilenet_v2 at 48 px" in card and "efficientnet_b0 at 32 px" in card, card
+
+
+def test_each_part_is_cached_as_that_backbone_alone(combined, shapes_dir):
+    """The part at the model's size shares the cache of its backbone trained alone; the smaller part has its own
+    entries (its pixels come resized from the model's size), equal to its extractor on those pixels."""
+    result, _ = combined
+    config = resolve(TrainConfig.from_dict(result.metadata.config))
+    first, second = parts(config)
+    caches = part_caches(config)
+    assert caches[0].root == FeatureCache.for_config(first).root  # mobilenet_v2 at 48 px alone
+    assert caches[1].root != FeatureCache.for_config(second).root  # efficientnet_b0 at 32 px from 48 px pixels
+    data = load_image_data(shapes_dir, config.validation_split, config.seed)
+    lines = []
+    alone = training_features(feature_extractor(build_model(first, 3)), data, first, lines.append)
+    assert not [line for line in lines if "computing" in line], lines  # mobilenet_v2 alone: every entry cached
+    hashes = data.validation.content_hashes()
+    for cache, extractor, vectors in zip(caches, part_extractors(result.model), [alone[2], None], strict=True):
+        stored = np.stack(cache.read([(sha, "clean") for sha in hashes]))
+        if vectors is not None:
+            np.testing.assert_allclose(stored, vectors, atol=1e-6)
+        pixels = np.stack([model_pixels(path, (48, 48)) for path in data.validation.paths])
+        np.testing.assert_allclose(stored, extractor(pixels, training=False).numpy(), atol=1e-4)
