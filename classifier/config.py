@@ -71,7 +71,11 @@ class TrainConfig:
     )
 
     # Model.
-    backbone: str = option("inception_v3", "pretrained network to build on")
+    backbone: str = option(
+        "inception_v3",
+        "pretrained network to build on; several joined by + (e.g. inception_v3+mobilenet_v2, each optionally "
+        "NAME@SIZE) concatenate their frozen features (docs/training.md, Combined backbones)",
+    )
     weights: str = option(
         "imagenet",
         "backbone weights: imagenet (shipped in the package for mobilenet_v2 --alpha 0.35, else Keras' download "

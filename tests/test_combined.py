@@ -1,42 +1,65 @@
 """Combined backbones (`--backbone a+b`): resolved per part, one model whose features are the parts' concatenated,
-cached per part (shared with the part trained alone), served in LiteRT and TensorFlow alike, refused in one line.
+cached per part (shared with the part trained alone), served in LiteRT and TensorFlow alike, exported, filled on
+Beam, refused in one line.
 
-Two cheap frozen parts at two sizes: MobileNetV2 0.35 with its bundled ImageNet weights at 48 px (the model's size)
-and EfficientNetB0 at 32 px, whose "ImageNet" file here is its random init, registered as shipped for the test
-(the network is not under test, only the mechanics and the exactness)."""
+The model tests combine two tiny frozen convolutional backbones, registered for this module as entries of the
+registry (the way a backbone is added), at two sizes: the mechanics and the exactness are under test, not a
+network, and a real one's LiteRT conversion alone would cost minutes here."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 from conftest import run_main
 
+from classifier import batch_features
+from classifier import export as export_module
 from classifier import train as train_module
+from classifier._tf import keras
 from classifier.config import TrainConfig
 from classifier.data.images import model_pixels
 from classifier.data.pipeline import load_image_data
 from classifier.errors import UsageError
 from classifier.model import backbones
-from classifier.model.backbones import resolve
+from classifier.model.backbones import Backbone, resolve, scaling
 from classifier.model.combined import parts
 from classifier.model.network import build_model, feature_extractor, head, part_extractors
+from classifier.predict import Predictor
 from classifier.train import train
 from classifier.training.features import FeatureCache, part_caches, training_features
 
-COMBINED = "mobilenet_v2@48+efficientnet_b0@32"
-OPTIONS = dict(alpha=0.35, dense_units=16, batch_size=16, learning_rate=1e-3, epochs=2, augment_copies=1)
+COMBINED = "tiny_a@32+tiny_b@24"  # the model's size is 32; tiny_b's pixels are resized to 24 inside the model
+OPTIONS = dict(dense_units=16, batch_size=16, learning_rate=1e-3, epochs=2, augment_copies=1)
 
 
-@pytest.fixture(scope="module")
-def efficientnet_as_shipped(random_weights):
-    """EfficientNetB0's --weights imagenet is its random init, for this module (see the module docstring)."""
+def _tiny(channels: int, seed: int):
+    """A frozen "pretrained" network: two convolutions whose weights depend on `seed` alone (whatever --weights)."""
+
+    def build(input_shape, weights, alpha):
+        inputs = keras.Input(input_shape)
+        x = inputs
+        for i, width in enumerate((8, channels)):
+            init = keras.initializers.GlorotUniform(seed=seed + i)
+            x = keras.layers.Conv2D(width, 3, strides=2, activation="relu", kernel_initializer=init)(x)
+        return keras.Model(inputs, x)
+
+    return build
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_backbones():
+    """tiny_a (16 features, default 32 px) and tiny_b (8 features, default 24 px) in the registry, for this module."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(backbones.BUNDLED_WEIGHTS, ("efficientnet_b0", 1.0), str(random_weights("efficientnet_b0")))
+        for name, channels, size in (("tiny_a", 16, 32), ("tiny_b", 8, 24)):
+            entry = Backbone(name, _tiny(channels, size), scaling(1 / 127.5, -1.0), 8, None, size)
+            patch.setitem(backbones.BACKBONES, name, entry)
         yield
 
 
 @pytest.fixture(scope="module")
-def combined(efficientnet_as_shipped, shapes_dir, tmp_path_factory):
+def combined(shapes_dir, tmp_path_factory):
     """A combined model trained on the shapes (one augmented copy per image), with its own feature cache."""
     cache = tmp_path_factory.mktemp("combined-cache")
     config = TrainConfig(
@@ -99,23 +122,24 @@ def test_the_command_refuses_before_any_work(tmp_path, capsys):
 def test_the_prediction_is_the_head_on_the_parts_features_concatenated(combined, shapes_dir):
     result, lines = combined
     model, config = result.model, resolve(TrainConfig.from_dict(result.metadata.config))
-    assert config.backbone == COMBINED and config.image_size == 48
-    pixels = np.random.default_rng(1).uniform(0, 255, (3, 48, 48, 3)).astype(np.float32)
+    assert config.backbone == COMBINED and config.image_size == 32
+    pixels = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
     # Each part alone: the backbone's own model at its own size, fed the model-sized pixels resized to it.
     alone = []
     for part in parts(config):
         single = build_model(part, 3)
-        resized = single.get_layer("resize")(pixels).numpy()  # identity at 48 px; 48 -> 32 px for the second part
+        resized = single.get_layer("resize")(pixels).numpy()  # identity for tiny_a, 32 -> 24 px for tiny_b
         alone.append(feature_extractor(single)(resized, training=False).numpy())
-    assert [vectors.shape[1] for vectors in alone] == [1280, 1280]
+    assert [vectors.shape[1] for vectors in alone] == [16, 8]
     expected = head(model)(np.concatenate(alone, axis=1), training=False).numpy()
     np.testing.assert_allclose(model(pixels).numpy(), expected, atol=1e-5)
     np.testing.assert_allclose(model(pixels, training=False).numpy(), expected, atol=1e-5)
     # What training says and saves names the parts and their sizes.
     said = next(line for line in lines if line.startswith("model: "))
-    assert "2 backbones combined on 48 px images: mobilenet_v2 at 48 px" in said and "efficientnet_b0 at 32 px" in said
+    assert "2 backbones combined on 32 px images: tiny_a at 32 px" in said and "; tiny_b at 24 px" in said, said
     card = result.metadata.describe_backbone()
-    assert "mobilenet_v2 at 48 px" in card and "efficientnet_b0 at 32 px" in card, card
+    parts_said = "tiny_a at 32 px (whole network) + tiny_b at 24 px (whole network)"
+    assert card == f"2 backbones combined: {parts_said}, weights: ImageNet", card
 
 
 def test_each_part_is_cached_as_that_backbone_alone(combined, shapes_dir):
@@ -125,16 +149,49 @@ def test_each_part_is_cached_as_that_backbone_alone(combined, shapes_dir):
     config = resolve(TrainConfig.from_dict(result.metadata.config))
     first, second = parts(config)
     caches = part_caches(config)
-    assert caches[0].root == FeatureCache.for_config(first).root  # mobilenet_v2 at 48 px alone
-    assert caches[1].root != FeatureCache.for_config(second).root  # efficientnet_b0 at 32 px from 48 px pixels
+    assert caches[0].root == FeatureCache.for_config(first).root  # tiny_a at 32 px alone
+    assert caches[1].root != FeatureCache.for_config(second).root  # tiny_b at 24 px from 32 px pixels
     data = load_image_data(shapes_dir, config.validation_split, config.seed)
     lines = []
     alone = training_features(feature_extractor(build_model(first, 3)), data, first, lines.append)
-    assert not [line for line in lines if "computing" in line], lines  # mobilenet_v2 alone: every entry cached
+    assert not [line for line in lines if "computing" in line], lines  # tiny_a alone: every entry cached
     hashes = data.validation.content_hashes()
     for cache, extractor, vectors in zip(caches, part_extractors(result.model), [alone[2], None], strict=True):
         stored = np.stack(cache.read([(sha, "clean") for sha in hashes]))
         if vectors is not None:
             np.testing.assert_allclose(stored, vectors, atol=1e-6)
-        pixels = np.stack([model_pixels(path, (48, 48)) for path in data.validation.paths])
+        pixels = np.stack([model_pixels(path, (32, 32)) for path in data.validation.paths])
         np.testing.assert_allclose(stored, extractor(pixels, training=False).numpy(), atol=1e-4)
+
+
+def test_served_in_litert_and_tensorflow_alike_after_save_and_load(combined, shapes_dir):
+    """The saved folder loads (safe mode, built-in layers only); its frozen part, both backbones, converts to LiteRT
+    as one flatbuffer, and both engines answer as the loaded Keras model does."""
+    result, _ = combined
+    lines = []
+    in_litert = Predictor(result.model_dir, engine="litert", log=lines.append)
+    in_tensorflow = Predictor(result.model_dir, engine="tensorflow")
+    assert (in_litert.engine, in_tensorflow.engine) == ("litert", "tensorflow"), lines
+    pixels = np.stack([in_litert.pixels(path) for path in sorted(shapes_dir.glob("*/*.png"))[:4]])
+    expected = result.model(pixels, training=False).numpy()
+    np.testing.assert_allclose(in_tensorflow.model(pixels, training=False).numpy(), expected, atol=1e-6)  # loaded
+    np.testing.assert_allclose(in_tensorflow.probabilities_of_pixels(pixels), expected, atol=1e-6)
+    np.testing.assert_allclose(in_litert.probabilities_of_pixels(pixels), expected, atol=1e-5)
+
+
+def test_exports_and_a_beam_fill_handle_it_as_any_model(combined, tmp_path, capsys):
+    result, _ = combined
+    code, out, err = run_main(
+        export_module.main, [result.model_dir, "--format", "tflite", "--out", tmp_path / "t"], capsys
+    )
+    assert code == 0, err
+    config = resolve(TrainConfig.from_dict(result.metadata.config))
+    argv = ["--data", config.data, "--backbone", COMBINED, "--augment-copies", 1, "--cache-dir"]
+    code, out, err = run_main(batch_features.main, [*argv, tmp_path / "cache"], capsys)
+    assert code == 0, err
+    filled = part_caches(dataclasses.replace(config, cache_dir=str(tmp_path / "cache")))
+    assert [f"entries to compute, in 3 chunk(s), into {cache.root}" in out for cache in filled] == [True, True], out
+    for ours, theirs in zip(filled, part_caches(config), strict=True):
+        keys = [key for segment in theirs.segments().values() for key in segment.keys]
+        assert keys and not ours.missing(keys)  # every entry the training run computed
+        np.testing.assert_allclose(np.stack(ours.read(keys)), np.stack(theirs.read(keys)), atol=1e-5)
