@@ -23,8 +23,7 @@ from classifier.data.images import model_pixels
 from classifier.data.pipeline import load_image_data
 from classifier.errors import UsageError
 from classifier.model import backbones
-from classifier.model.backbones import Backbone, resolve, scaling
-from classifier.model.combined import parts
+from classifier.model.backbones import Backbone, parts, resolve, scaling
 from classifier.model.network import build_model, feature_extractor, head, part_extractors
 from classifier.predict import Predictor
 from classifier.train import train

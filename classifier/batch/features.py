@@ -9,7 +9,7 @@ the entries already cached, and cuts the rest into chunks of `--chunk-size` imag
 each; Beam spreads the chunks over its workers, and each worker builds the frozen backbone once
 and runs `features.backbone_batches` on its chunks, the same computation as `train`'s own pass.
 
-A combined backbone (`--backbone a+b`, model/combined.py) fills each part's own cache, as `train` reads them
+A combined backbone (`--backbone a+b`, model/backbones.py) fills each part's own cache, as `train` reads them
 (features.model_features): every part's chunks go through that part's extractor, fed the images at the model's size.
 
 Augmented copies: an image's copy k is drawn from `--seed`, k and the image's content alone

@@ -25,7 +25,8 @@ from .confidence import check_min_confidence
 
 HUB_PREFIX = "hub:"  # a TF-Hub backbone's name: hub:HANDLE (the registry's too: backbones.py imports these two)
 TOP = "top"  # --cut-layer top, cut_layer "top": the backbone's own output, the whole network
-PART_SEPARATOR, SIZE_MARK = "+", "@"  # a combined backbone's parts, each optionally NAME@SIZE (model/combined.py)
+# A combined backbone's parts are joined by PART_SEPARATOR, each optionally NAME@SIZE (backbones.resolve_combined).
+PART_SEPARATOR, SIZE_MARK = "+", "@"
 WHOLE_NETWORK = (None, TOP)  # cut_layer values that mean the whole network (older files say None)
 INPUT = "RGB pixels 0..255, any size (the model resizes); float32 batch (N, H, W, 3)"
 # An absolute path inside a line of text: /a/b or C:\\a\\b, at the start or after a space, a quote, ( or =.
@@ -144,7 +145,7 @@ class ModelMetadata:
 
 def backbone_parts(backbone: str) -> list[tuple[str, int | None]]:
     """A `backbone` value's parts in order, as (name, its @SIZE or None): one for a single backbone, several for a
-    combined one, "inception_v3@150+mobilenet_v2@224" (model/combined.py)."""
+    combined one, "inception_v3@150+mobilenet_v2@224" (model/backbones.py, resolve_combined)."""
     items = []
     for text in str(backbone).split(PART_SEPARATOR):
         name, mark, size = text.rpartition(SIZE_MARK)

@@ -8,7 +8,7 @@
       -> pooling                        -> "features": fixed for a frozen backbone, so cacheable
       -> head: Dense relu -> Dropout -> Dense softmax (one probability per class)
 
-A combined backbone (`--backbone inception_v3@150+mobilenet_v2@224`, model/combined.py) puts its parts side by
+A combined backbone (`--backbone inception_v3@150+mobilenet_v2@224`, model/backbones.py) puts its parts side by
 side between the Resizing and the head, each a nested model "part_1", "part_2"... from pixels at the model's
 size S (the largest part's) to that part's pooled features:
 
@@ -36,8 +36,7 @@ from pathlib import Path
 
 from .._tf import keras
 from ..config import RESIZE_ANTIALIAS, TrainConfig
-from .backbones import HUB_PREFIX, build_feature_extractor, get_backbone
-from .combined import parts
+from .backbones import HUB_PREFIX, build_feature_extractor, get_backbone, parts
 from .finetune import BACKBONE_LAYER
 
 SCRATCH_BATCHNORM_MOMENTUM = 0.9

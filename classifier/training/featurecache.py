@@ -135,7 +135,7 @@ class FeatureCache:
     @classmethod
     def for_config(cls, config, pixels: int | None = None) -> "FeatureCache":
         """The cache of a resolved single-backbone config (as `metadata.json` saves it, or a combined model's part,
-        model/combined.parts). `pixels`: the size of the images its extractor is fed when not its own (a combined
+        backbones.parts). `pixels`: the size of the images its extractor is fed when not its own (a combined
         model's smaller part resizes the model's larger size inside the model), which gives other features."""
         folder = re.sub(r"[^\w.-]+", "_", config.backbone)[:40]  # hub:https://... as a folder name
         augmentation = model_key({name: getattr(config, name) for name in AUGMENTATION_FIELDS})

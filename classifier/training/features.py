@@ -13,7 +13,7 @@ layer to the backbone and naming the same layer share entries; augmented copies 
 augmentation settings too. Entries are per file content, so editing one image recomputes that image
 only; an entry that does not load as the extractor's vector is computed again.
 
-A combined backbone (model/combined.py) is cached per part (`model_features`): each part's extractor runs on the
+A combined backbone (model/backbones.py) is cached per part (`model_features`): each part's extractor runs on the
 images at the model's size, through its own cache, whose key is that backbone's own (so a run of the part alone at
 the same size shares its entries) plus the model's size when the part's differs; the vectors are concatenated in
 part order. An augmented copy is drawn on the model-sized image, so copy k is the same draw for every part.
@@ -47,7 +47,7 @@ from ..console import Log, Progress, say
 from ..data.augment import AUGMENTATION_FIELDS, augment_image
 from ..data.pipeline import Split, content_hashes, copies_dataset  # noqa: F401 (content_hashes: this module's API)
 from ..errors import UsageError
-from ..model.combined import parts
+from ..model.backbones import parts
 from ..model.network import feature_extractor, part_extractors
 from .featurecache import CACHE_FORMAT, SHARD_ROWS, FeatureCache, default_cache_dir, is_url  # noqa: F401 (API)
 

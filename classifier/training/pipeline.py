@@ -37,8 +37,7 @@ from ..data.pipeline import TEST_DIR, ImageData, ScanMemo, image_dataset, load_i
 from ..evaluation.metrics import MIN_EVIDENCE, TARGET_PRECISION, classification_metrics, most_wrong
 from ..evaluation.report import write_report
 from ..model.artifacts import check_output_dir, save_model_dir, versions
-from ..model.backbones import HUB_PREFIX, TOP, resolve
-from ..model.combined import parts
+from ..model.backbones import HUB_PREFIX, TOP, parts, resolve
 from ..model.compat import forget_restored_epoch
 from ..model.finetune import fine_tune_layer, unfreeze_from
 from ..model.metadata import DataSummary, ModelMetadata
