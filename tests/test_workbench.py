@@ -5,6 +5,7 @@ Real training runs (the bundled MobileNetV2 0.35 at 32 px, one epoch, shapes dra
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import threading
@@ -19,8 +20,17 @@ from classifier.data import trainset
 from classifier.data.images import ImageError
 from classifier.errors import UsageError
 from classifier.model.artifacts import read_metadata
+from classifier.model.backbones import resolve
 from classifier.serving.limits import Limits, training_allowed
-from classifier.serving.workbench import CANCELLED, CANCELLED_MESSAGE, DONE, QUEUED, Workbench, tab_config
+from classifier.serving.workbench import (
+    CANCELLED,
+    CANCELLED_MESSAGE,
+    DONE,
+    QUEUED,
+    Workbench,
+    retrain_config,
+    tab_config,
+)
 from classifier.train import train
 from classifier.training.control import Cancelled
 
@@ -207,3 +217,17 @@ def test_a_class_that_would_be_dropped_or_merged_is_refused_naming_it(shapes_dir
     shutil.copy(circles[0], folder / "train" / "Square")
     with pytest.raises(UsageError, match="two classes have names 'Square' and 'square'"):
         trainset.build(tmp_path / "models", "m", trainset.folder_images(folder), LIMITS)
+
+
+def test_retrain_rebuilds_a_page_choice_or_a_combined_backbone_from_its_saved_config(tmp_path):
+    """The Train tab's retrain: a page backbone by its label, a combined one (trained by the CLI into the models
+    folder) with its parts and sizes as saved; another backbone is the CLI's to retrain."""
+    page = resolve(tab_config(tmp_path, tmp_path / "m", image_size=96, epochs=3))
+    assert resolve(retrain_config(page.to_dict(), tmp_path, tmp_path / "m")) == page
+    combined = dict(backbone="inception_v3+mobilenet_v2", alpha=0.35)  # as the CLI would train it into the folder
+    saved = resolve(dataclasses.replace(tab_config(tmp_path, tmp_path / "m", image_size=160), **combined))
+    again = resolve(retrain_config(saved.to_dict(), tmp_path, tmp_path / "m"))
+    assert (again.backbone, again.alpha, again.image_size) == ("inception_v3@160+mobilenet_v2@160", 0.35, 160)
+    assert again == saved
+    other = dataclasses.replace(tab_config(tmp_path, tmp_path / "m"), backbone="resnet50", alpha=1.0)
+    assert retrain_config(resolve(other).to_dict(), tmp_path, tmp_path / "m") is None

@@ -16,9 +16,10 @@ refuses URLs (`no_fetch`); a folder on the server is read only when the app runs
 - Under a prediction: choosing a class in "Wrong? It is: [class]" (`/correct`) saves the shown image
   into the model's training folder under that class at once, and says so; "Add to <predicted class>"
   saves it under the prediction's class (a right answer worth learning from). `/retrain` trains the
-  model again on its folder with the tab's options it was trained with (the feature cache makes only
-  the new images cost a backbone pass). The row shows only for a model the page can correct: one of
-  models-dir/NAME with its training folder models-dir/NAME.data (not a CLI-trained model, nor a --model).
+  model again on its folder with the tab's options it was trained with, a combined backbone's parts and sizes as
+  saved (the feature cache makes only the new images cost a backbone pass). The row shows only for a model the page
+  can correct: one of models-dir/NAME with its training folder models-dir/NAME.data (not a CLI-trained model, nor a
+  --model).
 - A class the user named is never dropped or merged silently: a named slot with no photo, a class none of
   whose photos training can read, a zip's or folder's class folder with no image, and two classes of the
   same name (or names differing only in case) are refused naming the class, before anything is written.
@@ -67,7 +68,18 @@ from ..model.artifacts import is_model_dir, read_metadata
 from ..model.metadata import public_json
 from .app_guard import FETCH_ROUTE, no_fetch, text_inputs, upload_path, upload_source
 from .limits import MAX_TEXT, check_models_dir, limit_hit
-from .workbench import BACKBONES, DEFAULT_BACKBONE, DONE, EPOCHS, FINISHED, IMAGE_SIZE, Job, Workbench, tab_config
+from .workbench import (
+    BACKBONES,
+    DEFAULT_BACKBONE,
+    DONE,
+    EPOCHS,
+    FINISHED,
+    IMAGE_SIZE,
+    Job,
+    Workbench,
+    retrain_config,
+    tab_config,
+)
 
 CLASS_SLOTS = 6  # class slots the tab can show; a zip or a folder brings more classes
 FIRST_SLOTS = 2  # shown at first
@@ -173,14 +185,9 @@ class TrainPage:
             name = self.own_model(model)
             data = self.training_folder(name, must_exist=True)
             options = read_metadata(self.app.folder(name)).config
-            backbone = next(
-                (label for label, chosen in BACKBONES.items() if all(options.get(k) == v for k, v in chosen.items())),
-                None,
-            )
-            if backbone is None:
+            config = retrain_config(options, data, self.app.folder(name), cache_dir=self.cache_dir)
+            if config is None:
                 raise UsageError(f"model {name!r}: its backbone is not one of the Train tab's; retrain it with the CLI")
-            size, epochs = options["image_size"], options["epochs"]
-            config = tab_config(data, self.app.folder(name), backbone, size, epochs, cache_dir=self.cache_dir)
             job = self.workbench.submit(name, config)
         return self.started(job)
 

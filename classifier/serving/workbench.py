@@ -26,6 +26,7 @@ the previous model (if any) as it was, and no partial folder.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import threading
 import time
@@ -38,7 +39,7 @@ from ..config import TrainConfig
 from ..console import Progress, say
 from ..data.images import ImageError
 from ..errors import UsageError, first_line, quoted
-from ..model.backbones import page_choices
+from ..model.backbones import is_combined, page_choices
 from ..model.metadata import public_text
 from ..training.control import Cancelled
 from ..training.pipeline import TrainResult, train
@@ -81,6 +82,22 @@ def tab_config(
         learning_rate=LEARNING_RATE,
     )
     return TrainConfig(**{**options, **BACKBONES[backbone], **more})
+
+
+def retrain_config(options: dict, data, out, **more) -> TrainConfig | None:
+    """The options the Train tab retrains a model with, from its saved config `options` (`more`: as `tab_config`'s):
+    the tab's, with the model's page backbone, size and epochs; a combined backbone (trained by the CLI into the
+    models folder) with its parts and sizes as saved; None for a backbone the tab does not train (the CLI's to)."""
+    size, epochs = options["image_size"], options["epochs"]
+    label = next(
+        (label for label, chosen in BACKBONES.items() if all(options.get(k) == v for k, v in chosen.items())), None
+    )
+    if label is not None:
+        return tab_config(data, out, label, size, epochs, **more)
+    if is_combined(options.get("backbone", "")):
+        config = tab_config(data, out, DEFAULT_BACKBONE, size, epochs, **more)
+        return dataclasses.replace(config, backbone=options["backbone"], alpha=options.get("alpha", 1.0))
+    return None
 
 
 @dataclass
