@@ -48,7 +48,7 @@ from ..data.augment import AUGMENTATION_FIELDS, augment_image
 from ..data.pipeline import Split, content_hashes, copies_dataset  # noqa: F401 (content_hashes: this module's API)
 from ..errors import UsageError
 from ..model.backbones import parts
-from ..model.network import feature_extractor, part_extractors
+from ..model.network import part_extractors
 from .featurecache import CACHE_FORMAT, SHARD_ROWS, FeatureCache, default_cache_dir, is_url  # noqa: F401 (API)
 
 POLL_SECONDS = 2.0  # how often a waiting worker looks at the index for the other workers' shares
@@ -217,15 +217,12 @@ def feature_passes(data, config: TrainConfig) -> list[tuple[Split, list[str], in
 def model_features(model, data, config: TrainConfig, log: Log = say, share=None, on_progress=None):
     """`training_features` of `model`'s frozen part: a combined model's part by part (each through its own extractor
     and cache, fed images at the model's size), concatenated in part order; None where `training_features` is."""
-    every = parts(config)
-    if len(every) == 1:
-        return training_features(feature_extractor(model), data, config, log, share, on_progress)
     each = [
         training_features(extractor, data, part, log, share, on_progress, pixels=config.image_size)
-        for extractor, part in zip(part_extractors(model), every, strict=True)
+        for extractor, part in zip(part_extractors(model), parts(config), strict=True)
     ]
-    if each[0] is None:  # a multi-worker worker that does not train
-        return None
+    if len(each) == 1 or each[0] is None:  # a single backbone, or a multi-worker worker that does not train
+        return each[0]
     x_train, y_train, x_val, y_val = zip(*each, strict=True)
     return np.concatenate(x_train, axis=1), y_train[0], np.concatenate(x_val, axis=1), y_val[0]
 
@@ -247,7 +244,7 @@ def training_features(
     that trains waits until the cache holds every worker's share, then reads them all (computing itself any
     entry that turns out damaged)."""
     cache = FeatureCache.for_config(config, pixels)
-    if pixels:  # from here on only the images' size matters: the cache is chosen
+    if pixels:  # from here on only the images' size matters (the cache is chosen): the extractor's input
         config = dataclasses.replace(config, image_size=pixels)
     extract = traced(extractor, config.image_shape)
     passes = feature_passes(data, config)
