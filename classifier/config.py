@@ -71,11 +71,25 @@ class TrainConfig:
     )
 
     # Model.
-    backbone: str = option("inception_v3", "pretrained network to build on")
+    preset: str | None = option(
+        None,
+        "a named recipe (default, fast, accurate: see docs/training.md) that sets the options it names; an option "
+        "left at its default takes the preset's value, one given with another value keeps it",
+    )
+    backbone: str = option(
+        "inception_v3",
+        "pretrained network to build on: a registry name (see docs/training.md), or keras:FILE.keras (any Keras "
+        "model file of built-in layers, its own scaling inside)",
+    )
     weights: str = option(
         "imagenet",
-        "backbone weights: imagenet (shipped in the package for mobilenet_v2 --alpha 0.35, else Keras' download "
-        "cache), none (train from scratch), or a Keras weights FILE",
+        "backbone weights: imagenet (the file in --weights-dir, else shipped in the package for mobilenet_v2 --alpha "
+        "0.35, else Keras' download cache; a keras: backbone's own), none (train from scratch), or a Keras weights FILE",
+    )
+    weights_dir: str | None = option(
+        None,
+        "folder holding ImageNet weights files by their documented names (docs/training.md), where --weights imagenet "
+        "looks first, offline (default: env CLASSIFIER_WEIGHTS_DIR, where a missing file falls back to Keras' download)",
     )
     cut_layer: str | None = option(
         None,

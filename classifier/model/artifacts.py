@@ -1,4 +1,5 @@
-"""The model folder: `model.keras`, `metadata.json`, `labels.txt` (and `hub/` for a hub: backbone), written atomically.
+"""The model folder: `model.keras`, `metadata.json`, `labels.txt` (and `hub/` for a hub: backbone, `backbone.keras` for
+a keras: one), written atomically.
 
 `save_model_dir` writes one, `read_metadata` reads its `metadata.json` as a `ModelMetadata`
 (classifier/model/metadata.py says what it holds), `load_model` loads its network.
@@ -82,15 +83,18 @@ def check_output_dir(
 
 def save_model_dir(out: str | Path, model, metadata: ModelMetadata, extra=None) -> Path:
     """Write the model, its metadata and labels (in prediction order) atomically to `out`; a hub: backbone's
-    SavedModel is copied in as `hub/`, so the folder needs nothing outside itself.
+    SavedModel is copied in as `hub/`, and a keras: backbone's file as `backbone.keras` (recorded in
+    `metadata.backbone_files`, for a retrain), so the folder needs nothing outside itself.
 
     `extra(folder)` may add more files (plots, metrics) before the folder is moved into place.
     """
     from .hub import bundle_hub_models
+    from .kerasfile import carry_files
 
     with staged_dir(out) as folder:
         model.save(folder / MODEL_FILE)
         bundle_hub_models(model, folder)
+        metadata.backbone_files = carry_files(metadata.backbone, folder)
         write_json(folder / METADATA_FILE, metadata.to_dict())
         write_labels(folder, metadata.class_names)
         if extra is not None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .._tf import keras
 from ..config import RESIZE_ANTIALIAS, TrainConfig
-from .backbones import HUB_PREFIX, build_feature_extractor, get_backbone
+from .backbones import HUB_PREFIX, backbone_key, build_feature_extractor, get_backbone
 from .finetune import BACKBONE_LAYER
 
 SCRATCH_BATCHNORM_MOMENTUM = 0.9
@@ -98,7 +98,7 @@ def _frozen_backbone_key(config: TrainConfig) -> tuple | None:
             return None  # building says what is wrong
         stat = file.stat()
         weights = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)  # an edited file is built again
-    return (config.backbone, config.image_shape, weights, config.cut_layer, config.alpha)
+    return (backbone_key(config.backbone), config.image_shape, weights, config.cut_layer, config.alpha)
 
 
 def build_head(feature_dim: int, config: TrainConfig, num_classes: int):

@@ -54,7 +54,7 @@ import numpy as np
 from .._tf import keras, tf
 from ..config import user_cache_dir
 from ..data.augment import AUGMENTATION_FIELDS
-from ..model.backbones import weights_key
+from ..model.backbones import backbone_key, weights_key
 
 # Part of every model key: bump it whenever decoding, resizing, augmentation or this layout changes what an entry is.
 CACHE_FORMAT = 5  # 5: shards with an index (4: augmentation as ImageDataGenerator's, one .npy per entry)
@@ -135,12 +135,13 @@ class FeatureCache:
     @classmethod
     def for_config(cls, config) -> "FeatureCache":
         """The cache of a resolved config (as `metadata.json` saves it)."""
-        folder = re.sub(r"[^\w.-]+", "_", config.backbone)[:40]  # hub:https://... as a folder name
+        backbone = backbone_key(config.backbone)  # a keras: file by its content, wherever it lies
+        folder = re.sub(r"[^\w.-]+", "_", backbone)[:40]  # hub:https://... as a folder name
         augmentation = model_key({name: getattr(config, name) for name in AUGMENTATION_FIELDS})
         key = model_key(
             {
                 "format": CACHE_FORMAT,
-                "backbone": config.backbone,
+                "backbone": backbone,
                 "cut_layer": config.cut_layer,
                 "weights": weights_key(config.backbone, config.weights, config.alpha),
                 "image_size": config.image_shape,

@@ -37,7 +37,7 @@ from ..data.pipeline import TEST_DIR, ImageData, ScanMemo, image_dataset, load_i
 from ..evaluation.metrics import MIN_EVIDENCE, TARGET_PRECISION, classification_metrics, most_wrong
 from ..evaluation.report import write_report
 from ..model.artifacts import check_output_dir, save_model_dir, versions
-from ..model.backbones import HUB_PREFIX, TOP, resolve
+from ..model.backbones import HUB_PREFIX, KERAS_PREFIX, TOP, resolve
 from ..model.compat import forget_restored_epoch
 from ..model.finetune import fine_tune_layer, unfreeze_from
 from ..model.metadata import DataSummary, ModelMetadata
@@ -287,6 +287,8 @@ def log_setup(run: Run) -> None:
         log("note: --weights none has no pretrained features to transfer, so the whole network trains from scratch")
     else:
         weights = "" if config.backbone.startswith(HUB_PREFIX) else f" ({config.weights} weights)"
+        if config.backbone.startswith(KERAS_PREFIX) and config.weights == "imagenet":
+            weights = " (its own weights)"  # a keras: file's, which --weights imagenet means for it
         cut = "its output" if config.cut_layer == TOP else config.cut_layer
         log(f"model: {config.backbone}{weights} frozen up to {cut}, {config.head_pooling} pooling head")
 
