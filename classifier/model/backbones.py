@@ -40,6 +40,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"  # package data (pyproject.toml)
 BUNDLED_WEIGHTS = {("mobilenet_v2", 0.35): "mobilenet_v2_0.35_224_no_top.h5"}
 SCALING_LAYER = "backbone_scaling"  # every backbone's input preprocessing layer, the first after the model's Resizing
 WEIGHTS_DIR_ENV = "CLASSIFIER_WEIGHTS_DIR"  # --weights-dir when the flag is not given
+BATCH_NORM = keras.layers.BatchNormalization  # never unfrozen (finetune.py), so never where fine-tuning starts
 
 
 @dataclass(frozen=True)
@@ -324,7 +325,7 @@ def hub_backbone(handle: str):
 def keras_backbone(path: str) -> Backbone:
     """A registry-style Backbone for `keras:PATH`: the Keras model file's network (kerasfile.py), its own scaling
     inside; by default at its fixed input size if it has one, else 224 px, the whole network, and fine-tuning from
-    the layer two thirds of the way up to the cut."""
+    the weighted layer (BatchNorm aside) two thirds of the way up to the cut."""
     if not path:
         raise UsageError(f"--backbone {KERAS_PREFIX} needs a file after the colon, e.g. keras:backbones/mine.keras")
 
@@ -332,9 +333,11 @@ def keras_backbone(path: str) -> Backbone:
         return kerasfile.network(path, input_shape, weights)
 
     def fine_tune_from(cut: str) -> str:
-        names = [layer.name for layer in kerasfile.load(path).layers[1:]]  # the input layer does not train
-        names = names[: names.index(cut) + 1] if cut in names else names
-        return names[len(names) * 2 // 3]
+        layers = kerasfile.load(path).layers
+        names = [layer.name for layer in layers]
+        below = layers[: names.index(cut) + 1] if cut in names else layers
+        weighted = [layer.name for layer in below if layer.weights and not isinstance(layer, BATCH_NORM)]
+        return weighted[len(weighted) * 2 // 3] if weighted else names[-1]
 
     return Backbone(
         f"{KERAS_PREFIX}{path}",

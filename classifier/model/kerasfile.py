@@ -148,14 +148,14 @@ def network(path: str | Path, input_shape: tuple[int, int, int], weights: str | 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Keras' notes on unbuilt or renamed layers: nothing for the user
             rebuilt = keras.models.clone_model(model, input_tensors=keras.Input(input_shape))
+        if weights == "imagenet":
+            rebuilt.set_weights(model.get_weights())  # a Dense after Flatten takes its own size only
     except Exception as error:  # noqa: BLE001 - a layer refusing the size raises whatever it raises
         raise UsageError(
             f"{label}: does not take {input_shape[0]}x{input_shape[1]} images ({first_line(error)}); "
             "choose another --image-size"
         ) from None
-    if weights == "imagenet":
-        rebuilt.set_weights(model.get_weights())
-    elif weights is not None:
+    if weights not in ("imagenet", None):
         try:
             rebuilt.load_weights(weights)
         except Exception as error:  # noqa: BLE001 - Keras raises many kinds for a file of another network
