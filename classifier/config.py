@@ -83,13 +83,13 @@ class TrainConfig:
     )
     weights: str = option(
         "imagenet",
-        "backbone weights: imagenet (the file in --weights-dir, else shipped in the package for mobilenet_v2 --alpha "
-        "0.35, else Keras' download cache; a keras: backbone's own), none (train from scratch), or a Keras weights FILE",
+        "backbone weights: imagenet (its file in --weights-dir, else shipped in the package for mobilenet_v2 --alpha "
+        "0.35, else Keras' download cache; a keras: backbone's own), none (train from scratch), or a weights FILE",
     )
     weights_dir: str | None = option(
         None,
         "folder holding ImageNet weights files by their documented names (docs/training.md), where --weights imagenet "
-        "looks first, offline (default: env CLASSIFIER_WEIGHTS_DIR, where a missing file falls back to Keras' download)",
+        "looks first, offline (default: env CLASSIFIER_WEIGHTS_DIR, where a file missing falls back to the download)",
     )
     cut_layer: str | None = option(
         None,

@@ -28,7 +28,8 @@ PRESETS: dict[str, dict] = {
 
 def apply_preset(config: TrainConfig) -> TrainConfig:
     """`config` with its preset's fields filled where they still hold their defaults (see the module docstring);
-    fields a preset names that this version's TrainConfig lacks are left out."""
+    fields a preset names that this version's TrainConfig lacks are left out. A config derived from the result
+    with another backbone (a part of a combined one) drops `preset`, or this would set its backbone again."""
     if config.preset is None:
         return config
     if config.preset not in PRESETS:
