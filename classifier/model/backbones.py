@@ -32,6 +32,7 @@ from ..console import Log, say
 from ..errors import UsageError, first_line
 from ..files import sha256_of
 from . import kerasfile
+from .artifacts import carried_copy
 from .metadata import HUB_PREFIX, KERAS_PREFIX, TOP  # the names metadata.json records, too
 from .presets import apply_preset
 
@@ -452,7 +453,7 @@ def imagenet_file(backbone: Backbone, alpha: float, size: int, folder: str | Non
 
 def locate_keras_files(config: TrainConfig, log: Log = say) -> str:
     """`config.backbone` with each keras: part's file (parts join by +) made absolute, or, where that file is gone,
-    the copy the model folder `config.out` carries of it (kerasfile.carried_copy): a retrain from a saved config
+    the copy the model folder `config.out` carries of it (artifacts.carried_copy): a retrain from a saved config
     finds it wherever the folder moved; a missing file stays as it is, for loading to name."""
     parts = []
     for part in config.backbone.split("+"):
@@ -460,7 +461,7 @@ def locate_keras_files(config: TrainConfig, log: Log = say) -> str:
         if path and os.path.exists(path):
             part = f"{KERAS_PREFIX}{os.path.abspath(path)}"
         elif path:
-            copy = kerasfile.carried_copy(part, config.out)
+            copy = carried_copy(part, config.out)
             if copy is not None:
                 log(f"note: {path} is gone; using the copy the model folder carries, {copy}")
                 part = f"{KERAS_PREFIX}{copy}"

@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import warnings
 import zipfile
 from pathlib import Path
@@ -29,8 +28,7 @@ from typing import Iterator
 
 from .._tf import keras
 from ..errors import UsageError, first_line
-from ..files import open_regular, read_bounded, sha256_of
-from .artifacts import is_model_dir, read_metadata
+from ..files import open_regular, read_bounded
 from .metadata import KERAS_PREFIX
 
 CONFIG_MEMBER = "config.json"  # the architecture inside a .keras zip
@@ -161,30 +159,3 @@ def network(path: str | Path, input_shape: tuple[int, int, int], weights: str | 
         except Exception as error:  # noqa: BLE001 - Keras raises many kinds for a file of another network
             raise UsageError(f"--weights {weights}: cannot load into {label} ({first_line(error)})") from None
     return rebuilt
-
-
-COPY_NAME = "backbone{}.keras"  # a model folder's copy of its keras: file(s): backbone.keras, backbone-2.keras...
-
-
-def carry_files(backbone: str, folder: Path) -> list[dict]:
-    """Copy the file of each keras: part of `backbone` (a resolved config's: absolute paths, parts joined by +)
-    into the model folder being written; what metadata.json's `backbone_files` records of them."""
-    carried = []
-    for part in (part for part in backbone.split("+") if part.startswith(KERAS_PREFIX)):
-        name = COPY_NAME.format(f"-{len(carried) + 1}" if carried else "")
-        shutil.copyfile(part[len(KERAS_PREFIX) :], folder / name)
-        carried.append({"backbone": part, "file": name, "sha256": sha256_of(folder / name)})
-    return carried
-
-
-def carried_copy(part: str, out: str | Path | None) -> Path | None:
-    """The copy of keras: backbone `part` that the model folder `out` carries (its metadata.json records it and the
-    copy's content is what it recorded), as an absolute path; None without one."""
-    if out is None or not is_model_dir(out):
-        return None
-    for entry in read_metadata(out).backbone_files:
-        copy = Path(os.path.abspath(out)) / str(entry.get("file", "")) if isinstance(entry, dict) else None
-        if copy is not None and entry.get("backbone") == part and copy.parent == Path(os.path.abspath(out)):
-            if copy.is_file() and sha256_of(copy) == entry.get("sha256"):
-                return copy
-    return None
