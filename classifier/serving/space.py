@@ -36,7 +36,9 @@ NOT_SERVED = {
 # Hugging Face refuses files over 10 MB outside Git LFS: models, SavedModel graphs and variables, pictures.
 LFS_PATTERNS = ("*.keras", "*.h5", "*.pb", "*.data-*", "*.png", "*.jpg", "*.jpeg", "*.gif", "*.bmp")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
-MODEL_IGNORE = shutil.ignore_patterns(".*", "export")  # exports (SavedModel, TFLite) are not served
+# Exports (SavedModel, TFLite) are not served, nor a keras: backbone's copy (model.keras holds the network; the copy
+# is for retraining, which a Space does not do).
+MODEL_IGNORE = shutil.ignore_patterns(".*", "export", "backbone*.keras")
 
 
 def gradio_pin(requirements: str) -> str:
