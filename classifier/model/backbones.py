@@ -134,10 +134,15 @@ EFFICIENTNET_LITE2_FILE = "efficientnet_lite2_imagenet_notop.keras"  # its docum
 def _efficientnet_lite2(input_shape, weights, alpha):
     """EfficientNet-Lite2 from its Keras model file (kerasfile.py): `weights` is that file, as resolve() found it
     in --weights-dir (or --weights FILE); Keras has no such network to download or to build from scratch."""
-    if weights in ("imagenet", None):
+    if weights is None:
         raise UsageError(
-            f"--backbone efficientnet_lite2: its network comes only as the file {EFFICIENTNET_LITE2_FILE} (no download "
-            "exists, so no --weights none either); put it in a folder and pass --weights-dir DIR, or --weights FILE"
+            f"--weights none: efficientnet_lite2's architecture comes only with its file; to train it from scratch, "
+            f"pass --backbone keras:PATH/{EFFICIENTNET_LITE2_FILE} --weights none"
+        )
+    if weights == "imagenet":  # resolve() finds the file or stops; a caller that skipped it gets the same line
+        raise UsageError(
+            f"--backbone efficientnet_lite2: its network comes only as the file {EFFICIENTNET_LITE2_FILE} (no "
+            "download exists); put it in a folder and pass --weights-dir DIR, or pass --weights FILE"
         )
     return kerasfile.network(weights, input_shape, "imagenet", label=f"--backbone efficientnet_lite2 ({weights})")
 
