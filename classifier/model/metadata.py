@@ -76,6 +76,13 @@ class ModelMetadata:
     # The held-out test split's figures, scored once after the model was final (never used to choose anything):
     # split, from, count, accuracy, macro_f1, per_class, confusion_matrix. None: no test split, or an older file.
     test: dict[str, Any] | None = None
+    # --flip-average: validation accuracy without and with the mirror image's probabilities averaged in
+    # (validation_accuracy_plain, validation_accuracy_averaged); the saved model averages. None: no flips, older file.
+    flips: dict[str, Any] | None = None
+    # --refit: the head was trained again from its initial weights on train + validation (epochs, images) for the
+    # epochs validation chose; history, val_accuracy, validation_metrics and min_confidence come from the run before
+    # the refit, whose head had not seen the validation images. None: no refit, or an older file.
+    refit: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as they are
 
     @classmethod
