@@ -29,6 +29,8 @@ from classifier.inference.predictor import Predictor
 from classifier.model.artifacts import MODEL_FILE, load_model, read_metadata
 from classifier.model.network import classifier, flips, head
 from classifier.model.tflite import PIXELS_SIGNATURE
+from classifier.serving.app_ui import App
+from classifier.serving.library import ModelLibrary, find_models
 from classifier.training.pipeline import train
 
 SIZE = 32
@@ -122,6 +124,24 @@ def test_training_reports_validation_with_and_without_flips(runs):
     # The second run found the mirror images' features in the cache.
     assert not any("(mirror images)" in text for text in runs["refit"]["lines"])
     assert meta.refit is None and meta.test["count"] == 12
+    card = App(ModelLibrary(find_models(runs["plain"]["dir"])), runs["plain"]["dir"].parent).card("plain-model")
+    assert f"validation accuracy {plain:.3f} without, {averaged:.3f} with)" in card and "**Refit:**" not in card
+
+
+def test_a_fine_tuned_flips_model_trains_its_nested_classifier_and_scores_validation_on_images(folders, tmp_path):
+    """Fine-tuning unfreezes the backbone inside the nested classifier; validation is then scored on images, both
+    ways, and the saved model still averages."""
+    options = dict(epochs=1, fine_tune_epochs=1, fine_tune_from="block_1_expand", flip_average=True)
+    config = tiny_config(folders["clean"], tmp_path / "tuned", **STEM, cache_dir=str(tmp_path / "cache"), **options)
+    lines: list[str] = []
+    result = train(config, log=lines.append)
+    assert any(text.startswith("fine-tuning: ") for text in lines)
+    assert result.metadata.flips["validation_accuracy_averaged"] == result.metadata.validation_metrics["accuracy"]
+    model = load_model(tmp_path / "tuned")
+    inner = classifier(model)
+    pixels = np.random.default_rng(3).uniform(0, 255, (2, SIZE, SIZE, 3)).astype(np.float32)
+    expected = (inner(pixels).numpy() + inner(np.flip(pixels, axis=2)).numpy()) / 2
+    np.testing.assert_allclose(model(pixels).numpy(), expected, atol=1e-6)
 
 
 def test_refit_retrains_the_head_on_train_and_validation_for_the_chosen_epochs(runs):
@@ -130,6 +150,8 @@ def test_refit_retrains_the_head_on_train_and_validation_for_the_chosen_epochs(r
     chosen = int(np.argmin(plain.history["val_loss"])) + 1
     assert refit.refit["epochs"] == chosen and refit.refit["images"] == 30 + 18
     assert "before the refit" in refit.refit["note"]
+    card = App(ModelLibrary(find_models(runs["refit"]["dir"])), runs["refit"]["dir"].parent).card("refit-model")
+    assert f"validation images (48) for {chosen} epochs: the validation figures are from the run before" in card
     assert [text.split()[:2] for text in runs["refit"]["lines"] if text.startswith("refit epoch")] == [
         ["refit", "epoch"]
     ] * chosen
