@@ -11,18 +11,15 @@ the test split stays out (a poisoned test folder changes nothing).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
-from conftest import MOBILENET_STEM, tiny_config
-from PIL import Image
+from conftest import MOBILENET_STEM, holdout_folders, tiny_config
 
 from classifier._tf import keras
-from classifier.data.shapes import make_shapes_dataset
 from classifier.errors import UsageError
 from classifier.exporters import export as export_module
 from classifier.inference.predictor import Predictor
@@ -39,17 +36,8 @@ STEM = {**MOBILENET_STEM, "weights": "imagenet", "image_size": SIZE}
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> dict[str, Path]:
-    """train/, validation/ and test/ of shapes; a copy whose test folder is poisoned (relabelled and noise)."""
-    root = tmp_path_factory.mktemp("flips")
-    clean = make_shapes_dataset(root / "clean", per_class=10, size=40, seed=0, validation_per_class=6)
-    make_shapes_dataset(clean / "test", per_class=4, size=40, seed=5)
-    poisoned = root / "poisoned"
-    shutil.copytree(clean, poisoned)
-    for path in sorted((poisoned / "test" / "square").iterdir())[1:]:
-        path.rename(poisoned / "test" / "circle" / f"relabelled_{path.name}")
-    noise = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
-    Image.fromarray(noise).save(sorted((poisoned / "test" / "triangle").iterdir())[0])
-    return {"clean": clean, "poisoned": poisoned, "root": root}
+    """train/, validation/ and test/ of shapes, and a copy whose test folder is poisoned (conftest.holdout_folders)."""
+    return holdout_folders(tmp_path_factory.mktemp("flips"), 10, validation_per_class=6, test_per_class=4, size=40)
 
 
 @pytest.fixture(scope="module")
