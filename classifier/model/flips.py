@@ -42,7 +42,7 @@ def with_flips(model, size: tuple[int, int]):
     # training=False: the flips model only answers (what trains is the nested classifier, network.classifier); left
     # unset, a direct call model(x) would run the head's Dropout.
     answers = [inner(pixels, training=False), inner(mirrored, training=False)]
-    outputs = keras.layers.Average(name=AVERAGE_LAYER)(answers)
+    outputs = keras.layers.Average(dtype="float32", name=AVERAGE_LAYER)(answers)  # float32 as the head's softmax
     return keras.Model(image, outputs, name=f"{model.name}_flips")
 
 
