@@ -40,7 +40,7 @@ def with_flips(model, size: tuple[int, int]):
     )(image)
     mirrored = mirror(pixels, size[1])
     # training=False: the flips model only answers (what trains is the nested classifier, network.classifier); left
-    # unset, a direct call model(x) would run the head's Dropout.
+    # unset, a direct call model(x) of the saved model ran the head's Dropout (Keras 3.15).
     answers = [inner(pixels, training=False), inner(mirrored, training=False)]
     outputs = keras.layers.Average(dtype="float32", name=AVERAGE_LAYER)(answers)  # float32 as the head's softmax
     return keras.Model(image, outputs, name=f"{model.name}_flips")
