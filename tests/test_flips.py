@@ -28,6 +28,7 @@ from classifier.model.network import classifier, flips, head
 from classifier.model.tflite import PIXELS_SIGNATURE
 from classifier.serving.app_ui import App
 from classifier.serving.library import ModelLibrary, find_models
+from classifier.serving.space import space_readme
 from classifier.training.pipeline import train
 
 SIZE = 32
@@ -140,6 +141,8 @@ def test_refit_retrains_the_head_on_train_and_validation_for_the_chosen_epochs(r
     assert "before the refit" in refit.refit["note"]
     card = App(ModelLibrary(find_models(runs["refit"]["dir"])), runs["refit"]["dir"].parent).card("refit-model")
     assert f"validation images (48) for {chosen} epochs: the validation figures are from the run before" in card
+    readme = space_readme("t", "6", "3.12", "refit-model", refit)
+    assert f"validation accuracy {refit.val_accuracy:.3f} (before the head was refit on train + validation)" in readme
     assert [text.split()[:2] for text in runs["refit"]["lines"] if text.startswith("refit epoch")] == [
         ["refit", "epoch"]
     ] * chosen
