@@ -209,6 +209,19 @@ class TrainConfig:
         "continue an interrupted run of the same command from its last completed epoch (saved in <out>.checkpoint/)",
     )
 
+    # Accuracy levers at the end of a run (model/flips.py, training/pipeline.py).
+    flip_average: bool = option(
+        False,
+        "test-time flips: the saved model averages its probabilities on each image and on its mirror image (one more "
+        "backbone pass per prediction); training reports validation accuracy without and with the averaging",
+    )
+    refit: bool = option(
+        False,
+        "once validation has chosen the epochs (all of them, or the best with --patience), train the head again from "
+        "its initial weights on train + validation for that many epochs and save that head (the test split stays "
+        "held out; the validation figures are then from the run before the refit)",
+    )
+
     def validate(self) -> "TrainConfig":
         """Refuse values no run could use, naming the option."""
         checks = [

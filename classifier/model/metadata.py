@@ -81,6 +81,13 @@ class ModelMetadata:
     # The Keras model files of keras: backbones, copied into the folder so that a retrain needs nothing outside it:
     # per file {"backbone": "keras:PATH" as the config names it, "file": the copy's name here, "sha256": its content's}.
     backbone_files: list[dict] = field(default_factory=list)
+    # --flip-average: validation accuracy without and with the mirror image's probabilities averaged in
+    # (validation_accuracy_plain, validation_accuracy_averaged); the saved model averages. None: no flips, older file.
+    flips: dict[str, Any] | None = None
+    # --refit: the head was trained again from its initial weights on train + validation (epochs, images) for the
+    # epochs validation chose; history, val_accuracy, validation_metrics and min_confidence come from the run before
+    # the refit, whose head had not seen the validation images. None: no refit, or an older file.
+    refit: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as they are
 
     @classmethod

@@ -102,6 +102,7 @@ def space_readme(title: str, sdk_version: str, python_version: str, model_name: 
         f"An image classifier for {len(metadata.class_names)} classes ({metadata.class_list(20)}). "
         f"Backbone: {metadata.describe_backbone()}"
         + (f"; validation accuracy {accuracy:.3f}" if isinstance(accuracy, (int, float)) else "")
+        + (" (before the head was refit on train + validation)" if metadata.refit is not None else "")
         + (
             f"; test accuracy {metadata.test['accuracy']:.3f} on {metadata.test['count']} held-out images"
             if metadata.test is not None
