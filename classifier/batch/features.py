@@ -12,6 +12,10 @@ and runs `features.backbone_batches` on its chunks, the same computation as `tra
 A combined backbone (`--backbone a+b`, model/backbones.py) fills each part's own cache, as `train` reads them
 (features.model_features): every part's chunks go through that part's extractor, fed the images at the model's size.
 
+With `--flip-average` the fill is the same: the features of the images as they are. The validation images' mirror
+images, which training scores the averaging with, are left to `train` (one pass over the validation images, cached
+like the rest).
+
 Augmented copies: an image's copy k is drawn from `--seed`, k and the image's content alone
 (`features.backbone_batches`), so a fill makes the very copies `train`'s own pass makes, whatever the
 chunks and workers.

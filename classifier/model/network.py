@@ -36,7 +36,7 @@ from pathlib import Path
 
 from .._tf import keras
 from ..config import RESIZE_ANTIALIAS, TrainConfig
-from .backbones import HUB_PREFIX, build_feature_extractor, get_backbone, parts
+from .backbones import HUB_PREFIX, backbone_key, build_feature_extractor, get_backbone, parts
 from .finetune import BACKBONE_LAYER
 
 SCRATCH_BATCHNORM_MOMENTUM = 0.9
@@ -44,6 +44,7 @@ FEATURES_LAYER = "pool"
 RESIZE_LAYER = "resize"
 HEAD_LAYER = "head"
 PART_LAYER = "part_{}"  # a combined model's parts, numbered from 1 in order
+CLASSIFIER_MODEL = "classifier"  # the ordinary classifier nested in a test-time flips model (model/flips.py)
 
 
 # The frozen backbones of the last model built, as (its key, the network, its feature extractors by pooling layer):
@@ -155,7 +156,7 @@ def _frozen_backbone_key(config: TrainConfig) -> tuple | None:
             return None  # building says what is wrong
         stat = file.stat()
         weights = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)  # an edited file is built again
-    return (config.backbone, config.image_shape, weights, config.cut_layer, config.alpha)
+    return (backbone_key(config.backbone), config.image_shape, weights, config.cut_layer, config.alpha)
 
 
 def build_head(feature_dim: int, config: TrainConfig, num_classes: int):
@@ -170,10 +171,24 @@ def build_head(feature_dim: int, config: TrainConfig, num_classes: int):
     return keras.Model(features, outputs, name=HEAD_LAYER)
 
 
+def classifier(model):
+    """The ordinary classifier in `model` (image -> probabilities in one pass): the one nested in a test-time flips
+    model (model/flips.py), else `model` itself. What trains, and where the backbone and the head live."""
+    nested = [layer for layer in model.layers if layer.name == CLASSIFIER_MODEL and isinstance(layer, keras.Model)]
+    return nested[0] if nested else model
+
+
+def flips(model) -> bool:
+    """Whether `model` averages the probabilities of each image and its mirror image (model/flips.py)."""
+    return classifier(model) is not model
+
+
 def feature_extractor(model):
-    """The full model's frozen part, image -> feature vector: what the feature cache stores. For a model on the
-    shared frozen backbone, the extractor made for the first such model with the same pooling (the same
-    computation), so that its traced graph can be reused (features.traced)."""
+    """The full model's frozen part, image -> feature vector: what the feature cache stores (of a test-time flips
+    model, its classifier's: the image as it is). For a model on the shared frozen backbone, the extractor made for
+    the first such model with the same pooling (the same computation), so that its traced graph can be reused
+    (features.traced)."""
+    model = classifier(model)
     pooling = type(model.get_layer(FEATURES_LAYER)).__name__
     network = next((layer for layer in model.layers if layer.name == BACKBONE_LAYER), None)  # none: combined
     shared = next((entry[2] for entry in _shared_backbone if network is not None and entry[1] is network), {})
@@ -185,13 +200,15 @@ def feature_extractor(model):
 def part_extractors(model) -> list:
     """Each part's extractor, pixels at the model's size -> that part's feature vector, in part order: a combined
     model's nested parts, or a single backbone's `feature_extractor`. The feature cache stores each one's vectors."""
+    model = classifier(model)
     found = [layer for layer in model.layers if re.fullmatch(PART_LAYER.format(r"\d+"), layer.name)]
     return sorted(found, key=lambda layer: int(layer.name.rpartition("_")[2])) or [feature_extractor(model)]
 
 
 def head(model):
-    """The full model's trainable head (shares its weights), feature vector -> probabilities."""
-    return model.get_layer(HEAD_LAYER)
+    """The full model's trainable head (shares its weights), feature vector -> probabilities (of a test-time flips
+    model, its classifier's head, which the model applies to the image's features and to its mirror image's)."""
+    return classifier(model).get_layer(HEAD_LAYER)
 
 
 def resize_antialias(model) -> bool:

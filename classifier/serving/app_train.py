@@ -185,7 +185,9 @@ class TrainPage:
             name = self.own_model(model)
             data = self.training_folder(name, must_exist=True)
             options = read_metadata(self.app.folder(name)).config
-            config = retrain_config(options, data, self.app.folder(name), cache_dir=self.cache_dir)
+            # A model trained with test-time flips (the CLI's --flip-average) stays one.
+            flips = dict(flip_average=bool(options.get("flip_average")))
+            config = retrain_config(options, data, self.app.folder(name), cache_dir=self.cache_dir, **flips)
             if config is None:
                 raise UsageError(f"model {name!r}: its backbone is not one of the Train tab's; retrain it with the CLI")
             job = self.workbench.submit(name, config)

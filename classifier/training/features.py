@@ -11,7 +11,8 @@ vectors back. Its model key hashes everything that changes features (backbone, r
 weights as `backbones.weights_key` names them, image size, pooling, versions), so leaving the cut
 layer to the backbone and naming the same layer share entries; augmented copies are keyed by the
 augmentation settings too. Entries are per file content, so editing one image recomputes that image
-only; an entry that does not load as the extractor's vector is computed again.
+only; an entry that does not load as the extractor's vector is computed again. Test-time flips measure the
+validation images' mirror images, cached as one more variant ("mirror", `mirrored_features`).
 
 A combined backbone (model/backbones.py) is cached per part (`model_features`): each part's extractor runs on the
 images at the model's size, through its own cache, whose key is that backbone's own (so a run of the part alone at
@@ -49,7 +50,7 @@ from ..data.pipeline import Split, content_hashes, copies_dataset  # noqa: F401 
 from ..errors import UsageError
 from ..model.backbones import parts
 from ..model.network import part_extractors
-from .featurecache import CACHE_FORMAT, SHARD_ROWS, FeatureCache, default_cache_dir, is_url  # noqa: F401 (API)
+from .featurecache import CACHE_FORMAT, MIRROR, SHARD_ROWS, FeatureCache, default_cache_dir, is_url  # noqa: F401 (API)
 
 POLL_SECONDS = 2.0  # how often a waiting worker looks at the index for the other workers' shares
 
@@ -104,13 +105,19 @@ def _merged_passes(passes: list, todo: list) -> tuple[Split, np.ndarray, dict]:
             offsets[id(split)] = len(paths)
             paths, orientations, hashes = paths + split.paths, orientations + split.orientations, hashes + split_hashes
     images = Split(paths, [0] * len(paths), orientations, hashes)  # labels: not part of a feature
-    wanted = np.zeros((len(images), 1 + max(copy for _, _, copy in passes)), bool)
+    wanted = np.zeros((len(images), 1 + max(_column(copy) for _, _, copy in passes)), bool)
     entry = {}  # (image, copy) -> (pass, index into its split)
     for p, ((split, _, copy), indices) in enumerate(zip(passes, todo, strict=True)):
         for i in indices:
-            wanted[offsets[id(split)] + i, copy] = True
-            entry[offsets[id(split)] + i, copy] = (p, i)
+            wanted[offsets[id(split)] + i, _column(copy)] = True
+            entry[offsets[id(split)] + i, _column(copy)] = (p, i)
     return images, wanted, entry
+
+
+def _column(copy: int | str) -> int:
+    """The pipeline's copy that a pass's copy reads: a MIRROR pass reads the image as it is (copy 0), which its own
+    extractor mirrors (`mirrored_features`), so it is computed alone, never beside a pass of copy 0."""
+    return 0 if copy == MIRROR else copy
 
 
 def compute(
@@ -124,7 +131,7 @@ def compute(
     What was computed is written even when the pass stops early (Ctrl-C, a failing batch)."""
     for (_, _, copy), indices, entries in zip(passes, todo, keys, strict=True):
         if indices:
-            what = "images" if copy == 0 else f"augmented copy {copy}"
+            what = "images" if copy == 0 else "mirror images" if copy == MIRROR else f"augmented copy {copy}"
             log(f"feature cache: computing {len(indices)} of {len(entries)} ({what}) into {cache.root}")
     results: list[dict[int, np.ndarray]] = [{} for _ in passes]  # per pass: image index -> its vector
     total = sum(map(len, todo))
@@ -232,6 +239,13 @@ def part_caches(config: TrainConfig) -> list[FeatureCache]:
     return [FeatureCache.for_config(part, config.image_size) for part in parts(config)]
 
 
+def fed_at(config: TrainConfig, pixels: int | None) -> tuple[FeatureCache, TrainConfig]:
+    """(the cache of `config`'s features computed from images at `pixels`, `config` with that image size: from there on
+    only the images' size matters); `pixels` None: the config's own size."""
+    cache = FeatureCache.for_config(config, pixels)
+    return cache, dataclasses.replace(config, image_size=pixels) if pixels else config
+
+
 def training_features(
     extractor, data, config: TrainConfig, log: Log = say, share=None, on_progress=None, pixels: int | None = None
 ):
@@ -243,9 +257,7 @@ def training_features(
     the entries the cache lacks. One that does not train (`share.trains` false) stops there and gets None; one
     that trains waits until the cache holds every worker's share, then reads them all (computing itself any
     entry that turns out damaged)."""
-    cache = FeatureCache.for_config(config, pixels)
-    if pixels:  # from here on only the images' size matters (the cache is chosen): the extractor's input
-        config = dataclasses.replace(config, image_size=pixels)
+    cache, config = fed_at(config, pixels)
     extract = traced(extractor, config.image_shape)
     passes = feature_passes(data, config)
     if share is not None:
@@ -263,6 +275,32 @@ def training_features(
     vectors = cached_features(extract, passes, cache, config, log, on_progress)
     y_train = np.tile(np.asarray(data.train.labels), len(passes) - 1)  # every pass but validation's
     return np.concatenate(vectors[:-1]), y_train, vectors[-1], np.asarray(data.validation.labels)
+
+
+def mirrored_features(
+    extractor, split: Split, config: TrainConfig, log: Log = say, on_progress=None, pixels: int | None = None
+) -> np.ndarray:
+    """Features (N, D) of each image of `split` mirrored left-right, for test-time flips (model/flips.py): cached as
+    the variant MIRROR, computed by a pass of their own whose extractor mirrors each batch of images. `pixels`: as
+    `training_features`' (the images are mirrored at that size, as the flips model does before a combined part)."""
+    cache, config = fed_at(config, pixels)
+    extract = traced(extractor, config.image_shape)
+
+    def mirrored(images):
+        return extract(np.flip(np.asarray(images), axis=2))  # (N, H, W, 3): axis 2 is the width
+
+    mirrored.shape = extract.shape
+    passes = [(split, split.content_hashes(), MIRROR)]
+    return cached_features(mirrored, passes, cache, config, log, on_progress)[0]
+
+
+def model_mirrored_features(model, split: Split, config: TrainConfig, log: Log = say, on_progress=None) -> np.ndarray:
+    """`mirrored_features` of `model`'s frozen part: a combined model's part by part, concatenated in part order."""
+    each = [
+        mirrored_features(extractor, split, part, log, on_progress, pixels=config.image_size)
+        for extractor, part in zip(part_extractors(model), parts(config), strict=True)
+    ]
+    return each[0] if len(each) == 1 else np.concatenate(each, axis=1)
 
 
 def variant_epochs(x_train: np.ndarray, y_train: np.ndarray, photos: int, batch: int, seed: int):
