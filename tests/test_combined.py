@@ -194,3 +194,36 @@ def test_exports_and_a_beam_fill_handle_it_as_any_model(combined, tmp_path, caps
         keys = [key for segment in theirs.segments().values() for key in segment.keys]
         assert keys and not ours.missing(keys)  # every entry the training run computed
         np.testing.assert_allclose(np.stack(ours.read(keys)), np.stack(theirs.read(keys)), atol=1e-5)
+
+
+def test_keras_files_combine_with_flips_and_the_refit(shapes_dir, tmp_path):
+    """Two keras: files as parts (the user's way to bring a network), with test-time flips and the refit: the model
+    averages the head on the parts' features of the image and of its mirror image, its folder carries both files,
+    its card names them, and LiteRT answers as TensorFlow."""
+    files = []
+    for name, width in (("first", 8), ("second", 4)):
+        keras.utils.set_random_seed(width)
+        inputs = keras.Input((None, None, 3))
+        x = keras.layers.Conv2D(width, 3, strides=2, activation="relu")(keras.layers.Rescaling(1 / 127.5, -1.0)(inputs))
+        keras.Model(inputs, x).save(tmp_path / f"{name}.keras")
+        files.append(tmp_path / f"{name}.keras")
+    backbone = f"keras:{files[0]}@32+keras:{files[1]}@24"
+    config = TrainConfig(
+        data=str(shapes_dir), out=str(tmp_path / "m"), backbone=backbone, flip_average=True, refit=True,
+        cache_dir=str(tmp_path / "cache"), **OPTIONS,
+    )  # fmt: skip
+    result = train(config, log=lambda *_: None)
+    assert [entry["file"] for entry in result.metadata.backbone_files] == ["backbone.keras", "backbone-2.keras"]
+    card = result.metadata.describe_backbone()
+    assert "keras:first.keras at 32 px (whole network) + keras:second.keras at 24 px" in card, card
+    model, pixels = result.model, np.random.default_rng(2).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+
+    def plain(images):
+        features = [extractor(images, training=False).numpy() for extractor in part_extractors(model)]
+        return head(model)(np.concatenate(features, axis=1), training=False).numpy()
+
+    expected = (plain(pixels) + plain(pixels[:, :, ::-1])) / 2
+    np.testing.assert_allclose(model(pixels, training=False).numpy(), expected, atol=1e-5)
+    in_litert = Predictor(result.model_dir, engine="litert", log=lambda *_: None)
+    assert in_litert.engine == "litert"
+    np.testing.assert_allclose(in_litert.probabilities_of_pixels(pixels), expected, atol=1e-5)

@@ -27,7 +27,7 @@ from typing import Callable
 from ..atomic import recover, staged_dir, write_json
 from ..errors import UsageError
 from ..files import sha256_of
-from .metadata import KERAS_PREFIX, ModelMetadata
+from .metadata import KERAS_PREFIX, ModelMetadata, backbone_parts
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
@@ -108,9 +108,10 @@ COPY_NAME = "backbone{}.keras"  # a model folder's copy of its keras: file(s): b
 
 def carry_files(backbone: str, folder: Path) -> list[dict]:
     """Copy the file of each keras: part of `backbone` (a resolved config's: absolute paths, parts joined by +)
-    into the model folder being written; what metadata.json's `backbone_files` records of them."""
+    into the model folder being written; what metadata.json's `backbone_files` records of them (a part by its name,
+    without a combined backbone's @SIZE)."""
     carried = []
-    for part in (part for part in backbone.split("+") if part.startswith(KERAS_PREFIX)):
+    for part in (name for name, _ in backbone_parts(backbone) if name.startswith(KERAS_PREFIX)):
         name = COPY_NAME.format(f"-{len(carried) + 1}" if carried else "")
         shutil.copyfile(part[len(KERAS_PREFIX) :], folder / name)
         carried.append({"backbone": part, "file": name, "sha256": sha256_of(folder / name)})

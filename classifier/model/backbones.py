@@ -465,8 +465,8 @@ def locate_keras_files(config: TrainConfig, log: Log = say) -> str:
     """`config.backbone` with each keras: part's file (parts join by +) made absolute, or, where that file is gone,
     the copy the model folder `config.out` carries of it (artifacts.carried_copy): a retrain from a saved config
     finds it wherever the folder moved; a missing file stays as it is, for loading to name."""
-    parts = []
-    for part in config.backbone.split("+"):
+    located = []
+    for part, size in backbone_parts(config.backbone):  # a combined backbone's part keeps its @SIZE
         path = part[len(KERAS_PREFIX) :] if part.startswith(KERAS_PREFIX) else None
         if path and os.path.exists(path):
             part = f"{KERAS_PREFIX}{os.path.abspath(path)}"
@@ -475,8 +475,8 @@ def locate_keras_files(config: TrainConfig, log: Log = say) -> str:
             if copy is not None:
                 log(f"note: {path} is gone; using the copy the model folder carries, {copy}")
                 part = f"{KERAS_PREFIX}{copy}"
-        parts.append(part)
-    return "+".join(parts)
+        located.append(part if size is None else f"{part}{SIZE_MARK}{size}")
+    return PART_SEPARATOR.join(located)
 
 
 def bundled_weights(backbone_name: str, alpha: float) -> Path | None:
