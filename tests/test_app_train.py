@@ -170,16 +170,70 @@ def _tiny_png_file(folder: Path) -> Path:
     return path
 
 
+def take_webcam_photos(page, slot: int, count: int, before: int) -> None:
+    """Switch on class `slot`'s webcam (Chromium's fake camera) and press its capture button `count` times, each
+    press once the camera is live again; the card's count goes up by one each time."""
+    webcam = page.locator(f"#class-{slot}-webcam")
+    webcam.get_by_text("Click to Access Webcam").click()
+    for taken in range(before + 1, before + count + 1):
+        page.wait_for_function(  # live (again): the camera's frames are playing
+            f"() => {{ const v = document.querySelector('#class-{slot}-webcam video:not(.hide)');"
+            " return v !== null && v.readyState >= 2 && v.videoWidth > 0; }",
+            timeout=30_000,
+        )
+        webcam.get_by_role("button", name="capture photo").click()
+        page.locator(f"#class-{slot}-card").get_by_text(re.compile(rf"^{taken} photos?$")).wait_for(timeout=30_000)
+
+
+HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)  # an iPhone photo's first bytes
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_browser_class_cards_on_a_phone(server, drawn, tmp_path):
+    """Issue 26: each class is a card with its count and thumbnails; a HEIC and a text file are one marked tile
+    each, with their reasons, and the other photos stay shown; the webcam adds photos one press at a time. At
+    390 px wide (a phone) the cards stack, and every button is within the screen."""
+    url, _ = server
+    (tmp_path / "IMG_0001.HEIC").write_bytes(HEIC)
+    (tmp_path / "notes.txt").write_text("not a photo")
+    with browser_page(url, height=900, width=390, camera=True) as page:
+        page.get_by_role("tab", name="Train").click()
+        files = [*map(str, drawn["circle"][:3]), str(tmp_path / "IMG_0001.HEIC"), str(tmp_path / "notes.txt")]
+        page.locator("#class-1-images input[type=file]").set_input_files(files)
+        card = page.locator("#class-1-card")
+        card.get_by_text("3 photos, 2 unusable: remove them to train").wait_for(timeout=30_000)
+        assert card.locator("img.class-card-thumb").count() == 3
+        bad = card.locator(".class-card-bad").all_inner_texts()
+        assert len(bad) == 2 and bad[0].startswith("✕ IMG_0001.HEIC: ") and bad[1].startswith("✕ notes.txt: "), bad
+        src = card.locator("img.class-card-thumb").first.get_attribute("src")
+        assert src.startswith("data:image/jpeg;base64,")  # made by the server, no file of it named or served
+        take_webcam_photos(page, 2, 2, before=0)
+        assert page.locator("#class-2-card img.class-card-thumb").count() == 2
+        page.screenshot(path=str(ARTIFACTS / "train_tab_phone.png"), full_page=True)
+        first, second = (page.locator(f"#class-{slot}-card").bounding_box() for slot in (1, 2))
+        assert second["y"] > first["y"] + first["height"]  # stacked, not side by side
+        for name in ("Add a class", "Remove the last class", "Train", "Cancel"):
+            box = page.get_by_role("button", name=name, exact=True).bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["width"] >= 100, (name, box)
+        page.get_by_role("button", name="Remove the last class").click()  # below two: nothing removed
+        page.get_by_role("button", name="Add a class").click()
+        page.get_by_label("Class 3").wait_for()
+        assert page.locator("#class-3-card").get_by_text("No photos yet").is_visible()
+
+
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, tmp_path):
     url, models = server
-    with browser_page(url, height=1100) as page:
+    with browser_page(url, height=1100, camera=True) as page:
         page.get_by_role("tab", name="Train").click()
         page.get_by_label("Model name").fill("shapes")
         for slot, label in enumerate(("circle", "square"), start=1):
             page.get_by_label(f"Class {slot}").fill(label)
             files = [str(p) for p in drawn[label][:12]]
             page.locator(f"#class-{slot}-images input[type=file]").set_input_files(files)
+            page.locator(f"#class-{slot}-card").get_by_text("12 photos").wait_for(timeout=30_000)
+        # Two photos from the (fake) webcam into the circles: its count goes up, and they are trained on.
+        take_webcam_photos(page, 1, 2, before=12)
         page.get_by_label("Image size (px)").fill(SIZE)
         page.get_by_label("Epochs").fill(EPOCHS)
         # A third class named and left empty, then named as the first in other case: each refused naming it.
@@ -199,6 +253,18 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
         if os.environ.get("SCREENSHOT") == "1":
             page.screenshot(path=str(ROOT / "docs" / "train-tab.png"), full_page=True)
 
+        # The live preview beside training classifies with the new model: a dropped image, and the webcam's stream.
+        page.locator("#live-image input[type=file]").set_input_files(str(drawn["square"][-1]))
+        live = page.locator("#live-label")
+        live.get_by_text("square").first.wait_for(timeout=60_000)
+        page.locator("#live-webcam").get_by_text("Click to Access Webcam").click()
+        page.locator("#live-webcam").get_by_role("button", name="capture photo").click()  # its Record button
+        page.wait_for_function(  # a frame of the fake camera classified: both classes' bars, no error
+            "() => /circle/.test(document.querySelector('#live-label').innerText) && "
+            "/square/.test(document.querySelector('#live-label').innerText)",
+            timeout=60_000,
+        )
+
         # The predict tab now offers the model: a held-out square is a square.
         page.get_by_role("tab", name="One image").click()
         page.locator("input[type=file]").first.set_input_files(str(drawn["square"][-1]))
@@ -215,12 +281,12 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
         page.mouse.click(5, 5)  # the list loses focus: nothing is sent again ("Already in class" would replace it)
         page.wait_for_timeout(1000)
         assert page.get_by_text("Saved to class circle").is_visible()
-        assert len(list((models / "shapes.data" / "circle").glob("*.png"))) == 13
+        assert len(list((models / "shapes.data" / "circle").glob("*.png"))) == 15  # 12, 2 webcam photos, this one
         assert len(list((models / "shapes.data").glob("*/*.png"))) == before + 1
         # "Add to <predicted class>" saves it under the prediction's class (here: back to square, the latest word).
         page.get_by_role("button", name="Add to square", exact=True).click()
         page.get_by_text("Saved to class square").wait_for(timeout=60_000)
-        assert trainset.class_counts(models / "shapes.data") == {"circle": 12, "square": 13}
+        assert trainset.class_counts(models / "shapes.data") == {"circle": 14, "square": 13}
         trained_at = Predictor(models / "shapes").metadata.trained_at
         page.get_by_role("button", name="Retrain").click()
         page.get_by_role("tab", name="Train").click()
@@ -230,7 +296,7 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
         status.wait_for(timeout=600_000)
         retrained = Predictor(models / "shapes").metadata
         assert (
-            retrained.trained_at != trained_at and retrained.data.train_images + retrained.data.validation_images == 25
+            retrained.trained_at != trained_at and retrained.data.train_images + retrained.data.validation_images == 27
         )
 
         # Download the model folder as a zip and load it as any model folder.
