@@ -99,6 +99,13 @@ def test_api_trains_reports_progress_and_predicts(server, drawn):
     for label in ("circle", "square"):
         result = client.predict(handle_file(str(drawn[label][-1])), "api_shapes", api_name="/predict")
         assert result["label"] == label
+    # Issue 26: a new client, without a restart, is offered the model: /predict's schema pins no list of models
+    # taken at the start, the model answers by name, and the server's last job is the new client's to see.
+    fresh = Client(url, verbose=False)
+    model = fresh.view_api(print_info=False, return_format="dict")["named_endpoints"]["/predict"]["parameters"][1]
+    assert "enum" not in json.dumps(model) and "models folder" in model["type"]["description"]
+    assert fresh.predict(handle_file(str(drawn["circle"][-1])), "api_shapes", api_name="/predict")["label"] == "circle"
+    assert fresh.predict(api_name="/train_status")[2]["model"] == "api_shapes"
 
 
 def test_a_cancelled_new_model_keeps_nothing_and_its_name_is_free_again(server, drawn):
@@ -111,6 +118,33 @@ def test_a_cancelled_new_model_keeps_nothing_and_its_name_is_free_again(server, 
         client.predict(details["id"], api_name="/train_cancel")
         assert wait_until_finished(client)["state"] == "cancelled"
         assert not (models / "dropped.data").exists() and not (models / "dropped").exists()
+
+
+def test_a_running_job_is_seen_and_cancelled_by_a_second_client(server, drawn, monkeypatch):
+    """Issue 26: jobs are the server's. Another client (no job id) sees the running job's progress through
+    /train_status and cancels it with /train_cancel; the client that started it hears it was cancelled."""
+    url, models = server
+    first_epoch = JobWatch.on_epoch_end
+
+    def held(watch, epoch, logs=None):  # the job waits after its first epoch until it is cancelled
+        first_epoch(watch, epoch, logs)
+        watch.job.cancel_requested.wait(120)
+        watch.job.check_cancelled()
+
+    monkeypatch.setattr(JobWatch, "on_epoch_end", held)
+    owner, other = Client(url, verbose=False), Client(url, verbose=False)
+    uploads = [[handle_file(str(p)) for p in drawn[label][:4]] for label in ("circle", "square")]
+    job = train_call(owner, "seen", uploads)[2]["id"]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status, _, details, *_ = other.predict(api_name="/train_status")
+        if details["id"] == job and details["epochs"]:
+            break
+        time.sleep(0.3)
+    assert details["state"] == "running" and status.startswith("**seen:** epoch 1 of"), (status, details)
+    assert other.predict(api_name="/train_cancel")[2]["id"] == job
+    assert wait_until_finished(owner)["state"] == "cancelled"
+    assert not (models / "seen").exists() and not (models / "seen.data").exists()
 
 
 def test_models_come_and_go_with_the_models_folder_without_a_restart(server, drawn, model_dir):
@@ -268,7 +302,9 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
         # The predict tab now offers the model: a held-out square is a square.
         page.get_by_role("tab", name="One image").click()
         page.locator("input[type=file]").first.set_input_files(str(drawn["square"][-1]))
-        label = page.locator('[data-testid="label-output-value"]')
+        label = page.locator(
+            '[data-testid="label-output-value"]'
+        ).first  # the predict tab's (the live preview has one too)
         label.wait_for(timeout=60_000)
         assert label.inner_text().splitlines()[0].strip() == "square"
 
