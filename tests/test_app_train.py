@@ -19,6 +19,7 @@ import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import httpx
@@ -38,6 +39,7 @@ from classifier.predict import Predictor
 from classifier.serving import scratch
 from classifier.serving.app_train import KEPT_DOWNLOADS, TrainPage
 from classifier.serving.app_ui import App, launch
+from classifier.serving.cards import PREVIEW_SECONDS
 from classifier.serving.library import ModelLibrary
 from classifier.serving.limits import Limits
 from classifier.serving.workbench import DEFAULT_BACKBONE, JobWatch
@@ -586,6 +588,41 @@ def upload_to(url: str, path: Path) -> str:
     """The server-side path Gradio gives a file sent to /upload (what the page sends as the file's path)."""
     with open(path, "rb") as file:
         return httpx.post(url + "gradio_api/upload", files={"files": file}).json()[0]
+
+
+def test_cards_and_webcam_photos_read_only_uploads_and_the_preview_is_paced(workshop, drawn, tmp_path):
+    """A class card opens only files Gradio received (a server path is a tile saying so, never read); a webcam
+    photo joins only a box of uploads, within --max-class-images; the live preview answers a visitor at most once
+    every PREVIEW_SECONDS (another visitor meanwhile is answered), with the Train tab's model."""
+    url, models, _ = workshop
+    page = TrainPage(App(ModelLibrary({"shapes": models / "shapes"}, models_dir=models), models, TURNED_AWAY))
+    (tmp_path / "photo.heic").write_bytes(HEIC)
+    circle, heic = (upload_to(url, path) for path in (drawn["circle"][0], tmp_path / "photo.heic"))
+    card = page.card([{"path": circle}, {"path": "/etc/passwd", "orig_name": "passwd"}, {"path": heic}])
+    assert card.count('class="class-card-thumb"') == 1 and "1 photo, 2 unusable" in card
+    assert "passwd: not a file uploaded to this app" in card and "root:" not in card
+    assert "photo.heic: " in card and "/etc/" not in card.replace("passwd: not", "")
+    assert page.card(None) == page.card([]) and "No photos yet" in page.card(None)
+    # A webcam photo joins the box (the box's own files as they were); the webcam is cleared for the next one.
+    photo = {"path": upload_to(url, drawn["square"][0]), "orig_name": "image.png"}
+    files, webcam = page.capture(photo, [{"path": circle}])
+    assert files == [circle, photo["path"]] and webcam is None
+    with pytest.raises(gr.Error, match="not a file uploaded to this app"):
+        page.capture({"path": "/etc/hostname"}, [])
+    with pytest.raises(gr.Error, match="not a file uploaded to this app"):  # nor a box naming a server path
+        page.capture(photo, [{"path": "/etc/hostname"}])
+    full = [{"path": circle}] * TURNED_AWAY.max_class_images
+    with pytest.warns(UserWarning, match=r"--max-class-images sets it"):  # on the page: a warning toast
+        files, webcam = page.capture(photo, full)
+    assert webcam is None and isinstance(files, type(gr.skip()))  # the box unchanged
+    # The live preview: paced per visitor.
+    visitor, other = (SimpleNamespace(session_hash=name) for name in ("one", "two"))
+    assert page.preview(photo, "", "shapes", visitor)["confidences"]
+    assert isinstance(page.preview(photo, "", "shapes", visitor), type(gr.skip()))  # too soon: skipped
+    assert page.preview(photo, "", "shapes", other)["confidences"]
+    time.sleep(PREVIEW_SECONDS)
+    assert page.preview(photo, "", "shapes", visitor)["confidences"]
+    assert page.preview(None, "", "shapes", visitor) == {}  # cleared: the label too
 
 
 def test_corrections_have_a_byte_cap_and_class_cap_under_one_lock(workshop, tmp_path):
