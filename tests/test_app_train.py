@@ -210,6 +210,7 @@ def take_webcam_photos(page, slot: int, count: int, before: int) -> None:
     """Switch on class `slot`'s webcam (Chromium's fake camera) and press its capture button `count` times, each
     press once the camera is live again; the card's count goes up by one each time."""
     webcam = page.locator(f"#class-{slot}-webcam")
+    page.locator(f"#class-{slot}-webcam-open").get_by_text("Webcam").first.click()  # unfolded
     webcam.get_by_text("Click to Access Webcam").click()
     for taken in range(before + 1, before + count + 1):
         page.wait_for_function(  # live (again): the camera's frames are playing

@@ -736,13 +736,15 @@ def class_slots() -> dict[str, list]:
                 slots["cards"].append(
                     gr.HTML(EMPTY_CARD, css_template=CARD_CSS, js_on_load=None, elem_id=f"class-{i + 1}-card")
                 )
-                webcam = gr.Image(
-                    sources=["webcam"],
-                    type="filepath",
-                    label="Webcam: each photo taken joins this class",
-                    height=200,
-                    elem_id=f"class-{i + 1}-webcam",
-                )
+                # Folded until wanted: six live cameras would not fit a phone's screen, nor be needed at once.
+                with gr.Accordion("Webcam", open=False, elem_id=f"class-{i + 1}-webcam-open"):
+                    webcam = gr.Image(
+                        sources=["webcam"],
+                        type="filepath",
+                        label="Each photo taken joins this class",
+                        height=200,
+                        elem_id=f"class-{i + 1}-webcam",
+                    )
                 slots["webcams"].append(no_fetch(webcam))
             slots["groups"].append(group)
     return slots

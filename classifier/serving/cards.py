@@ -40,7 +40,7 @@ THUMB_SIDE = 72  # px, the longer side of a thumbnail (shown at 56 css px: sharp
 SHOWN = 40  # thumbnails a card shows at most; "+N more" after them
 KEPT = 2000  # thumbnails kept made (about 2-4 KB each)
 PREVIEW_SECONDS = 0.4  # one live prediction per visitor at most this often (about 2.5 a second)
-EMPTY = '<div class="class-card-empty">No photos yet: drop some above or take them with the webcam below.</div>'
+EMPTY = '<div class="class-card-empty">No photos yet: drop some above or take them with the webcam.</div>'
 # The card's look (gr.HTML's css_template: scoped to the card). Tiles wrap; a long class scrolls inside the card.
 CSS = """
 .class-card-count { font-weight: 600; margin: 6px 0 4px; }
