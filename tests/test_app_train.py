@@ -37,7 +37,7 @@ from classifier.data import trainset
 from classifier.errors import UsageError
 from classifier.predict import Predictor
 from classifier.serving import scratch
-from classifier.serving.app_train import KEPT_DOWNLOADS, TrainPage
+from classifier.serving.app_train import BURST, KEPT_DOWNLOADS, TrainPage
 from classifier.serving.app_ui import App, launch
 from classifier.serving.cards import PREVIEW_SECONDS
 from classifier.serving.library import ModelLibrary
@@ -246,6 +246,8 @@ def test_browser_class_cards_on_a_phone(server, drawn, tmp_path):
         assert src.startswith("data:image/jpeg;base64,")  # made by the server, no file of it named or served
         take_webcam_photos(page, 2, 2, before=0)
         assert page.locator("#class-2-card img.class-card-thumb").count() == 2
+        page.locator("#class-2-webcam-open").get_by_role("button", name=f"Take {BURST} photos").click()  # a burst
+        page.locator("#class-2-card").get_by_text(f"{2 + BURST} photos").wait_for(timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "train_tab_phone.png"), full_page=True)
         first, second = (page.locator(f"#class-{slot}-card").bounding_box() for slot in (1, 2))
         assert second["y"] > first["y"] + first["height"]  # stacked, not side by side

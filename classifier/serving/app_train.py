@@ -74,6 +74,7 @@ from .workbench import BACKBONES, DEFAULT_BACKBONE, DONE, EPOCHS, FINISHED, IMAG
 CLASS_SLOTS = 6  # class slots the tab can show; a zip or a folder brings more classes
 FIRST_SLOTS = 2  # shown at first
 POLL_SECONDS = 1.0
+BURST = 10  # photos a card's "Take 10 photos" button takes
 PREVIEW_EVERY, PREVIEW_LIMIT_SECONDS = 0.5, 120  # the live preview: a frame every 0.5 s, a stream for 2 min at most
 DOWNLOADS = {"model folder (zip)": "zip", **page_downloads()}  # label -> kind: /download takes the kind
 # Prepared downloads never fetched: at most this many are kept (the oldest go first), none longer than this.
@@ -712,6 +713,29 @@ def webcam_again(elem_id: str) -> str:
     }}"""
 
 
+def webcam_burst(elem_id: str, count: int) -> str:
+    """Browser code that switches the webcam of `elem_id` on if needed and presses its capture button `count` times,
+    each time once the camera is live again (`webcam_again` switches it back on after each photo)."""
+    return f"""async () => {{
+        const root = document.querySelector('#{elem_id}');
+        const live = () => {{
+            const video = root.querySelector('video:not(.hide)');
+            return video !== null && video.readyState >= 2 && video.videoWidth > 0;
+        }};
+        const until = async (done, ms) => {{
+            const end = Date.now() + ms;
+            while (!done() && Date.now() < end) await new Promise((wake) => setTimeout(wake, 50));
+            return done();
+        }};
+        if (!live()) root.querySelector('[title="grant webcam access"] button')?.click();
+        for (let taken = 0; taken < {count}; taken++) {{
+            if (!(await until(live, 5000))) break;
+            root.querySelector('button[aria-label="capture photo"]').click();
+            await until(() => !live(), 3000);
+        }}
+    }}"""
+
+
 def class_slots() -> dict[str, list]:
     """CLASS_SLOTS class cards, FIRST_SLOTS of them shown, each a column that wraps (two a row on a wide screen, one
     on a phone): its name, its image box, its count and thumbnails (`cards`), and a webcam whose every photo joins
@@ -745,6 +769,10 @@ def class_slots() -> dict[str, list]:
                         height=200,
                         elem_id=f"class-{i + 1}-webcam",
                     )
+                    burst = gr.Button(f"Take {BURST} photos", size="sm", min_width=120)
+                # A burst is the webcam's own capture pressed BURST times, each once the camera is live again: every
+                # photo goes the way one press goes (`TrainPage.capture`), nothing else reaches the server.
+                burst.click(None, js=webcam_burst(webcam.elem_id, BURST), api_visibility="private")
                 slots["webcams"].append(no_fetch(webcam))
             slots["groups"].append(group)
     return slots
