@@ -1,7 +1,7 @@
 """The whole loop on the real app: train from the page, predict, correct, retrain, download, load the download.
 
 The app runs on a loopback port with training on, jobs train the bundled MobileNetV2 0.35 at 32 px
-on two classes of drawn shapes. `SCREENSHOT=1` also saves the Train tab to docs/train-tab.png.
+on two classes of drawn shapes. docs/screenshots.py takes the README's screenshots.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import gradio as gr
 import httpx
 import numpy as np
 import pytest
-from conftest import ROOT, free_port, run_main
+from conftest import free_port, run_main
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from hostile import running_server
@@ -289,8 +289,6 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
         status.wait_for(timeout=600_000)
         page.wait_for_timeout(1500)  # the curve's last redraw
         page.screenshot(path=str(ARTIFACTS / "train_tab.png"), full_page=True)
-        if os.environ.get("SCREENSHOT") == "1":
-            page.screenshot(path=str(ROOT / "docs" / "train-tab.png"), full_page=True)
 
         # The live preview beside training classifies with the new model: a dropped image, and the webcam's stream.
         page.locator("#live-image input[type=file]").set_input_files(str(drawn["square"][-1]))
