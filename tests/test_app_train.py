@@ -122,18 +122,23 @@ def test_a_cancelled_new_model_keeps_nothing_and_its_name_is_free_again(server, 
         assert not (models / "dropped.data").exists() and not (models / "dropped").exists()
 
 
-def test_a_running_job_is_seen_and_cancelled_by_a_second_client(server, drawn, monkeypatch):
-    """Issue 26: jobs are the server's. Another client (no job id) sees the running job's progress through
-    /train_status and cancels it with /train_cancel; the client that started it hears it was cancelled."""
-    url, models = server
+def hold_after_first_epoch(monkeypatch) -> None:
+    """Jobs wait after their first epoch until they are cancelled: slow enough to catch, however fast the machine."""
     first_epoch = JobWatch.on_epoch_end
 
-    def held(watch, epoch, logs=None):  # the job waits after its first epoch until it is cancelled
+    def held(watch, epoch, logs=None):
         first_epoch(watch, epoch, logs)
         watch.job.cancel_requested.wait(120)
         watch.job.check_cancelled()
 
     monkeypatch.setattr(JobWatch, "on_epoch_end", held)
+
+
+def test_a_running_job_is_seen_and_cancelled_by_a_second_client(server, drawn, monkeypatch):
+    """Issue 26: jobs are the server's. Another client (no job id) sees the running job's progress through
+    /train_status and cancels it with /train_cancel; the client that started it hears it was cancelled."""
+    url, models = server
+    hold_after_first_epoch(monkeypatch)
     owner, other = Client(url, verbose=False), Client(url, verbose=False)
     uploads = [[handle_file(str(p)) for p in drawn[label][:4]] for label in ("circle", "square")]
     job = train_call(owner, "seen", uploads)[2]["id"]
@@ -359,15 +364,7 @@ def test_browser_a_new_page_sees_the_servers_models_and_its_job(server, drawn, m
     """Issue 26: state lives on the server. A model copied in after a first page opened is in a second page's
     picker (and gone from it once removed); a page reloaded during a job shows the job and cancels it."""
     url, models = server
-    # The job waits after its first epoch until it is cancelled: slow enough to catch, however fast the machine.
-    first_epoch = JobWatch.on_epoch_end
-
-    def held(watch, epoch, logs=None):
-        first_epoch(watch, epoch, logs)
-        watch.job.cancel_requested.wait(120)
-        watch.job.check_cancelled()
-
-    monkeypatch.setattr(JobWatch, "on_epoch_end", held)
+    hold_after_first_epoch(monkeypatch)
     with browser_page(url, height=1100) as first:
         for name in ("late", "later", "latest"):  # two stay after one goes: the picker shows with two models or more
             shutil.copytree(model_dir, models / name)
