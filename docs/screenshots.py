@@ -1,5 +1,5 @@
 """Screenshots of the Train tab for the README, from a real Chromium: docs/train-tab.png (1280 px wide, the whole
-page) and docs/train-tab-phone.png (390 px wide, a phone: the Train tab).
+page) and docs/train-tab-phone.png (390 px wide, a phone: the Train tab's first two screens).
 
     python docs/screenshots.py                                    # drawn shapes (no download, any clone)
     python docs/screenshots.py --photos ../shared/data/trashnet/train --classes glass paper metal
@@ -102,7 +102,10 @@ def main(argv: list[str] | None = None) -> None:
                 page.screenshot(path=str(args.out / "train-tab.png"), full_page=True)
                 page.set_viewport_size({"width": 390, "height": 844})
                 page.wait_for_timeout(1000)  # the layout settles
-                page.get_by_role("tabpanel").screenshot(path=str(args.out / "train-tab-phone.png"))
+                page.evaluate("window.scrollTo(0, 0)")  # so that the box's y is the page's
+                top = page.get_by_role("tabpanel").bounding_box()["y"]  # two phone screens from the tab's top
+                clip = {"x": 0, "y": top, "width": 390, "height": 2 * 844}
+                page.screenshot(path=str(args.out / "train-tab-phone.png"), full_page=True, clip=clip)
                 browser.close()
         finally:
             demo.close()

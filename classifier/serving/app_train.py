@@ -642,7 +642,9 @@ def build_train_tab(page: TrainPage) -> TrainTab:
 def build_preview() -> dict:
     """The live preview beside training: a webcam that streams, or a dropped image, and the model's answer."""
     gr.Markdown("**Try it live**: once a model exists, each frame is classified with it, after every retrain too.")
-    webcam = gr.Image(sources=["webcam"], streaming=True, type="filepath", label="Live webcam", elem_id="live-webcam")
+    webcam = gr.Image(
+        sources=["webcam"], streaming=True, type="filepath", label="Live webcam", height=240, elem_id="live-webcam"
+    )
     dropped = gr.Image(
         sources=["upload", "clipboard"], type="filepath", label="Or drop an image", height=140, elem_id="live-image"
     )
