@@ -601,6 +601,8 @@ def test_cards_and_webcam_photos_read_only_uploads_and_the_preview_is_paced(work
     assert "passwd: not a file uploaded to this app" in card and "root:" not in card
     assert "photo.heic: " in card and "/etc/" not in card.replace("passwd: not", "")
     assert page.card(None) == page.card([]) and "No photos yet" in page.card(None)
+    named = page.card([{"path": circle, "orig_name": '<img src=x onerror="alert(1)">.png'}])  # shown, not run
+    assert "<img src=x" not in named and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;.png" in named
     # A webcam photo joins the box (the box's own files as they were); the webcam is cleared for the next one.
     photo = {"path": upload_to(url, drawn["square"][0]), "orig_name": "image.png"}
     files, webcam = page.capture(photo, [{"path": circle}])

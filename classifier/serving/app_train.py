@@ -682,7 +682,7 @@ def wire_cards(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
     preview's (a stream of frames, or a dropped image). Private: the page's own, no API endpoint."""
     controls = tab.controls
     private = dict(api_visibility="private", preprocess=False)  # payloads as sent: every path checked here
-    cards = dict(concurrency_limit=1, concurrency_id="cards")  # thumbnails: one box at a time, a decode each
+    cards = dict(concurrency_limit=2, concurrency_id="cards")  # thumbnails: two boxes at a time, a decode each
     for upload, card, webcam in zip(controls["uploads"], controls["cards"], controls["webcams"], strict=True):
         upload.change(page.card, upload, card, **private, **cards)
         captured = webcam.input(page.capture, [webcam, upload], [upload, webcam], **private)
