@@ -13,6 +13,10 @@ refuses URLs (`no_fetch`); a folder on the server is read only when the app runs
   (`Workbench.current`: running, else waiting, else finished in the last minutes), and a page that loads shows
   that job, its curve and its Cancel, and polls it (`resume`), so a reload or a new tab loses nothing.
   When it finishes, the model joins the picker (`ModelLibrary.add`) with its card and plots.
+- Class cards and the live preview (`cards.py`): each class slot shows its count and server-made thumbnails (a file
+  Train would refuse is one tile with its reason); its webcam's every photo joins the slot's box (`capture`), "Take
+  10 photos" presses it ten times; beside the progress, a webcam stream or a dropped image is classified with the
+  tab's model (`preview`: paced per visitor, its own queue group, a loading model skips the frame). All private.
 - Under a prediction: choosing a class in "Wrong? It is: [class]" (`/correct`) saves the shown image
   into the model's training folder under that class at once, and says so; "Add to <predicted class>"
   saves it under the prediction's class (a right answer worth learning from). `/retrain` trains the
