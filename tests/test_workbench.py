@@ -20,7 +20,7 @@ from classifier.data import trainset
 from classifier.data.images import ImageError
 from classifier.errors import UsageError
 from classifier.model.artifacts import read_metadata
-from classifier.model.backbones import resolve
+from classifier.model.backbones import get_backbone, resolve
 from classifier.serving.limits import Limits, training_allowed
 from classifier.serving.workbench import (
     CANCELLED,
@@ -224,7 +224,12 @@ def test_retrain_rebuilds_a_page_choice_or_a_combined_backbone_from_its_saved_co
     folder) with its parts and sizes as saved; another backbone is the CLI's to retrain."""
     page = resolve(tab_config(tmp_path, tmp_path / "m", image_size=96, epochs=3))
     assert resolve(retrain_config(page.to_dict(), tmp_path, tmp_path / "m")) == page
-    combined = dict(backbone="inception_v3+mobilenet_v2", alpha=0.35)  # as the CLI would train it into the folder
+    folder = tmp_path / "weights"  # its parts' files by their documented names (resolving reads no file)
+    folder.mkdir()
+    for name, alpha in (("inception_v3", 1.0), ("mobilenet_v2", 0.35)):
+        (folder / get_backbone(name).weights_files(alpha, 160)[0]).touch()
+    # As the CLI would train it into the models folder: its parts, sizes and weights folder are kept.
+    combined = dict(backbone="inception_v3+mobilenet_v2", alpha=0.35, weights_dir=str(folder))
     saved = resolve(dataclasses.replace(tab_config(tmp_path, tmp_path / "m", image_size=160), **combined))
     again = resolve(retrain_config(saved.to_dict(), tmp_path, tmp_path / "m"))
     assert (again.backbone, again.alpha, again.image_size) == ("inception_v3@160+mobilenet_v2@160", 0.35, 160)

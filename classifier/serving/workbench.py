@@ -96,7 +96,8 @@ def retrain_config(options: dict, data, out, **more) -> TrainConfig | None:
         return tab_config(data, out, label, size, epochs, **more)
     if is_combined(options.get("backbone", "")):
         config = tab_config(data, out, DEFAULT_BACKBONE, size, epochs, **more)
-        return dataclasses.replace(config, backbone=options["backbone"], alpha=options.get("alpha", 1.0))
+        saved = {name: options.get(name, default) for name, default in (("alpha", 1.0), ("weights_dir", None))}
+        return dataclasses.replace(config, backbone=options["backbone"], **saved)  # its parts find their files again
     return None
 
 
