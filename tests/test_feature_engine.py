@@ -1,0 +1,108 @@
+"""Training's backbone pass in LiteRT (training/engine.py): where serving would, with the same checked, cached
+conversion; the head it trains scores as TensorFlow's; where LiteRT cannot run, TensorFlow does and says why."""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import MOBILENET_STEM, tiny_config
+
+from classifier._tf import keras
+from classifier.config import TrainConfig
+from classifier.data.shapes import make_shapes_dataset
+from classifier.model import litert
+from classifier.model.backbones import resolve
+from classifier.model.network import build_head, compile_model, feature_extractor
+from classifier.train import prepare
+from classifier.training.engine import CONVERT_FROM_IMAGES
+from classifier.training.features import training_features
+
+
+def _config(data, out, weights, cache_dir, **overrides):
+    options = {**MOBILENET_STEM, "weights": str(weights), "cache_dir": str(cache_dir), "epochs": 3}
+    return tiny_config(data, out, **{**options, "augment_copies": 1, "overwrite": True, **overrides})
+
+
+def _engine_lines(lines) -> list[str]:
+    return [line for line in lines if "backbone pass in" in line]
+
+
+def _feature_pass(config) -> tuple[tuple, list[str]]:
+    """A run's feature pass alone (no head, no save): its vectors and what it logged."""
+    lines: list[str] = []
+    run = prepare(resolve(config, lines.append), lines.append)
+    return training_features(feature_extractor(run.model), run.data, run.config, lines.append), lines
+
+
+def _head_scores(features: tuple, seed: int = 0) -> tuple[float, np.ndarray]:
+    """A head trained on the features (x_train, y_train, x_val, y_val) from `seed`: its validation accuracy and
+    probabilities."""
+    x_train, y_train, x_val, y_val = features
+    keras.utils.set_random_seed(seed)
+    head = build_head(x_train.shape[1], TrainConfig(dense_units=16, dropout=0.0), 2)
+    compile_model(head, 1e-2)
+    head.fit(x_train, y_train, batch_size=8, epochs=5, verbose=0, shuffle=False)
+    probabilities = head(x_val, training=False).numpy()
+    return float(np.mean(probabilities.argmax(1) == y_val)), probabilities
+
+
+def test_the_pass_runs_in_litert_where_serving_would_and_the_head_scores_the_same(
+    tmp_path, monkeypatch, random_mobilenet_weights
+):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home"))  # no conversion cached yet
+    data = make_shapes_dataset(tmp_path / "data", per_class=8, size=40, classes=["circle", "square"])
+    in_litert = "backbone pass in LiteRT (XNNPACK on {} threads)".format(litert.cpu_count())
+    # auto, nothing cached, a pass far too small to pay for a conversion (12 + 12 copies + 4 validation images):
+    # TensorFlow, saying so.
+    in_tensorflow, lines = _feature_pass(_config(data, tmp_path / "m", random_mobilenet_weights, tmp_path / "a"))
+    assert _engine_lines(lines) == [
+        "backbone pass in TensorFlow: its LiteRT conversion is not cached, and converting pays from about "
+        f"{CONVERT_FROM_IMAGES} images, not 28 (--feature-engine litert converts anyway)"
+    ]
+    assert not list(litert.cache_dir().glob("*.tflite"))
+    # litert: converted now and cached where serving finds it.
+    config = _config(data, tmp_path / "m", random_mobilenet_weights, tmp_path / "b", feature_engine="litert")
+    converted, lines = _feature_pass(config)
+    assert any(line.startswith("converting the model's backbone for LiteRT") for line in lines), lines
+    assert _engine_lines(lines) == [in_litert]
+    assert len(list(litert.cache_dir().glob("*.tflite"))) == 1
+    # auto with the conversion cached: LiteRT however small the pass, without converting again.
+    cached, lines = _feature_pass(_config(data, tmp_path / "m", random_mobilenet_weights, tmp_path / "c"))
+    assert _engine_lines(lines) == [in_litert] and not any("converting" in line for line in lines), lines
+    # LiteRT's features are TensorFlow's to the check's tolerance, and a head trained on them scores the same.
+    for features in (converted, cached):
+        for got, expected in zip(features, in_tensorflow, strict=True):
+            np.testing.assert_allclose(got, expected, atol=litert.FEATURE_TOLERANCE * np.max(np.abs(expected)))
+    accuracy, probabilities = _head_scores(converted)
+    expected_accuracy, expected_probabilities = _head_scores(in_tensorflow)
+    assert accuracy == expected_accuracy
+    np.testing.assert_allclose(probabilities, expected_probabilities, atol=1e-4)
+
+
+def test_where_the_backbone_does_not_run_in_litert_tensorflow_computes_the_features_and_says_why(
+    tmp_path, monkeypatch, random_mobilenet_weights
+):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home"))
+    data = make_shapes_dataset(tmp_path / "data", per_class=4, size=40, classes=["circle", "square"])
+    expected, lines = _feature_pass(
+        _config(data, tmp_path / "m", random_mobilenet_weights, tmp_path / "t", feature_engine="tensorflow")
+    )
+    assert _engine_lines(lines) == ["backbone pass in TensorFlow (--feature-engine tensorflow)"]
+    monkeypatch.setattr(litert, "FEATURE_TOLERANCE", -1.0)  # every conversion fails its check against TensorFlow
+    got, lines = _feature_pass(
+        _config(data, tmp_path / "m", random_mobilenet_weights, tmp_path / "l", feature_engine="litert")
+    )
+    (line,) = _engine_lines(lines)
+    note = "note: backbone pass in TensorFlow: the backbone does not run in LiteRT (LiteRT's features differ from"
+    assert line.startswith(note), line
+    assert not list(litert.cache_dir().glob("*.tflite"))
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Under a distribution strategy the pass stays in TensorFlow whatever --feature-engine says.
+    _, lines = _feature_pass(
+        _config(
+            data, tmp_path / "m", random_mobilenet_weights, tmp_path / "s", feature_engine="litert", strategy="mirrored"
+        )
+    )
+    assert _engine_lines(lines) == [
+        "note: backbone pass in TensorFlow: --strategy mirrored computes them in its replicas"
+    ]
