@@ -13,7 +13,7 @@ from classifier.model import litert
 from classifier.model.backbones import resolve
 from classifier.model.network import build_head, compile_model, feature_extractor
 from classifier.train import prepare
-from classifier.training.engine import CONVERT_FROM_IMAGES
+from classifier.training.engine import CONVERT_FROM_IMAGES, not_worth_converting
 from classifier.training.features import training_features
 
 
@@ -106,3 +106,17 @@ def test_where_the_backbone_does_not_run_in_litert_tensorflow_computes_the_featu
     assert _engine_lines(lines) == [
         "note: backbone pass in TensorFlow: --strategy mirrored computes them in its replicas"
     ]
+
+
+def test_auto_converts_only_where_the_pass_wins_the_conversion_back():
+    """--feature-engine auto converts (when nothing is cached) for a backbone with depthwise convolutions and a pass
+    of CONVERT_FROM_IMAGES images or more; never for plain convolutions or a run that fine-tunes; litert always."""
+    pixels = keras.Input((8, 8, 3))
+    plain = keras.Model(pixels, keras.layers.Conv2D(4, 3)(pixels))
+    depthwise = keras.Model(pixels, keras.layers.DepthwiseConv2D(3)(pixels))
+    auto, many = TrainConfig(), CONVERT_FROM_IMAGES
+    assert not_worth_converting(auto, many, depthwise) is None
+    assert "not 10 (" in not_worth_converting(auto, 10, depthwise)
+    assert "plain convolutions" in not_worth_converting(auto, many, plain)
+    assert "--fine-tune-epochs" in not_worth_converting(TrainConfig(fine_tune_epochs=1), many, depthwise)
+    assert not_worth_converting(TrainConfig(feature_engine="litert"), 1, plain) is None

@@ -150,6 +150,12 @@ def _flat_layers(model) -> Iterator:
             yield layer
 
 
+def depthwise_layers(model) -> int:
+    """How many depthwise convolutions `model` runs: where XNNPACK outruns TensorFlow's CPU kernels most (the
+    MobileNet and EfficientNet families; figures: benchmarks/README.md, "The feature pass in LiteRT")."""
+    return sum(isinstance(layer, keras.layers.DepthwiseConv2D) for layer in _flat_layers(model))
+
+
 def _unidentified(model) -> list[str]:
     """Layers whose settings may not say what they compute: any but Keras' built-in layers (a hub: backbone's
     SavedModel, Keras' own TFSMLayer). Two such networks with the same weights could differ, so `cache_key`

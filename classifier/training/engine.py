@@ -8,11 +8,13 @@ calls it once per part. The conversion is model/litert.py's, the very one servin
 
 - Which engine (`--feature-engine`): tensorflow; litert (converting when the cache lacks the conversion, falling
   back to TensorFlow with the reason where it cannot convert or fails its check); auto, the default: LiteRT when
-  the conversion is cached (free, and serving will load it anyway), else converting only for a pass of at least
-  CONVERT_FROM_IMAGES images, where the conversion's cost on a cold machine (about 20 s for InceptionV3 to mixed7
-  on 2 cores) is won back within the pass; never for a run that fine-tunes (the model will serve another
-  backbone). Always TensorFlow under a distribution strategy or mixed precision, whose replicas and float16
-  computation the extractor in LiteRT would not follow. No feature cache (--no-feature-cache, --weights none):
+  the conversion is cached (free, and serving will load it anyway), else converting only where the conversion's
+  cost on a cold machine (15-20 s on 2 cores) is won back within the pass: a backbone with depthwise convolutions
+  (MobileNet, EfficientNet: LiteRT about twice as fast there) and a pass of at least CONVERT_FROM_IMAGES images.
+  Not InceptionV3's plain convolutions, which TensorFlow runs in batches of 32 about as fast as LiteRT (LiteRT's
+  2x is for single images, serving's case), nor a run that fine-tunes (the model will serve another backbone).
+  Always TensorFlow under a distribution strategy or mixed precision, whose replicas and float16 computation the
+  extractor in LiteRT would not follow. No feature cache (--no-feature-cache, --weights none):
   no pass at all.
 - What the feature cache holds: LiteRT's features equal TensorFlow's to float rounding (litert.check's tolerance,
   1e-4 of the largest feature on the probe batch, at every load), far inside what the head can tell apart. So the
@@ -31,7 +33,7 @@ import numpy as np
 from .._tf import tf
 from ..config import TrainConfig
 from ..console import Log, say
-from ..model.litert import cpu_count, litert_features
+from ..model.litert import cpu_count, depthwise_layers, litert_features
 
 CONVERT_FROM_IMAGES = 1000  # auto converts for a pass of at least this many images (the crossover: benchmarks/)
 INSTEAD = "backbone pass in TensorFlow"  # what runs where LiteRT does not, as the one line says
@@ -93,7 +95,7 @@ class BackbonePass:
         if why:
             log(f"note: {INSTEAD}: {why}")
             return "tensorflow", traced(self._extractor, self._size)
-        unconverted = not_worth_converting(config, images)
+        unconverted = not_worth_converting(config, images, self._extractor)
         notes: list[str] = []
         features = litert_features(
             self._extractor,
@@ -120,16 +122,17 @@ def tensorflow_only(config: TrainConfig) -> str | None:
     return None
 
 
-def not_worth_converting(config: TrainConfig, images: int) -> str | None:
-    """Why --feature-engine auto does not convert for a pass of `images` images, or None where it does (litert
-    always converts)."""
+def not_worth_converting(config: TrainConfig, images: int, extractor) -> str | None:
+    """Why --feature-engine auto does not convert `extractor` for a pass of `images` images, or None where it does
+    (litert always converts)."""
     if config.feature_engine == "litert":
         return None
     if config.fine_tune_epochs:
-        return "--fine-tune-epochs changes the backbone the model will serve (--feature-engine litert converts anyway)"
-    if images < CONVERT_FROM_IMAGES:
-        return (
-            f"converting pays from about {CONVERT_FROM_IMAGES} images, not {images} (--feature-engine litert "
-            "converts anyway)"
-        )
-    return None
+        why = "--fine-tune-epochs changes the backbone the model will serve"
+    elif not depthwise_layers(extractor):
+        why = "on batches LiteRT runs this backbone's plain convolutions little faster than TensorFlow"
+    elif images < CONVERT_FROM_IMAGES:
+        why = f"converting pays from about {CONVERT_FROM_IMAGES} images, not {images}"
+    else:
+        return None
+    return f"{why} (--feature-engine litert converts anyway)"
