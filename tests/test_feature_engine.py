@@ -13,7 +13,7 @@ from classifier.model import litert
 from classifier.model.backbones import resolve
 from classifier.model.network import build_head, compile_model, feature_extractor
 from classifier.train import prepare
-from classifier.training.engine import CONVERT_FROM_IMAGES, not_worth_converting
+from classifier.training.engine import CONVERT_FROM_IMAGES, INSTEAD, backbone_pass, not_worth_converting
 from classifier.training.features import training_features
 
 
@@ -26,11 +26,12 @@ def _engine_lines(lines) -> list[str]:
     return [line for line in lines if "backbone pass in" in line]
 
 
-def _feature_pass(config) -> tuple[tuple, list[str]]:
+def _feature_pass(config, in_subprocess: bool = False) -> tuple[tuple, list[str]]:
     """A run's feature pass alone (no head, no save): its vectors and what it logged."""
     lines: list[str] = []
     run = prepare(resolve(config, lines.append), lines.append)
-    return training_features(feature_extractor(run.model), run.data, run.config, lines.append), lines
+    extractor = feature_extractor(run.model)
+    return training_features(extractor, run.data, run.config, lines.append, in_subprocess=in_subprocess), lines
 
 
 def _head_scores(features: tuple, seed: int = 0) -> tuple[float, np.ndarray]:
@@ -59,9 +60,9 @@ def test_the_pass_runs_in_litert_where_serving_would_and_the_head_scores_the_sam
         f"{CONVERT_FROM_IMAGES} images, not 28 (--feature-engine litert converts anyway)"
     ]
     assert not list(litert.cache_dir().glob("*.tflite"))
-    # litert: converted now and cached where serving finds it.
+    # litert: converted now, in a child process as the Train tab does, and cached where serving finds it.
     config = _config(data, tmp_path / "m", random_mobilenet_weights, tmp_path / "b", feature_engine="litert")
-    converted, lines = _feature_pass(config)
+    converted, lines = _feature_pass(config, in_subprocess=True)
     assert any(line.startswith("converting the model's backbone for LiteRT") for line in lines), lines
     assert _engine_lines(lines) == [in_litert]
     assert len(list(litert.cache_dir().glob("*.tflite"))) == 1
@@ -97,15 +98,6 @@ def test_where_the_backbone_does_not_run_in_litert_tensorflow_computes_the_featu
     assert not list(litert.cache_dir().glob("*.tflite"))
     for a, b in zip(got, expected, strict=True):
         np.testing.assert_array_equal(a, b)
-    # Under a distribution strategy the pass stays in TensorFlow whatever --feature-engine says.
-    _, lines = _feature_pass(
-        _config(
-            data, tmp_path / "m", random_mobilenet_weights, tmp_path / "s", feature_engine="litert", strategy="mirrored"
-        )
-    )
-    assert _engine_lines(lines) == [
-        "note: backbone pass in TensorFlow: --strategy mirrored computes them in its replicas"
-    ]
 
 
 def test_auto_converts_only_where_the_pass_wins_the_conversion_back():
@@ -120,3 +112,10 @@ def test_auto_converts_only_where_the_pass_wins_the_conversion_back():
     assert "plain convolutions" in not_worth_converting(auto, many, plain)
     assert "--fine-tune-epochs" in not_worth_converting(TrainConfig(fine_tune_epochs=1), many, depthwise)
     assert not_worth_converting(TrainConfig(feature_engine="litert"), 1, plain) is None
+    # Under a distribution strategy or mixed precision the pass stays in TensorFlow whatever --feature-engine says.
+    for options, why in (({"strategy": "mirrored"}, "--strategy mirrored"), ({"mixed_precision": True}, "float16")):
+        lines: list[str] = []
+        config = TrainConfig(feature_engine="litert", **options)
+        extract = backbone_pass(depthwise, (8, 8), config, lines.append)
+        assert extract.start(many) == "tensorflow" and extract.shape == (6, 6, 3)
+        assert len(lines) == 1 and lines[0].startswith(f"note: {INSTEAD}: ") and why in lines[0], lines
