@@ -13,6 +13,7 @@ from classifier.model import litert
 from classifier.model.backbones import resolve
 from classifier.model.network import build_head, compile_model, feature_extractor
 from classifier.train import prepare
+from classifier.training import engine
 from classifier.training.engine import CONVERT_FROM_IMAGES, INSTEAD, backbone_pass, not_worth_converting
 from classifier.training.features import training_features
 
@@ -66,9 +67,14 @@ def test_the_pass_runs_in_litert_where_serving_would_and_the_head_scores_the_sam
     assert any(line.startswith("converting the model's backbone for LiteRT") for line in lines), lines
     assert _engine_lines(lines) == [in_litert]
     assert len(list(litert.cache_dir().glob("*.tflite"))) == 1
-    # auto with the conversion cached: LiteRT however small the pass, without converting again.
+    # auto with the conversion cached: LiteRT however small the pass, without converting again; from the disk
+    # cache as a new process finds it, then from memory (a retrain in the same process: no load, no check).
+    engine._last_litert.clear()
     cached, lines = _feature_pass(_config(data, tmp_path / "m", random_mobilenet_weights, tmp_path / "c"))
     assert _engine_lines(lines) == [in_litert] and not any("converting" in line for line in lines), lines
+    again, lines = _feature_pass(_config(data, tmp_path / "m", random_mobilenet_weights, tmp_path / "d"))
+    assert _engine_lines(lines) == [in_litert], lines
+    np.testing.assert_array_equal(again[0], cached[0])
     # LiteRT's features are TensorFlow's to the check's tolerance, and a head trained on them scores the same.
     for features in (converted, cached):
         for got, expected in zip(features, in_tensorflow, strict=True):

@@ -44,6 +44,11 @@ INSTEAD = "backbone pass in TensorFlow"  # what runs where LiteRT does not, as t
 _last_traced: list[tuple[object, tuple, object]] = []
 
 
+# Likewise the last extractor's checked LiteRT call: a retrain in the same process (the Train tab) neither loads
+# nor checks its conversion again. The extractor is frozen: its weights, hence its conversion, never change.
+_last_litert: list[tuple[object, tuple, object]] = []
+
+
 def traced(extractor, size: tuple[int, int]):
     """`extractor` as one traced graph for every batch of images at `size` (no per-call Python or retracing),
     traced at its first call; its `shape` attribute is one image's feature vector shape, known without tracing."""
@@ -97,18 +102,22 @@ class BackbonePass:
             return "tensorflow", traced(self._extractor, self._size)
         unconverted = not_worth_converting(config, images, self._extractor)
         notes: list[str] = []
-        features = litert_features(
-            self._extractor,
-            self._size,
-            lambda line: (notes.append(line), log(line)),
-            convert=unconverted is None,
-            in_subprocess=self._in_subprocess,
-            instead=INSTEAD,
-        )
+        if _last_litert and _last_litert[0][0] is self._extractor and _last_litert[0][1] == self._size:
+            features = _last_litert[0][2]  # a retrain in the same process: loaded and checked already
+        else:
+            features = litert_features(
+                self._extractor,
+                self._size,
+                lambda line: (notes.append(line), log(line)),
+                convert=unconverted is None,
+                in_subprocess=self._in_subprocess,
+                instead=INSTEAD,
+            )
         if features is None:
             if not any(INSTEAD in line for line in notes):  # litert_features said nothing of what runs instead
                 log(f"{INSTEAD}: its LiteRT conversion is not cached, and {unconverted}")
             return "tensorflow", traced(self._extractor, self._size)
+        _last_litert[:] = [(self._extractor, self._size, features)]
         log(f"backbone pass in LiteRT (XNNPACK on {cpu_count()} threads)")
         return "litert", lambda batch: features(np.asarray(batch, np.float32))
 
