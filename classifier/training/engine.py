@@ -33,7 +33,7 @@ import numpy as np
 from .._tf import tf
 from ..config import TrainConfig
 from ..console import Log, say
-from ..model.litert import cpu_count, depthwise_layers, litert_features
+from ..model.litert import cache_dir, cpu_count, depthwise_layers, litert_features
 
 CONVERT_FROM_IMAGES = 1000  # auto converts for a pass of at least this many images (the crossover: benchmarks/)
 INSTEAD = "backbone pass in TensorFlow"  # what runs where LiteRT does not, as the one line says
@@ -44,9 +44,10 @@ INSTEAD = "backbone pass in TensorFlow"  # what runs where LiteRT does not, as t
 _last_traced: list[tuple[object, tuple, object]] = []
 
 
-# Likewise the last extractor's checked LiteRT call: a retrain in the same process (the Train tab) neither loads
-# nor checks its conversion again. The extractor is frozen: its weights, hence its conversion, never change.
-_last_litert: list[tuple[object, tuple, object]] = []
+# Likewise the last extractor's checked LiteRT call, with its size and the LiteRT cache it came from: a retrain in
+# the same process (the Train tab) neither loads nor checks its conversion again. The extractor is frozen: its
+# weights, hence its conversion, never change.
+_last_litert: list[tuple[object, tuple, object, object]] = []
 
 
 def traced(extractor, size: tuple[int, int]):
@@ -102,8 +103,9 @@ class BackbonePass:
             return "tensorflow", traced(self._extractor, self._size)
         unconverted = not_worth_converting(config, images, self._extractor)
         notes: list[str] = []
-        if _last_litert and _last_litert[0][0] is self._extractor and _last_litert[0][1] == self._size:
-            features = _last_litert[0][2]  # a retrain in the same process: loaded and checked already
+        memo = (self._extractor, self._size, cache_dir())
+        if _last_litert and _last_litert[0][0] is self._extractor and _last_litert[0][1:3] == memo[1:]:
+            features = _last_litert[0][3]  # a retrain in the same process: loaded and checked already
         else:
             features = litert_features(
                 self._extractor,
@@ -117,7 +119,7 @@ class BackbonePass:
             if not any(INSTEAD in line for line in notes):  # litert_features said nothing of what runs instead
                 log(f"{INSTEAD}: its LiteRT conversion is not cached, and {unconverted}")
             return "tensorflow", traced(self._extractor, self._size)
-        _last_litert[:] = [(self._extractor, self._size, features)]
+        _last_litert[:] = [(*memo, features)]
         log(f"backbone pass in LiteRT (XNNPACK on {cpu_count()} threads)")
         return "litert", lambda batch: features(np.asarray(batch, np.float32))
 
