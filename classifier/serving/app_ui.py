@@ -207,6 +207,7 @@ class App:
             f"- **Validation accuracy:** {_fraction(meta.val_accuracy)} after the last epoch, "
             f"{_fraction(meta.best_val_accuracy)} at the best (on the validation split)",
             *held_out_line(meta),
+            *levers_lines(meta),
             f"- **Trained:** {meta.trained_at or 'unknown'}, {_known(meta.epochs_run)} epochs on "
             f"{_known(meta.data.train_images)} images",
             self.not_sure_line(meta),
@@ -481,6 +482,26 @@ def held_out_line(meta: ModelMetadata) -> list[str]:
         f"- **Test accuracy:** {_fraction(meta.test['accuracy'])} on {meta.test['count']} held-out images (test split "
         f"from {source}: never trained on, nor used to choose anything)"
     ]
+
+
+def levers_lines(meta: ModelMetadata) -> list[str]:
+    """The card's lines on test-time flips and the refit, for a model trained with them (metadata.json's `flips`,
+    `refit`); none otherwise."""
+    lines = []
+    flips = meta.flips if isinstance(meta.flips, dict) else None
+    if flips is not None:
+        plain, averaged = flips.get("validation_accuracy_plain"), flips.get("validation_accuracy_averaged")
+        lines.append(
+            f"- **Test-time flips:** each image's answer is averaged with its mirror image's (validation accuracy "
+            f"{_fraction(plain)} without, {_fraction(averaged)} with)"
+        )
+    if isinstance(meta.refit, dict):
+        images, epochs = _known(meta.refit.get("images")), _known(meta.refit.get("epochs"))
+        lines.append(
+            f"- **Refit:** the head was trained again on training + validation images ({images}) for {epochs} "
+            "epochs: the validation figures are from the run before the refit, no longer held out"
+        )
+    return lines
 
 
 def _fraction(value) -> str:
