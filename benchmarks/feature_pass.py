@@ -5,8 +5,9 @@
     python benchmarks/feature_pass.py DATA --weights FILE --backbone mobilenet_v2 --alpha 0.35 [--images 600]
     python benchmarks/feature_pass.py DATA --weights FILE --engines tensorflow,litert --passes "training photos" \
         --images 300 [--litert-threads 1,2]
-    python benchmarks/feature_pass.py DATA --keras-file ../shared/weights/efficientnet_lite2_imagenet_notop.keras \
-        --image-size 260 --engines tensorflow,litert --passes "training photos" --images 300
+    python benchmarks/feature_pass.py DATA --backbone efficientnet_lite2 \
+        --weights ../shared/weights/efficientnet_lite2_imagenet_notop.keras --image-size 260 \
+        --engines tensorflow,litert --passes "training photos" --images 300
 
 For each engine of --engines (training/engine.py; default tensorflow):
 0. litert only: the conversion on a cold machine (an empty LiteRT cache): its seconds, as training's first
@@ -33,12 +34,12 @@ import time
 
 from _common import machine, uptime_load
 
-from classifier._tf import keras, tf
+from classifier._tf import tf
 from classifier.config import TrainConfig
 from classifier.console import silent
 from classifier.data.pipeline import load_image_data
 from classifier.model import litert
-from classifier.model.backbones import SCALING_LAYER, resolve
+from classifier.model.backbones import resolve
 from classifier.model.network import build_model, feature_extractor
 from classifier.model.tflite import LiteRTModel
 from classifier.training.engine import backbone_pass
@@ -58,18 +59,6 @@ def floor(extract, batch: int, images: int, size: tuple[int, int]) -> tuple[floa
         extract(pixels)
         done += batch
     return done / (time.perf_counter() - started), 1000 * (time.process_time() - cpu) / done
-
-
-def keras_file_extractor(path: str, size: int):
-    """A Keras model file (its own scaling inside, e.g. efficientnet_lite2's) as a frozen extractor at `size` with
-    the layout the conversion expects: an identity layer named SCALING_LAYER before it, global average pooling."""
-    network = keras.models.load_model(path, compile=False)
-    network.trainable = False
-    inputs = keras.Input((size, size, 3))
-    x = keras.layers.Rescaling(1.0, name=SCALING_LAYER)(inputs)  # x 1: the file scales its pixels itself
-    x = network(x, training=False)
-    outputs = keras.layers.GlobalAveragePooling2D()(x) if len(x.shape) == 4 else x
-    return keras.Model(inputs, outputs, name="feature_extractor")
 
 
 def engine_calls(
@@ -148,10 +137,9 @@ def time_passes(extract, config: TrainConfig, data, images: int, names: list[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", help="folder with train/ and validation/ class folders")
-    parser.add_argument("--weights", help="backbone weights file (not with --keras-file)")
+    parser.add_argument("--weights", default="imagenet", help="backbone weights file")
     parser.add_argument("--backbone", default="inception_v3")
     parser.add_argument("--alpha", type=float, default=1.0)
-    parser.add_argument("--keras-file", help="a Keras model file as the backbone (its own scaling inside)")
     parser.add_argument("--image-size", type=int, help="the model's size (default: the backbone's)")
     parser.add_argument("--images", type=int, default=600, help="images per pass (default 600)")
     parser.add_argument("--engines", default="tensorflow", help="comma-separated: tensorflow, litert")
@@ -162,13 +150,10 @@ def main() -> None:
     args = parser.parse_args()
 
     options = dict(data=args.data, backbone=args.backbone, alpha=args.alpha, image_size=args.image_size)
-    config = resolve(TrainConfig(**options, weights=args.weights or "imagenet"))
+    config = resolve(TrainConfig(**options, weights=args.weights))
     print(f"machine: {machine()}; {uptime_load()}")
     data = load_image_data(args.data, log=silent)
-    if args.keras_file:
-        extractor = keras_file_extractor(args.keras_file, config.image_size)
-    else:
-        extractor = feature_extractor(build_model(config, len(data.class_names)))
+    extractor = feature_extractor(build_model(config, len(data.class_names)))
     threads = [int(count) for count in args.litert_threads.split(",") if count]
     names = [name.strip() for name in args.passes.split(",")]
     rates, conversion = {}, 0.0
