@@ -107,17 +107,23 @@ def test_where_the_backbone_does_not_run_in_litert_tensorflow_computes_the_featu
 
 
 def test_auto_converts_only_where_the_pass_wins_the_conversion_back():
-    """--feature-engine auto converts (when nothing is cached) for a backbone with depthwise convolutions and a pass
-    of CONVERT_FROM_IMAGES images or more; never for plain convolutions or a run that fine-tunes; litert always."""
+    """--feature-engine auto runs a backbone with depthwise convolutions in LiteRT, converting (when nothing is
+    cached) for a pass of CONVERT_FROM_IMAGES images or more, never for a run that fine-tunes; plain convolutions
+    stay in TensorFlow; litert always converts."""
     pixels = keras.Input((8, 8, 3))
     plain = keras.Model(pixels, keras.layers.Conv2D(4, 3)(pixels))
     depthwise = keras.Model(pixels, keras.layers.DepthwiseConv2D(3)(pixels))
     auto, many = TrainConfig(), CONVERT_FROM_IMAGES
-    assert not_worth_converting(auto, many, depthwise) is None
-    assert "not 10 (" in not_worth_converting(auto, 10, depthwise)
-    assert "plain convolutions" in not_worth_converting(auto, many, plain)
-    assert "--fine-tune-epochs" in not_worth_converting(TrainConfig(fine_tune_epochs=1), many, depthwise)
-    assert not_worth_converting(TrainConfig(feature_engine="litert"), 1, plain) is None
+    assert not_worth_converting(auto, many) is None
+    assert "not 10 (" in not_worth_converting(auto, 10)
+    assert "--fine-tune-epochs" in not_worth_converting(TrainConfig(fine_tune_epochs=1), many)
+    assert not_worth_converting(TrainConfig(feature_engine="litert"), 1) is None
+    lines: list[str] = []
+    extract = backbone_pass(plain, (8, 8), auto, lines.append)
+    assert extract.start(many) == "tensorflow" and lines == [
+        f"{INSTEAD}: it runs this backbone's plain convolutions on batches as fast as LiteRT (--feature-engine litert "
+        "uses LiteRT all the same)"
+    ]
     # Under a distribution strategy or mixed precision the pass stays in TensorFlow whatever --feature-engine says.
     for options, why in (({"strategy": "mirrored"}, "--strategy mirrored"), ({"mixed_precision": True}, "float16")):
         lines: list[str] = []

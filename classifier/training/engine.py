@@ -7,15 +7,16 @@ and said in one line: "backbone pass in LiteRT ..." or "backbone pass in TensorF
 calls it once per part. The conversion is model/litert.py's, the very one serving makes, checks and caches.
 
 - Which engine (`--feature-engine`): tensorflow; litert (converting when the cache lacks the conversion, falling
-  back to TensorFlow with the reason where it cannot convert or fails its check); auto, the default: LiteRT when
-  the conversion is cached (free, and serving will load it anyway), else converting only where the conversion's
-  cost on a cold machine (15-20 s on 2 cores) is won back within the pass: a backbone with depthwise convolutions
-  (MobileNet, EfficientNet: LiteRT about twice as fast there) and a pass of at least CONVERT_FROM_IMAGES images.
-  Not InceptionV3's plain convolutions, which TensorFlow runs in batches of 32 about as fast as LiteRT (LiteRT's
-  2x is for single images, serving's case), nor a run that fine-tunes (the model will serve another backbone).
-  Always TensorFlow under a distribution strategy or mixed precision, whose replicas and float16 computation the
-  extractor in LiteRT would not follow. No feature cache (--no-feature-cache, --weights none):
-  no pass at all.
+  back to TensorFlow with the reason where it cannot convert or fails its check); auto, the default: LiteRT for a
+  backbone with depthwise convolutions (MobileNet, EfficientNet), where XNNPACK takes about half TensorFlow's CPU
+  time an image and the pass runs about twice as fast: with its conversion when cached (free, and serving loads it
+  anyway), else converting only for a pass of at least CONVERT_FROM_IMAGES images, where the conversion's cost on
+  a cold machine (15-20 s on 2 cores) is won back within the pass, and never for a run that fine-tunes (the model
+  will serve another backbone). TensorFlow for plain convolutions (InceptionV3): on batches of 32 it runs them at
+  the CPU cost an image XNNPACK does, and its pass measured no slower (LiteRT's 2x there is for single images,
+  serving's case). Always TensorFlow under a distribution strategy or mixed precision, whose replicas and float16
+  computation the extractor in LiteRT would not follow. No feature cache (--no-feature-cache, --weights none): no
+  pass at all.
 - What the feature cache holds: LiteRT's features equal TensorFlow's to float rounding (litert.check's tolerance,
   1e-4 of the largest feature on the probe batch, at every load), far inside what the head can tell apart. So the
   cache key does not name the engine: an entry computed by either serves both, and a run mixes them freely.
@@ -101,7 +102,13 @@ class BackbonePass:
         if why:
             log(f"note: {INSTEAD}: {why}")
             return "tensorflow", traced(self._extractor, self._size)
-        unconverted = not_worth_converting(config, images, self._extractor)
+        if config.feature_engine == "auto" and not depthwise_layers(self._extractor):
+            log(
+                f"{INSTEAD}: it runs this backbone's plain convolutions on batches as fast as LiteRT (--feature-engine "
+                "litert uses LiteRT all the same)"
+            )
+            return "tensorflow", traced(self._extractor, self._size)
+        unconverted = not_worth_converting(config, images)
         notes: list[str] = []
         memo = (self._extractor, self._size, cache_dir())
         if _last_litert and _last_litert[0][0] is self._extractor and _last_litert[0][1:3] == memo[1:]:
@@ -133,15 +140,13 @@ def tensorflow_only(config: TrainConfig) -> str | None:
     return None
 
 
-def not_worth_converting(config: TrainConfig, images: int, extractor) -> str | None:
-    """Why --feature-engine auto does not convert `extractor` for a pass of `images` images, or None where it does
-    (litert always converts)."""
+def not_worth_converting(config: TrainConfig, images: int) -> str | None:
+    """Why --feature-engine auto does not convert a depthwise backbone for a pass of `images` images, or None where it
+    does (litert always converts)."""
     if config.feature_engine == "litert":
         return None
     if config.fine_tune_epochs:
         why = "--fine-tune-epochs changes the backbone the model will serve"
-    elif not depthwise_layers(extractor):
-        why = "on batches LiteRT runs this backbone's plain convolutions little faster than TensorFlow"
     elif images < CONVERT_FROM_IMAGES:
         why = f"converting pays from about {CONVERT_FROM_IMAGES} images, not {images}"
     else:
