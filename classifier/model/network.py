@@ -44,6 +44,7 @@ FEATURES_LAYER = "pool"
 RESIZE_LAYER = "resize"
 HEAD_LAYER = "head"
 PART_LAYER = "part_{}"  # a combined model's parts, numbered from 1 in order
+PART_RESIZE_LAYER = "part_resize"  # a part's own Resizing, from the model's size to the part's (not RESIZE_LAYER)
 CLASSIFIER_MODEL = "classifier"  # the ordinary classifier nested in a test-time flips model (model/flips.py)
 
 
@@ -117,7 +118,7 @@ def _part_model(part: TrainConfig, network, shape: tuple[int, int], name: str):
     """One part of a combined model, a nested model `name`: pixels at the model's size `shape` -> [Resizing to the
     part's own size] -> its scaling -> its frozen `network` -> its pooling, the part's feature vector."""
     pixels = keras.Input(shape=(*shape, 3), name="pixels")
-    x = pixels if part.image_shape == tuple(shape) else _resizing(part.image_shape, RESIZE_LAYER)(pixels)
+    x = pixels if part.image_shape == tuple(shape) else _resizing(part.image_shape, PART_RESIZE_LAYER)(pixels)
     x = get_backbone(part.backbone).preprocessing()(x)
     return keras.Model(pixels, _pooled(network(x, training=False), part), name=name)
 

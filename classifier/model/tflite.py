@@ -81,8 +81,10 @@ def tflite_converter(
 
 @contextlib.contextmanager
 def _saved_model(model, size: tuple[int, int], output: str) -> Iterator[Path]:
-    """A temporary SavedModel of `model` from pixels at its size (after its Resizing layer, "resize") to `output`."""
-    at_size = keras.Model(model.get_layer(RESIZE_LAYER).output, model.output)  # a combined model's parts too
+    """A temporary SavedModel of `model` from pixels at its size (after its Resizing layer, "resize", where it has
+    one; a combined model's part takes them as its input) to `output`."""
+    resize = next((layer for layer in model.layers if layer.name == RESIZE_LAYER), None)
+    at_size = keras.Model(model.input if resize is None else resize.output, model.output)
     with tempfile.TemporaryDirectory(prefix="classifier-tflite-") as work:
         saved = Path(work) / "saved"
         # Through a SavedModel: the converter freezes its variables into constants (a concrete
