@@ -197,9 +197,9 @@ def test_exports_and_a_beam_fill_handle_it_as_any_model(combined, tmp_path, caps
 
 
 def test_keras_files_combine_with_flips_and_the_refit(shapes_dir, tmp_path):
-    """Two keras: files as parts (the user's way to bring a network), with test-time flips and the refit: the model
-    averages the head on the parts' features of the image and of its mirror image, its folder carries both files,
-    its card names them, and LiteRT answers as TensorFlow."""
+    """Two keras: files as parts (the user's way to bring a network), with test-time flips and the refit, each part's
+    training pass in LiteRT: the model averages the head on the parts' features of the image and of its mirror
+    image, its folder carries both files, its card names them, and LiteRT serves it as TensorFlow does."""
     files = []
     for name, width in (("first", 8), ("second", 4)):
         keras.utils.set_random_seed(width)
@@ -210,9 +210,12 @@ def test_keras_files_combine_with_flips_and_the_refit(shapes_dir, tmp_path):
     backbone = f"keras:{files[0]}@32+keras:{files[1]}@24"
     config = TrainConfig(
         data=str(shapes_dir), out=str(tmp_path / "m"), backbone=backbone, flip_average=True, refit=True,
-        cache_dir=str(tmp_path / "cache"), **OPTIONS,
+        feature_engine="litert", cache_dir=str(tmp_path / "cache"), **OPTIONS,
     )  # fmt: skip
-    result = train(config, log=lambda *_: None)
+    lines = []
+    result = train(config, log=lines.append)
+    # Each part's passes (images, mirror images, the refit's validation copies) ran in LiteRT, from its own input.
+    assert sum("backbone pass in LiteRT" in line for line in lines) == 3 * 2, lines
     assert [entry["file"] for entry in result.metadata.backbone_files] == ["backbone.keras", "backbone-2.keras"]
     card = result.metadata.describe_backbone()
     assert "keras:first.keras at 32 px (whole network) + keras:second.keras at 24 px" in card, card
