@@ -42,11 +42,7 @@ KERAS_FAMILIES = {
 }
 FROM_A_FILE = ("efficientnet_lite2",)  # registry entries whose network comes only as a Keras model file
 SLOW = bool(os.environ.get("CLASSIFIER_SLOW_TESTS"))  # the module docstring says what it adds
-# ConvNeXt's LayerScale is a Keras class outside keras.src.layers, which the LiteRT cache does not identify by its
-# settings: convnext_tiny serves in TensorFlow (strict, so that identifying it turns this into a failure to remove).
-IN_TENSORFLOW = pytest.mark.xfail(reason="LiteRT's cache does not identify LayerScale", strict=True)
-SERVED = [pytest.param(name, marks=IN_TENSORFLOW) if name == "convnext_tiny" else name for name in KERAS_FAMILIES]
-SERVED = sorted(SERVED, key=str) if SLOW else ["mobilenet_v3_small"]
+SERVED = sorted(KERAS_FAMILIES) if SLOW else ["mobilenet_v3_small"]
 
 
 @pytest.fixture(scope="module")
