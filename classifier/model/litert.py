@@ -41,7 +41,9 @@ from .tflite import LiteRTModel, convert_tflite
 CACHE_FORMAT = 1  # bump when what a cache entry holds changes, so older entries are not used
 FEATURE_TOLERANCE = 1e-4  # largest accepted |LiteRT - TensorFlow| on the probe, relative to its largest feature
 PROBE_IMAGES = 2
-BUILT_IN = "keras.src.layers."  # the module of every layer Keras ships (Conv2D, BatchNormalization, Rescaling...)
+# The modules of the layers Keras ships (Conv2D, BatchNormalization, Rescaling...; ConvNeXt's LayerScale lives with its
+# application): Keras' own code, so their settings, weights and the Keras version in the key say what they compute.
+BUILT_IN = ("keras.src.layers.", "keras.src.applications.")
 SERVING = "predicting with TensorFlow"  # what runs instead, as `litert_features`' notes say by default
 
 
