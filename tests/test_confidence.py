@@ -21,7 +21,7 @@ def test_the_top_class_is_the_answer_unless_below_the_threshold():
     assert (sure.label, sure.not_sure, sure.text) == ("cat", False, "cat")
     unsure = answer(probabilities, NAMES, 0.5)
     assert (unsure.label, unsure.not_sure) == ("cat", True)
-    assert unsure.text == "not sure (top guess: cat, 0.41)" and unsure.confidence == pytest.approx(0.41)
+    assert unsure.text == "not sure (top guess: cat, 41.0%)" and unsure.confidence == pytest.approx(0.41)
     assert not answer(probabilities, NAMES, None).not_sure  # no threshold: always an answer
     assert not answer(probabilities, NAMES, 0.0).not_sure
     # At exactly the threshold the image is answered (the suggestion counts it as answered too).

@@ -35,6 +35,18 @@ BUNDLED_WEIGHTS = {("mobilenet_v2", 0.35): "mobilenet_v2_0.35_224_no_top.h5"}
 SCALING_LAYER = "backbone_scaling"  # every backbone's input preprocessing layer, the first after the model's Resizing
 
 
+class WeightsUnavailable(UsageError):
+    """A backbone's ImageNet weights could not be downloaded (offline, or the server refused): the command line's
+    message names its flags; `backbone` and `reason` let the page word it its own way (serving/wording.py)."""
+
+    def __init__(self, backbone: str, reason: str):
+        super().__init__(
+            f"--weights imagenet: could not get the {backbone} ImageNet weights ({reason}); "
+            "pass --weights FILE with a local Keras weights file, or --weights none to train from scratch"
+        )
+        self.backbone, self.reason = backbone, reason
+
+
 @dataclass(frozen=True)
 class PageChoice:
     """One choice of the web page's Train tab for a backbone: its dropdown label (an API value of /train: keep it
@@ -229,6 +241,11 @@ def page_choices() -> dict[str, dict]:
     }
 
 
+def downloads_weights(backbone_name: str, alpha: float = 1.0) -> bool:
+    """Whether `--weights imagenet` of this backbone needs Keras' download (no file ships with the package)."""
+    return BACKBONES[backbone_name].pretrained and bundled_weights(backbone_name, alpha) is None
+
+
 def get_backbone(name: str) -> Backbone:
     if name.startswith(HUB_PREFIX):
         return hub_backbone(name[len(HUB_PREFIX) :])
@@ -331,10 +348,7 @@ def build_feature_extractor(
         raise
     except Exception as error:  # Keras raises bare Exception for failed downloads
         if source == "imagenet":
-            raise UsageError(
-                f"--weights imagenet: could not get the {backbone.name} ImageNet weights ({first_line(error)}); "
-                "pass --weights FILE with a local Keras weights file, or --weights none to train from scratch"
-            ) from None
+            raise WeightsUnavailable(backbone.name, first_line(error)) from None
         raise UsageError(f"--weights {weights}: cannot load into {backbone.name} ({first_line(error)})") from None
     if cut_layer == TOP:
         return keras.Model(network.inputs, network.output, name="backbone")

@@ -49,12 +49,12 @@ import tempfile
 import threading
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import gradio as gr
-import pandas as pd
 
 from ..atomic import recover
 from ..console import silent
@@ -62,11 +62,15 @@ from ..data import trainset
 from ..data.formats import IMAGE_EXTENSIONS
 from ..data.images import ImageError
 from ..errors import UsageError, quoted
+from ..evaluation.plots import curves_figure
 from ..exporters.registry import EXPORTERS, page_downloads
 from ..model.artifacts import is_model_dir, read_metadata
+from ..model.backbones import downloads_weights
+from ..model.confidence import percent
 from ..model.metadata import public_json
 from .app_guard import FETCH_ROUTE, no_fetch, text_inputs, upload_path, upload_source
 from .limits import MAX_TEXT, check_models_dir, limit_hit
+from .wording import page_message
 from .workbench import BACKBONES, DEFAULT_BACKBONE, DONE, EPOCHS, FINISHED, IMAGE_SIZE, Job, Workbench, tab_config
 
 CLASS_SLOTS = 6  # class slots the tab can show; a zip or a folder brings more classes
@@ -79,11 +83,12 @@ KEPT_DOWNLOADS, KEPT_DOWNLOAD_SECONDS = 3, 600
 
 @contextlib.contextmanager
 def page_errors() -> Iterator[None]:
-    """A user's mistake (UsageError, ImageError) as the page's error: its one line, no traceback."""
+    """A user's mistake (UsageError, ImageError) as the page's error: its one line in the page's words
+    (`wording.page_message`), no traceback."""
     try:
         yield
     except (UsageError, ImageError) as error:
-        raise gr.Error(str(error), print_exception=False) from None
+        raise gr.Error(page_message(error), print_exception=False) from None
 
 
 class TrainPage:
@@ -103,6 +108,7 @@ class TrainPage:
         gr.set_static_paths([self.downloads])
         self._starting = threading.Lock()  # one Train at a time fills a training folder
         self._correcting = threading.Lock()  # a correction's limits are checked and its image written as one step
+        self.view_size = 0  # how many outputs the model view beside a prediction has (`wire_corrections` sets it)
 
     def publish(self, job: Job, result) -> None:
         """A finished job's model joins the page: predictions use the new folder, loaded here, so the first one does
@@ -167,7 +173,8 @@ class TrainPage:
                 shutil.rmtree(self.training_folder(job.name), ignore_errors=True)
 
     def retrain(self, model):
-        """Train the picked model again on its training folder, with the tab's options it was trained with."""
+        """Train the picked model again on its training folder, with the tab's options it was trained with: the
+        Train tab's job, progress and timer, then the correction row's (`retrain_status` polls it there)."""
         text_inputs(model=model)
         with page_errors():
             name = self.own_model(model)
@@ -182,7 +189,24 @@ class TrainPage:
             size, epochs = options["image_size"], options["epochs"]
             config = tab_config(data, self.app.folder(name), backbone, size, epochs, cache_dir=self.cache_dir)
             job = self.workbench.submit(name, config)
-        return self.started(job)
+        return (*self.started(job), job.id, self.retrain_line(job), gr.Timer(active=True))
+
+    def retrain_status(self, job_id: str, model):
+        """The correction row's retrain, polled: (its line, its timer, then the model view: updated once the job is
+        done when the page still shows that model, else left as it is)."""
+        text_inputs(model=model)
+        with page_errors():
+            job = self.job(job_id)
+        done = job.state == DONE and job.name == model
+        view = self.app.model_view(job.name) if done else [gr.skip()] * self.view_size
+        return (self.retrain_line(job), gr.Timer(active=job.state not in FINISHED), *view)
+
+    def retrain_line(self, job: Job) -> str:
+        """Where a retrain is, under the prediction: its stage, then how it ended."""
+        line = self.describe(job, job.snapshot())
+        if job.state == DONE:
+            return f"Retrained. {line} The card shows the new model; classify again to use it."
+        return ("Retrain failed. " if job.state in FINISHED else "Retraining… ") + line
 
     def job(self, job_id: str | None) -> Job:
         """The job `job_id`, or the server's current job when no id is given (a page loaded after it started)."""
@@ -221,15 +245,13 @@ class TrainPage:
         return (job.id, *self.view(job), gr.Timer(active=True))
 
     def view(self, job: Job):
-        """(status line, curve table or None, details as JSON) of a job."""
+        """(status line, curves figure or None, details as JSON) of a job: the figure is curves.png's (accuracy and
+        loss on their own axes, whole epochs), drawn from the epochs so far."""
         snapshot = job.snapshot()
-        rows = [
-            (epoch["epoch"], metric, value)
-            for epoch in snapshot["epochs"]
-            for metric, value in epoch.items()
-            if metric != "epoch"
-        ]
-        curve = pd.DataFrame(rows, columns=["epoch", "metric", "value"]) if rows else None
+        epochs = snapshot["epochs"]
+        history = {key: [epoch[key] for epoch in epochs if key in epoch] for key in (epochs[-1] if epochs else ())}
+        history.pop("epoch", None)
+        curve = curves_figure(history, size=(8, 3.2)) if epochs else None
         return self.describe(job, snapshot), curve, snapshot
 
     def describe(self, job: Job, snapshot: dict) -> str:
@@ -242,8 +264,7 @@ class TrainPage:
         features, epochs = snapshot["features"], snapshot["epochs"]
         if epochs:
             last = epochs[-1]
-            scores = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k != "epoch")
-            return f"**{job.name}:** epoch {last['epoch']} of {snapshot['total_epochs']}: {scores}"
+            return f"**{job.name}:** epoch {last['epoch']} of {snapshot['total_epochs']}: {epoch_scores(last)}"
         if features and job.phase != "training the head":
             left = "" if features["seconds_left"] is None else f", about {features['seconds_left']:.0f} s left"
             return (
@@ -394,21 +415,32 @@ class TrainPage:
         return f"Saved to class **{label}** of {name}'s training images ({count + 1}); press Retrain to learn from it."
 
     # -- downloads ---------------------------------------------------------------------------------
-    def download(self, model, kind: str) -> str:
+    def download(self, model, kind: str):
         """A copy of the picked model as `kind` (a DOWNLOADS value), in this page's downloads folder (Gradio serves
-        it from there, no copy: a static path), deleted once sent."""
+        it from there, no copy: a static path), deleted once sent. Yields (what the page says, the file): each
+        second the time so far (nobody knows the total: a first TFLite conversion takes far longer than the next),
+        then the file."""
         text_inputs(model=model, kind=kind)
         with page_errors():
             if kind not in DOWNLOADS.values():
                 raise UsageError(f"download {quoted(kind)}: choose one of {', '.join(DOWNLOADS.values())}")
             name = self.model_name(model)
             folder = self.app.folder(name)
-            out = self.fresh_download_folder()
+        out, started = self.fresh_download_folder(), time.monotonic()
+        what = next(label for label, value in DOWNLOADS.items() if value == kind)
+        with ThreadPoolExecutor(1) as pool, page_errors():
+            made = pool.submit(self.export, folder, name, kind, out)
             try:
-                return str(self.export(folder, name, kind, out))
+                while True:
+                    try:
+                        path = made.result(timeout=1.0)
+                        break
+                    except TimeoutError:  # still at it
+                        yield f"⏳ Preparing {name} as {what}: {time.monotonic() - started:.0f} s so far", gr.skip()
             except BaseException:  # nothing of a failed download is kept
                 shutil.rmtree(out, ignore_errors=True)
                 raise
+        yield f"Ready: {name} as {what}, prepared in {time.monotonic() - started:.0f} s", str(path)
 
     def export(self, folder: Path, name: str, kind: str, out: Path) -> Path:
         """The one file of a download, in `out`; the export it was made from is deleted."""
@@ -438,6 +470,16 @@ class TrainPage:
             if mtime < old or rank >= KEPT_DOWNLOADS:  # with the one made now, at most KEPT_DOWNLOADS
                 shutil.rmtree(entry, ignore_errors=True)
         return Path(tempfile.mkdtemp(dir=self.downloads))
+
+
+def epoch_scores(epoch: dict) -> str:
+    """An epoch's figures in words: "training accuracy 91.6% (loss 0.234), validation accuracy 87.5% (loss 0.345)"."""
+    parts = []
+    for split, prefix in (("training", ""), ("validation", "val_")):
+        accuracy, loss = epoch.get(prefix + "accuracy"), epoch.get(prefix + "loss")
+        if accuracy is not None:
+            parts.append(f"{split} accuracy {percent(accuracy)}" + ("" if loss is None else f" (loss {loss:.3f})"))
+    return ", ".join(parts)
 
 
 def _mtime(path: Path) -> float | None:
@@ -489,13 +531,14 @@ def _as_file(source, shown: str) -> Iterator[Path]:
 
 
 def zip_folder(folder: Path, dest: Path) -> Path:
-    """The regular files of `folder` in a zip at `dest`, its JSON files as their public copies (no absolute path of
-    the server); symlinks are left out (nothing from elsewhere)."""
+    """The regular files of `folder` in a zip at `dest`, at its top (no folder inside: unpacked into a folder, or by
+    an unzip that makes one named after the zip, that folder is the model's, as `Predictor` loads it), its JSON files
+    as their public copies (no absolute path of the server); symlinks are left out (nothing from elsewhere)."""
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as archive:
         for root, _, files in os.walk(folder):  # does not enter symlinked folders
             for file in sorted(files):
                 path = Path(root) / file
-                name = Path(folder.name) / path.relative_to(folder)
+                name = path.relative_to(folder)
                 if not path.is_file() or path.is_symlink():
                     continue
                 public = public_copy(path)
@@ -536,7 +579,7 @@ class TrainTab:
     job: gr.State
     timer: gr.Timer
     status: gr.Markdown
-    curve: gr.LinePlot
+    curve: gr.Plot
     details: gr.JSON
     controls: dict = field(default_factory=dict)  # the inputs and buttons wire_train_tab gives events
 
@@ -561,8 +604,9 @@ def build_train_tab(page: TrainPage) -> TrainTab:
     with gr.Accordion("Or: one zip of class folders" + (", or a folder on this machine" if local else ""), open=False):
         archive = no_fetch(gr.File(file_types=[".zip"], type="filepath", label="Zip of class folders"))
         folder = gr.Textbox(label="Folder of class folders on this machine", visible=local, max_length=MAX_TEXT)
+    # A row of its own: the backbones' labels are long ("MobileNetV2 0.35 (bundled weights, fastest)").
+    backbone = gr.Dropdown(backbone_choices(), value=DEFAULT_BACKBONE, label="Backbone")
     with gr.Row():
-        backbone = gr.Dropdown(list(BACKBONES), value=DEFAULT_BACKBONE, label="Backbone")
         size = gr.Number(IMAGE_SIZE, label="Image size (px)", precision=0, minimum=32, maximum=320)
         epochs = gr.Number(EPOCHS, label="Epochs", precision=0, minimum=1, maximum=100)
     with gr.Row():
@@ -572,17 +616,20 @@ def build_train_tab(page: TrainPage) -> TrainTab:
         job=gr.State(""),
         timer=gr.Timer(POLL_SECONDS, active=False),
         status=gr.Markdown(),
-        curve=gr.LinePlot(x="epoch", y="value", color="metric", label="Accuracy and loss per epoch"),
+        curve=gr.Plot(label="Accuracy and loss per epoch", format="png"),
         details=gr.JSON(label="Job details", visible=False),
     )
     with gr.Accordion("Download the picked model", open=False):
         kind = gr.Radio(list(DOWNLOADS.items()), value="zip", label="As")
         download = gr.Button("Prepare the download")
+        prepared = gr.Markdown()  # the time so far while it is made, then how long it took
         file = gr.File(label="Download", interactive=False)
     tab.controls.update(
         count=count, groups=groups, add=add, remove=remove, train=train, cancel=cancel, kind=kind, download=download
     )
-    tab.controls.update(file=file, inputs=[name, backbone, size, epochs, archive, folder, *labels, *uploads])
+    tab.controls.update(
+        file=file, prepared=prepared, inputs=[name, backbone, size, epochs, archive, folder, *labels, *uploads]
+    )
     tab.controls.update(slots=[*labels, *uploads])
     return tab
 
@@ -603,12 +650,28 @@ def wire_train_tab(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
     controls["download"].click(
         page.download,
         [model, controls["kind"]],
-        controls["file"],
+        [controls["prepared"], controls["file"]],
         api_name="download",
+        show_progress="hidden",  # Gradio's own would show a total guessed from earlier downloads; `prepared` says
+        # the time so far instead
         preprocess=False,  # the model's name as sent, as for a retrain
         concurrency_limit=1,
         concurrency_id="export",
     )
+
+
+def backbone_choices() -> list[tuple[str, str]]:
+    """The backbone dropdown's (shown label, value): the value is the /train API's label as it is; a backbone whose
+    ImageNet weights are not bundled says it downloads them (offline, it cannot train)."""
+    return [
+        (
+            f"{label} (downloads its weights)"
+            if downloads_weights(opts["backbone"], opts.get("alpha", 1.0))
+            else label,
+            label,
+        )
+        for label, opts in BACKBONES.items()
+    ]
 
 
 def class_slots() -> tuple[list, list, list]:
@@ -646,16 +709,34 @@ def shown_slots(count: int) -> list:
     ]
 
 
-def build_correction_row(page: TrainPage, app) -> tuple:
+@dataclass
+class CorrectionRow:
+    """The correction row under a prediction, and its retrain's progress (its own job id and timer: the Train tab
+    shows the job too, the row only the retrain pressed there)."""
+
+    column: gr.Column
+    label: gr.Dropdown
+    save: gr.Button
+    retrain: gr.Button
+    said: gr.Markdown
+    progress: gr.Markdown
+    job: gr.State
+    timer: gr.Timer
+
+
+def build_correction_row(page: TrainPage, app) -> CorrectionRow:
     """Under a prediction: "Wrong? It is: [class]" (choosing one saves the image there), "Add to <predicted class>",
-    Retrain, and what happened (inside the tab). Shown only for a model the page can correct (`correctable`)."""
-    with gr.Column(visible=page.correctable(None)) as row:
+    Retrain, what happened (inside the tab), and the retrain's stages and how it ended. Shown only for a model the
+    page can correct (`correctable`)."""
+    with gr.Column(visible=page.correctable(None)) as column:
         with gr.Row():
             label = gr.Dropdown(page.classes(None), value=None, label="Wrong? It is:", scale=2)
             save = gr.Button("Add to the predicted class", size="sm", scale=1, visible=False)
             retrain = gr.Button("Retrain", size="sm", scale=1)
         said = gr.Markdown()
-    return row, label, save, retrain, said
+        progress = gr.Markdown(elem_id="retrain-progress")
+    timer = gr.Timer(POLL_SECONDS, active=False)
+    return CorrectionRow(column, label, save, retrain, said, progress, gr.State(""), timer)
 
 
 def predicted_class(prediction) -> str | None:
@@ -666,9 +747,11 @@ def predicted_class(prediction) -> str | None:
     return top.get("label") if isinstance(top, dict) and isinstance(top.get("label"), str) else None
 
 
-def wire_corrections(page: TrainPage, model, image, prediction, row: tuple, tab: TrainTab) -> None:
-    """The correction row's events; a retrain reports its progress in the Train tab."""
-    column, label, save, retrain, said = row
+def wire_corrections(page: TrainPage, model, image, prediction, row: CorrectionRow, tab: TrainTab, view) -> None:
+    """The correction row's events; a retrain reports its progress in the row and in the Train tab, and once done
+    updates `view` (the model's card and plots beside the prediction: `App.model_view`'s outputs)."""
+    column, label, save, retrain, said = row.column, row.label, row.save, row.retrain, row.said
+    page.view_size = len(view)
     # Choosing a class saves the image there at once: `select` is the user's choice only (not a new prediction's
     # reset, as `change` would be), and once (`input` fires again when the list loses focus).
     label.select(page.correct, [image, model, label], said, api_name="correct", preprocess=False)
@@ -676,5 +759,10 @@ def wire_corrections(page: TrainPage, model, image, prediction, row: tuple, tab:
     fresh = dict(api_visibility="private", preprocess=False)  # the prediction as sent (a `gr.Label` value)
     prediction.change(page.prediction_view, [prediction, model], [save, label, said, column], **fresh)
     # The model's name as sent (preprocess=False): a model trained since the page loaded is not among its choices.
-    retrain.click(page.retrain, model, [tab.job, *tab.progress, tab.timer], api_name="retrain", preprocess=False)
+    retrained = [tab.job, *tab.progress, tab.timer, row.job, row.progress, row.timer]
+    retrain.click(page.retrain, model, retrained, api_name="retrain", preprocess=False)
+    row.timer.tick(
+        page.retrain_status, [row.job, model], [row.progress, row.timer, *view], api_visibility="private",
+        preprocess=False,
+    )  # fmt: skip
     model.change(page.correction_view, model, [label, column], api_visibility="private")
