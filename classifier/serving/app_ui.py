@@ -70,7 +70,7 @@ ANSWER_CSS = """
 """
 # The error before the top classes: a bad file's reason is read first, and the long list last (it wraps).
 BATCH_COLUMNS = ["file", "prediction", "confidence", "error", f"top {TOP_K}"]
-BATCH_WIDTHS = ["18%", "20%", "11%", "28%", "23%"]
+BATCH_WIDTHS = ["17%", "19%", "14%", "28%", "22%"]
 
 
 def no_model_message(models_dir: str | Path) -> str:
