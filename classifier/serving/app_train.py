@@ -49,7 +49,6 @@ import tempfile
 import threading
 import time
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -76,6 +75,7 @@ from .workbench import BACKBONES, DEFAULT_BACKBONE, DONE, EPOCHS, FINISHED, IMAG
 CLASS_SLOTS = 6  # class slots the tab can show; a zip or a folder brings more classes
 FIRST_SLOTS = 2  # shown at first
 POLL_SECONDS = 1.0
+PREPARING = "⏳ Preparing the download: {seconds:.0f} s so far"
 DOWNLOADS = {"model folder (zip)": "zip", **page_downloads()}  # label -> kind: /download takes the kind
 # Prepared downloads never fetched: at most this many are kept (the oldest go first), none longer than this.
 KEPT_DOWNLOADS, KEPT_DOWNLOAD_SECONDS = 3, 600
@@ -415,32 +415,38 @@ class TrainPage:
         return f"Saved to class **{label}** of {name}'s training images ({count + 1}); press Retrain to learn from it."
 
     # -- downloads ---------------------------------------------------------------------------------
-    def download(self, model, kind: str):
+    def download(self, model, kind: str) -> str:
         """A copy of the picked model as `kind` (a DOWNLOADS value), in this page's downloads folder (Gradio serves
-        it from there, no copy: a static path), deleted once sent. Yields (what the page says, the file): each
-        second the time so far (nobody knows the total: a first TFLite conversion takes far longer than the next),
-        then the file."""
+        it from there, no copy: a static path), deleted once sent."""
         text_inputs(model=model, kind=kind)
         with page_errors():
             if kind not in DOWNLOADS.values():
                 raise UsageError(f"download {quoted(kind)}: choose one of {', '.join(DOWNLOADS.values())}")
             name = self.model_name(model)
             folder = self.app.folder(name)
-        out, started = self.fresh_download_folder(), time.monotonic()
-        what = next(label for label, value in DOWNLOADS.items() if value == kind)
-        with ThreadPoolExecutor(1) as pool, page_errors():
-            made = pool.submit(self.export, folder, name, kind, out)
+            out = self.fresh_download_folder()
             try:
-                while True:
-                    try:
-                        path = made.result(timeout=1.0)
-                        break
-                    except TimeoutError:  # still at it
-                        yield f"⏳ Preparing {name} as {what}: {time.monotonic() - started:.0f} s so far", gr.skip()
+                return str(self.export(folder, name, kind, out))
             except BaseException:  # nothing of a failed download is kept
                 shutil.rmtree(out, ignore_errors=True)
                 raise
-        yield f"Ready: {name} as {what}, prepared in {time.monotonic() - started:.0f} s", str(path)
+
+    @staticmethod
+    def preparing():
+        """A download starts: (what the page says, its start, its timer on)."""
+        return PREPARING.format(seconds=0), time.time(), gr.Timer(active=True)
+
+    @staticmethod
+    def still_preparing(started: float | None):
+        """Each second while a download is made (its timer): the time so far, no guessed total (a first TFLite
+        conversion takes far longer than the next, a zip a moment); nothing once it is made (`started` is None)."""
+        return gr.skip() if started is None else PREPARING.format(seconds=time.time() - started)
+
+    @staticmethod
+    def prepared(started: float | None, file) -> tuple:
+        """Once the download has been made (or refused: no file): how long it took, no start, the timer off."""
+        took = f"Ready, prepared in {time.time() - started:.0f} s" if file and started else ""
+        return took, None, gr.Timer(active=False)
 
     def export(self, folder: Path, name: str, kind: str, out: Path) -> Path:
         """The one file of a download, in `out`; the export it was made from is deleted."""
@@ -647,17 +653,22 @@ def wire_train_tab(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
     )
     tab.timer.tick(page.status, tab.job, [*tab.progress, tab.timer, model], api_name="train_status")
     controls["cancel"].click(page.cancel, tab.job, tab.progress, api_name="train_cancel")
+    # The time so far while a download is made (`prepared`, ticked by its timer), not Gradio's own progress: that
+    # shows a total guessed from earlier downloads ("5.1/11.9s" for one that takes 21 s).
+    prepared, ticking, started = controls["prepared"], gr.Timer(1.0, active=False), gr.State(None)
+    ticking.tick(page.still_preparing, started, prepared, api_visibility="private")
     controls["download"].click(
+        page.preparing, None, [prepared, started, ticking], api_visibility="private", concurrency_limit=None
+    ).then(
         page.download,
         [model, controls["kind"]],
-        [controls["prepared"], controls["file"]],
+        controls["file"],
         api_name="download",
-        show_progress="hidden",  # Gradio's own would show a total guessed from earlier downloads; `prepared` says
-        # the time so far instead
+        show_progress="hidden",
         preprocess=False,  # the model's name as sent, as for a retrain
         concurrency_limit=1,
         concurrency_id="export",
-    )
+    ).then(page.prepared, [started, controls["file"]], [prepared, started, ticking], api_visibility="private")
 
 
 def backbone_choices() -> list[tuple[str, str]]:
