@@ -146,7 +146,17 @@ def bad_uploads(folder: Path) -> dict[str, tuple[Path, str]]:
     Image.new("1", (11_000, 10_000)).save(huge)  # 110 M pixels: a small file, above the 100 M limit
     bomb = folder / "bomb.png"
     Image.new("1", (20_000, 20_000)).save(bomb)  # 400 M pixels: Pillow's decompression-bomb error
+    heic = folder / "IMG_0001.HEIC"  # an iPhone photo: an ISO box 'ftyp' of brand heic (no HEIC decoder is kept)
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200))
+    renamed = folder / "IMG_0002.jpg"  # the same, named as a JPEG: told by its content
+    renamed.write_bytes(heic.read_bytes())
     return {
+        "heic": (
+            heic,
+            "IMG_0001.HEIC: a HEIC/HEIF photo (the iPhone camera's format), which this app cannot read: "
+            "convert it to JPEG first",
+        ),
+        "heic named .jpg": (renamed, "IMG_0002.jpg: a HEIC/HEIF photo"),
         "non-image": (text, "notes.png: not an image"),
         "corrupt": (png, "truncated.png: corrupt or truncated"),
         "too many pixels": (huge, "huge.png: 11000x10000 is 110,000,000 pixels, above the limit"),

@@ -440,6 +440,46 @@ def test_a_class_with_no_usable_photo_is_refused_naming_it_and_nothing_is_kept(s
     assert not (models / "junky.data").exists() and not (models / "junky").exists()
 
 
+def test_a_heic_photo_in_a_class_is_named_with_how_to_convert_it(server, drawn, tmp_path):
+    """Issue 26 item 7: an iPhone's HEIC among a class's photos refuses the Train naming it and saying to convert
+    it to JPEG (no decoder the project keeps reads it); nothing is kept."""
+    url, models = server
+    heic = tmp_path / "IMG_0001.HEIC"
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200))
+    uploads = [[handle_file(str(p)) for p in drawn["circle"][:3]], [handle_file(str(p)) for p in drawn["square"][:3]]]
+    uploads[1].append(handle_file(str(heic)))
+    with pytest.raises(AppError, match=re.escape("IMG_0001.HEIC: a HEIC/HEIF photo (the iPhone camera's format)")):
+        train_call(Client(url, verbose=False), "iphone", uploads)
+    assert not (models / "iphone.data").exists()  # on the predict tab: test_app.bad_uploads
+
+
+def test_backbones_that_download_say_so_and_fail_offline_in_the_pages_words(server, drawn, monkeypatch):
+    """Issue 26 item 7: the Train tab's backbones whose weights are not bundled say they download them (the /train
+    value stays the label as it was), and offline such a job fails saying what to choose on the page, not which
+    flag to pass."""
+    url, _ = server
+    config = httpx.get(url + "config").json()
+    (choices,) = [c["props"]["choices"] for c in config["components"] if c["props"].get("label") == "Backbone"]
+    assert choices[0] == [DEFAULT_BACKBONE, DEFAULT_BACKBONE]  # bundled: nothing to download
+    assert ["EfficientNetB0 (downloads its weights)", "EfficientNetB0"] in choices
+    assert all(shown.endswith("(downloads its weights)") for shown, _ in choices[1:])
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))  # where Keras keeps what it downloads
+    if (keras_home / "models" / "efficientnetb0_notop.h5").exists():
+        pytest.skip("EfficientNetB0's weights are in Keras' cache: no download to fail")
+    for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):  # offline: nothing answers there
+        monkeypatch.setenv(variable, f"http://127.0.0.1:{free_port()}")
+    for variable in ("NO_PROXY", "no_proxy"):  # the app itself is still reached
+        monkeypatch.setenv(variable, "127.0.0.1,localhost")
+    client = Client(url, verbose=False)
+    uploads = [[handle_file(str(p)) for p in drawn[label][:3]] for label in ("circle", "square")]
+    slots = ["circle", "square", "", "", "", ""]
+    client.predict("offline", "EfficientNetB0", 32, 1, None, "", *slots, *uploads, *[None] * 4, api_name="/train")
+    details = wait_until_finished(client, timeout=300)
+    assert details["state"] == "failed", details
+    assert "could not download the efficientnet_b0 ImageNet weights" in details["message"]
+    assert f"Choose the backbone '{DEFAULT_BACKBONE}'" in details["message"] and "--weights" not in details["message"]
+
+
 def test_a_refused_job_writes_nothing(workshop, drawn):
     url, models, _ = workshop
     client = Client(url, verbose=False)

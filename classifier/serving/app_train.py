@@ -58,7 +58,7 @@ import gradio as gr
 from ..atomic import recover
 from ..console import silent
 from ..data import trainset
-from ..data.formats import IMAGE_EXTENSIONS
+from ..data.formats import UPLOAD_EXTENSIONS
 from ..data.images import ImageError
 from ..errors import UsageError, quoted
 from ..evaluation.plots import curves_figure
@@ -622,7 +622,7 @@ def build_train_tab(page: TrainPage) -> TrainTab:
         job=gr.State(""),
         timer=gr.Timer(POLL_SECONDS, active=False),
         status=gr.Markdown(),
-        curve=gr.Plot(label="Accuracy and loss per epoch", format="png"),
+        curve=gr.Plot(label="Accuracy and loss per epoch", format="png", show_label=False),  # the figure has titles
         details=gr.JSON(label="Job details", visible=False),
     )
     with gr.Accordion("Download the picked model", open=False):
@@ -695,7 +695,7 @@ def class_slots() -> tuple[list, list, list]:
                 no_fetch(
                     gr.File(
                         file_count="multiple",
-                        file_types=list(IMAGE_EXTENSIONS),
+                        file_types=list(UPLOAD_EXTENSIONS),  # HEIC too: named with its hint, not refused whole
                         type="filepath",
                         label="Its images",
                         height=220,  # at most; a long list scrolls inside the box

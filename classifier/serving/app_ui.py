@@ -435,7 +435,7 @@ def build_model_view(page: Page) -> list:
     names = page.app.library.names
     card = gr.Markdown(page.app.card(names[0] if names else None))
     curves = gr.Image(label="Training curves", interactive=False, visible=False)
-    history = gr.Plot(label="Training curves", visible=False, format="png")
+    history = gr.Plot(label="Training curves", visible=False, format="png", show_label=False)
     metrics = gr.Markdown(visible=False)
     confusion = gr.Image(label="Confusion matrix (validation)", interactive=False, visible=False)
     return [card, curves, history, metrics, confusion]
