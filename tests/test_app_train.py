@@ -95,6 +95,8 @@ def test_api_trains_reports_progress_and_predicts(server, drawn):
     # The job loaded its model for predictions before it said done (with the backbone's LiteRT conversion, the
     # first time on a machine), so the first prediction does not wait for it.
     assert "model loaded for predictions, the backbone in litert" in details["log"], details["log"]
+    _, curve, *_ = client.predict(api_name="/train_status")  # curves.png's figure, drawn once per epoch
+    assert curve["type"] == "matplotlib" and curve["plot"].startswith("data:image/png;base64,")
     # What a visitor reads of the job names no path of the server (issue 23, item 8).
     assert str(models.parent) not in json.dumps([status, details]) and "/tmp/" not in json.dumps(details["log"])
     for label in ("circle", "square"):
@@ -183,6 +185,8 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
             page.locator(f"#class-{slot}-images input[type=file]").set_input_files(files)
         page.get_by_label("Image size (px)").fill(SIZE)
         page.get_by_label("Epochs").fill(EPOCHS)
+        # Issue 26: the backbone's label was cut off ("MobileNetV2 0.35 (bund") at 1280 px.
+        assert page.get_by_label("Backbone").evaluate("el => el.value.length > 30 && el.scrollWidth <= el.clientWidth")
         # A third class named and left empty, then named as the first in other case: each refused naming it.
         page.get_by_role("button", name="Add a class").click()
         for name, words in (("triangle", "class 'triangle' has no photos"), ("Circle", "names 'circle' and 'Circle'")):

@@ -75,6 +75,8 @@ from .workbench import BACKBONES, DEFAULT_BACKBONE, DONE, EPOCHS, FINISHED, IMAG
 CLASS_SLOTS = 6  # class slots the tab can show; a zip or a folder brings more classes
 FIRST_SLOTS = 2  # shown at first
 POLL_SECONDS = 1.0
+KEPT_CURVES = 8  # jobs' curves kept drawn, for the pages that poll them
+CURVE = gr.Plot(format="png", render=False)  # draws a job's curves once for every page (`TrainPage.curve`)
 PREPARING = "⏳ Preparing the download: {seconds:.0f} s so far"
 DOWNLOADS = {"model folder (zip)": "zip", **page_downloads()}  # label -> kind: /download takes the kind
 # Prepared downloads never fetched: at most this many are kept (the oldest go first), none longer than this.
@@ -108,6 +110,8 @@ class TrainPage:
         gr.set_static_paths([self.downloads])
         self._starting = threading.Lock()  # one Train at a time fills a training folder
         self._correcting = threading.Lock()  # a correction's limits are checked and its image written as one step
+        self._curves: dict[tuple[str, int], object] = {}  # (job id, epochs) -> its curves, drawn (`curve`)
+        self._drawing = threading.Lock()
         self.view_size = 0  # how many outputs the model view beside a prediction has (`wire_corrections` sets it)
 
     def publish(self, job: Job, result) -> None:
@@ -248,11 +252,22 @@ class TrainPage:
         """(status line, curves figure or None, details as JSON) of a job: the figure is curves.png's (accuracy and
         loss on their own axes, whole epochs), drawn from the epochs so far."""
         snapshot = job.snapshot()
-        epochs = snapshot["epochs"]
-        history = {key: [epoch[key] for epoch in epochs if key in epoch] for key in (epochs[-1] if epochs else ())}
-        history.pop("epoch", None)
-        curve = curves_figure(history, size=(8, 3.2)) if epochs else None
-        return self.describe(job, snapshot), curve, snapshot
+        return self.describe(job, snapshot), self.curve(job.id, snapshot["epochs"]), snapshot
+
+    def curve(self, job_id: str, epochs: list[dict]):
+        """The curves of a job's epochs so far, as the page's plot takes them, or None before the first epoch. Drawn
+        once per epoch, not once per poll of each page: a drawing costs most of a second on 2 busy cores."""
+        if not epochs:
+            return None
+        key = (job_id, len(epochs))
+        with self._drawing:  # one drawing of each epoch, however many pages poll at once
+            if key not in self._curves:
+                history = {metric: [epoch[metric] for epoch in epochs if metric in epoch] for metric in epochs[-1]}
+                history.pop("epoch")
+                while len(self._curves) >= KEPT_CURVES:  # the oldest first (dicts keep their order)
+                    del self._curves[next(iter(self._curves))]
+                self._curves[key] = CURVE.postprocess(curves_figure(history, size=(8, 3.2)))
+            return self._curves[key]
 
     def describe(self, job: Job, snapshot: dict) -> str:
         """One line on where the job is."""
@@ -622,7 +637,9 @@ def build_train_tab(page: TrainPage) -> TrainTab:
         job=gr.State(""),
         timer=gr.Timer(POLL_SECONDS, active=False),
         status=gr.Markdown(),
-        curve=gr.Plot(label="Accuracy and loss per epoch", format="png", show_label=False),  # the figure has titles
+        curve=gr.Plot(
+            label="Accuracy and loss per epoch", format=CURVE.format, show_label=False
+        ),  # the figure has titles
         details=gr.JSON(label="Job details", visible=False),
     )
     with gr.Accordion("Download the picked model", open=False):
