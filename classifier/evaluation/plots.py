@@ -1,7 +1,8 @@
 """PNG plots of a trained model: learning curves, confusion matrix, the most confidently wrong images.
 
-matplotlib is imported inside `_pyplot()` with the Agg backend (files only, no display), so
-importing this module is free and training pays for matplotlib only when it draws.
+matplotlib is imported inside `_pyplot()` with the Agg backend (files only, no display), or inside
+`curves_figure` (a Figure outside pyplot, which the web page draws too), so importing this module is free and
+training pays for matplotlib only when it draws.
 """
 
 from __future__ import annotations

@@ -17,8 +17,10 @@ refuses URLs (`no_fetch`); a folder on the server is read only when the app runs
   into the model's training folder under that class at once, and says so; "Add to <predicted class>"
   saves it under the prediction's class (a right answer worth learning from). `/retrain` trains the
   model again on its folder with the tab's options it was trained with (the feature cache makes only
-  the new images cost a backbone pass). The row shows only for a model the page can correct: one of
-  models-dir/NAME with its training folder models-dir/NAME.data (not a CLI-trained model, nor a --model).
+  the new images cost a backbone pass); its stages and how it ended show in the row (its own timer polls the
+  job) as in the Train tab, and once done the card beside the prediction turns to the new model. The row shows
+  only for a model the page can correct: one of models-dir/NAME with its training folder models-dir/NAME.data
+  (not a CLI-trained model, nor a --model).
 - A class the user named is never dropped or merged silently: a named slot with no photo, a class none of
   whose photos training can read, a zip's or folder's class folder with no image, and two classes of the
   same name (or names differing only in case) are refused naming the class, before anything is written.
@@ -28,7 +30,9 @@ refuses URLs (`no_fetch`); a folder on the server is read only when the app runs
   (`metadata.public_json`): every absolute path of the server in them cut to its last part. The model
   folder keeps its own (export and evaluate read the training folder back from data.root).
   Gradio serves that folder in place (a static path, no copy in its cache) and `SentOnce` deletes a
-  download once sent whole; at most KEPT_DOWNLOADS never fetched are kept.
+  download once sent whole; at most KEPT_DOWNLOADS never fetched are kept. A zip holds the files at its
+  top, so the folder it is unpacked into is the model. While one is made the page says the time so far
+  (its own timer), not Gradio's progress, which shows a total guessed from earlier calls.
 
 A served model is the operator's: Train refuses any name the page serves (a `--model` from outside the
 models folder too) and any name the models folder already holds, and the models folder is never a model

@@ -6,6 +6,10 @@ preprocessing path (`images.model_pixels`: the accepted formats, EXIF, every mod
 budget, then the model's resize). A bad upload, or a model folder refused at load, raises `gr.Error`
 naming it, shown on the page and returned to API callers; the server keeps serving.
 
+The page shows figures as serving/wording.py words them: one rounding rule for a probability (the answer, its
+bars drawn by `answer_html`, the card's threshold, the Many images table, the metrics), every accuracy beside the
+images it was measured on, dates in the browser's time zone.
+
 `launch` serves the page to strangers: what they can send, fetch and cost the server is set there
 and in app_guard.py (queue only, `Limits`, uploads only, no URLs, only the shown files readable).
 """
