@@ -74,7 +74,19 @@ from ..model.metadata import public_json
 from .app_guard import FETCH_ROUTE, no_fetch, text_inputs, upload_path, upload_source
 from .limits import MAX_TEXT, check_models_dir, limit_hit
 from .wording import page_message
-from .workbench import BACKBONES, DEFAULT_BACKBONE, DONE, EPOCHS, FINISHED, IMAGE_SIZE, Job, Workbench, tab_config
+from .workbench import (
+    BACKBONES,
+    CANCELLED,
+    DEFAULT_BACKBONE,
+    DONE,
+    EPOCHS,
+    FAILED,
+    FINISHED,
+    IMAGE_SIZE,
+    Job,
+    Workbench,
+    tab_config,
+)
 
 CLASS_SLOTS = 6  # class slots the tab can show; a zip or a folder brings more classes
 FIRST_SLOTS = 2  # shown at first
@@ -214,7 +226,7 @@ class TrainPage:
         line = self.describe(job, job.snapshot())
         if job.state == DONE:
             return f"Retrained. {line} The card shows the new model; classify again to use it."
-        return ("Retrain failed. " if job.state in FINISHED else "Retraining… ") + line
+        return {FAILED: "Retrain failed. ", CANCELLED: "Retrain cancelled. "}.get(job.state, "Retraining… ") + line
 
     def job(self, job_id: str | None) -> Job:
         """The job `job_id`, or the server's current job when no id is given (a page loaded after it started)."""
