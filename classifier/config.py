@@ -71,11 +71,25 @@ class TrainConfig:
     )
 
     # Model.
-    backbone: str = option("inception_v3", "pretrained network to build on")
+    preset: str | None = option(
+        None,
+        "a named recipe (default, fast, accurate: see docs/training.md) that sets the options it names; an option "
+        "left at its default takes the preset's value, one given with another value keeps it",
+    )
+    backbone: str = option(
+        "inception_v3",
+        "pretrained network to build on: a registry name (see docs/training.md), or keras:FILE.keras (any Keras "
+        "model file of built-in layers, its own scaling inside)",
+    )
     weights: str = option(
         "imagenet",
-        "backbone weights: imagenet (shipped in the package for mobilenet_v2 --alpha 0.35, else Keras' download "
-        "cache), none (train from scratch), or a Keras weights FILE",
+        "backbone weights: imagenet (its file in --weights-dir, else shipped in the package for mobilenet_v2 --alpha "
+        "0.35, else Keras' download cache; a keras: backbone's own), none (train from scratch), or a weights FILE",
+    )
+    weights_dir: str | None = option(
+        None,
+        "folder holding ImageNet weights files by their documented names (docs/training.md), where --weights imagenet "
+        "looks first, offline (default: env CLASSIFIER_WEIGHTS_DIR, where a file missing falls back to the download)",
     )
     cut_layer: str | None = option(
         None,
@@ -193,6 +207,19 @@ class TrainConfig:
     resume: bool = option(
         False,
         "continue an interrupted run of the same command from its last completed epoch (saved in <out>.checkpoint/)",
+    )
+
+    # Accuracy levers at the end of a run (model/flips.py, training/pipeline.py).
+    flip_average: bool = option(
+        False,
+        "test-time flips: the saved model averages its probabilities on each image and on its mirror image (one more "
+        "backbone pass per prediction); training reports validation accuracy without and with the averaging",
+    )
+    refit: bool = option(
+        False,
+        "once validation has chosen the epochs (all of them, or the best with --patience), train the head again from "
+        "its initial weights on train + validation for that many epochs and save that head (the test split stays "
+        "held out; the validation figures are then from the run before the refit)",
     )
 
     def validate(self) -> "TrainConfig":

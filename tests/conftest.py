@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"  # real weights and photos beside the repo (absent on a user's clone)
@@ -106,6 +109,21 @@ def random_mobilenet_weights(random_weights) -> Path:
     """The cheapest backbone with weights, MobileNetV2 at --alpha 0.35, random init (see `random_weights`): for tests
     of the feature cache's and the strategies' mechanics, where the network is not under test."""
     return random_weights("mobilenet_v2", alpha=0.35)
+
+
+def holdout_folders(root: Path, per_class: int, validation_per_class: int, test_per_class: int, size: int) -> dict:
+    """Shapes in train/, validation/ and test/ under root/clean, and the same under root/poisoned but for a poisoned
+    test/: all but one square filed as circles, and a triangle replaced by noise made here (an image unlike any
+    shape). A model trained on either must be the same: the test split never reaches training."""
+    clean = make_shapes_dataset(root / "clean", per_class, size=size, seed=0, validation_per_class=validation_per_class)
+    make_shapes_dataset(clean / "test", per_class=test_per_class, size=size, seed=5)
+    poisoned = root / "poisoned"
+    shutil.copytree(clean, poisoned)
+    for path in sorted((poisoned / "test" / "square").iterdir())[1:]:
+        path.rename(poisoned / "test" / "circle" / f"relabelled_{path.name}")
+    noise = np.random.default_rng(1).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(sorted((poisoned / "test" / "triangle").iterdir())[0])
+    return {"clean": clean, "poisoned": poisoned, "root": root}
 
 
 def free_port() -> int:

@@ -138,7 +138,7 @@ METADATA_KEYS = [
     "class_names", "image_size", "backbone", "cut_layer", "weights", "input", "config", "data", "history",
     "val_accuracy", "best_val_accuracy", "epochs_run", "train_seconds", "trained_at", "parameters", "versions",
     "stages", "fine_tune_start_epoch", "validation_metrics", "timing", "distribution", "min_confidence",
-    "min_confidence_coverage", "test",
+    "min_confidence_coverage", "test", "backbone_files", "flips", "refit",
 ]  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MOBILENET_STEM, TINY, run_main, tiny_config
+from conftest import MOBILENET_STEM, TINY, holdout_folders, run_main, tiny_config
 from PIL import Image
 
 from classifier import evaluate as evaluate_module
@@ -40,16 +40,7 @@ STEM = {**MOBILENET_STEM, "weights": "imagenet", "epochs": 2}
 def folders(tmp_path_factory) -> dict[str, Path]:
     """The same train/ and validation/ twice, one with a clean test/ folder and one with a poisoned one: most
     square test images filed as circles, and a triangle replaced by noise made here (an image unlike any shape)."""
-    root = tmp_path_factory.mktemp("holdout")
-    clean = make_shapes_dataset(root / "clean", per_class=12, size=48, seed=0, validation_per_class=34)
-    make_shapes_dataset(clean / "test", per_class=8, size=48, seed=5)
-    poisoned = root / "poisoned"
-    shutil.copytree(clean, poisoned)
-    for path in sorted((poisoned / "test" / "square").iterdir())[1:]:
-        path.rename(poisoned / "test" / "circle" / f"relabelled_{path.name}")
-    noise = np.random.default_rng(1).integers(0, 256, (48, 48, 3), dtype=np.uint8)
-    Image.fromarray(noise).save(sorted((poisoned / "test" / "triangle").iterdir())[0])
-    return {"clean": clean, "poisoned": poisoned, "root": root}
+    return holdout_folders(tmp_path_factory.mktemp("holdout"), 12, validation_per_class=34, test_per_class=8, size=48)
 
 
 @pytest.fixture(scope="module")

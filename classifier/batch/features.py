@@ -9,6 +9,10 @@ the entries already cached, and cuts the rest into chunks of `--chunk-size` imag
 each; Beam spreads the chunks over its workers, and each worker builds the frozen backbone once
 and runs `features.backbone_batches` on its chunks, the same computation as `train`'s own pass.
 
+With `--flip-average` the fill is the same: the features of the images as they are. The validation images' mirror
+images, which training scores the averaging with, are left to `train` (one pass over the validation images, cached
+like the rest).
+
 Augmented copies: an image's copy k is drawn from `--seed`, k and the image's content alone
 (`features.backbone_batches`), so a fill makes the very copies `train`'s own pass makes, whatever the
 chunks and workers.

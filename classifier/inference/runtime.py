@@ -3,7 +3,9 @@
 A model's frozen part (its backbone's scaling, the backbone, the pooling: pixels at the model's size
 -> feature vector) is about 93% of a prediction's time, and LiteRT's XNNPACK kernels run it about
 twice as fast as TensorFlow's on a CPU, with the same features to float rounding (figures:
-benchmarks/README.md, "Waiting times"). The head, small and retrained often, stays in TensorFlow.
+benchmarks/README.md, "Waiting times"). The head, small and retrained often, stays in TensorFlow. A test-time
+flips model (model/flips.py) runs its frozen part on each image and its mirror image, one batch, and averages its
+head's answers, as the model does.
 
 Converting takes a while (about 20 s for InceptionV3 to mixed7 on 2 cores), so it is done once per
 distinct frozen part and kept in ~/.cache/classifier/litert/ (under $XDG_CACHE_HOME when set). The
@@ -36,7 +38,8 @@ from ..config import user_cache_dir
 from ..console import Log, say
 from ..errors import UsageError, first_line
 from ..model.artifacts import DEFAULT_ENGINE, ENGINES
-from ..model.network import feature_extractor, head
+from ..model.flips import average
+from ..model.network import feature_extractor, flips, head
 from ..model.tflite import LiteRTModel, convert_tflite
 
 CACHE_FORMAT = 1  # bump when what a cache entry holds changes, so older entries are not used
@@ -64,7 +67,21 @@ def probabilities_function(
         return "tensorflow", lambda pixels: whole(tf.convert_to_tensor(pixels, tf.float32)).numpy()
     classify = head(model)
     on_features = _traced(classify, tf.TensorSpec(classify.input.shape, tf.float32))
+    if flips(model):
+        return "litert", _flip_averaged(features, on_features)
     return "litert", lambda pixels: on_features(tf.convert_to_tensor(features(pixels))).numpy()
+
+
+def _flip_averaged(features, on_features) -> Probabilities:
+    """A test-time flips model's call (model/flips.py) as the model computes it: the frozen part on the pixels and
+    their mirror images in one batch, the head on every vector, each image's two answers averaged."""
+
+    def probabilities(pixels: np.ndarray) -> np.ndarray:
+        both = np.concatenate([pixels, np.flip(pixels, axis=2)])  # (2N, H, W, 3): axis 2 is the width
+        answers = on_features(tf.convert_to_tensor(features(both))).numpy()
+        return average(answers[: len(pixels)], answers[len(pixels) :])
+
+    return probabilities
 
 
 def _traced(model, spec):

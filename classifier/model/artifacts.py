@@ -1,4 +1,5 @@
-"""The model folder: `model.keras`, `metadata.json`, `labels.txt` (and `hub/` for a hub: backbone), written atomically.
+"""The model folder: `model.keras`, `metadata.json`, `labels.txt` (and `hub/` for a hub: backbone, `backbone.keras` for
+a keras: one), written atomically.
 
 `save_model_dir` writes one, `read_metadata` reads its `metadata.json` as a `ModelMetadata`
 (classifier/model/metadata.py says what it holds), `load_model` loads its network.
@@ -19,12 +20,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 from pathlib import Path
 from typing import Callable
 
 from ..atomic import recover, staged_dir, write_json
 from ..errors import UsageError
-from .metadata import ModelMetadata
+from ..files import sha256_of
+from .metadata import KERAS_PREFIX, ModelMetadata
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
@@ -82,7 +85,8 @@ def check_output_dir(
 
 def save_model_dir(out: str | Path, model, metadata: ModelMetadata, extra=None) -> Path:
     """Write the model, its metadata and labels (in prediction order) atomically to `out`; a hub: backbone's
-    SavedModel is copied in as `hub/`, so the folder needs nothing outside itself.
+    SavedModel is copied in as `hub/`, and a keras: backbone's file as `backbone.keras` (recorded in
+    `metadata.backbone_files`, for a retrain), so the folder needs nothing outside itself.
 
     `extra(folder)` may add more files (plots, metrics) before the folder is moved into place.
     """
@@ -91,11 +95,42 @@ def save_model_dir(out: str | Path, model, metadata: ModelMetadata, extra=None) 
     with staged_dir(out) as folder:
         model.save(folder / MODEL_FILE)
         bundle_hub_models(model, folder)
+        metadata.backbone_files = carry_files(metadata.backbone, folder)
         write_json(folder / METADATA_FILE, metadata.to_dict())
         write_labels(folder, metadata.class_names)
         if extra is not None:
             extra(folder)
     return Path(out)
+
+
+COPY_NAME = "backbone{}.keras"  # a model folder's copy of its keras: file(s): backbone.keras, backbone-2.keras...
+
+
+def carry_files(backbone: str, folder: Path) -> list[dict]:
+    """Copy the file of each keras: part of `backbone` (a resolved config's: absolute paths, parts joined by +)
+    into the model folder being written; what metadata.json's `backbone_files` records of them."""
+    carried = []
+    for part in (part for part in backbone.split("+") if part.startswith(KERAS_PREFIX)):
+        name = COPY_NAME.format(f"-{len(carried) + 1}" if carried else "")
+        shutil.copyfile(part[len(KERAS_PREFIX) :], folder / name)
+        carried.append({"backbone": part, "file": name, "sha256": sha256_of(folder / name)})
+    return carried
+
+
+def carried_copy(part: str, out: str | Path | None) -> Path | None:
+    """The copy of keras: backbone `part` that the model folder `out` carries (its metadata.json records it and the
+    copy's content is what it recorded), as an absolute path; None without one."""
+    if out is None or not is_model_dir(out):
+        return None
+    folder = Path(os.path.abspath(out))
+    entries = read_metadata(out).backbone_files  # a folder's own word, checked: a list of objects naming a file here
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or entry.get("backbone") != part:
+            continue
+        copy = folder / str(entry.get("file", ""))
+        if copy.parent == folder and copy.is_file() and sha256_of(copy) == entry.get("sha256"):
+            return copy
+    return None
 
 
 def write_labels(folder: Path, class_names: list[str]) -> None:

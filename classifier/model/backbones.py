@@ -2,13 +2,17 @@
 
 A backbone here is a function from a 0..255 RGB image batch at a fixed size to a feature map or
 vector. Its own input preprocessing is a layer inside the saved model, so nobody who loads a model
-can feed it pixels scaled the wrong way. `hub:HANDLE` builds a TF-Hub feature vector (see hub.py).
+can feed it pixels scaled the wrong way. `hub:HANDLE` builds a TF-Hub feature vector (see hub.py);
+`keras:FILE.keras` any Keras model file of built-in layers, with its scaling inside (see kerasfile.py).
 
-`--weights imagenet` means Keras' own download, except where the package ships the file itself
-(`BUNDLED_WEIGHTS`, in classifier/model/weights/ with its NOTICE): MobileNetV2 0.35 then trains with no
-download, at any image size (convolution weights do not depend on it). `weights_key` names the
-weights for the feature cache by the file's content, so the bundled file and the same file passed
-as `--weights FILE` share cached features.
+`--weights imagenet` means, in this order: the backbone's file in the weights folder (`--weights-dir`,
+else $CLASSIFIER_WEIGHTS_DIR), under one of the names its entry's `weights_files` gives (Keras' own
+download name first; docs/training.md has the table); the file the package ships (`BUNDLED_WEIGHTS`, in
+classifier/model/weights/ with its NOTICE: MobileNetV2 0.35 trains with no download, at any image size,
+since convolution weights do not depend on it); else Keras' own download. `resolve()` works this out once
+and the resolved config names the file. `weights_key` names the weights for the feature cache by the
+file's content, so the bundled file, the weights folder's copy and the same file passed as
+`--weights FILE` share cached features; `backbone_key` names a keras: backbone by its file's content.
 """
 
 from __future__ import annotations
@@ -27,24 +31,30 @@ from ..config import TrainConfig
 from ..console import Log, say
 from ..errors import UsageError, first_line
 from ..files import sha256_of
-from .metadata import HUB_PREFIX, TOP  # the names metadata.json records, too
+from . import kerasfile
+from .artifacts import carried_copy
+from .metadata import HUB_PREFIX, KERAS_PREFIX, TOP  # the names metadata.json records, too
+from .presets import apply_preset
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"  # package data (pyproject.toml), with its NOTICE
 # (backbone, alpha) -> the ImageNet weights file shipped in WEIGHTS_DIR that --weights imagenet loads.
 BUNDLED_WEIGHTS = {("mobilenet_v2", 0.35): "mobilenet_v2_0.35_224_no_top.h5"}
 SCALING_LAYER = "backbone_scaling"  # every backbone's input preprocessing layer, the first after the model's Resizing
+WEIGHTS_DIR_ENV = "CLASSIFIER_WEIGHTS_DIR"  # --weights-dir when the flag is not given
+BATCH_NORM = keras.layers.BatchNormalization  # never unfrozen (finetune.py), so never where fine-tuning starts
 
 
 class WeightsUnavailable(UsageError):
     """A backbone's ImageNet weights could not be downloaded (offline, or the server refused): the command line's
     message names its flags; `backbone` and `reason` let the page word it its own way (serving/wording.py)."""
 
-    def __init__(self, backbone: str, reason: str):
+    def __init__(self, backbone: str, reason: str, names: str):
         super().__init__(
             f"--weights imagenet: could not get the {backbone} ImageNet weights ({reason}); "
-            "pass --weights FILE with a local Keras weights file, or --weights none to train from scratch"
+            f"put {names} in a folder and pass --weights-dir DIR, or pass --weights FILE, or --weights none to "
+            "train from scratch"
         )
-        self.backbone, self.reason = backbone, reason
+        self.backbone, self.reason, self.names = backbone, reason, names
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,9 @@ class Backbone:
         2
     )  # alpha -> --augment-copies when none is given (docs/design.md)
     page: tuple[PageChoice, ...] = ()  # the Train tab's choices of this backbone; (): not offered on the page
+    # (alpha, image size) -> the names its ImageNet weights file may have in --weights-dir, Keras' download name first
+    weights_files: Callable[[float, int], tuple[str, ...]] = lambda alpha, size: ()
+    downloads: bool = True  # False: no download exists, --weights imagenet needs its file (in --weights-dir)
 
 
 def scaling(scale: float, offset: float) -> Callable[[], "keras.layers.Layer"]:
@@ -94,8 +107,14 @@ def caffe_preprocessing() -> "keras.layers.Layer":
     return layer
 
 
-def _inception_v3(input_shape, weights, alpha):
-    return keras.applications.InceptionV3(include_top=False, weights=weights, input_shape=input_shape)
+def keras_application(constructor: str) -> Callable[..., "keras.Model"]:
+    """A `build` for keras.applications.<constructor> without its top (and with its own input scaling inside, where
+    Keras' default include_preprocessing=True puts one: EfficientNet, EfficientNetV2, ConvNeXt, MobileNetV3)."""
+
+    def build(input_shape, weights, alpha):
+        return getattr(keras.applications, constructor)(include_top=False, weights=weights, input_shape=input_shape)
+
+    return build
 
 
 def _inception_fine_tune_from(cut: str) -> str:
@@ -112,12 +131,48 @@ def _mobilenet_v2(input_shape, weights, alpha):
     return keras.applications.MobileNetV2(include_top=False, weights=weights, input_shape=input_shape, alpha=alpha)
 
 
-def _efficientnet_b0(input_shape, weights, alpha):
-    return keras.applications.EfficientNetB0(include_top=False, weights=weights, input_shape=input_shape)
+MOBILENET_V2_ROWS = (96, 128, 160, 192, 224)  # the sizes Keras has MobileNetV2 weights files for (else 224's)
 
 
-def _resnet50(input_shape, weights, alpha):
-    return keras.applications.ResNet50(include_top=False, weights=weights, input_shape=input_shape)
+def _mobilenet_v2_files(alpha: float, size: int) -> tuple[str, ...]:
+    """Keras' download name at the size it would pick, its 224 px one, and the name ../shared/weights uses."""
+    rows = size if size in MOBILENET_V2_ROWS else 224
+    keras_names = [f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{r}_no_top.h5" for r in (rows, 224)]
+    return (*dict.fromkeys(keras_names), f"mobilenet_v2_{float(alpha)}_224_no_top.h5")
+
+
+EFFICIENTNET_LITE2_FILE = "efficientnet_lite2_imagenet_notop.keras"  # its documented name in --weights-dir
+
+
+def _efficientnet_lite2(input_shape, weights, alpha):
+    """EfficientNet-Lite2 from its Keras model file (kerasfile.py): `weights` is that file, as resolve() found it
+    in --weights-dir (or --weights FILE); Keras has no such network to download or to build from scratch."""
+    if weights is None:
+        raise UsageError(
+            f"--weights none: efficientnet_lite2's architecture comes only with its file; to train it from scratch, "
+            f"pass --backbone keras:PATH/{EFFICIENTNET_LITE2_FILE} --weights none"
+        )
+    if weights == "imagenet":  # resolve() finds the file or stops; a caller that skipped it gets the same line
+        raise UsageError(
+            f"--backbone efficientnet_lite2: its network comes only as the file {EFFICIENTNET_LITE2_FILE} (no "
+            "download exists); put it in a folder and pass --weights-dir DIR, or pass --weights FILE"
+        )
+    return kerasfile.network(weights, input_shape, "imagenet", label=f"--backbone efficientnet_lite2 ({weights})")
+
+
+def keras_family(name: str, constructor: str, default_size: int, fine_tune_from: str, weights_file: str) -> Backbone:
+    """A registry entry for one of Keras' modern families: its rescaling inside the network (so ours is the
+    identity), at least 32 px, the whole network by default, `weights_file` its Keras download name."""
+    return Backbone(
+        name,
+        keras_application(constructor),
+        scaling(1.0, 0.0),
+        min_size=32,
+        default_cut=None,
+        default_size=default_size,
+        fine_tune_from=lambda cut: fine_tune_from,
+        weights_files=lambda alpha, size: (weights_file,),
+    )
 
 
 SIMPLE_CNN_FILTERS = (16, 32, 64)
@@ -155,11 +210,12 @@ BACKBONES: dict[str, Backbone] = {
             PageChoice("MobileNetV2 0.35 (bundled weights, fastest)", {"alpha": 0.35}),
             PageChoice("MobileNetV2 1.0", {"alpha": 1.0}),
         ),
+        weights_files=_mobilenet_v2_files,
     ),
     "efficientnet_b0": Backbone(
         # Keras' EfficientNet rescales and normalises inside the network, so it takes 0..255 as is.
         "efficientnet_b0",
-        _efficientnet_b0,
+        keras_application("EfficientNetB0"),
         scaling(1.0, 0.0),
         min_size=32,
         default_cut=None,
@@ -168,12 +224,13 @@ BACKBONES: dict[str, Backbone] = {
             "block7a_expand_conv"
         ),  # about the top 20 layers, as the Keras EfficientNet fine-tuning guide
         page=(PageChoice("EfficientNetB0"),),
+        weights_files=lambda alpha, size: ("efficientnetb0_notop.h5",),
     ),
     "inception_v3": Backbone(
         # 150 px, the course's size, not its pretraining size 299: a third of the pixels, and frozen
         # mixed7 features still carry most of what 299 gives (benchmarks/README.md has the probe's figures).
         "inception_v3",
-        _inception_v3,
+        keras_application("InceptionV3"),
         scaling(1 / 127.5, -1.0),
         min_size=75,
         default_cut="mixed7",
@@ -183,15 +240,21 @@ BACKBONES: dict[str, Backbone] = {
         # each is a backbone pass per photo (figures: benchmarks/README.md). --augment-copies N asks for them.
         augment_copies=lambda alpha: 0,
         page=(PageChoice("InceptionV3 (the course's)"),),
+        # Keras' download, or ../shared/weights' rebuild of the 2015 release (exact up to mixed8: its README).
+        weights_files=lambda alpha, size: (
+            "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            "inception_v3_no_top_to_mixed8.h5",
+        ),
     ),
     "resnet50": Backbone(
         "resnet50",
-        _resnet50,
+        keras_application("ResNet50"),
         caffe_preprocessing,
         min_size=32,
         default_cut=None,
         default_size=224,
         fine_tune_from=lambda cut: "conv5_block1_1_conv",  # the last stage (conv5)
+        weights_files=lambda alpha, size: ("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",),
     ),
     "simple_cnn": Backbone(
         "simple_cnn",
@@ -201,6 +264,52 @@ BACKBONES: dict[str, Backbone] = {
         default_cut=None,
         default_size=150,
         pretrained=False,
+    ),
+    # Keras' modern families. Their ImageNet weights are Keras' downloads (on a connected machine, or their files in
+    # --weights-dir), so their accuracy was NOT measured here (offline; tested with random weights only). Each
+    # keeps Keras' own input scaling inside the network: EfficientNetV2-B* rescales to [0, 1] and normalises by the
+    # ImageNet mean and variance, ConvNeXt normalises 0..255 by them, MobileNetV3 rescales to [-1, 1]. Sizes: Keras'
+    # defaults (their pretraining sizes); fine-tuning starts at the last stage.
+    **{
+        f"efficientnet_v2_b{index}": keras_family(
+            f"efficientnet_v2_b{index}",
+            f"EfficientNetV2B{index}",
+            size,
+            "block6a_expand_conv",
+            f"efficientnetv2-b{index}_notop.h5",
+        )
+        for index, size in enumerate((224, 240, 260, 300))
+    },
+    "convnext_tiny": keras_family(
+        "convnext_tiny", "ConvNeXtTiny", 224, "convnext_tiny_downsampling_block_2", "convnext_tiny_notop.h5"
+    ),
+    "mobilenet_v3_large": keras_family(
+        "mobilenet_v3_large",
+        "MobileNetV3Large",
+        224,
+        "expanded_conv_12_expand",
+        "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+    ),
+    "mobilenet_v3_small": keras_family(
+        "mobilenet_v3_small",
+        "MobileNetV3Small",
+        224,
+        "expanded_conv_8_expand",
+        "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+    ),
+    # EfficientNet-Lite2 (ImageNet top-1 77.6% in Google's release; ../shared/weights/README.md): its network and
+    # weights come only as a Keras model file of built-in layers (scaling inside, any size, 260 px its own, 1280
+    # channels), loaded as a keras: backbone is. Not on the page: it needs that file.
+    "efficientnet_lite2": Backbone(
+        "efficientnet_lite2",
+        _efficientnet_lite2,
+        scaling(1.0, 0.0),
+        min_size=32,
+        default_cut=None,
+        default_size=260,
+        fine_tune_from=lambda cut: "block7a_expand_conv",  # about the top 20 layers, as efficientnet_b0's
+        weights_files=lambda alpha, size: (EFFICIENTNET_LITE2_FILE,),
+        downloads=False,
     ),
 }
 
@@ -232,6 +341,34 @@ def hub_backbone(handle: str):
     )
 
 
+def keras_backbone(path: str) -> Backbone:
+    """A registry-style Backbone for `keras:PATH`: the Keras model file's network (kerasfile.py), its own scaling
+    inside; by default at its fixed input size if it has one, else 224 px, the whole network, and fine-tuning from
+    the weighted layer (BatchNorm aside) two thirds of the way up to the cut."""
+    if not path:
+        raise UsageError(f"--backbone {KERAS_PREFIX} needs a file after the colon, e.g. keras:backbones/mine.keras")
+
+    def build(input_shape, weights, alpha):
+        return kerasfile.network(path, input_shape, weights)
+
+    def fine_tune_from(cut: str) -> str:
+        layers = kerasfile.load(path).layers
+        names = [layer.name for layer in layers]
+        below = layers[: names.index(cut) + 1] if cut in names else layers
+        weighted = [layer.name for layer in below if layer.weights and not isinstance(layer, BATCH_NORM)]
+        return weighted[len(weighted) * 2 // 3] if weighted else names[-1]
+
+    return Backbone(
+        f"{KERAS_PREFIX}{path}",
+        build,
+        scaling(1.0, 0.0),
+        min_size=kerasfile.MIN_SIZE,
+        default_cut=None,
+        default_size=kerasfile.fixed_size(path) or kerasfile.DEFAULT_SIZE,
+        fine_tune_from=fine_tune_from,
+    )
+
+
 def page_choices() -> dict[str, dict]:
     """The Train tab's backbone choices in registry order: label -> {"backbone": name, **options}."""
     return {
@@ -241,30 +378,45 @@ def page_choices() -> dict[str, dict]:
     }
 
 
-def downloads_weights(backbone_name: str, alpha: float = 1.0) -> bool:
-    """Whether `--weights imagenet` of this backbone needs Keras' download (no file ships with the package)."""
-    return BACKBONES[backbone_name].pretrained and bundled_weights(backbone_name, alpha) is None
+def downloads_weights(backbone_name: str, alpha: float = 1.0, size: int = 224) -> bool:
+    """Whether `--weights imagenet` of this backbone needs Keras' download: it has weights, the package ships no file
+    of them and the weights folder of the environment ($CLASSIFIER_WEIGHTS_DIR) holds none."""
+    backbone = BACKBONES[backbone_name]
+    if not backbone.pretrained or bundled_weights(backbone_name, alpha) is not None:
+        return False
+    folder = os.environ.get(WEIGHTS_DIR_ENV)
+    return not (folder and any(Path(folder, name).is_file() for name in backbone.weights_files(alpha, size)))
 
 
 def get_backbone(name: str) -> Backbone:
     if name.startswith(HUB_PREFIX):
         return hub_backbone(name[len(HUB_PREFIX) :])
+    if name.startswith(KERAS_PREFIX):
+        return keras_backbone(name[len(KERAS_PREFIX) :])
     try:
         return BACKBONES[name]
     except KeyError:
         raise UsageError(
-            f"--backbone {name}: unknown backbone (choose from {', '.join(sorted(BACKBONES))}, or hub:URL_OR_FOLDER)"
+            f"--backbone {name}: unknown backbone (choose from {', '.join(sorted(BACKBONES))}, hub:URL_OR_FOLDER "
+            "or keras:FILE.keras)"
         ) from None
 
 
 def resolve(config: TrainConfig, log: Log = say) -> TrainConfig:
     """`config` checked, with every option it leaves to the backbone (None) filled from the backbone's entry.
 
-    Image size, cut layer (top: the network's output), augmented copies and the first layer fine-tuning
-    unfreezes; a backbone without pretrained weights (simple_cnn) trains from scratch whatever --weights says,
-    and `log` says so. Resolving a resolved config changes nothing.
+    First its --preset's fields (presets.py), then the weights folder (--weights-dir, else $CLASSIFIER_WEIGHTS_DIR)
+    and each keras: file (made absolute; where it is gone, the copy the model folder --out carries), then image
+    size, cut layer (top: the network's output), augmented copies, the first layer fine-tuning unfreezes and the
+    weights file --weights imagenet loads (`imagenet_file`). A backbone without pretrained weights (simple_cnn)
+    trains from scratch whatever --weights says, and `log` says so. Resolving a resolved config changes nothing.
     """
-    backbone = get_backbone(config.validate().backbone)
+    config = apply_preset(config.validate())
+    weights_dir, explicit = weights_folder(config)
+    # The flag's folder is kept (absolute); the environment's is not, so resolving again reads it again, as leniently.
+    kept_dir = weights_dir if explicit else None
+    config = dataclasses.replace(config, weights_dir=kept_dir, backbone=locate_keras_files(config, log))
+    backbone = get_backbone(config.backbone)
     size = config.image_size or backbone.default_size
     if size < backbone.min_size:
         raise UsageError(f"--image-size {size}: {backbone.name} needs at least {backbone.min_size} px")
@@ -279,6 +431,8 @@ def resolve(config: TrainConfig, log: Log = say) -> TrainConfig:
         weights = "none"
     cut = config.cut_layer or backbone.default_cut or TOP
     copies = backbone.augment_copies(config.alpha) if config.augment_copies is None else config.augment_copies
+    if weights == "imagenet":
+        weights = imagenet_file(backbone, config.alpha, size, weights_dir, explicit)
     return dataclasses.replace(
         config,
         weights=weights,
@@ -289,6 +443,58 @@ def resolve(config: TrainConfig, log: Log = say) -> TrainConfig:
         # must equal the interrupted run's, fine_tune_epochs excepted).
         fine_tune_from=config.fine_tune_from or backbone.fine_tune_from(cut),
     )
+
+
+def weights_folder(config: TrainConfig) -> tuple[str | None, bool]:
+    """(the weights folder --weights imagenet looks in, or None; whether --weights-dir named it, so that a file missing
+    there is an error rather than a fall back to the bundled file or Keras' download)."""
+    folder, option = config.weights_dir, "--weights-dir"
+    if folder is None:
+        folder, option = os.environ.get(WEIGHTS_DIR_ENV) or None, WEIGHTS_DIR_ENV
+    if folder is not None and not Path(folder).is_dir():
+        raise UsageError(f"{option} {folder}: not a folder (give the folder holding the weights files)")
+    return (os.path.abspath(folder) if folder else None), config.weights_dir is not None
+
+
+def imagenet_file(backbone: Backbone, alpha: float, size: int, folder: str | None, explicit: bool) -> str:
+    """What --weights imagenet means for `backbone`: its file in `folder` under one of its documented names, else
+    "imagenet" (the bundled file or Keras' download); one line naming the file(s) when `folder` was given on the
+    command line and lacks it (unless the package ships it), or when the backbone has no download and no file."""
+    names = backbone.weights_files(alpha, size)
+    found = next((Path(folder, name) for name in names if folder and Path(folder, name).is_file()), None)
+    if found is not None:
+        return str(found)
+    expected = " or ".join(names)
+    if not backbone.downloads:
+        where = f"{folder} has no {expected}" if folder else "no weights folder was given"
+        raise UsageError(
+            f"--backbone {backbone.name}: its ImageNet network comes only as the file {expected} ({where}); put it in "
+            f"a folder and pass --weights-dir DIR (or set {WEIGHTS_DIR_ENV}), or pass --weights FILE"
+        )
+    if explicit and names and bundled_weights(backbone.name, alpha) is None:
+        raise UsageError(
+            f"--weights-dir {folder}: no ImageNet weights file for {backbone.name} in it (expected {expected}); add "
+            "it, or leave --weights-dir out to use Keras' download"
+        )
+    return "imagenet"
+
+
+def locate_keras_files(config: TrainConfig, log: Log = say) -> str:
+    """`config.backbone` with each keras: part's file (parts join by +) made absolute, or, where that file is gone,
+    the copy the model folder `config.out` carries of it (artifacts.carried_copy): a retrain from a saved config
+    finds it wherever the folder moved; a missing file stays as it is, for loading to name."""
+    parts = []
+    for part in config.backbone.split("+"):
+        path = part[len(KERAS_PREFIX) :] if part.startswith(KERAS_PREFIX) else None
+        if path and os.path.exists(path):
+            part = f"{KERAS_PREFIX}{os.path.abspath(path)}"
+        elif path:
+            copy = carried_copy(part, config.out)
+            if copy is not None:
+                log(f"note: {path} is gone; using the copy the model folder carries, {copy}")
+                part = f"{KERAS_PREFIX}{copy}"
+        parts.append(part)
+    return "+".join(parts)
 
 
 def bundled_weights(backbone_name: str, alpha: float) -> Path | None:
@@ -320,6 +526,15 @@ def _sha256_at(path: str, size: int, mtime_ns: int) -> str:
     return sha256_of(Path(path))
 
 
+def backbone_key(name: str) -> str:
+    """A backbone name for cache keys: a registry or hub: name as it is, each keras: file (parts join by +) by its
+    content's sha256, so that the file and its copy in a model folder share cached features."""
+    return "+".join(
+        f"{KERAS_PREFIX}sha256:{_file_sha256(part[len(KERAS_PREFIX) :])}" if part.startswith(KERAS_PREFIX) else part
+        for part in name.split("+")
+    )
+
+
 def weights_key(backbone_name: str, weights: str, alpha: float) -> str:
     """Which weights a backbone's features come from, for cache keys: a file's content hash (bundled or given),
     else Keras' download by name and width (alpha 1.0 keeps the plain "imagenet" older caches used)."""
@@ -348,7 +563,8 @@ def build_feature_extractor(
         raise
     except Exception as error:  # Keras raises bare Exception for failed downloads
         if source == "imagenet":
-            raise WeightsUnavailable(backbone.name, first_line(error)) from None
+            names = " or ".join(backbone.weights_files(alpha, image_size[0])) or "its weights file"
+            raise WeightsUnavailable(backbone.name, first_line(error), names) from None
         raise UsageError(f"--weights {weights}: cannot load into {backbone.name} ({first_line(error)})") from None
     if cut_layer == TOP:
         return keras.Model(network.inputs, network.output, name="backbone")

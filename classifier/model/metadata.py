@@ -23,12 +23,14 @@ from typing import Any
 from ..errors import UsageError
 from .confidence import check_min_confidence
 
-HUB_PREFIX = "hub:"  # a TF-Hub backbone's name: hub:HANDLE (the registry's too: backbones.py imports these two)
+HUB_PREFIX = "hub:"  # a TF-Hub backbone's name: hub:HANDLE (the registry's too: backbones.py imports these)
+KERAS_PREFIX = "keras:"  # a Keras model file as a backbone: keras:PATH.keras (model/kerasfile.py)
 TOP = "top"  # --cut-layer top, cut_layer "top": the backbone's own output, the whole network
 WHOLE_NETWORK = (None, TOP)  # cut_layer values that mean the whole network (older files say None)
 INPUT = "RGB pixels 0..255, any size (the model resizes); float32 batch (N, H, W, 3)"
-# An absolute path inside a line of text: /a/b or C:\\a\\b, at the start or after a space, a quote, ( or =.
-ABSOLUTE_PATH = re.compile(r"(?:(?<=^)|(?<=[\s'\"(=]))(?:/|[A-Za-z]:\\)[^\s'\"),;]+")
+# An absolute path inside a line of text: /a/b or C:\\a\\b, at the start or after a space, a quote, (, = or keras:.
+ABSOLUTE_PATH = re.compile(r"(?:(?<=^)|(?<=[\s'\"(=])|(?<=keras:))(?:/|[A-Za-z]:\\)[^\s'\"),;]+")
+KERAS_PATH = re.compile(r"(?<=keras:)[^+]+")  # the path of each keras: backbone in a backbone name (parts join by +)
 
 
 @dataclass
@@ -76,6 +78,16 @@ class ModelMetadata:
     # The held-out test split's figures, scored once after the model was final (never used to choose anything):
     # split, from, count, accuracy, macro_f1, per_class, confusion_matrix. None: no test split, or an older file.
     test: dict[str, Any] | None = None
+    # The Keras model files of keras: backbones, copied into the folder so that a retrain needs nothing outside it:
+    # per file {"backbone": "keras:PATH" as the config names it, "file": the copy's name here, "sha256": its content's}.
+    backbone_files: list[dict] = field(default_factory=list)
+    # --flip-average: validation accuracy without and with the mirror image's probabilities averaged in
+    # (validation_accuracy_plain, validation_accuracy_averaged); the saved model averages. None: no flips, older file.
+    flips: dict[str, Any] | None = None
+    # --refit: the head was trained again from its initial weights on train + validation (epochs, images) for the
+    # epochs validation chose; history, val_accuracy, validation_metrics and min_confidence come from the run before
+    # the refit, whose head had not seen the validation images. None: no refit, or an older file.
+    refit: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as they are
 
     @classmethod
@@ -126,12 +138,13 @@ class ModelMetadata:
         "inception_v3, cut at `mixed7`, weights: ImageNet", "TF-Hub model `efficientnet_b0`"."""
         if self.is_hub:
             return f"TF-Hub model `{public_name(self.backbone[len(HUB_PREFIX) :])}`"
+        backbone = public_json(self.backbone)  # a keras: file by its name
         where = "whole network" if self.cut_layer in WHOLE_NETWORK else f"cut at `{self.cut_layer}`"
         if self.weights in (None, "none"):
             weights = "none (trained from scratch)"
         else:
             weights = "ImageNet" if self.weights == "imagenet" else public_name(str(self.weights))
-        return f"{self.backbone}, {where}, weights: {weights}"
+        return f"{backbone}, {where}, weights: {weights}"
 
 
 def _positive_int(value) -> bool:
@@ -163,6 +176,8 @@ def public_json(value):
     if isinstance(value, list):
         return [public_json(item) for item in value]
     if isinstance(value, str):
+        if value.startswith(KERAS_PREFIX) or f"+{KERAS_PREFIX}" in value:  # keras:PATH, alone or a combined part
+            return KERAS_PATH.sub(lambda match: public_name(match.group()), value)
         prefix = HUB_PREFIX if value.startswith(HUB_PREFIX) else ""
         path = value[len(prefix) :]
         absolute = PurePosixPath(path).is_absolute() or PureWindowsPath(path).is_absolute()

@@ -24,13 +24,14 @@ from pathlib import Path
 
 from .._tf import keras
 from ..config import RESIZE_ANTIALIAS, TrainConfig
-from .backbones import HUB_PREFIX, build_feature_extractor, get_backbone
+from .backbones import HUB_PREFIX, backbone_key, build_feature_extractor, get_backbone
 from .finetune import BACKBONE_LAYER
 
 SCRATCH_BATCHNORM_MOMENTUM = 0.9
 FEATURES_LAYER = "pool"
 RESIZE_LAYER = "resize"
 HEAD_LAYER = "head"
+CLASSIFIER_MODEL = "classifier"  # the ordinary classifier nested in a test-time flips model (model/flips.py)
 
 
 # The last frozen backbone built, as (its key, the network, its feature extractors by pooling layer): one entry,
@@ -98,7 +99,7 @@ def _frozen_backbone_key(config: TrainConfig) -> tuple | None:
             return None  # building says what is wrong
         stat = file.stat()
         weights = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)  # an edited file is built again
-    return (config.backbone, config.image_shape, weights, config.cut_layer, config.alpha)
+    return (backbone_key(config.backbone), config.image_shape, weights, config.cut_layer, config.alpha)
 
 
 def build_head(feature_dim: int, config: TrainConfig, num_classes: int):
@@ -113,10 +114,24 @@ def build_head(feature_dim: int, config: TrainConfig, num_classes: int):
     return keras.Model(features, outputs, name=HEAD_LAYER)
 
 
+def classifier(model):
+    """The ordinary classifier in `model` (image -> probabilities in one pass): the one nested in a test-time flips
+    model (model/flips.py), else `model` itself. What trains, and where the backbone and the head live."""
+    nested = [layer for layer in model.layers if layer.name == CLASSIFIER_MODEL and isinstance(layer, keras.Model)]
+    return nested[0] if nested else model
+
+
+def flips(model) -> bool:
+    """Whether `model` averages the probabilities of each image and its mirror image (model/flips.py)."""
+    return classifier(model) is not model
+
+
 def feature_extractor(model):
-    """The full model's frozen part, image -> feature vector: what the feature cache stores. For a model on the
-    shared frozen backbone, the extractor made for the first such model with the same pooling (the same
-    computation), so that its traced graph can be reused (features.traced)."""
+    """The full model's frozen part, image -> feature vector: what the feature cache stores (of a test-time flips
+    model, its classifier's: the image as it is). For a model on the shared frozen backbone, the extractor made for
+    the first such model with the same pooling (the same computation), so that its traced graph can be reused
+    (features.traced)."""
+    model = classifier(model)
     pooling = type(model.get_layer(FEATURES_LAYER)).__name__
     shared = next((entry[2] for entry in _shared_backbone if entry[1] is model.get_layer(BACKBONE_LAYER)), {})
     if pooling not in shared:
@@ -125,8 +140,9 @@ def feature_extractor(model):
 
 
 def head(model):
-    """The full model's trainable head (shares its weights), feature vector -> probabilities."""
-    return model.get_layer(HEAD_LAYER)
+    """The full model's trainable head (shares its weights), feature vector -> probabilities (of a test-time flips
+    model, its classifier's head, which the model applies to the image's features and to its mirror image's)."""
+    return classifier(model).get_layer(HEAD_LAYER)
 
 
 def resize_antialias(model) -> bool:

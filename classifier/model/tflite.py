@@ -4,9 +4,10 @@
 `Predictor` serves the backbone this way (classifier/inference/runtime.py), where LiteRT's XNNPACK
 kernels run the convolutions about twice as fast as TensorFlow's on a CPU (benchmarks/README.md).
 
-Conversion starts after the model's Resizing layer: at the model's size it is the identity (the
+Conversion starts after the model's Resizing layer ("resize"): at the model's size it is the identity (the
 export check proves it), and models saved before the resize rule changed antialias, which has no
-TFLite kernel. So a flatbuffer takes float32 pixels 0..255 at the model's size.
+TFLite kernel. So a flatbuffer takes float32 pixels 0..255 at the model's size; a test-time flips model's
+(model/flips.py) includes the mirror and the averaging.
 
 The converter's C++ step holds Python's GIL from its start to its end (2 s for InceptionV3 to mixed7
 on 2 cores), pausing every other thread of the process; a server converts with `in_subprocess`, in a
@@ -30,7 +31,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from .._tf import keras, quiet_stderr, tf
 from ..errors import first_line
-from .backbones import SCALING_LAYER
+from .network import RESIZE_LAYER
 
 PIXELS_SIGNATURE = "serving_default"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `classifier` package
@@ -80,8 +81,8 @@ def tflite_converter(
 
 @contextlib.contextmanager
 def _saved_model(model, size: tuple[int, int], output: str) -> Iterator[Path]:
-    """A temporary SavedModel of `model` from pixels at its size (after its Resizing layer) to `output`."""
-    at_size = keras.Model(model.get_layer(SCALING_LAYER).input, model.output)
+    """A temporary SavedModel of `model` from pixels at its size (after its Resizing layer, "resize") to `output`."""
+    at_size = keras.Model(model.get_layer(RESIZE_LAYER).output, model.output)
     with tempfile.TemporaryDirectory(prefix="classifier-tflite-") as work:
         saved = Path(work) / "saved"
         # Through a SavedModel: the converter freezes its variables into constants (a concrete

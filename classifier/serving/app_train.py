@@ -207,7 +207,9 @@ class TrainPage:
             if backbone is None:
                 raise UsageError(f"model {name!r}: its backbone is not one of the Train tab's; retrain it with the CLI")
             size, epochs = options["image_size"], options["epochs"]
-            config = tab_config(data, self.app.folder(name), backbone, size, epochs, cache_dir=self.cache_dir)
+            # A model trained with test-time flips (the CLI's --flip-average) stays one.
+            flips = dict(flip_average=bool(options.get("flip_average")))
+            config = tab_config(data, self.app.folder(name), backbone, size, epochs, cache_dir=self.cache_dir, **flips)
             job = self.workbench.submit(name, config)
         return (*self.started(job), job.id, self.retrain_line(job), gr.Timer(active=True))
 

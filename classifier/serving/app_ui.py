@@ -240,6 +240,7 @@ class App:
             f"- **Image size:** {' x '.join(str(side) for side in meta.image_size)} px",
             *validation_lines(meta),
             *held_out_line(meta),
+            *levers_lines(meta),
             f"- **Trained:** {local_time(meta.trained_at)}, {_known(meta.epochs_run)} epochs on "
             f"{_known(meta.data.train_images)} images",
             self.not_sure_line(meta),
@@ -552,6 +553,30 @@ def metrics_markdown(metrics: dict, split: str) -> str:
     warning = few_images_warning(metrics["images"], split)
     accuracy = f"**{accuracy_words(metrics['accuracy'], metrics['images'], split).capitalize()}**"
     return "\n".join(rows) + f"\n\n{accuracy}" + (f"\n\n⚠️ {warning}" if warning else "")
+
+
+def levers_lines(meta: ModelMetadata) -> list[str]:
+    """The card's lines on test-time flips and the refit, for a model trained with them (metadata.json's `flips`,
+    `refit`); none otherwise."""
+    lines = []
+    flips = meta.flips if isinstance(meta.flips, dict) else None
+    if flips is not None:
+        plain, averaged = flips.get("validation_accuracy_plain"), flips.get("validation_accuracy_averaged")
+        lines.append(
+            f"- **Test-time flips:** each image's answer is averaged with its mirror image's (validation accuracy "
+            f"{_fraction(plain)} without, {_fraction(averaged)} with)"
+        )
+    if isinstance(meta.refit, dict):
+        images, epochs = _known(meta.refit.get("images")), _known(meta.refit.get("epochs"))
+        lines.append(
+            f"- **Refit:** the head was trained again on training + validation images ({images}) for {epochs} "
+            "epochs: the validation figures are from the run before the refit, no longer held out"
+        )
+    return lines
+
+
+def _fraction(value) -> str:
+    return percent(value) if isinstance(value, (int, float)) else "unknown"
 
 
 def _known(value) -> str:

@@ -36,7 +36,9 @@ NOT_SERVED = {
 # Hugging Face refuses files over 10 MB outside Git LFS: models, SavedModel graphs and variables, pictures.
 LFS_PATTERNS = ("*.keras", "*.h5", "*.pb", "*.data-*", "*.png", "*.jpg", "*.jpeg", "*.gif", "*.bmp")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
-MODEL_IGNORE = shutil.ignore_patterns(".*", "export")  # exports (SavedModel, TFLite) are not served
+# Exports (SavedModel, TFLite) are not served, nor a keras: backbone's copy (model.keras holds the network; the copy
+# is for retraining, which a Space does not do).
+MODEL_IGNORE = shutil.ignore_patterns(".*", "export", "backbone*.keras")
 
 
 def gradio_pin(requirements: str) -> str:
@@ -100,6 +102,7 @@ def space_readme(title: str, sdk_version: str, python_version: str, model_name: 
         f"An image classifier for {len(metadata.class_names)} classes ({metadata.class_list(20)}). "
         f"Backbone: {metadata.describe_backbone()}"
         + (f"; validation accuracy {accuracy:.3f}" if isinstance(accuracy, (int, float)) else "")
+        + (" (before the head was refit on train + validation)" if metadata.refit is not None else "")
         + (
             f"; test accuracy {metadata.test['accuracy']:.3f} on {metadata.test['count']} held-out images"
             if metadata.test is not None

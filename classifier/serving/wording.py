@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 from ..data.images import ImageError
 from ..errors import UsageError, first_line, quoted
-from ..model.backbones import WeightsUnavailable, page_choices
+from ..model.backbones import WEIGHTS_DIR_ENV, WeightsUnavailable, page_choices
 from ..model.confidence import percent
 
 FEW_IMAGES = 50  # an accuracy measured on fewer images than this is flagged as rough
@@ -76,8 +76,8 @@ def page_message(error: Exception) -> str:
     if isinstance(error, WeightsUnavailable):
         return (
             f"could not download the {error.backbone} ImageNet weights ({error.reason}); this machine may be offline. "
-            f"Choose the backbone {quoted(next(iter(page_choices())))} (its weights ship with the app), or train once "
-            "with internet access (the weights are then kept in Keras' cache, ~/.keras/models)"
+            f"Choose the backbone {quoted(next(iter(page_choices())))} (its weights ship with the app), or put "
+            f"{error.names} in the app's weights folder (${WEIGHTS_DIR_ENV}) and train again"
         )
     if isinstance(error, (UsageError, ImageError)):
         return str(error)

@@ -38,6 +38,8 @@ RESUMABLE_CHANGES = {
     "patience",
     "reduce_lr_on_plateau",
     "worker_timeout",
+    "flip_average",  # acts after the epochs: the checkpoint holds the classifier's weights either way
+    "refit",  # acts after the epochs
 }
 PLATEAU = dict(factor=0.2, patience=2, min_lr=1e-7)
 

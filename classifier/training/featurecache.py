@@ -2,7 +2,8 @@
 `tf.io.gfile` reaches (a local or shared folder; `gs://`, and `s3://` where tensorflow-io registers it).
 
 An entry is one float32 vector keyed by (content sha256 of the image file, variant): variant "clean" is
-the image as it is, "aug-<augmentation key>-<k>" its k-th augmented copy. Per model configuration:
+the image as it is, "aug-<augmentation key>-<k>" its k-th augmented copy, "mirror" the image mirrored left-right
+(test-time flips). Per model configuration:
 
     <cache dir>/<backbone>-<model key>/shards/<name>.npy   up to SHARD_ROWS vectors: one float32 array (rows, *shape)
     <cache dir>/<backbone>-<model key>/index/<name>.json   that shard's index segment: the key of each row ("sha
@@ -13,7 +14,7 @@ The whole API, numpy in and numpy out, with no TensorFlow state (any process may
 the Beam pipeline of classifier.batch_predict):
 
     cache = FeatureCache.for_config(config)     # or FeatureCache(root, augmentation) for a folder or URL
-    cache.variant(copy) -> str                  # "clean" for copy 0, else that augmented copy's variant
+    cache.variant(copy) -> str                  # "clean" for copy 0, "mirror" for MIRROR, else that augmented copy's
     cache.missing(keys) -> list[key]            # the keys (sha256, variant) the index lacks, in order, once each
     cache.write(keys, vectors) -> list[str]     # adds entries: one shard and its segment per SHARD_ROWS of them
     cache.read(keys) -> list[array | None]      # each key's vector, None where absent or unreadable
@@ -54,12 +55,13 @@ import numpy as np
 from .._tf import keras, tf
 from ..config import user_cache_dir
 from ..data.augment import AUGMENTATION_FIELDS
-from ..model.backbones import weights_key
+from ..model.backbones import backbone_key, weights_key
 
 # Part of every model key: bump it whenever decoding, resizing, augmentation or this layout changes what an entry is.
 CACHE_FORMAT = 5  # 5: shards with an index (4: augmentation as ImageDataGenerator's, one .npy per entry)
 SHARD_ROWS = 4096  # vectors per shard file at most: file count, listings and requests stay small
 CLEAN = "clean"  # the variant of an image as it is
+MIRROR = "mirror"  # the variant (and a feature pass's copy) of an image mirrored left-right: test-time flips
 
 Key = tuple[str, str]  # (content sha256, variant)
 gfile = tf.io.gfile
@@ -135,12 +137,13 @@ class FeatureCache:
     @classmethod
     def for_config(cls, config) -> "FeatureCache":
         """The cache of a resolved config (as `metadata.json` saves it)."""
-        folder = re.sub(r"[^\w.-]+", "_", config.backbone)[:40]  # hub:https://... as a folder name
+        backbone = backbone_key(config.backbone)  # a keras: file by its content, wherever it lies
+        folder = re.sub(r"[^\w.-]+", "_", backbone)[:40]  # hub:https://... as a folder name
         augmentation = model_key({name: getattr(config, name) for name in AUGMENTATION_FIELDS})
         key = model_key(
             {
                 "format": CACHE_FORMAT,
-                "backbone": config.backbone,
+                "backbone": backbone,
                 "cut_layer": config.cut_layer,
                 "weights": weights_key(config.backbone, config.weights, config.alpha),
                 "image_size": config.image_shape,
@@ -151,9 +154,9 @@ class FeatureCache:
         )
         return cls(join(cache_dir(config), f"{folder}-{key}"), augmentation)
 
-    def variant(self, copy: int) -> str:
-        """Copy 0 is the image itself; copies 1..K are augmented variants."""
-        return CLEAN if copy == 0 else f"aug-{self.augmentation}-{copy}"
+    def variant(self, copy: int | str) -> str:
+        """Copy 0 is the image itself; copies 1..K are augmented variants; MIRROR is the image mirrored left-right."""
+        return CLEAN if copy == 0 else MIRROR if copy == MIRROR else f"aug-{self.augmentation}-{copy}"
 
     def missing(self, keys) -> list[Key]:
         """The keys the index lacks, in order, each once. (An entry whose shard turns out damaged is not

@@ -11,7 +11,8 @@ vectors back. Its model key hashes everything that changes features (backbone, r
 weights as `backbones.weights_key` names them, image size, pooling, versions), so leaving the cut
 layer to the backbone and naming the same layer share entries; augmented copies are keyed by the
 augmentation settings too. Entries are per file content, so editing one image recomputes that image
-only; an entry that does not load as the extractor's vector is computed again.
+only; an entry that does not load as the extractor's vector is computed again. Test-time flips measure the
+validation images' mirror images, cached as one more variant ("mirror", `mirrored_features`).
 
 With several workers (`--strategy multi-worker`, see distribute.FeatureShare) every worker computes
 only its share of the missing entries into the shared cache, and a worker that trains waits until
@@ -41,7 +42,7 @@ from ..console import Log, Progress, say
 from ..data.augment import AUGMENTATION_FIELDS, augment_image
 from ..data.pipeline import Split, content_hashes, copies_dataset  # noqa: F401 (content_hashes: this module's API)
 from ..errors import UsageError
-from .featurecache import CACHE_FORMAT, SHARD_ROWS, FeatureCache, default_cache_dir, is_url  # noqa: F401 (API)
+from .featurecache import CACHE_FORMAT, MIRROR, SHARD_ROWS, FeatureCache, default_cache_dir, is_url  # noqa: F401 (API)
 
 POLL_SECONDS = 2.0  # how often a waiting worker looks at the index for the other workers' shares
 
@@ -96,13 +97,19 @@ def _merged_passes(passes: list, todo: list) -> tuple[Split, np.ndarray, dict]:
             offsets[id(split)] = len(paths)
             paths, orientations, hashes = paths + split.paths, orientations + split.orientations, hashes + split_hashes
     images = Split(paths, [0] * len(paths), orientations, hashes)  # labels: not part of a feature
-    wanted = np.zeros((len(images), 1 + max(copy for _, _, copy in passes)), bool)
+    wanted = np.zeros((len(images), 1 + max(_column(copy) for _, _, copy in passes)), bool)
     entry = {}  # (image, copy) -> (pass, index into its split)
     for p, ((split, _, copy), indices) in enumerate(zip(passes, todo, strict=True)):
         for i in indices:
-            wanted[offsets[id(split)] + i, copy] = True
-            entry[offsets[id(split)] + i, copy] = (p, i)
+            wanted[offsets[id(split)] + i, _column(copy)] = True
+            entry[offsets[id(split)] + i, _column(copy)] = (p, i)
     return images, wanted, entry
+
+
+def _column(copy: int | str) -> int:
+    """The pipeline's copy that a pass's copy reads: a MIRROR pass reads the image as it is (copy 0), which its own
+    extractor mirrors (`mirrored_features`), so it is computed alone, never beside a pass of copy 0."""
+    return 0 if copy == MIRROR else copy
 
 
 def compute(
@@ -116,7 +123,7 @@ def compute(
     What was computed is written even when the pass stops early (Ctrl-C, a failing batch)."""
     for (_, _, copy), indices, entries in zip(passes, todo, keys, strict=True):
         if indices:
-            what = "images" if copy == 0 else f"augmented copy {copy}"
+            what = "images" if copy == 0 else "mirror images" if copy == MIRROR else f"augmented copy {copy}"
             log(f"feature cache: computing {len(indices)} of {len(entries)} ({what}) into {cache.root}")
     results: list[dict[int, np.ndarray]] = [{} for _ in passes]  # per pass: image index -> its vector
     total = sum(map(len, todo))
@@ -232,6 +239,19 @@ def training_features(extractor, data, config: TrainConfig, log: Log = say, shar
     vectors = cached_features(extract, passes, cache, config, log, on_progress)
     y_train = np.tile(np.asarray(data.train.labels), len(passes) - 1)  # every pass but validation's
     return np.concatenate(vectors[:-1]), y_train, vectors[-1], np.asarray(data.validation.labels)
+
+
+def mirrored_features(extractor, split: Split, config: TrainConfig, log: Log = say, on_progress=None) -> np.ndarray:
+    """Features (N, D) of each image of `split` mirrored left-right, for test-time flips (model/flips.py): cached as
+    the variant MIRROR, computed by a pass of their own whose extractor mirrors each batch of images."""
+    extract = traced(extractor, config.image_shape)
+
+    def mirrored(images):
+        return extract(np.flip(np.asarray(images), axis=2))  # (N, H, W, 3): axis 2 is the width
+
+    mirrored.shape = extract.shape
+    passes = [(split, split.content_hashes(), MIRROR)]
+    return cached_features(mirrored, passes, FeatureCache.for_config(config), config, log, on_progress)[0]
 
 
 def variant_epochs(x_train: np.ndarray, y_train: np.ndarray, photos: int, batch: int, seed: int):

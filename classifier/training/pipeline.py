@@ -2,7 +2,15 @@
 
 `train(config)` is the library entry point and reads as the steps of a run: prepare (resolve the
 options, find the data, build the model), fit the head (on cached backbone features, or on images),
-fine-tune (optional), score the validation images, score the test split (when the data has one), save.
+fine-tune (optional), score the validation images, refit (optional), score the test split (when the data has
+one), save.
+
+`--flip-average` saves a model that averages each image's probabilities with its mirror image's (model/flips.py):
+what trains is the ordinary classifier nested in it, and the validation images are scored both ways (their mirror
+images' features cached as one more variant), so the summary and metadata.json say what the flips bought; the
+"not sure" threshold and the test score are the averaging model's. `--refit` trains the head again from its initial
+weights on train + validation for the epochs validation chose (cached features only): the validation figures are
+then the run's before the refit.
 Each step is a function of one `Run`, which holds what the steps share. `python -m classifier.train`
 (classifier/train.py) is a thin CLI over `train`.
 
@@ -21,6 +29,7 @@ distribute.py) only computes its share of the features (`share_features`) and st
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import time
 from dataclasses import dataclass, field
@@ -28,20 +37,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
+
 from .._tf import keras, tf
 from ..config import TrainConfig
 from ..console import Log, Progress, say
 from ..data.augment import make_augmenter
 from ..data.datasets import resolve_data
-from ..data.pipeline import TEST_DIR, ImageData, ScanMemo, image_dataset, load_image_data
+from ..data.pipeline import TEST_DIR, ImageData, ScanMemo, Split, image_dataset, load_image_data
+from ..errors import UsageError
 from ..evaluation.metrics import MIN_EVIDENCE, TARGET_PRECISION, classification_metrics, most_wrong
 from ..evaluation.report import write_report
 from ..model.artifacts import check_output_dir, save_model_dir, versions
-from ..model.backbones import HUB_PREFIX, TOP, resolve
+from ..model.backbones import HUB_PREFIX, KERAS_PREFIX, TOP, resolve
 from ..model.compat import forget_restored_epoch
 from ..model.finetune import fine_tune_layer, unfreeze_from
+from ..model.flips import average, with_flips
 from ..model.metadata import DataSummary, ModelMetadata
-from ..model.network import build_model, compile_model, feature_extractor
+from ..model.network import build_model, classifier, compile_model, feature_extractor
 from ..model.network import head as model_head
 from .control import Cancelled, Checkpoint, class_weights, early_stop_note, training_callbacks
 from .distribute import (
@@ -57,8 +70,20 @@ from .distribute import (
     worker_lost,
     worker_out_dir,
 )
-from .features import FeatureCache, feature_cache_applies, scan_memo_dir, training_features, variant_epochs
+from .features import (
+    FeatureCache,
+    feature_cache_applies,
+    mirrored_features,
+    scan_memo_dir,
+    training_features,
+    variant_epochs,
+)
 
+# metadata.json's and the summary's word on a refit model's validation figures.
+REFIT_NOTE = (
+    "the head was refit on train + validation: the validation figures (history, val_accuracy, validation_metrics, "
+    "min_confidence) are from the run before the refit"
+)
 SCORING_BATCH = 1024  # cached feature vectors per validation or scoring step
 BACKUP_SECONDS = 10.0  # the head on cached features backs up at most this often: its epochs cost less than a backup
 MIN_HEAD_STEPS = 4  # the head's batch on cached features is at most this fraction of the photos: a few steps per epoch
@@ -88,9 +113,13 @@ class Run:
     share: FeatureShare | None = None  # this worker's share of a multi-worker feature pass
     started: float = field(default_factory=time.time)
     features: tuple | None = None  # (x_train, y_train, x_val, y_val) cached backbone features, when the cache applies
+    initial_head: list | None = None  # with --refit: the head's weights before training, where the refit starts
+    mirrored: object = None  # with --flip-average and the cache: the validation images' mirror images' features
     stages: list[dict] = field(default_factory=list)  # per stage: name, epochs, learning rate
     timing: dict = field(default_factory=dict)  # seconds per step, for metadata.json
     metrics: dict = field(default_factory=dict)  # the saved model's validation metrics (metrics.json)
+    flips: dict | None = None  # with --flip-average: validation accuracy without and with the averaging
+    refitted: dict | None = None  # with --refit: the refit's epochs and images
     wrong: list = field(default_factory=list)  # its most confidently wrong validation images (most_wrong.png)
     test_metrics: dict | None = None  # the final model's metrics on the test split (test_metrics.json), if any
     test_wrong: list = field(default_factory=list)  # its most confidently wrong test images (test_most_wrong.png)
@@ -195,6 +224,7 @@ def train(
         fit_head(run)
         fine_tune(run)
         score(run)
+        refit(run)
         score_test(run)
         save(run)
     except KeyboardInterrupt:  # Ctrl-C: keep the completed epochs and say how to resume
@@ -213,6 +243,7 @@ def train(
 
 def prepare(config: TrainConfig, log: Log, share: FeatureShare | None = None) -> Run:
     """Pick the strategy, find the data and build the model for a resolved config; every check before training."""
+    check_refit(config)
     strategy = distribution_strategy(config, log)
     started = time.time()
     data_dir = resolve_data(config.data, csv_dir=config.csv_dir, log=log)
@@ -224,6 +255,8 @@ def prepare(config: TrainConfig, log: Log, share: FeatureShare | None = None) ->
         data = scan_data(config, data_dir)
     with timed(timing, "build_seconds"), strategy.scope(), precision_policy(config.mixed_precision):
         model = build_model(config, len(data.class_names))
+        if config.flip_average:
+            model = with_flips(model, config.image_shape)
     run = Run(
         config=config,
         log=log,
@@ -232,10 +265,11 @@ def prepare(config: TrainConfig, log: Log, share: FeatureShare | None = None) ->
         out=out,
         checkpoint=checkpoint,
         model=model,
-        fine_tune_from=fine_tune_layer(model, config),
+        fine_tune_from=fine_tune_layer(classifier(model), config),
         share=share,
         started=started,
         timing=timing,
+        initial_head=model_head(model).get_weights() if config.refit else None,
     )
     log_setup(run)
     return run
@@ -287,6 +321,8 @@ def log_setup(run: Run) -> None:
         log("note: --weights none has no pretrained features to transfer, so the whole network trains from scratch")
     else:
         weights = "" if config.backbone.startswith(HUB_PREFIX) else f" ({config.weights} weights)"
+        if config.backbone.startswith(KERAS_PREFIX) and config.weights == "imagenet":
+            weights = " (its own weights)"  # a keras: file's, which --weights imagenet means for it
         cut = "its output" if config.cut_layer == TOP else config.cut_layer
         log(f"model: {config.backbone}{weights} frozen up to {cut}, {config.head_pooling} pooling head")
 
@@ -296,12 +332,14 @@ def fit_head(run: Run) -> None:
     and augmented copy), else the full model on images."""
     config = run.config
     if not feature_cache_applies(config):
-        fit_model, inputs, steps, learning_rate, backup_every = run.model, run.images, 1, config.learning_rate, 0.0
+        fit_model, inputs, steps, backup_every = classifier(run.model), run.images, 1, 0.0
+        learning_rate = config.learning_rate
     else:
         with run.timed("features_seconds"):
-            run.features = training_features(
-                feature_extractor(run.model), run.data, config, run.log, run.share, run.on_progress
-            )
+            extractor = feature_extractor(run.model)
+            run.features = training_features(extractor, run.data, config, run.log, run.share, run.on_progress)
+            if config.flip_average:
+                run.mirrored = mirrored_features(extractor, run.data.validation, config, run.log, run.on_progress)
         run.timing["cached_training_vectors"] = len(run.features[0])
         fit_model, inputs, learning_rate = model_head(run.model), run.vectors, run.head_learning_rate
         run.log(f"head: batch {run.head_batch} of cached features, learning rate {learning_rate:.3g}")
@@ -320,13 +358,18 @@ def fine_tune(run: Run) -> None:
         return
     config = run.config
     with run.timed("fine_tune_seconds"):
-        layers = unfreeze_from(run.model, run.fine_tune_from)
+        layers = unfreeze_from(classifier(run.model), run.fine_tune_from)
         run.log(
             f"fine-tuning: {layers} backbone layers from {run.fine_tune_from} on train (BatchNorm stays frozen) at "
             f"learning rate {config.fine_tune_learning_rate:g}"
         )
         stage = run_stage(
-            run, "fine_tune", run.model, run.images, config.fine_tune_learning_rate, epochs=config.fine_tune_epochs
+            run,
+            "fine_tune",
+            classifier(run.model),
+            run.images,
+            config.fine_tune_learning_rate,
+            epochs=config.fine_tune_epochs,
         )
     run.stages.append({**stage, "from_layer": run.fine_tune_from})
 
@@ -399,14 +442,11 @@ def keras_workaround(strategy):
 
 
 def score(run: Run) -> None:
-    """The saved model's metrics on the validation images."""
+    """The saved model's metrics on the validation images (with --flip-average, of the averaged probabilities, and
+    the accuracy without and with the averaging in `run.flips`)."""
     with run.timed("score_seconds"):
-        if run.features is not None and not run.fine_tune_from:  # the head on cached features is exactly the model
-            vectors = run.features[2]
-            head = model_head(run.model)
-            probabilities = head.predict(vectors, batch_size=run.vector_batch(len(vectors)), verbose=0)
-        else:
-            probabilities = run.model.predict(run.images["validation_data"], verbose=0)
+        plain, mirrored = validation_probabilities(run)
+        probabilities = plain if mirrored is None else average(plain, mirrored)
         validation = run.data.validation
         run.metrics = {
             **classification_metrics(validation.labels, probabilities, run.data.class_names),
@@ -414,6 +454,95 @@ def score(run: Run) -> None:
             "data": str(run.data.root),
         }
         run.wrong = most_wrong(validation.paths, validation.labels, probabilities)
+    if mirrored is not None:
+        right = np.argmax(plain, axis=1) == np.asarray(validation.labels)
+        run.flips = {
+            "validation_accuracy_plain": float(np.mean(right)) if len(right) else 0.0,
+            "validation_accuracy_averaged": run.metrics["accuracy"],
+        }
+
+
+def validation_probabilities(run: Run) -> tuple[np.ndarray, np.ndarray | None]:
+    """The classifier's probabilities on the validation images and, with --flip-average, on their mirror images
+    (else None): from the cached features when the head on them is exactly the model, else from the images."""
+    flipped = run.config.flip_average
+    if run.features is not None and not run.fine_tune_from:
+        head = model_head(run.model)
+        on = lambda vectors: head.predict(vectors, batch_size=run.vector_batch(len(vectors)), verbose=0)  # noqa: E731
+        return on(run.features[2]), on(run.mirrored) if flipped else None
+    model, images = classifier(run.model), run.images["validation_data"]
+    # The batches' images (N, H, W, 3) mirrored along the width, labels as they are.
+    mirrored = model.predict(images.map(lambda x, y: (tf.reverse(x, [2]), y)), verbose=0) if flipped else None
+    return model.predict(images, verbose=0), mirrored
+
+
+def check_refit(config: TrainConfig) -> None:
+    """Refuse --refit where it cannot run: it retrains the head alone, on cached features, on one machine."""
+    if not config.refit:
+        return
+    if config.fine_tune_epochs:
+        raise UsageError(
+            f"--refit with --fine-tune-epochs {config.fine_tune_epochs}: the refit retrains the head alone on cached "
+            "features, and fine-tuning changes the backbone; leave out one of them"
+        )
+    if not feature_cache_applies(config):
+        raise UsageError(
+            "--refit: the refit retrains the head on cached backbone features; it needs the feature cache (no "
+            "--no-feature-cache) and a pretrained backbone (not --weights none)"
+        )
+    if config.strategy == "multi-worker":
+        raise UsageError("--refit with --strategy multi-worker: the refit runs on one machine; leave out one of them")
+
+
+def refit(run: Run) -> None:
+    """With --refit: the head again from its initial weights, on the features of train + validation, for the epochs
+    validation chose (`chosen_epochs`), at the run's batch and learning rate; it becomes the saved model's head. The
+    validation images' augmented copies are computed now when the cache lacks them; the test split stays out."""
+    if not run.config.refit:
+        return
+    config, data, epochs = run.config, run.data, chosen_epochs(run)
+    both = dataclasses.replace(data, train=joined(data.train, data.validation))
+    photos = len(both.train)
+    run.log(
+        f"refit: the head again from its initial weights on {len(data.train)} training + {len(data.validation)} "
+        f"validation images for {epochs} epochs (chosen on validation, whose figures are from before the refit)"
+    )
+    with run.timed("refit_seconds"):
+        x, y, _, _ = training_features(feature_extractor(run.model), both, config, run.log, None, run.on_progress)
+        head = model_head(run.model)
+        head.set_weights(run.initial_head)
+        with run.strategy.scope():
+            compile_model(head, run.head_learning_rate, -(-photos // run.head_batch))
+        forget_restored_epoch(head)  # the head stage's BackupAndRestore left its epoch on the head
+        head.fit(
+            variant_epochs(x, y, photos, run.head_batch, config.seed),
+            steps_per_epoch=-(-photos // run.head_batch),
+            epochs=epochs,
+            class_weight=class_weights(config, both.train.labels, len(data.class_names)),
+            shuffle=False,  # variant_epochs shuffles
+            verbose=0,
+            callbacks=[EpochLog(epochs, lambda line: run.log(f"refit {line}"))],
+        )
+    run.refitted = {"epochs": epochs, "images": photos}
+
+
+def chosen_epochs(run: Run) -> int:
+    """The head's epochs that validation chose: with --patience the best epoch's (early stopping keeps its weights:
+    the first lowest val_loss), else every epoch the head stage ran."""
+    ran = run.stages[0]["last_epoch"]  # the head stage, from epoch 1
+    if not run.config.patience:
+        return ran
+    return int(np.argmin(run.checkpoint.history["val_loss"][:ran])) + 1
+
+
+def joined(first: Split, second: Split) -> Split:
+    """One split of `first`'s images then `second`'s, with their content hashes."""
+    return Split(
+        first.paths + second.paths,
+        first.labels + second.labels,
+        first.orientations + second.orientations,
+        first.content_hashes() + second.content_hashes(),
+    )
 
 
 def score_test(run: Run) -> None:
@@ -491,6 +620,8 @@ def build_metadata(run: Run) -> ModelMetadata:
         min_confidence=suggested.get("min_confidence"),
         min_confidence_coverage=suggested.get("coverage"),
         test=held_out_block(run.test_metrics),
+        flips=run.flips,
+        refit=None if run.refitted is None else {**run.refitted, "note": REFIT_NOTE},
     )
 
 
@@ -520,11 +651,25 @@ def log_done(run: Run) -> None:
         else f"no 'not sure' threshold (none reaches {TARGET_PRECISION:.0%} right on validation, or fewer than "
         f"{MIN_EVIDENCE} validation images)"
     )
+    if run.flips is not None:
+        run.log(flips_summary(run.flips))
+    if run.refitted is not None:
+        run.log(f"refit: {run.refitted['epochs']} epochs on {run.refitted['images']} images; {REFIT_NOTE}")
     if run.test_metrics is not None:
         run.log(held_out_summary(run))
     run.log(
         f"done: best val_accuracy {max(history):.4f} (epoch {history.index(max(history)) + 1}), "
         f"saved model's {run.metrics['accuracy']:.4f}; {not_sure}; {_duration(time.time() - run.started)}; {where}"
+    )
+
+
+def flips_summary(flips: dict) -> str:
+    """The flips' one line: validation accuracy without -> with the mirror image averaged in."""
+    plain, averaged = flips["validation_accuracy_plain"], flips["validation_accuracy_averaged"]
+    verdict = "helped" if averaged > plain else "did not help" if averaged < plain else "changed nothing"
+    return (
+        f"test-time flips on validation: {plain:.3f} -> {averaged:.3f} ({verdict}; the saved model averages each "
+        "image's probabilities with its mirror image's)"
     )
 
 
