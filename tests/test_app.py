@@ -42,18 +42,23 @@ CHROMIUM_ARGS = [
 ]
 
 
+# Chromium's fake camera (a moving test pattern), allowed without asking: the webcam tests' camera.
+FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+
+
 @contextlib.contextmanager
-def browser_page(url: str, height: int = 900, **options):
-    """A headless Chromium page at `url`, 1280 px wide (the test is skipped without playwright); `options`: more of
-    playwright's page options (timezone_id, ...)."""
+def browser_page(url: str, height: int = 900, width: int = 1280, camera: bool = False, **options):
+    """A headless Chromium page at `url`, 1280 px wide unless told (the test is skipped without playwright); with
+    `camera`, Chromium's fake camera is the webcam; `options`: more of playwright's page options (timezone_id, ...)."""
     sync_playwright = pytest.importorskip(
         "playwright.sync_api", reason="needs the playwright Python package"
     ).sync_playwright
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        args = CHROMIUM_ARGS + (FAKE_CAMERA if camera else [])
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": height}, **options)
+            page = browser.new_page(viewport={"width": width, "height": height}, **options)
             page.goto(url)
             yield page
         finally:

@@ -1,7 +1,7 @@
 """The whole loop on the real app: train from the page, predict, correct, retrain, download, load the download.
 
 The app runs on a loopback port with training on, jobs train the bundled MobileNetV2 0.35 at 32 px
-on two classes of drawn shapes. `SCREENSHOT=1` also saves the Train tab to docs/train-tab.png.
+on two classes of drawn shapes. docs/screenshots.py takes the README's screenshots.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import httpx
 import numpy as np
 import pytest
-from conftest import ROOT, free_port, run_main
+from conftest import free_port, run_main
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from hostile import running_server
@@ -37,8 +38,9 @@ from classifier.errors import UsageError
 from classifier.model.confidence import percent
 from classifier.predict import Predictor
 from classifier.serving import scratch
-from classifier.serving.app_train import KEPT_DOWNLOADS, TrainPage
+from classifier.serving.app_train import BURST, KEPT_DOWNLOADS, TrainPage
 from classifier.serving.app_ui import App, launch
+from classifier.serving.cards import PREVIEW_SECONDS
 from classifier.serving.library import ModelLibrary
 from classifier.serving.limits import Limits
 from classifier.serving.workbench import DEFAULT_BACKBONE, JobWatch
@@ -102,6 +104,13 @@ def test_api_trains_reports_progress_and_predicts(server, drawn):
     for label in ("circle", "square"):
         result = client.predict(handle_file(str(drawn[label][-1])), "api_shapes", api_name="/predict")
         assert result["label"] == label
+    # Issue 26: a new client, without a restart, is offered the model: /predict's schema pins no list of models
+    # taken at the start, the model answers by name, and the server's last job is the new client's to see.
+    fresh = Client(url, verbose=False)
+    model = fresh.view_api(print_info=False, return_format="dict")["named_endpoints"]["/predict"]["parameters"][1]
+    assert "enum" not in json.dumps(model) and "models folder" in model["type"]["description"]
+    assert fresh.predict(handle_file(str(drawn["circle"][-1])), "api_shapes", api_name="/predict")["label"] == "circle"
+    assert fresh.predict(api_name="/train_status")[2]["model"] == "api_shapes"
 
 
 def test_a_cancelled_new_model_keeps_nothing_and_its_name_is_free_again(server, drawn):
@@ -114,6 +123,38 @@ def test_a_cancelled_new_model_keeps_nothing_and_its_name_is_free_again(server, 
         client.predict(details["id"], api_name="/train_cancel")
         assert wait_until_finished(client)["state"] == "cancelled"
         assert not (models / "dropped.data").exists() and not (models / "dropped").exists()
+
+
+def hold_after_first_epoch(monkeypatch) -> None:
+    """Jobs wait after their first epoch until they are cancelled: slow enough to catch, however fast the machine."""
+    first_epoch = JobWatch.on_epoch_end
+
+    def held(watch, epoch, logs=None):
+        first_epoch(watch, epoch, logs)
+        watch.job.cancel_requested.wait(120)
+        watch.job.check_cancelled()
+
+    monkeypatch.setattr(JobWatch, "on_epoch_end", held)
+
+
+def test_a_running_job_is_seen_and_cancelled_by_a_second_client(server, drawn, monkeypatch):
+    """Issue 26: jobs are the server's. Another client (no job id) sees the running job's progress through
+    /train_status and cancels it with /train_cancel; the client that started it hears it was cancelled."""
+    url, models = server
+    hold_after_first_epoch(monkeypatch)
+    owner, other = Client(url, verbose=False), Client(url, verbose=False)
+    uploads = [[handle_file(str(p)) for p in drawn[label][:4]] for label in ("circle", "square")]
+    job = train_call(owner, "seen", uploads)[2]["id"]
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        status, _, details, *_ = other.predict(api_name="/train_status")
+        if details["id"] == job and details["epochs"]:
+            break
+        time.sleep(0.3)
+    assert details["state"] == "running" and status.startswith("**seen:** epoch 1 of"), (status, details)
+    assert other.predict(api_name="/train_cancel")[2]["id"] == job
+    assert wait_until_finished(owner)["state"] == "cancelled"
+    assert not (models / "seen").exists() and not (models / "seen.data").exists()
 
 
 def test_models_come_and_go_with_the_models_folder_without_a_restart(server, drawn, model_dir):
@@ -173,16 +214,73 @@ def _tiny_png_file(folder: Path) -> Path:
     return path
 
 
+def take_webcam_photos(page, slot: int, count: int, before: int) -> None:
+    """Switch on class `slot`'s webcam (Chromium's fake camera) and press its capture button `count` times, each
+    press once the camera is live again; the card's count goes up by one each time."""
+    webcam = page.locator(f"#class-{slot}-webcam")
+    page.locator(f"#class-{slot}-webcam-open").get_by_text("Webcam").first.click()  # unfolded
+    webcam.get_by_text("Click to Access Webcam").click()
+    for taken in range(before + 1, before + count + 1):
+        page.wait_for_function(  # live (again): the camera's frames are playing
+            f"() => {{ const v = document.querySelector('#class-{slot}-webcam video:not(.hide)');"
+            " return v !== null && v.readyState >= 2 && v.videoWidth > 0; }",
+            timeout=30_000,
+        )
+        webcam.get_by_role("button", name="capture photo").click()
+        page.locator(f"#class-{slot}-card").get_by_text(re.compile(rf"^{taken} photos?$")).wait_for(timeout=30_000)
+
+
+HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)  # an iPhone photo's first bytes
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_browser_class_cards_on_a_phone(server, drawn, tmp_path):
+    """Issue 26: each class is a card with its count and thumbnails; a HEIC and a text file are one marked tile
+    each, with their reasons, and the other photos stay shown; the webcam adds photos one press at a time. At
+    390 px wide (a phone) the cards stack, and every button is within the screen."""
+    url, _ = server
+    (tmp_path / "IMG_0001.HEIC").write_bytes(HEIC)
+    (tmp_path / "notes.txt").write_text("not a photo")
+    with browser_page(url, height=900, width=390, camera=True) as page:
+        page.get_by_role("tab", name="Train").click()
+        files = [*map(str, drawn["circle"][:3]), str(tmp_path / "IMG_0001.HEIC"), str(tmp_path / "notes.txt")]
+        page.locator("#class-1-images input[type=file]").set_input_files(files)
+        card = page.locator("#class-1-card")
+        card.get_by_text("3 photos, 2 unusable: remove them to train").wait_for(timeout=30_000)
+        assert card.locator("img.class-card-thumb").count() == 3
+        bad = card.locator(".class-card-bad").all_inner_texts()
+        assert len(bad) == 2 and bad[0].startswith("✕ IMG_0001.HEIC: ") and bad[1].startswith("✕ notes.txt: "), bad
+        src = card.locator("img.class-card-thumb").first.get_attribute("src")
+        assert src.startswith("data:image/jpeg;base64,")  # made by the server, no file of it named or served
+        take_webcam_photos(page, 2, 2, before=0)
+        assert page.locator("#class-2-card img.class-card-thumb").count() == 2
+        page.locator("#class-2-webcam-open").get_by_role("button", name=f"Take {BURST} photos").click()  # a burst
+        page.locator("#class-2-card").get_by_text(f"{2 + BURST} photos").wait_for(timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "train_tab_phone.png"), full_page=True)
+        first, second = (page.locator(f"#class-{slot}-card").bounding_box() for slot in (1, 2))
+        assert second["y"] > first["y"] + first["height"]  # stacked, not side by side
+        for name in ("Add a class", "Remove the last class", "Train", "Cancel"):
+            box = page.get_by_role("button", name=name, exact=True).bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["width"] >= 100, (name, box)
+        page.get_by_role("button", name="Remove the last class").click()  # below two: nothing removed
+        page.get_by_role("button", name="Add a class").click()
+        page.get_by_label("Class 3").wait_for()
+        assert page.locator("#class-3-card").get_by_text("No photos yet").is_visible()
+
+
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, tmp_path):
     url, models = server
-    with browser_page(url, height=1100) as page:
+    with browser_page(url, height=1100, camera=True) as page:
         page.get_by_role("tab", name="Train").click()
         page.get_by_label("Model name").fill("shapes")
         for slot, label in enumerate(("circle", "square"), start=1):
             page.get_by_label(f"Class {slot}").fill(label)
             files = [str(p) for p in drawn[label][:12]]
             page.locator(f"#class-{slot}-images input[type=file]").set_input_files(files)
+            page.locator(f"#class-{slot}-card").get_by_text("12 photos").wait_for(timeout=30_000)
+        # Two photos from the (fake) webcam into the circles: its count goes up, and they are trained on.
+        take_webcam_photos(page, 1, 2, before=12)
         page.get_by_label("Image size (px)").fill(SIZE)
         page.get_by_label("Epochs").fill(EPOCHS)
         # Issue 26: the backbone's label was cut off ("MobileNetV2 0.35 (bund") at 1280 px.
@@ -201,8 +299,18 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
         status.wait_for(timeout=600_000)
         page.wait_for_timeout(1500)  # the curve's last redraw
         page.screenshot(path=str(ARTIFACTS / "train_tab.png"), full_page=True)
-        if os.environ.get("SCREENSHOT") == "1":
-            page.screenshot(path=str(ROOT / "docs" / "train-tab.png"), full_page=True)
+
+        # The live preview beside training classifies with the new model: a dropped image, and the webcam's stream.
+        page.locator("#live-image input[type=file]").set_input_files(str(drawn["square"][-1]))
+        live = page.locator("#live-label")
+        live.get_by_text("square").first.wait_for(timeout=60_000)
+        page.locator("#live-webcam").get_by_text("Click to Access Webcam").click()
+        page.locator("#live-webcam").get_by_role("button", name="capture photo").click()  # its Record button
+        page.wait_for_function(  # a frame of the fake camera classified: both classes' bars, no error
+            "() => /circle/.test(document.querySelector('#live-label').innerText) && "
+            "/square/.test(document.querySelector('#live-label').innerText)",
+            timeout=60_000,
+        )
 
         # The predict tab now offers the model: a held-out square is a square.
         page.get_by_role("tab", name="One image").click()
@@ -220,12 +328,12 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
         page.mouse.click(5, 5)  # the list loses focus: nothing is sent again ("Already in class" would replace it)
         page.wait_for_timeout(1000)
         assert page.get_by_text("Saved to class circle").is_visible()
-        assert len(list((models / "shapes.data" / "circle").glob("*.png"))) == 13
+        assert len(list((models / "shapes.data" / "circle").glob("*.png"))) == 15  # 12, 2 webcam photos, this one
         assert len(list((models / "shapes.data").glob("*/*.png"))) == before + 1
         # "Add to <predicted class>" saves it under the prediction's class (here: back to square, the latest word).
         page.get_by_role("button", name="Add to square", exact=True).click()
         page.get_by_text("Saved to class square").wait_for(timeout=60_000)
-        assert trainset.class_counts(models / "shapes.data") == {"circle": 12, "square": 13}
+        assert trainset.class_counts(models / "shapes.data") == {"circle": 14, "square": 13}
         trained_at = Predictor(models / "shapes").metadata.trained_at
         # Retrain shows its stages where it was pressed, then how it ended, and the card beside the prediction
         # turns to the new model (issue 26, item 5): no visit to the Train tab.
@@ -238,7 +346,7 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
         assert "done: model 'shapes' saved, validation accuracy" in line and "images" in line, line
         retrained = Predictor(models / "shapes").metadata
         assert (
-            retrained.trained_at != trained_at and retrained.data.train_images + retrained.data.validation_images == 25
+            retrained.trained_at != trained_at and retrained.data.train_images + retrained.data.validation_images == 27
         )
         page.wait_for_function(
             "before => document.querySelector('time[data-local]').getAttribute('datetime') !== before",
@@ -275,15 +383,7 @@ def test_browser_a_new_page_sees_the_servers_models_and_its_job(server, drawn, m
     """Issue 26: state lives on the server. A model copied in after a first page opened is in a second page's
     picker (and gone from it once removed); a page reloaded during a job shows the job and cancels it."""
     url, models = server
-    # The job waits after its first epoch until it is cancelled: slow enough to catch, however fast the machine.
-    first_epoch = JobWatch.on_epoch_end
-
-    def held(watch, epoch, logs=None):
-        first_epoch(watch, epoch, logs)
-        watch.job.cancel_requested.wait(120)
-        watch.job.check_cancelled()
-
-    monkeypatch.setattr(JobWatch, "on_epoch_end", held)
+    hold_after_first_epoch(monkeypatch)
     with browser_page(url, height=1100) as first:
         for name in ("late", "later", "latest"):  # two stay after one goes: the picker shows with two models or more
             shutil.copytree(model_dir, models / name)
@@ -545,6 +645,43 @@ def upload_to(url: str, path: Path) -> str:
     """The server-side path Gradio gives a file sent to /upload (what the page sends as the file's path)."""
     with open(path, "rb") as file:
         return httpx.post(url + "gradio_api/upload", files={"files": file}).json()[0]
+
+
+def test_cards_and_webcam_photos_read_only_uploads_and_the_preview_is_paced(workshop, drawn, tmp_path):
+    """A class card opens only files Gradio received (a server path is a tile saying so, never read); a webcam
+    photo joins only a box of uploads, within --max-class-images; the live preview answers a visitor at most once
+    every PREVIEW_SECONDS (another visitor meanwhile is answered), with the Train tab's model."""
+    url, models, _ = workshop
+    page = TrainPage(App(ModelLibrary({"shapes": models / "shapes"}, models_dir=models), models, TURNED_AWAY))
+    (tmp_path / "photo.heic").write_bytes(HEIC)
+    circle, heic = (upload_to(url, path) for path in (drawn["circle"][0], tmp_path / "photo.heic"))
+    card = page.card([{"path": circle}, {"path": "/etc/passwd", "orig_name": "passwd"}, {"path": heic}])
+    assert card.count('class="class-card-thumb"') == 1 and "1 photo, 2 unusable" in card
+    assert "passwd: not a file uploaded to this app" in card and "root:" not in card
+    assert "photo.heic: " in card and "/etc/" not in card.replace("passwd: not", "")
+    assert page.card(None) == page.card([]) and "No photos yet" in page.card(None)
+    named = page.card([{"path": circle, "orig_name": '<img src=x onerror="alert(1)">.png'}])  # shown, not run
+    assert "<img src=x" not in named and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;.png" in named
+    # A webcam photo joins the box (the box's own files as they were); the webcam is cleared for the next one.
+    photo = {"path": upload_to(url, drawn["square"][0]), "orig_name": "image.png"}
+    files, webcam = page.capture(photo, [{"path": circle}])
+    assert files == [circle, photo["path"]] and webcam is None
+    with pytest.raises(gr.Error, match="not a file uploaded to this app"):
+        page.capture({"path": "/etc/hostname"}, [])
+    with pytest.raises(gr.Error, match="not a file uploaded to this app"):  # nor a box naming a server path
+        page.capture(photo, [{"path": "/etc/hostname"}])
+    full = [{"path": circle}] * TURNED_AWAY.max_class_images
+    with pytest.warns(UserWarning, match=r"--max-class-images sets it"):  # on the page: a warning toast
+        files, webcam = page.capture(photo, full)
+    assert webcam is None and isinstance(files, type(gr.skip()))  # the box unchanged
+    # The live preview: paced per visitor.
+    visitor, other = (SimpleNamespace(session_hash=name) for name in ("one", "two"))
+    assert page.preview(photo, "", "shapes", visitor)["confidences"]
+    assert isinstance(page.preview(photo, "", "shapes", visitor), type(gr.skip()))  # too soon: skipped
+    assert page.preview(photo, "", "shapes", other)["confidences"]
+    time.sleep(PREVIEW_SECONDS)
+    assert page.preview(photo, "", "shapes", visitor)["confidences"]
+    assert page.preview(None, "", "shapes", visitor) == {}  # cleared: the label too
 
 
 def test_corrections_have_a_byte_cap_and_class_cap_under_one_lock(workshop, tmp_path):

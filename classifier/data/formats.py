@@ -37,9 +37,6 @@ HEIF_HINT = (
     "a HEIC/HEIF photo (the iPhone camera's format), which this app cannot read: convert it to JPEG first "
     "(on the iPhone: Settings > Camera > Formats > Most Compatible takes JPEGs from then on)"
 )
-# What an upload box takes: the formats read, and HEIC/HEIF, so that it is named with how to convert it rather than
-# refused by the box with the others dropped (Gradio refuses a whole upload of a type it was not told of).
-UPLOAD_EXTENSIONS = IMAGE_EXTENSIONS + HEIF_EXTENSIONS
 # The largest image file read, uploaded or inline (the app) or named (batch_predict): far above any photo.
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 

@@ -149,6 +149,18 @@ def model_pixels(
     return _lerp(across, row_at[: size[0]], row_at[size[0] :], row_weight[:, None, None], axis=0)
 
 
+def thumbnail(source: ImageSource, side: int) -> np.ndarray:
+    """A small upright uint8 RGB copy of an image, its longer side at most `side`: every n-th row and column (nearest
+    neighbour) of the decode serving does, so a JPEG is read at reduced scale and no float copy of the whole image
+    is made. Only for showing: pixels for a model come from `model_pixels`. ImageError as serving refuses the file."""
+    stored = _stored(source, MAX_PIXELS, side)
+    height, width = stored.upright_size
+    scale = min(1.0, side / max(height, width))
+    rows = np.linspace(0, height - 1, max(1, round(height * scale))).round().astype(int)
+    cols = np.linspace(0, width - 1, max(1, round(width * scale))).round().astype(int)
+    return np.clip(stored.upright_rgb(rows, cols), 0, 255).round().astype(np.uint8)
+
+
 def _lerp(array: np.ndarray, lower: np.ndarray, upper: np.ndarray, weight: np.ndarray, axis: int) -> np.ndarray:
     """`array[lower] + (array[upper] - array[lower]) * weight`, the indices taken along `axis`."""
     low = np.take(array, lower, axis=axis)

@@ -13,6 +13,10 @@ refuses URLs (`no_fetch`); a folder on the server is read only when the app runs
   (`Workbench.current`: running, else waiting, else finished in the last minutes), and a page that loads shows
   that job, its curve and its Cancel, and polls it (`resume`), so a reload or a new tab loses nothing.
   When it finishes, the model joins the picker (`ModelLibrary.add`) with its card and plots.
+- Class cards and the live preview (`cards.py`): each class slot shows its count and server-made thumbnails (a file
+  Train would refuse is one tile with its reason); its webcam's every photo joins the slot's box (`capture`), "Take
+  10 photos" presses it ten times; beside the progress, a webcam stream or a dropped image is classified with the
+  tab's model (`preview`: paced per visitor, its own queue group, a loading model skips the frame). All private.
 - Under a prediction: choosing a class in "Wrong? It is: [class]" (`/correct`) saves the shown image
   into the model's training folder under that class at once, and says so; "Add to <predicted class>"
   saves it under the prediction's class (a right answer worth learning from). `/retrain` trains the
@@ -62,7 +66,6 @@ import gradio as gr
 from ..atomic import recover
 from ..console import silent
 from ..data import trainset
-from ..data.formats import UPLOAD_EXTENSIONS
 from ..data.images import ImageError
 from ..errors import UsageError, quoted
 from ..evaluation.plots import curves_figure
@@ -72,6 +75,9 @@ from ..model.backbones import downloads_weights
 from ..model.confidence import percent
 from ..model.metadata import public_json
 from .app_guard import FETCH_ROUTE, no_fetch, text_inputs, upload_path, upload_source
+from .cards import CSS as CARD_CSS
+from .cards import EMPTY as EMPTY_CARD
+from .cards import Preview, Thumbnails, capture
 from .limits import MAX_TEXT, check_models_dir, limit_hit
 from .wording import page_message
 from .workbench import (
@@ -94,6 +100,8 @@ POLL_SECONDS = 1.0
 KEPT_CURVES = 8  # jobs' curves kept drawn, for the pages that poll them
 CURVE = gr.Plot(format="png", render=False)  # draws a job's curves once for every page (`TrainPage.curve`)
 PREPARING = "⏳ Preparing the download: {seconds:.0f} s so far"
+BURST = 10  # photos a card's "Take 10 photos" button takes
+PREVIEW_EVERY, PREVIEW_LIMIT_SECONDS = 0.5, 120  # the live preview: a frame every 0.5 s, a stream for 2 min at most
 DOWNLOADS = {"model folder (zip)": "zip", **page_downloads()}  # label -> kind: /download takes the kind
 # Prepared downloads never fetched: at most this many are kept (the oldest go first), none longer than this.
 KEPT_DOWNLOADS, KEPT_DOWNLOAD_SECONDS = 3, 600
@@ -129,6 +137,8 @@ class TrainPage:
         self._curves: dict[tuple[str, int], object] = {}  # (job id, epochs) -> its curves, drawn (`curve`)
         self._drawing = threading.Lock()
         self.view_size = 0  # how many outputs the model view beside a prediction has (`wire_corrections` sets it)
+        self.thumbnails = Thumbnails()  # the class cards' thumbnails, made once per upload
+        self.pace = Preview()  # the live preview's pace, per visitor
 
     def publish(self, job: Job, result) -> None:
         """A finished job's model joins the page: predictions use the new folder, loaded here, so the first one does
@@ -265,6 +275,47 @@ class TrainPage:
 
     def started(self, job: Job):
         return (job.id, *self.view(job), gr.Timer(active=True))
+
+    # -- the class cards and the live preview --------------------------------------------------------
+    def card(self, files) -> str:
+        """A class card's count and thumbnails for its box's files (`Thumbnails.card`)."""
+        return self.thumbnails.card(files)
+
+    def capture(self, frame, files):
+        """A webcam photo into the class box (`cards.capture`)."""
+        return capture(frame, files, self.limits)
+
+    def preview(self, frame, job_id, model, request: gr.Request = None):
+        """The live preview: the frame (a webcam's, or a dropped image) classified with the Train tab's model, at
+        most once every `Preview.seconds` per visitor (frames between are skipped). A model being loaded skips the
+        frame rather than wait; with no model yet the label says to train one."""
+        if frame and not self.pace.due(getattr(request, "session_hash", None) or ""):
+            return gr.skip()
+        return self.live(frame, job_id, model)
+
+    def live(self, frame, job_id, model):
+        """One image of the live preview (a dropped one: not paced) classified with the Train tab's model."""
+        text_inputs(job=job_id, model=model)
+        if not frame:
+            return {}
+        name = self.preview_model(job_id, model)
+        if name is None:
+            return {"label": "No model yet: train one, then it classifies here"}
+        try:
+            return self.app.classify(frame, name)
+        except gr.Error as error:
+            if error.title == "Model loading":  # loads are never waited for: the next frame tries again
+                return gr.skip()
+            raise
+
+    def preview_model(self, job_id, model) -> str | None:
+        """The model the live preview uses: the Train tab's job's model once it exists (a retrain's: its current
+        version until the new one is loaded), else the picked model; None when the app has no model at all."""
+        job = self.workbench.jobs.get(job_id or "") or self.workbench.current()
+        names = self.app.library.names or self.app.library.refresh()
+        if job is not None and job.name in names:
+            return job.name
+        return (model or None) if names else None
 
     def view(self, job: Job):
         """(status line, curves figure or None, details as JSON) of a job: the figure is curves.png's (accuracy and
@@ -630,15 +681,16 @@ class TrainTab:
 def build_train_tab(page: TrainPage) -> TrainTab:
     """The Train tab's contents (inside a `gr.Tab`); `wire_train_tab` gives them their events."""
     gr.Markdown(
-        "Name each class and drop its images in (or give one zip of class folders), press **Train**. The "
-        "model is saved under the name below, as `python -m classifier.train` saves it, and joins the picker."
+        "Name each class and drop its photos in or take them with the webcam (or give one zip of class folders), "
+        "press **Train**. The model is saved under the name below, as `python -m classifier.train` saves it, and "
+        "joins the picker; try it live beside the progress."
     )
     name = gr.Textbox(label="Model name", placeholder="letters, digits, - and _", max_length=MAX_TEXT)
-    labels, uploads, groups = class_slots()
+    slots = class_slots()
     count = gr.State(FIRST_SLOTS)
     with gr.Row():
-        add = gr.Button("Add a class", size="sm")
-        remove = gr.Button("Remove the last class", size="sm")
+        add = gr.Button("Add a class", size="sm", min_width=120)
+        remove = gr.Button("Remove the last class", size="sm", min_width=120)
     local = page.limits.local
     with gr.Accordion("Or: one zip of class folders" + (", or a folder on this machine" if local else ""), open=False):
         archive = no_fetch(gr.File(file_types=[".zip"], type="filepath", label="Zip of class folders"))
@@ -646,33 +698,49 @@ def build_train_tab(page: TrainPage) -> TrainTab:
     # A row of its own: the backbones' labels are long ("MobileNetV2 0.35 (bundled weights, fastest)").
     backbone = gr.Dropdown(backbone_choices(), value=DEFAULT_BACKBONE, label="Backbone")
     with gr.Row():
-        size = gr.Number(IMAGE_SIZE, label="Image size (px)", precision=0, minimum=32, maximum=320)
-        epochs = gr.Number(EPOCHS, label="Epochs", precision=0, minimum=1, maximum=100)
+        size = gr.Number(IMAGE_SIZE, label="Image size (px)", precision=0, minimum=32, maximum=320, min_width=100)
+        epochs = gr.Number(EPOCHS, label="Epochs", precision=0, minimum=1, maximum=100, min_width=100)
     with gr.Row():
-        train = gr.Button("Train", variant="primary")
-        cancel = gr.Button("Cancel", variant="stop")
-    tab = TrainTab(
-        job=gr.State(""),
-        timer=gr.Timer(POLL_SECONDS, active=False),
-        status=gr.Markdown(),
-        curve=gr.Plot(
-            label="Accuracy and loss per epoch", format=CURVE.format, show_label=False
-        ),  # the figure has titles
-        details=gr.JSON(label="Job details", visible=False),
-    )
+        train = gr.Button("Train", variant="primary", min_width=120)
+        cancel = gr.Button("Cancel", variant="stop", min_width=120)
+    with gr.Row(equal_height=False):
+        with gr.Column(min_width=280):
+            tab = TrainTab(
+                job=gr.State(""),
+                timer=gr.Timer(POLL_SECONDS, active=False),
+                status=gr.Markdown(),
+                # curves.png's figure (drawn once per epoch: `TrainPage.curve`); its panels have titles
+                curve=gr.Plot(label="Accuracy and loss per epoch", format=CURVE.format, show_label=False),
+                details=gr.JSON(label="Job details", visible=False),
+            )
+        with gr.Column(min_width=280):
+            live = build_preview()
     with gr.Accordion("Download the picked model", open=False):
         kind = gr.Radio(list(DOWNLOADS.items()), value="zip", label="As")
         download = gr.Button("Prepare the download")
         prepared = gr.Markdown()  # the time so far while it is made, then how long it took
         file = gr.File(label="Download", interactive=False)
-    tab.controls.update(
-        count=count, groups=groups, add=add, remove=remove, train=train, cancel=cancel, kind=kind, download=download
-    )
+    tab.controls.update(count=count, add=add, remove=remove, train=train, cancel=cancel, kind=kind, download=download)
+    tab.controls.update(groups=slots["groups"], cards=slots["cards"], webcams=slots["webcams"], **live)
+    labels, uploads = slots["labels"], slots["uploads"]
     tab.controls.update(
         file=file, prepared=prepared, inputs=[name, backbone, size, epochs, archive, folder, *labels, *uploads]
     )
-    tab.controls.update(slots=[*labels, *uploads])
+    tab.controls.update(slots=[*labels, *uploads], uploads=uploads)
     return tab
+
+
+def build_preview() -> dict:
+    """The live preview beside training: a webcam that streams, or a dropped image, and the model's answer."""
+    gr.Markdown("**Try it live**: once a model exists, each frame is classified with it, after every retrain too.")
+    webcam = gr.Image(
+        sources=["webcam"], streaming=True, type="filepath", label="Live webcam", height=240, elem_id="live-webcam"
+    )
+    dropped = gr.Image(
+        sources=["upload", "clipboard"], type="filepath", label="Or drop an image", height=140, elem_id="live-image"
+    )
+    label = gr.Label(num_top_classes=3, label="Live prediction", elem_id="live-label")
+    return {"live_webcam": no_fetch(webcam), "live_image": no_fetch(dropped), "live_label": label}
 
 
 def wire_train_tab(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
@@ -682,6 +750,7 @@ def wire_train_tab(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
     resize = dict(inputs=controls["count"], outputs=slots, api_visibility="private")
     controls["add"].click(lambda n: shown_slots(n + 1), **resize)
     controls["remove"].click(lambda n: shown_slots(n - 1), **resize)
+    wire_cards(page, tab, model)
     started = [tab.job, *tab.progress, tab.timer]
     controls["train"].click(
         page.train, controls["inputs"], started, api_name="train", concurrency_limit=1, concurrency_id="train"
@@ -720,26 +789,107 @@ def backbone_choices() -> list[tuple[str, str]]:
     ]
 
 
-def class_slots() -> tuple[list, list, list]:
-    """(name boxes, image uploads, their groups) of CLASS_SLOTS classes, FIRST_SLOTS of them shown."""
-    labels, uploads, groups = [], [], []
-    for i in range(CLASS_SLOTS):
-        with gr.Group(visible=i < FIRST_SLOTS) as group:
-            labels.append(gr.Textbox(label=f"Class {i + 1}", placeholder="class name", max_length=MAX_TEXT))
-            uploads.append(
-                no_fetch(
-                    gr.File(
-                        file_count="multiple",
-                        file_types=list(UPLOAD_EXTENSIONS),  # HEIC too: named with its hint, not refused whole
-                        type="filepath",
-                        label="Its images",
-                        height=220,  # at most; a long list scrolls inside the box
-                        elem_id=f"class-{i + 1}-images",  # for the browser test
-                    )
+def wire_cards(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
+    """The class cards' events (thumbnails when a box's files change, a webcam photo into its box) and the live
+    preview's (a stream of frames, or a dropped image). Private: the page's own, no API endpoint."""
+    controls = tab.controls
+    private = dict(api_visibility="private", preprocess=False)  # payloads as sent: every path checked here
+    cards = dict(concurrency_limit=2, concurrency_id="cards")  # thumbnails: two boxes at a time, a decode each
+    for upload, card, webcam in zip(controls["uploads"], controls["cards"], controls["webcams"], strict=True):
+        upload.change(page.card, upload, card, **private, **cards)
+        captured = webcam.input(page.capture, [webcam, upload], [upload, webcam], **private)
+        # Cleared, Gradio's webcam asks to be switched on again: it is, so the next press takes the next photo.
+        captured.then(None, js=webcam_again(webcam.elem_id), api_visibility="private")
+    webcam, image, label = controls["live_webcam"], controls["live_image"], controls["live_label"]
+    preview = dict(
+        fn=page.preview,
+        inputs=[webcam, tab.job, model],
+        outputs=label,
+        postprocess=False,  # `classify`'s label value as it is
+        concurrency_limit=page.limits.concurrency,
+        concurrency_id="preview",  # a stream holds its slot while it runs: never one of the predict tab's
+        **private,
+    )
+    webcam.stream(**preview, stream_every=PREVIEW_EVERY, time_limit=PREVIEW_LIMIT_SECONDS)
+    image.change(**{**preview, "fn": page.live, "inputs": [image, tab.job, model]})  # a dropped image, or cleared
+
+
+def webcam_again(elem_id: str) -> str:
+    """Browser code that presses the webcam's "Click to Access Webcam" of `elem_id` once it shows (for up to 3 s):
+    the permission is already given, so the camera is live again at once."""
+    return f"""() => {{
+        let tries = 0;
+        const again = () => {{
+            const button = document.querySelector('#{elem_id} [title="grant webcam access"] button');
+            if (button) button.click(); else if (tries++ < 30) setTimeout(again, 100);
+        }};
+        again();
+    }}"""
+
+
+def webcam_burst(elem_id: str, count: int) -> str:
+    """Browser code that switches the webcam of `elem_id` on if needed and presses its capture button `count` times,
+    each time once the camera is live again (`webcam_again` switches it back on after each photo)."""
+    return f"""async () => {{
+        const root = document.querySelector('#{elem_id}');
+        const live = () => {{
+            const video = root.querySelector('video:not(.hide)');
+            return video !== null && video.readyState >= 2 && video.videoWidth > 0;
+        }};
+        const until = async (done, ms) => {{
+            const end = Date.now() + ms;
+            while (!done() && Date.now() < end) await new Promise((wake) => setTimeout(wake, 50));
+            return done();
+        }};
+        if (!live()) root.querySelector('[title="grant webcam access"] button')?.click();
+        for (let taken = 0; taken < {count}; taken++) {{
+            if (!(await until(live, 5000))) break;
+            root.querySelector('button[aria-label="capture photo"]').click();
+            await until(() => !live(), 3000);
+        }}
+    }}"""
+
+
+def class_slots() -> dict[str, list]:
+    """CLASS_SLOTS class cards, FIRST_SLOTS of them shown, each a column that wraps (two a row on a wide screen, one
+    on a phone): its name, its image box, its count and thumbnails (`cards`), and a webcam whose every photo joins
+    the box. Returns the components by kind, each a list in slot order."""
+    slots: dict[str, list] = {"labels": [], "uploads": [], "groups": [], "cards": [], "webcams": []}
+    with gr.Row(equal_height=False):
+        for i in range(CLASS_SLOTS):
+            with gr.Column(visible=i < FIRST_SLOTS, min_width=280, variant="panel", elem_classes="class-card") as group:
+                slots["labels"].append(
+                    gr.Textbox(label=f"Class {i + 1}", placeholder="class name", max_length=MAX_TEXT)
                 )
-            )
-        groups.append(group)
-    return labels, uploads, groups
+                # Any file is taken (a HEIC too): the card marks the one training cannot read, with its reason,
+                # instead of the whole box turning into an error.
+                upload = gr.File(
+                    file_count="multiple",
+                    type="filepath",
+                    label="Its photos",
+                    height=120,
+                    elem_id=f"class-{i + 1}-images",
+                )
+                slots["uploads"].append(no_fetch(upload))
+                slots["cards"].append(
+                    gr.HTML(EMPTY_CARD, css_template=CARD_CSS, js_on_load=None, elem_id=f"class-{i + 1}-card")
+                )
+                # Folded until wanted: six live cameras would not fit a phone's screen, nor be needed at once.
+                with gr.Accordion("Webcam", open=False, elem_id=f"class-{i + 1}-webcam-open"):
+                    webcam = gr.Image(
+                        sources=["webcam"],
+                        type="filepath",
+                        label="Each photo taken joins this class",
+                        height=200,
+                        elem_id=f"class-{i + 1}-webcam",
+                    )
+                    burst = gr.Button(f"Take {BURST} photos", size="sm", min_width=120)
+                # A burst is the webcam's own capture pressed BURST times, each once the camera is live again: every
+                # photo goes the way one press goes (`TrainPage.capture`), nothing else reaches the server.
+                burst.click(None, js=webcam_burst(webcam.elem_id, BURST), api_visibility="private")
+                slots["webcams"].append(no_fetch(webcam))
+            slots["groups"].append(group)
+    return slots
 
 
 def shown_slots(count: int) -> list:
@@ -749,7 +899,7 @@ def shown_slots(count: int) -> list:
     cleared = [i >= count for i in range(CLASS_SLOTS)]
     return [
         count,
-        *(gr.Group(visible=not hidden) for hidden in cleared),
+        *(gr.Column(visible=not hidden) for hidden in cleared),
         *(gr.Textbox(value="") if hidden else gr.skip() for hidden in cleared),
         *(gr.File(value=None) if hidden else gr.skip() for hidden in cleared),
     ]
