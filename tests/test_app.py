@@ -389,12 +389,12 @@ def test_browser_uploads_an_image_and_reads_the_label(server, predictor, shapes_
         )
         assert trained.inner_text() == local and "UTC" not in local
         page.locator("input[type=file]").first.set_input_files(str(path))
-        answer = page.locator("#answer h2")
+        answer = page.locator("#prediction .answer h2")
         answer.wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "app_predicted.png"), full_page=True)
         assert answer.inner_text().strip() == ranked[0][0]
         # Each bar's figure is the one rounding rule's (Gradio's own bars would round to whole percents).
-        bars = [line.split() for line in page.locator("#answer .bar").all_inner_texts()]
+        bars = [line.split() for line in page.locator("#prediction .answer .bar").all_inner_texts()]
         assert bars == [[label, percent(p)] for label, p in ranked]
         assert str(models_dir) not in page.content()  # the pictures shown are copies, not the model folder's
 

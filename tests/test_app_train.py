@@ -315,7 +315,7 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
         # The predict tab now offers the model: a held-out square is a square.
         page.get_by_role("tab", name="One image").click()
         page.locator("input[type=file]").first.set_input_files(str(drawn["square"][-1]))
-        label = page.locator("#answer h2")
+        label = page.locator("#prediction .answer h2")
         label.wait_for(timeout=60_000)
         assert label.inner_text().strip() == "square"
 

@@ -739,8 +739,10 @@ def build_preview() -> dict:
     dropped = gr.Image(
         sources=["upload", "clipboard"], type="filepath", label="Or drop an image", height=140, elem_id="live-image"
     )
-    label = gr.Label(num_top_classes=3, label="Live prediction", elem_id="live-label")
-    return {"live_webcam": no_fetch(webcam), "live_image": no_fetch(dropped), "live_label": label}
+    # As on the predict tab: the answer kept as Gradio's Label value, shown as `App.answer_html` draws it (one rule).
+    label = gr.Label(num_top_classes=3, label="Live prediction", visible="hidden", elem_id="live-label-value")
+    shown = gr.HTML(label="Live prediction", show_label=True, container=True, elem_id="live-label")
+    return {"live_webcam": no_fetch(webcam), "live_image": no_fetch(dropped), "live_label": label, "live_shown": shown}
 
 
 def wire_train_tab(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
@@ -811,6 +813,8 @@ def wire_cards(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
         **private,
     )
     webcam.stream(**preview, stream_every=PREVIEW_EVERY, time_limit=PREVIEW_LIMIT_SECONDS)
+    # No model runs here: never waits behind predictions (no concurrency limit).
+    label.change(page.app.answer_html, label, controls["live_shown"], **private, concurrency_limit=None)
     image.change(**{**preview, "fn": page.live, "inputs": [image, tab.job, model]})  # a dropped image, or cleared
 
 

@@ -65,12 +65,12 @@ DEMO_COMMAND = (
 )
 # The answer's bars (`App.answer_html`), as Gradio's gr.Label draws its own.
 ANSWER_CSS = """
-#answer h2 { margin: 0 0 0.6em; }
-#answer .bar { position: relative; display: flex; justify-content: space-between; padding: 0.25em 0.5em;
+.answer h2 { margin: 0 0 0.6em; }
+.answer .bar { position: relative; display: flex; justify-content: space-between; padding: 0.25em 0.5em;
   margin-bottom: 0.3em; border-radius: 4px; overflow: hidden; }
-#answer .bar .fill { position: absolute; left: 0; top: 0; bottom: 0; z-index: 0;
+.answer .bar .fill { position: absolute; left: 0; top: 0; bottom: 0; z-index: 0;
   background: var(--stat-background-fill); opacity: 0.35; }
-#answer .bar .name, #answer .bar .figure { position: relative; z-index: 1; }
+.answer .bar .name, .answer .bar .figure { position: relative; z-index: 1; }
 """
 # The error before the top classes: a bad file's reason is read first, and the long list last (it wraps).
 BATCH_COLUMNS = ["file", "prediction", "confidence", "error", f"top {TOP_K}"]
@@ -216,7 +216,7 @@ class App:
             for item in prediction.get("confidences") or []
             if isinstance(item, dict) and isinstance(item.get("confidence"), (int, float))
         ]
-        return f'<div id="answer"><h2>{html.escape(prediction["label"])}</h2>{"".join(bars)}</div>'
+        return f'<div class="answer"><h2>{html.escape(prediction["label"])}</h2>{"".join(bars)}</div>'
 
     # -- the model's card, curves and examples --------------------------------------------------
     def examples(self, model: str | None) -> list[Path]:
@@ -358,7 +358,7 @@ def _build_one_image(page: Page) -> dict:
     # The API's value (the answer and unrounded probabilities), kept in the page but shown as `answer_html` draws it:
     # Gradio's own bars round to whole percents, the page's one rule is percent() (model/confidence.py).
     label = gr.Label(num_top_classes=TOP_K, label="Prediction", visible="hidden")
-    shown = gr.HTML(label="Prediction", show_label=True, container=True)
+    shown = gr.HTML(label="Prediction", show_label=True, container=True, elem_id="prediction")
     correction = build_correction_row(page.trainer, page.app) if page.trainer else None
     examples = gr.Dataset(
         components=[gr.Image(visible=False)], samples=[], type="index", label="Examples", visible=False
