@@ -23,6 +23,9 @@ from .errors import UsageError
 # The resize rule every new model is built and trained with (not a flag): bilinear without antialiasing, the op the
 # model's Resizing layer runs (classifier/data/images.py says why; model/network.py builds the layer with it).
 RESIZE_ANTIALIAS = False
+# What runs a frozen backbone (LiteRT or TensorFlow): serving's --engine (model/artifacts.py) and training's
+# --feature-engine (training/engine.py) choose among these, "auto" meaning LiteRT where it costs no wait.
+ENGINES = ("litert", "auto", "tensorflow")
 
 
 def user_cache_dir(kind: str) -> Path:
@@ -159,6 +162,14 @@ class TrainConfig:
         type=int,
     )
     cache_dir: str | None = option(None, "feature cache folder (default: ~/.cache/classifier/features)")
+    feature_engine: str = option(
+        "auto",
+        "what runs the frozen backbone over the images the feature cache lacks: litert (converted once per machine, "
+        "15-20 s, and cached, the conversion serving uses), auto (litert for a backbone with depthwise convolutions, "
+        "converting only for a pass of 1,000 images or more unless the conversion is cached; tensorflow for plain "
+        "convolutions, which it runs as fast on batches) or tensorflow; the features are the same to float rounding",
+        choices=ENGINES,
+    )
     feature_batch_size: int = option(
         256,
         "with the feature cache: cached feature vectors per step while the head trains on them, at most a quarter "

@@ -31,7 +31,7 @@ MOBILENET_STEM = dict(backbone="mobilenet_v2", alpha=0.35, cut_layer="block_1_ex
 @pytest.fixture(scope="session", autouse=True)
 def user_cache(tmp_path_factory):
     """The session's ~/.cache (XDG_CACHE_HOME, which commands started by a test inherit): the default feature
-    cache and LiteRT conversions (inference/runtime.py) start empty, are shared by the session's tests, and never
+    cache and LiteRT conversions (model/litert.py) start empty, are shared by the session's tests, and never
     touch the user's own."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))

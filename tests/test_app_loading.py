@@ -20,7 +20,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from test_app import serve
 
-from classifier.inference import runtime
+from classifier.model import litert
 from classifier.model.artifacts import load_model, read_metadata, save_model_dir
 from classifier.model.network import build_model, feature_extractor
 from classifier.serving.limits import Limits
@@ -66,7 +66,7 @@ def image(shapes_dir) -> str:
 def cache_entry(folder: Path) -> Path:
     """Where the LiteRT conversion of `folder`'s backbone is cached."""
     size = tuple(read_metadata(folder).image_size)
-    return runtime.cache_dir() / f"{runtime.cache_key(feature_extractor(load_model(folder)), size)}.tflite"
+    return litert.cache_dir() / f"{litert.cache_key(feature_extractor(load_model(folder)), size)}.tflite"
 
 
 def while_running(call, then) -> list:

@@ -190,7 +190,8 @@ def test_two_workers_share_the_feature_pass_and_the_chief_trains_as_one_worker_w
     assert sorted(written.values()) == sorted([_computed(out0), _computed(out1)])
     assert metadata["distribution"]["replicas"] == 1 and metadata["distribution"]["feature_pass_workers"] == 2
 
-    config = tiny_config(shapes_dir, tmp_path / "one", **options, augment=False, cache_dir=str(tmp_path / "own"))
+    own = dict(augment=False, cache_dir=str(tmp_path / "own"), feature_engine="tensorflow")  # as the workers' pass
+    config = tiny_config(shapes_dir, tmp_path / "one", **options, **own)
     single = train_module.train(config, log=lambda *_: None)  # one worker, its own cache: computes every vector
     np.testing.assert_allclose(
         Predictor(tmp_path / "worker0").predict_proba(images[::6]),

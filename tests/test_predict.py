@@ -11,7 +11,7 @@ from PIL import Image
 
 from classifier.data.images import ImageError
 from classifier.errors import UsageError
-from classifier.inference import runtime
+from classifier.model import litert
 from classifier.model.artifacts import load_model
 from classifier.model.backbones import SCALING_LAYER, build_feature_extractor, get_backbone
 from classifier.model.confidence import percent
@@ -84,7 +84,7 @@ def test_a_planted_cache_entry_is_caught_at_load_and_converted_anew(model_dir, s
     model = load_model(model_dir)
     extractor = feature_extractor(model)
     size = tuple(model.get_layer(SCALING_LAYER).input.shape[1:3])
-    entry = runtime.cache_dir() / f"{runtime.cache_key(extractor, size)}.tflite"
+    entry = litert.cache_dir() / f"{litert.cache_key(extractor, size)}.tflite"
     entry.parent.mkdir(parents=True)
     smaller = build_model(tiny_config(shapes_dir, tmp_path, **{**MOBILENET_STEM, "image_size": size[0] - 11}), 3)
     another_size = convert_tflite(feature_extractor(smaller), (size[0] - 11, size[1] - 11), output="features")
@@ -118,13 +118,13 @@ def test_the_cache_key_follows_the_backbone_not_the_head(model_dir):
     """A retrain on the same frozen backbone (a new head) finds the conversion; a changed backbone weight (a
     fine-tuned model) or another size does not."""
     model = load_model(model_dir)
-    key = runtime.cache_key(feature_extractor(model), (75, 75))
+    key = litert.cache_key(feature_extractor(model), (75, 75))
     head(model).weights[0].assign(head(model).weights[0] + 1.0)
-    assert runtime.cache_key(feature_extractor(model), (75, 75)) == key
-    assert runtime.cache_key(feature_extractor(model), (96, 96)) != key
+    assert litert.cache_key(feature_extractor(model), (75, 75)) == key
+    assert litert.cache_key(feature_extractor(model), (96, 96)) != key
     kernel = model.get_layer(BACKBONE_LAYER).weights[0]
     kernel.assign(kernel * 1.01)
-    assert runtime.cache_key(feature_extractor(model), (75, 75)) != key
+    assert litert.cache_key(feature_extractor(model), (75, 75)) != key
 
 
 def test_the_cache_key_ignores_the_names_keras_numbers_per_process(random_inception_weights):
@@ -134,7 +134,7 @@ def test_the_cache_key_ignores_the_names_keras_numbers_per_process(random_incept
     weights = str(random_inception_weights)
     first, second = (build_feature_extractor(inception, (75, 75), weights, "mixed0") for _ in range(2))
     assert first.layers[1].name != second.layers[1].name
-    assert runtime.cache_key(first, (75, 75)) == runtime.cache_key(second, (75, 75))
+    assert litert.cache_key(first, (75, 75)) == litert.cache_key(second, (75, 75))
 
 
 def test_where_litert_cannot_serve_tensorflow_does_and_says_why(model_dir, shapes_dir, tmp_path, monkeypatch):
@@ -149,7 +149,7 @@ def test_where_litert_cannot_serve_tensorflow_does_and_says_why(model_dir, shape
     np.testing.assert_allclose(uncached.predict_proba([image]), expected, atol=1e-5)
     # A conversion that fails its check against TensorFlow is not used.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(runtime, "FEATURE_TOLERANCE", -1.0)
+    monkeypatch.setattr(litert, "FEATURE_TOLERANCE", -1.0)
     lines.clear()
     refused = Predictor(model_dir, log=lines.append)
     assert refused.engine == "tensorflow", lines

@@ -274,5 +274,6 @@ def test_help_explains_every_option(capsys):
         "--reduce-lr-on-plateau",
         "--class-weight",
         "--resume",
+        "--feature-engine",
     ):
         assert flag in text, flag

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..atomic import recover, staged_dir, write_json
+from ..config import ENGINES
 from ..errors import UsageError
 from ..files import sha256_of
 from .metadata import KERAS_PREFIX, ModelMetadata
@@ -32,9 +33,8 @@ from .metadata import KERAS_PREFIX, ModelMetadata
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 LABELS_FILE = "labels.txt"
-# What runs a served model's backbone (inference/runtime.py): LiteRT, converting it on first use; LiteRT only where that
-# conversion is cached, else TensorFlow; TensorFlow.
-ENGINES = ("litert", "auto", "tensorflow")
+# ENGINES (config.py): what runs a served model's backbone (inference/runtime.py): LiteRT, converting it on first use;
+# LiteRT only where that conversion is cached, else TensorFlow; TensorFlow.
 DEFAULT_ENGINE = "litert"  # Predictor's, the app's and every library default; the predict command's is auto
 TRUST_HUB_HELP = (
     "load a hub: backbone from wherever the model's model.keras says (a URL, another folder), not only from the "

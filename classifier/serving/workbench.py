@@ -279,7 +279,11 @@ class Workbench:
     def _run(self, job: Job) -> tuple[str, str]:
         """Train `job`: (final state, message). Nothing escapes: the worker goes on to the next job."""
         try:
-            result = train(job.config, log=job.log, callbacks=[JobWatch(job)], on_progress=job.on_features)
+            # A LiteRT conversion for the feature pass runs in a child: the converter would hold the server's GIL.
+            on_features, watch = job.on_features, [JobWatch(job)]
+            result = train(
+                job.config, log=job.log, callbacks=watch, on_progress=on_features, convert_in_subprocess=True
+            )
             if self.on_done is not None:
                 self.on_done(job, result)
         except Cancelled:

@@ -12,7 +12,9 @@ weights as `backbones.weights_key` names them, image size, pooling, versions), s
 layer to the backbone and naming the same layer share entries; augmented copies are keyed by the
 augmentation settings too. Entries are per file content, so editing one image recomputes that image
 only; an entry that does not load as the extractor's vector is computed again. Test-time flips measure the
-validation images' mirror images, cached as one more variant ("mirror", `mirrored_features`).
+validation images' mirror images, cached as one more variant ("mirror", `mirrored_features`). The backbone pass
+runs in LiteRT or TensorFlow (engine.py), whose features are equal to float rounding (model/litert.check's
+tolerance): the key does not name the engine, and an entry computed by either serves both.
 
 With several workers (`--strategy multi-worker`, see distribute.FeatureShare) every worker computes
 only its share of the missing entries into the shared cache, and a worker that trains waits until
@@ -42,6 +44,7 @@ from ..console import Log, Progress, say
 from ..data.augment import AUGMENTATION_FIELDS, augment_image
 from ..data.pipeline import Split, content_hashes, copies_dataset  # noqa: F401 (content_hashes: this module's API)
 from ..errors import UsageError
+from .engine import backbone_pass, traced  # noqa: F401 (traced: this module's API, the Beam workers' pass)
 from .featurecache import CACHE_FORMAT, MIRROR, SHARD_ROWS, FeatureCache, default_cache_dir, is_url  # noqa: F401 (API)
 
 POLL_SECONDS = 2.0  # how often a waiting worker looks at the index for the other workers' shares
@@ -65,7 +68,7 @@ def cached_features(
     """Features (N, D) of every image of each pass ((split, its content hashes, copy), as `feature_passes` lists
     them), computing and caching the missing ones in one backbone pass over them all (`compute`).
 
-    `extract` is the extractor's traced call; `extract.shape` the shape of one image's vector.
+    `extract` is the extractor's batch call (engine.backbone_pass); `extract.shape` the shape of one image's vector.
     `on_progress` is `console.Progress`'s `on_update`, called after each batch of the backbone pass."""
     keys = pass_keys(passes, cache)
     found = iter(cache.read([key for entries in keys for key in entries]))  # one look at the index for every pass
@@ -130,6 +133,7 @@ def compute(
     if not total:
         return results
     images, wanted, entry = _merged_passes(passes, todo)
+    extract.start(total)  # LiteRT or TensorFlow, now that the pass's size is known (engine.py)
 
     progress = Progress("backbone features", total, log=log, unit="images", on_update=on_progress)
     pending: list[list[int]] = [[] for _ in passes]  # per pass: indices computed, not yet handed to the writer
@@ -187,24 +191,6 @@ def augmentation(settings: tuple, seed: int):
     return augment
 
 
-# The last extractor traced and its trace: a retrain in the same process gets the same extractor back from
-# network.feature_extractor (the backbone is shared) and reuses its trace instead of tracing the network again.
-_last_traced: list[tuple[object, tuple, object]] = []
-
-
-def traced(extractor, size: tuple[int, int]):
-    """`extractor` as one traced graph for every batch of images at `size` (no per-call Python or retracing),
-    traced at its first call; its `shape` attribute is one image's feature vector shape, known without tracing."""
-    if _last_traced and _last_traced[0][0] is extractor and _last_traced[0][1] == tuple(size):
-        return _last_traced[0][2]
-    extract = tf.function(
-        lambda batch: extractor(batch, training=False), input_signature=[tf.TensorSpec([None, *size, 3], tf.float32)]
-    )
-    extract.shape = tuple(extractor.output.shape[1:])
-    _last_traced[:] = [(extractor, tuple(size), extract)]
-    return extract
-
-
 def feature_passes(data, config: TrainConfig) -> list[tuple[Split, list[str], int]]:
     """The backbone passes a training run reads, in order, as (split, its content hashes, copy): the training
     images as they are and as each augmented copy, then the validation images as they are."""
@@ -213,16 +199,19 @@ def feature_passes(data, config: TrainConfig) -> list[tuple[Split, list[str], in
     return [(data.train, train_hashes, k) for k in copies] + [(data.validation, data.validation.content_hashes(), 0)]
 
 
-def training_features(extractor, data, config: TrainConfig, log: Log = say, share=None, on_progress=None):
+def training_features(
+    extractor, data, config: TrainConfig, log: Log = say, share=None, on_progress=None, in_subprocess: bool = False
+):
     """(x_train, y_train, x_val, y_val) from the cache: train = clean + each augmented copy (`on_progress`: see
-    `cached_features`).
+    `cached_features`). The backbone pass runs in LiteRT or TensorFlow (engine.py; `in_subprocess`: a conversion
+    runs in a child process, for a server).
 
     With `share` (a distribute.FeatureShare: a multi-worker run) this worker first computes only its share of
     the entries the cache lacks. One that does not train (`share.trains` false) stops there and gets None; one
     that trains waits until the cache holds every worker's share, then reads them all (computing itself any
     entry that turns out damaged)."""
     cache = FeatureCache.for_config(config)
-    extract = traced(extractor, config.image_shape)
+    extract = backbone_pass(extractor, config.image_shape, config, log, in_subprocess)
     passes = feature_passes(data, config)
     if share is not None:
         keys = pass_keys(passes, cache)
@@ -241,15 +230,18 @@ def training_features(extractor, data, config: TrainConfig, log: Log = say, shar
     return np.concatenate(vectors[:-1]), y_train, vectors[-1], np.asarray(data.validation.labels)
 
 
-def mirrored_features(extractor, split: Split, config: TrainConfig, log: Log = say, on_progress=None) -> np.ndarray:
+def mirrored_features(
+    extractor, split: Split, config: TrainConfig, log: Log = say, on_progress=None, in_subprocess: bool = False
+) -> np.ndarray:
     """Features (N, D) of each image of `split` mirrored left-right, for test-time flips (model/flips.py): cached as
-    the variant MIRROR, computed by a pass of their own whose extractor mirrors each batch of images."""
-    extract = traced(extractor, config.image_shape)
+    the variant MIRROR, computed by a pass of their own whose extractor mirrors each batch of images (in LiteRT or
+    TensorFlow, as engine.backbone_pass chooses)."""
+    extract = backbone_pass(extractor, config.image_shape, config, log, in_subprocess)
 
     def mirrored(images):
         return extract(np.flip(np.asarray(images), axis=2))  # (N, H, W, 3): axis 2 is the width
 
-    mirrored.shape = extract.shape
+    mirrored.shape, mirrored.start = extract.shape, extract.start
     passes = [(split, split.content_hashes(), MIRROR)]
     return cached_features(mirrored, passes, FeatureCache.for_config(config), config, log, on_progress)[0]
 

@@ -126,6 +126,7 @@ class Run:
     metadata: ModelMetadata | None = None  # built by save
     callbacks: Sequence = ()  # the caller's Keras callbacks, added to every fit
     on_progress: Callable[[Progress], None] | None = None  # the caller's watch on the feature pass
+    convert_in_subprocess: bool = False  # a LiteRT conversion for the feature pass runs in a child process (a server)
 
     def batch(self, images: int) -> int:
         """--batch-size for a split of `images`, shrunk where the replicas need it (distribute.replica_batch_size)."""
@@ -211,15 +212,17 @@ def train(
     log: Log = say,
     callbacks: Sequence = (),
     on_progress: Callable[[Progress], None] | None = None,
+    convert_in_subprocess: bool = False,
 ) -> TrainResult:
     """Run one training job end to end; raises UsageError for anything the user must fix, and `Cancelled` when
-    `callbacks` or `on_progress` (see the module docstring) stop it."""
+    `callbacks` or `on_progress` (see the module docstring) stop it. `convert_in_subprocess`: converting the
+    backbone for LiteRT (training/engine.py) runs in a child process, so that it never holds a server's GIL."""
     config = resolve(config, log)
     share = feature_share(config)
     if share is not None and not share.trains:
         return share_features(config, share, log)
     run = prepare(config, log, share)
-    run.callbacks, run.on_progress = callbacks, on_progress
+    run.callbacks, run.on_progress, run.convert_in_subprocess = callbacks, on_progress, convert_in_subprocess
     try:
         fit_head(run)
         fine_tune(run)
@@ -336,10 +339,14 @@ def fit_head(run: Run) -> None:
         learning_rate = config.learning_rate
     else:
         with run.timed("features_seconds"):
-            extractor = feature_extractor(run.model)
-            run.features = training_features(extractor, run.data, config, run.log, run.share, run.on_progress)
+            extractor, log, in_subprocess = feature_extractor(run.model), run.log, run.convert_in_subprocess
+            run.features = training_features(
+                extractor, run.data, config, log, run.share, run.on_progress, in_subprocess=in_subprocess
+            )
             if config.flip_average:
-                run.mirrored = mirrored_features(extractor, run.data.validation, config, run.log, run.on_progress)
+                run.mirrored = mirrored_features(
+                    extractor, run.data.validation, config, log, run.on_progress, in_subprocess=in_subprocess
+                )
         run.timing["cached_training_vectors"] = len(run.features[0])
         fit_model, inputs, learning_rate = model_head(run.model), run.vectors, run.head_learning_rate
         run.log(f"head: batch {run.head_batch} of cached features, learning rate {learning_rate:.3g}")
