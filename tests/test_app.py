@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import threading
 import urllib.request
@@ -19,11 +20,13 @@ from test_images import _variants
 
 import app as app_cli
 from classifier.inference.batched import BatchedPredictor
+from classifier.model.confidence import percent
 from classifier.predict import Predictor
 from classifier.serving.app_ui import App, launch
 from classifier.serving.library import ModelLibrary, find_models
 from classifier.serving.limits import DEFAULT_LIMITS, Limits
 from classifier.serving.space import gradio_pin, read_front_matter
+from classifier.serving.wording import local_time
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -44,9 +47,9 @@ FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-st
 
 
 @contextlib.contextmanager
-def browser_page(url: str, height: int = 900, width: int = 1280, camera: bool = False):
+def browser_page(url: str, height: int = 900, width: int = 1280, camera: bool = False, **options):
     """A headless Chromium page at `url`, 1280 px wide unless told (the test is skipped without playwright); with
-    `camera`, Chromium's fake camera is the webcam."""
+    `camera`, Chromium's fake camera is the webcam; `options`: more of playwright's page options (timezone_id, ...)."""
     sync_playwright = pytest.importorskip(
         "playwright.sync_api", reason="needs the playwright Python package"
     ).sync_playwright
@@ -55,7 +58,7 @@ def browser_page(url: str, height: int = 900, width: int = 1280, camera: bool = 
         args = CHROMIUM_ARGS + (FAKE_CAMERA if camera else [])
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
+            page = browser.new_page(viewport={"width": width, "height": height}, **options)
             page.goto(url)
             yield page
         finally:
@@ -148,7 +151,17 @@ def bad_uploads(folder: Path) -> dict[str, tuple[Path, str]]:
     Image.new("1", (11_000, 10_000)).save(huge)  # 110 M pixels: a small file, above the 100 M limit
     bomb = folder / "bomb.png"
     Image.new("1", (20_000, 20_000)).save(bomb)  # 400 M pixels: Pillow's decompression-bomb error
+    heic = folder / "IMG_0001.HEIC"  # an iPhone photo: an ISO box 'ftyp' of brand heic (no HEIC decoder is kept)
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200))
+    renamed = folder / "IMG_0002.jpg"  # the same, named as a JPEG: told by its content
+    renamed.write_bytes(heic.read_bytes())
     return {
+        "heic": (
+            heic,
+            "IMG_0001.HEIC: a HEIC/HEIF photo (the iPhone camera's format), which this app cannot read: "
+            "convert it to JPEG first",
+        ),
+        "heic named .jpg": (renamed, "IMG_0002.jpg: a HEIC/HEIF photo"),
         "non-image": (text, "notes.png: not an image"),
         "corrupt": (png, "truncated.png: corrupt or truncated"),
         "too many pixels": (huge, "huge.png: 11000x10000 is 110,000,000 pixels, above the limit"),
@@ -226,10 +239,11 @@ def test_batch_tab_reports_each_file(client, shapes_dir, tmp_path):
     rows = {row[0]: row for row in table["data"]}
     assert set(rows) == {p.name for p in good} | {"broken.gif"}
     for path in good:
-        file, label, confidence, not_sure, top, error = rows[path.name]
-        assert label in ("circle", "square", "triangle") and 0 < confidence <= 1 and top.startswith(label) and not error
-        assert isinstance(not_sure, bool)  # whether the model's own threshold finds it a guess (see the next test)
-    assert "broken.gif" in rows["broken.gif"][-1] and not rows["broken.gif"][1] and rows["broken.gif"][3] is None
+        file, label, confidence, error, top = rows[path.name]
+        assert label in ("circle", "square", "triangle") and top.startswith(f"{label} {confidence}") and not error
+        assert re.fullmatch(r"\d{1,3}\.\d%", confidence)  # a percentage, as everywhere on the page
+    file, label, confidence, error, top = rows["broken.gif"]
+    assert "broken.gif" in error and not label and not confidence and not top
 
 
 def test_not_sure_below_the_models_own_threshold(model_dir, predictor, shapes_dir, tmp_path):
@@ -251,17 +265,21 @@ def test_not_sure_below_the_models_own_threshold(model_dir, predictor, shapes_di
         client = Client(url, verbose=False)
         result = client.predict(handle_file(str(unsure)), api_name="/predict")
         top, p = predictor.predict(unsure)[0]
-        assert result["label"] == f"Not sure (top guess: {top}, {p:.2f})"
+        assert result["label"] == f"Not sure (top guess: {top}, {percent(p)})"
         assert confidences(result) == pytest.approx(dict(predictor.predict(unsure)), abs=1e-5)
         assert client.predict(handle_file(str(sure)), api_name="/predict")["label"] == predictor.predict(sure)[0][0]
         table = client.predict([handle_file(str(unsure)), handle_file(str(sure))], api_name="/predict_batch")
-        assert [(row[1], row[3]) for row in table["data"]] == [(top, True), (predictor.predict(sure)[0][0], False)]
+        sure_label = predictor.predict(sure)[0][0]
+        assert [row[1] for row in table["data"]] == [f"not sure (top guess: {top})", sure_label]  # in words
         card = App(library, folder.parent).card("picky")
-        assert f"**Not sure below:** {threshold:.3f} top probability (the model's own: it answers 50% of" in card
+        shown = percent(threshold, up=True)
+        assert f"**Not sure below:** {shown} top probability (the model's own: it answers 50.0% of" in card
+        # The threshold and the answer's figure are the one rule's: the "not sure" figure is below the card's.
+        assert float(percent(p)[:-1]) < float(shown[:-1])
     finally:
         demo.close()
     overridden = App(ModelLibrary({"picky": folder}, min_confidence=0.25), folder.parent).card("picky")
-    assert "**Not sure below:** 0.250 top probability (set by `--min-confidence`)" in overridden
+    assert "**Not sure below:** 25.0% top probability (set by `--min-confidence`)" in overridden
 
 
 def test_card_examples_and_curves_come_from_the_model_folder(models_dir, model_dir):
@@ -270,7 +288,10 @@ def test_card_examples_and_curves_come_from_the_model_folder(models_dir, model_d
     assert "circle, square, triangle" in card and "75 x 75" in card
     assert "mobilenet_v2, cut at `block_1_expand_relu`, weights: ImageNet" in card
     meta = Predictor(model_dir).metadata
-    assert f"{meta.val_accuracy:.3f}" in card and meta.trained_at in card
+    images = meta.data.validation_images
+    assert f"**Validation accuracy {percent(meta.val_accuracy)} on {images} images**" in card
+    assert f"only {images} validation images: one image moves the accuracy by" in card  # fewer than 50
+    assert local_time(meta.trained_at) in card and 'datetime="' in card  # the page shows it in local time
     assert [p.name for p in app.examples("shapes")] == ["circle_000.png", "square_000.png", "triangle_000.png"]
     assert app.examples("shapes_copy") == []
     assert app.curves("shapes")[0].endswith("curves.png")  # training wrote it
@@ -281,8 +302,8 @@ def test_card_examples_and_curves_come_from_the_model_folder(models_dir, model_d
     for name in ("curves.png", "metrics.json", "confusion_matrix.png"):
         (models_dir / "shapes_copy" / name).unlink()
     app = App(ModelLibrary(find_models(models_dir)), models_dir)  # the page shows what the folders held at start
-    picture, history = app.curves("shapes_copy")  # no curves.png: the history from metadata.json
-    assert picture is None and set(history["metric"]) == {"accuracy", "val_accuracy"}
+    picture, history = app.curves("shapes_copy")  # no curves.png: the history from metadata.json, drawn as training
+    assert picture is None and [ax.get_title() for ax in history.axes] == ["accuracy", "loss"]  # draws curves.png
     assert app.evaluation("shapes_copy") == (None, None)
 
 
@@ -351,17 +372,45 @@ def test_readme_is_a_space_pinned_to_the_requirements_gradio():
     not CHROMIUM.exists(),
     reason="needs Debian's chromium at /usr/bin/chromium (CI installs it: apt-get install chromium)",
 )
-def test_browser_uploads_an_image_and_reads_the_label(server, predictor, shapes_dir, models_dir):
+def test_browser_uploads_an_image_and_reads_the_label(server, predictor, shapes_dir, models_dir, tmp_path):
     url, _ = server
     path = sorted(shapes_dir.glob("square/*.png"))[0]
-    expected = predictor.predict(path)[0][0]
-    with browser_page(url) as page:
+    ranked = predictor.predict(path)
+    with browser_page(url, timezone_id="Asia/Tokyo") as page:  # not the server's zone (UTC)
         page.wait_for_selector("input[type=file]", state="attached", timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "app_loaded.png"), full_page=True)
         assert "circle, square, triangle" in page.inner_text("body")  # the model card
+        # The card's date is the browser's local time (Tokyo), not the UTC the server writes.
+        trained = page.locator("time[data-local]").first
+        trained.wait_for(timeout=30_000)
+        local = page.evaluate(
+            "iso => new Date(iso).toLocaleString(undefined, {dateStyle: 'medium', timeStyle: 'short'})",
+            Predictor(models_dir / "shapes").metadata.trained_at,
+        )
+        assert trained.inner_text() == local and "UTC" not in local
         page.locator("input[type=file]").first.set_input_files(str(path))
-        label = page.locator('[data-testid="label-output-value"]')
-        label.wait_for(timeout=30_000)
+        answer = page.locator("#prediction .answer h2")
+        answer.wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "app_predicted.png"), full_page=True)
-        assert label.inner_text().splitlines()[0].strip() == expected
+        assert answer.inner_text().strip() == ranked[0][0]
+        # Each bar's figure is the one rounding rule's (Gradio's own bars would round to whole percents).
+        bars = [line.split() for line in page.locator("#prediction .answer .bar").all_inner_texts()]
+        assert bars == [[label, percent(p)] for label, p in ranked]
         assert str(models_dir) not in page.content()  # the pictures shown are copies, not the model folder's
+
+        # Many images: a bad file's error is on screen at 1280 px, the confidences percentages.
+        broken = tmp_path / "broken.gif"
+        broken.write_bytes(b"GIF89a")
+        page.get_by_role("tab", name="Many images").click()
+        page.locator("input[type=file][multiple]").last.set_input_files([str(path), str(broken)])
+        page.get_by_role("button", name="Classify all").click()
+        page.wait_for_timeout(300)
+        error = page.get_by_text("broken.gif: ").filter(visible=True).first  # the table's hidden copy is not shown
+        try:
+            error.wait_for(timeout=30_000)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "app_many_images.png"), full_page=True)
+        box = error.bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + 40 < 1280, box  # its start is on screen, not scrolled away
+        assert page.get_by_text(percent(ranked[0][1]), exact=True).filter(visible=True).count() == 1
+        page.screenshot(path=str(ARTIFACTS / "app_many_images.png"), full_page=True)

@@ -35,6 +35,7 @@ from test_app import ARTIFACTS, CHROMIUM, browser_page
 import app as app_cli
 from classifier.data import trainset
 from classifier.errors import UsageError
+from classifier.model.confidence import percent
 from classifier.predict import Predictor
 from classifier.serving import scratch
 from classifier.serving.app_train import BURST, KEPT_DOWNLOADS, TrainPage
@@ -96,6 +97,8 @@ def test_api_trains_reports_progress_and_predicts(server, drawn):
     # The job loaded its model for predictions before it said done (with the backbone's LiteRT conversion, the
     # first time on a machine), so the first prediction does not wait for it.
     assert "model loaded for predictions, the backbone in litert" in details["log"], details["log"]
+    _, curve, *_ = client.predict(api_name="/train_status")  # curves.png's figure, drawn once per epoch
+    assert curve["type"] == "matplotlib" and curve["plot"].startswith("data:image/png;base64,")
     # What a visitor reads of the job names no path of the server (issue 23, item 8).
     assert str(models.parent) not in json.dumps([status, details]) and "/tmp/" not in json.dumps(details["log"])
     for label in ("circle", "square"):
@@ -280,6 +283,8 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
         take_webcam_photos(page, 1, 2, before=12)
         page.get_by_label("Image size (px)").fill(SIZE)
         page.get_by_label("Epochs").fill(EPOCHS)
+        # Issue 26: the backbone's label was cut off ("MobileNetV2 0.35 (bund") at 1280 px.
+        assert page.get_by_label("Backbone").evaluate("el => el.value.length > 30 && el.scrollWidth <= el.clientWidth")
         # A third class named and left empty, then named as the first in other case: each refused naming it.
         page.get_by_role("button", name="Add a class").click()
         for name, words in (("triangle", "class 'triangle' has no photos"), ("Circle", "names 'circle' and 'Circle'")):
@@ -310,11 +315,9 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
         # The predict tab now offers the model: a held-out square is a square.
         page.get_by_role("tab", name="One image").click()
         page.locator("input[type=file]").first.set_input_files(str(drawn["square"][-1]))
-        label = page.locator(
-            '[data-testid="label-output-value"]'
-        ).first  # the predict tab's (the live preview has one too)
+        label = page.locator("#prediction .answer h2")
         label.wait_for(timeout=60_000)
-        assert label.inner_text().splitlines()[0].strip() == "square"
+        assert label.inner_text().strip() == "square"
 
         # Correct it (as if it were wrong, it is a circle now), then retrain on the training folder.
         # Choosing the class is the whole correction (issue 26): saved at once, and the page says so.
@@ -332,29 +335,45 @@ def test_browser_trains_predicts_corrects_retrains_and_downloads(server, drawn, 
         page.get_by_text("Saved to class square").wait_for(timeout=60_000)
         assert trainset.class_counts(models / "shapes.data") == {"circle": 14, "square": 13}
         trained_at = Predictor(models / "shapes").metadata.trained_at
+        # Retrain shows its stages where it was pressed, then how it ended, and the card beside the prediction
+        # turns to the new model (issue 26, item 5): no visit to the Train tab.
+        before_card = page.locator("time[data-local]").first.get_attribute("datetime")
         page.get_by_role("button", name="Retrain").click()
-        page.get_by_role("tab", name="Train").click()
-        page.wait_for_function(
-            "() => !document.body.innerText.includes(\"done: model 'shapes' saved\")", timeout=60_000
-        )
-        status.wait_for(timeout=600_000)
+        progress = page.locator("#retrain-progress")
+        progress.get_by_text("Retraining").wait_for(timeout=60_000)
+        progress.get_by_text("Retrained.").wait_for(timeout=600_000)
+        line = progress.inner_text()
+        assert "done: model 'shapes' saved, validation accuracy" in line and "images" in line, line
         retrained = Predictor(models / "shapes").metadata
         assert (
             retrained.trained_at != trained_at and retrained.data.train_images + retrained.data.validation_images == 27
         )
+        page.wait_for_function(
+            "before => document.querySelector('time[data-local]').getAttribute('datetime') !== before",
+            arg=before_card,
+            timeout=30_000,
+        )
+        validation = retrained.data.validation_images
+        assert f"Validation accuracy {percent(retrained.val_accuracy)} on {validation} images" in page.inner_text(
+            "body"
+        )
+        page.screenshot(path=str(ARTIFACTS / "retrained.png"), full_page=True)
+        page.get_by_role("tab", name="Train").click()
+        page.get_by_role("tabpanel").get_by_text("done: model 'shapes' saved").wait_for(timeout=30_000)  # the same job
 
         # Download the model folder as a zip and load it as any model folder.
         page.get_by_text("Download the picked model").click()
         page.get_by_role("button", name="Prepare the download").click()
         link = page.locator('a[download="shapes.zip"]')  # the file's row: its size, linked
         link.wait_for(timeout=120_000)
+        page.get_by_text(re.compile(r"Ready, prepared in \d+ s")).wait_for(timeout=10_000)  # no guessed total
         with page.expect_download() as download:
             link.click()
         archive = tmp_path / "shapes.zip"
         download.value.save_as(archive)
     with zipfile.ZipFile(archive) as zf:
-        zf.extractall(tmp_path / "unzipped")
-    predictor = Predictor(tmp_path / "unzipped" / "shapes")
+        zf.extractall(tmp_path / "unzipped")  # as an unzip into a folder, or one named after the zip, unpacks it
+    predictor = Predictor(tmp_path / "unzipped")  # that folder is the model's, as it is
     assert predictor.class_names == ["circle", "square"]
     assert predictor.predict(drawn["circle"][-1])[0][0] == "circle"
 
@@ -525,6 +544,46 @@ def test_a_class_with_no_usable_photo_is_refused_naming_it_and_nothing_is_kept(s
     assert not (models / "junky.data").exists() and not (models / "junky").exists()
 
 
+def test_a_heic_photo_in_a_class_is_named_with_how_to_convert_it(server, drawn, tmp_path):
+    """Issue 26 item 7: an iPhone's HEIC among a class's photos refuses the Train naming it and saying to convert
+    it to JPEG (no decoder the project keeps reads it); nothing is kept."""
+    url, models = server
+    heic = tmp_path / "IMG_0001.HEIC"
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200))
+    uploads = [[handle_file(str(p)) for p in drawn["circle"][:3]], [handle_file(str(p)) for p in drawn["square"][:3]]]
+    uploads[1].append(handle_file(str(heic)))
+    with pytest.raises(AppError, match=re.escape("IMG_0001.HEIC: a HEIC/HEIF photo (the iPhone camera's format)")):
+        train_call(Client(url, verbose=False), "iphone", uploads)
+    assert not (models / "iphone.data").exists()  # on the predict tab: test_app.bad_uploads
+
+
+def test_backbones_that_download_say_so_and_fail_offline_in_the_pages_words(server, drawn, monkeypatch):
+    """Issue 26 item 7: the Train tab's backbones whose weights are not bundled say they download them (the /train
+    value stays the label as it was), and offline such a job fails saying what to choose on the page, not which
+    flag to pass."""
+    url, _ = server
+    config = httpx.get(url + "config").json()
+    (choices,) = [c["props"]["choices"] for c in config["components"] if c["props"].get("label") == "Backbone"]
+    assert choices[0] == [DEFAULT_BACKBONE, DEFAULT_BACKBONE]  # bundled: nothing to download
+    assert ["EfficientNetB0 (downloads its weights)", "EfficientNetB0"] in choices
+    assert all(shown.endswith("(downloads its weights)") for shown, _ in choices[1:])
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))  # where Keras keeps what it downloads
+    if (keras_home / "models" / "efficientnetb0_notop.h5").exists():
+        pytest.skip("EfficientNetB0's weights are in Keras' cache: no download to fail")
+    for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):  # offline: nothing answers there
+        monkeypatch.setenv(variable, f"http://127.0.0.1:{free_port()}")
+    for variable in ("NO_PROXY", "no_proxy"):  # the app itself is still reached
+        monkeypatch.setenv(variable, "127.0.0.1,localhost")
+    client = Client(url, verbose=False)
+    uploads = [[handle_file(str(p)) for p in drawn[label][:3]] for label in ("circle", "square")]
+    slots = ["circle", "square", "", "", "", ""]
+    client.predict("offline", "EfficientNetB0", 32, 1, None, "", *slots, *uploads, *[None] * 4, api_name="/train")
+    details = wait_until_finished(client, timeout=300)
+    assert details["state"] == "failed", details
+    assert "could not download the efficientnet_b0 ImageNet weights" in details["message"]
+    assert f"Choose the backbone '{DEFAULT_BACKBONE}'" in details["message"] and "--weights" not in details["message"]
+
+
 def test_a_refused_job_writes_nothing(workshop, drawn):
     url, models, _ = workshop
     client = Client(url, verbose=False)
@@ -679,7 +738,7 @@ def test_downloads_are_deleted_once_sent_and_bounded_when_never_fetched(workshop
     before = download_bytes(url)
     for _ in range(4):  # fetched, as gradio_client and the page's link do: gone once sent
         path = client.predict("shapes", "zip", api_name="/download")
-        assert "shapes/model.keras" in zipfile.ZipFile(path).namelist()
+        assert "model.keras" in zipfile.ZipFile(path).namelist()  # at the top: unpacked, a folder is the model
     deadline = time.monotonic() + 10
     while download_bytes(url) > before and time.monotonic() < deadline:
         time.sleep(0.1)  # the last chunk is sent a moment before the file goes

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 
 from classifier.errors import UsageError
-from classifier.model.confidence import answer, answered, in_effect, min_confidence_option
+from classifier.model.confidence import answer, answered, in_effect, min_confidence_option, percent
 
 NAMES = ["cat", "dog", "fox"]
 
@@ -21,7 +21,7 @@ def test_the_top_class_is_the_answer_unless_below_the_threshold():
     assert (sure.label, sure.not_sure, sure.text) == ("cat", False, "cat")
     unsure = answer(probabilities, NAMES, 0.5)
     assert (unsure.label, unsure.not_sure) == ("cat", True)
-    assert unsure.text == "not sure (top guess: cat, 0.41)" and unsure.confidence == pytest.approx(0.41)
+    assert unsure.text == "not sure (top guess: cat, 41.0%)" and unsure.confidence == pytest.approx(0.41)
     assert not answer(probabilities, NAMES, None).not_sure  # no threshold: always an answer
     assert not answer(probabilities, NAMES, 0.0).not_sure
     # At exactly the threshold the image is answered (the suggestion counts it as answered too).
@@ -29,6 +29,26 @@ def test_the_top_class_is_the_answer_unless_below_the_threshold():
     assert answer(np.array([0.4, 0.4, 0.2]), NAMES, None).label == "cat"  # a tie: the first class, as top_k ranks
     np.testing.assert_array_equal(answered(np.array([0.2, 0.5, 0.9]), 0.5), [False, True, True])
     np.testing.assert_array_equal(answered(np.array([0.2, 0.5]), None), [True, True])
+
+
+def test_one_rounding_rule_and_not_sure_is_decided_on_it():
+    """Issue 26: 0.98635 shown as "0.99" beside a "not sure" and as "0.986" on the card. A probability is shown in
+    0.1% steps rounded down, a threshold rounded up, and "not sure" is decided on those steps: the answer's figure
+    is below the shown threshold exactly when the answer is "not sure"."""
+    assert percent(0.98635, up=True) == "98.7%" and percent(0.98635) == "98.6%"
+    assert percent(0.9855) == "98.5%" and answer(np.array([0.9855, 0.0145]), NAMES[:2], 0.98635).not_sure
+    assert not answer(np.array([0.9871, 0.0129]), NAMES[:2], 0.98635).not_sure
+    # Between the threshold and its step above: its shown figure (98.6%) would read below 98.7%, so not sure.
+    assert answer(np.array([0.9864, 0.0136]), NAMES[:2], 0.98635).not_sure
+    assert (percent(1.0), percent(0.0), percent(0.99999), percent(0.5, up=True)) == ("100.0%", "0.0%", "99.9%", "50.0%")
+    rng = np.random.default_rng(0)
+    thresholds, tops = rng.random(2000), rng.random(2000)
+    for threshold, top in zip(thresholds, tops, strict=True):
+        said = answer(np.array([top, 0.0]), NAMES[:2], float(threshold))
+        below = float(percent(top)[:-1]) < float(percent(threshold, up=True)[:-1])
+        assert said.not_sure == below, (top, threshold)
+    # float32 probabilities at a threshold on the steps are answered, however they round.
+    assert bool(answered(np.float32(0.987), 0.987)) and bool(answered(np.float32(0.41), float(np.float32(0.41))))
 
 
 def test_the_option_wins_over_the_models_own_threshold():

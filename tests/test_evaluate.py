@@ -179,3 +179,21 @@ def test_training_writes_the_report_and_evaluate_reuses_its_split(trained, model
     )
     again = evaluate(model_dir, out=tmp_path, log=lambda *_: None)
     assert again["confusion_matrix"] == written["confusion_matrix"]
+
+
+def test_curves_have_whole_epochs_and_accuracy_and_loss_on_their_own_axes(tmp_path):
+    """Issue 26: the live curve had ticks at epoch 1.0, 1.5, ... and loss and accuracy on one axis. One figure draws
+    curves.png and the page's curves: whole epochs, accuracy in % on its axes, loss on its own."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from classifier.evaluation.plots import curves_figure, plot_curves
+
+    history = {"accuracy": [0.41, 0.83], "val_accuracy": [0.5, 0.75], "loss": [1.9, 0.4], "val_loss": [1.2, 0.6]}
+    figure = curves_figure(history)
+    FigureCanvasAgg(figure).draw()
+    accuracy, loss = figure.axes
+    for ax in (accuracy, loss):
+        assert all(tick.is_integer() for tick in ax.get_xticks() if 1 <= tick <= 2), ax.get_xticks()
+    assert [t.get_text() for t in accuracy.get_yticklabels()][-1].endswith("%") and accuracy.get_ylim()[1] > 100
+    assert loss.get_ylim()[1] < 3  # loss keeps its own scale
+    assert plot_curves(history, tmp_path / "curves.png").stat().st_size > 0

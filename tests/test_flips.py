@@ -24,6 +24,7 @@ from classifier.errors import UsageError
 from classifier.exporters import export as export_module
 from classifier.inference.predictor import Predictor
 from classifier.model.artifacts import MODEL_FILE, load_model, read_metadata
+from classifier.model.confidence import percent
 from classifier.model.network import classifier, flips, head
 from classifier.model.tflite import PIXELS_SIGNATURE
 from classifier.serving.app_ui import App
@@ -114,7 +115,8 @@ def test_training_reports_validation_with_and_without_flips(runs):
     assert not any("(mirror images)" in text for text in runs["refit"]["lines"])
     assert meta.refit is None and meta.test["count"] == 12
     card = App(ModelLibrary(find_models(runs["plain"]["dir"])), runs["plain"]["dir"].parent).card("plain-model")
-    assert f"validation accuracy {plain:.3f} without, {averaged:.3f} with)" in card and "**Refit:**" not in card
+    assert f"validation accuracy {percent(plain)} without, {percent(averaged)} with)" in card  # the page's rule
+    assert "**Refit:**" not in card
 
 
 def test_a_fine_tuned_flips_model_trains_its_nested_classifier_and_scores_validation_on_images(folders, tmp_path):

@@ -24,6 +24,7 @@ from classifier.data.shapes import make_shapes_dataset
 from classifier.errors import UsageError
 from classifier.evaluation.report import evaluate
 from classifier.model.artifacts import load_model, read_metadata
+from classifier.model.confidence import percent
 from classifier.model.metadata import ModelMetadata
 from classifier.serving.app_ui import App, held_out_line
 from classifier.serving.library import ModelLibrary, find_models
@@ -82,8 +83,9 @@ def test_a_test_folder_is_held_out_scored_and_summarised(runs):
     assert "24 test images held out (test/ folder)" in runs["output"]
     app = App(ModelLibrary(find_models(runs["clean"])), runs["clean"].parent)
     card = app.card("clean-model")
-    assert f"**Test accuracy:** {test['accuracy']:.3f} on 24 held-out images (test split from a test/ folder" in card
-    assert "(on the validation split)" in card
+    assert f"**Test accuracy {percent(test['accuracy'])} on 24 images** held out (test split from a test/" in card
+    assert f"**Validation accuracy {percent(meta.val_accuracy)} on {meta.data.validation_images} images**" in card
+    assert "only 24 test images: one image moves the accuracy by 4.2 points" in card  # fewer than 50: said
     readme = space_readme("t", "6", "3.12", "clean-model", meta)
     assert f"validation accuracy {meta.val_accuracy:.3f}; test accuracy {test['accuracy']:.3f} on 24 held-out" in readme
     table, confusion = app.evaluation("clean-model")

@@ -14,6 +14,7 @@ from classifier.errors import UsageError
 from classifier.model import litert
 from classifier.model.artifacts import load_model
 from classifier.model.backbones import SCALING_LAYER, build_feature_extractor, get_backbone
+from classifier.model.confidence import percent
 from classifier.model.finetune import BACKBONE_LAYER
 from classifier.model.network import build_model, feature_extractor, head
 from classifier.model.tflite import ConverterProcess, convert_tflite
@@ -226,7 +227,7 @@ def test_cli_says_not_sure_below_the_threshold(predictor, model_dir, shapes_dir,
     assert p < 0.999, "the session model is sure of every image: no threshold below 1 can make it unsure"
     threshold = (p + 1) / 2
     code, out, _ = run_main(main, [model_dir, image, "--min-confidence", threshold], capsys)
-    assert code == 0 and out.startswith(f"{image}: not sure (top guess: {top}, {p:.2f}); {top} {p:.3f}, ")
+    assert code == 0 and out.startswith(f"{image}: not sure (top guess: {top}, {percent(p)}); {top} {p:.3f}, ")
     code, out, _ = run_main(main, [model_dir, image, "--min-confidence", threshold, "--json"], capsys)
     result = json.loads(out)[0]
     assert result["not_sure"] is True and result["predictions"][0] == {"label": top, "probability": pytest.approx(p)}

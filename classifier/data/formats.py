@@ -29,8 +29,22 @@ EXTENSIONS_BY_FORMAT = {
 FORMATS = tuple(EXTENSIONS_BY_FORMAT)
 IMAGE_EXTENSIONS = tuple(suffix for suffixes in EXTENSIONS_BY_FORMAT.values() for suffix in suffixes)
 FORMAT_NAMES = f"{', '.join(FORMATS[:-1])} or {FORMATS[-1]}"  # for messages: "JPEG, PNG, GIF, BMP or WEBP"
+# HEIC/HEIF (the iPhone camera's format) is not read: no decoder the project keeps reads it (Pillow needs a plugin,
+# tf.data none). A file of it is named as such, with how to convert it (`is_heif`, HEIF_HINT).
+HEIF_EXTENSIONS = (".heic", ".heif", ".hif")
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1")
+HEIF_HINT = (
+    "a HEIC/HEIF photo (the iPhone camera's format), which this app cannot read: convert it to JPEG first "
+    "(on the iPhone: Settings > Camera > Formats > Most Compatible takes JPEGs from then on)"
+)
 # The largest image file read, uploaded or inline (the app) or named (batch_predict): far above any photo.
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+
+
+def is_heif(name: str, head: bytes = b"") -> bool:
+    """Whether a file is HEIC/HEIF, by its name's extension or its first 12 bytes (an ISO box `ftyp` of a HEIF
+    major brand; AVIF's is `avif`, not matched)."""
+    return name.lower().endswith(HEIF_EXTENSIONS) or (head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS)
 
 
 def is_image_file(path) -> bool:

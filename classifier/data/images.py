@@ -61,7 +61,7 @@ from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 from .._tf import tf
 from ..config import RESIZE_ANTIALIAS
 from ..files import FileRefused, open_regular
-from .formats import FORMAT_NAMES, FORMATS, is_image_file
+from .formats import FORMAT_NAMES, FORMATS, HEIF_HINT, is_heif, is_image_file
 
 MAX_DECODE_BYTES = 128 * 2**20  # one decode's memory budget (see the module docstring)
 MAX_PIXELS = MAX_DECODE_BYTES // 4  # Pillow holds at most 4 bytes a pixel for these formats
@@ -280,13 +280,16 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _decode_errors(name: str):
-    """Turn whatever Pillow raises on a hostile or broken file into an ImageError naming it."""
+def _decode_errors(name: str, head: Callable[[], bytes] | None = None):
+    """Turn whatever Pillow raises on a hostile or broken file into an ImageError naming it; `head` reads the file's
+    first bytes, for a format it names (HEIC: how to convert it)."""
     try:
         yield
     except ImageError:
         raise
     except UnidentifiedImageError:
+        if is_heif(name, head() if head else b""):
+            raise ImageError(name, HEIF_HINT) from None
         raise ImageError(name, f"not an image of an accepted format ({FORMAT_NAMES})") from None
     except Image.DecompressionBombError:
         raise ImageError(name, "refused, the image is a decompression bomb") from None
@@ -302,7 +305,7 @@ def _open(source: ImageSource) -> tuple[Image.Image, str]:
     if isinstance(source, Image.Image):
         return source, "image"
     if isinstance(source, bytes):
-        with _decode_errors("image bytes"):
+        with _decode_errors("image bytes", lambda: source[:12]):
             return Image.open(io.BytesIO(source), formats=FORMATS), "image bytes"
     name = str(source)
     try:
@@ -310,7 +313,7 @@ def _open(source: ImageSource) -> tuple[Image.Image, str]:
     except FileRefused as error:
         raise ImageError(name, error.reason) from None
     try:
-        with _decode_errors(name):
+        with _decode_errors(name, lambda: _head(file)):
             image = Image.open(file, formats=FORMATS)
     except BaseException:
         file.close()
@@ -318,6 +321,12 @@ def _open(source: ImageSource) -> tuple[Image.Image, str]:
     # The image owns the file, as when Pillow opens a path itself: closed once decoded (or by `close`/`with`).
     image._exclusive_fp = True
     return image, name
+
+
+def _head(file) -> bytes:
+    """The first 12 bytes of an open file (what names its format)."""
+    file.seek(0)
+    return file.read(12)
 
 
 def _decode(image: Image.Image, name: str, max_pixels: int, target_side: int | None) -> tuple[Image.Image, int]:

@@ -39,7 +39,7 @@ from ..atomic import staged_dir
 from ..errors import UsageError, clipped, quoted
 from ..files import sha256_of
 from .download import VerifyError, extract_zip
-from .formats import FORMAT_NAMES, is_image_file
+from .formats import FORMAT_NAMES, HEIF_HINT, is_heif, is_image_file
 from .images import ImageError, check_image_file
 from .limits import MAX_TEXT, TrainsetLimits, limit_hit
 from .pipeline import VALIDATION_DIRS, class_folders, find_class_files, split_folders
@@ -160,6 +160,8 @@ def checked_suffix(source: Path, shown: str) -> str:
     """The suffix `source` is stored with (its sender's name's), after the training scan's checks; ImageError naming
     it as `shown` when training could not read it."""
     suffix = Path(shown).suffix.lower()
+    if is_heif(shown):
+        raise ImageError(shown, HEIF_HINT)
     if not is_image_file(Path(f"image{suffix}")):
         raise ImageError(shown, f"not a {FORMAT_NAMES} file name; training reads only those")
     problem = check_image_file(source)[1]

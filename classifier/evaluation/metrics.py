@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..model.confidence import answered
+from ..model.confidence import STEPS, answered, steps
 
 METRICS_FILE = "metrics.json"
 
@@ -88,14 +88,14 @@ def suggest_min_confidence(
     """The lowest "not sure" threshold whose answered images are at least `target` right, with `at_threshold`'s
     figures; None when no threshold reaches `target`, or there are fewer than MIN_EVIDENCE images.
 
-    The threshold is always some image's top probability: answering every image at or above it, and
-    below the least confident one answered there is no evidence. Images of equal top probability are
-    answered together, so a tie is never split.
+    The threshold is always some image's top probability on the 0.1% steps "not sure" is decided on (rounded
+    down: `confidence.steps`): answering every image at or above it, and below the least confident one answered
+    there is no evidence. Images of equal steps are answered together, so a tie is never split.
     """
     probabilities = np.asarray(probabilities)
     if len(probabilities) < MIN_EVIDENCE:
         return None
-    confidence = probabilities.max(axis=1)
+    confidence = steps(probabilities.max(axis=1)) / STEPS  # as `answered` counts them
     right = probabilities.argmax(axis=1) == np.asarray(labels, int)
     order = np.argsort(-confidence, kind="stable")
     ranked = confidence[order]

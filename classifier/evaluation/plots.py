@@ -1,7 +1,8 @@
 """PNG plots of a trained model: learning curves, confusion matrix, the most confidently wrong images.
 
-matplotlib is imported inside `_pyplot()` with the Agg backend (files only, no display), so
-importing this module is free and training pays for matplotlib only when it draws.
+matplotlib is imported inside `_pyplot()` with the Agg backend (files only, no display), or inside
+`curves_figure` (a Figure outside pyplot, which the web page draws too), so importing this module is free and
+training pays for matplotlib only when it draws.
 """
 
 from __future__ import annotations
@@ -24,21 +25,38 @@ def _pyplot():
 
 
 def plot_curves(history: dict[str, list[float]], path: Path, fine_tune_start: int | None = None) -> Path:
-    """Training vs validation accuracy and loss per epoch; a dashed line where fine-tuning began."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=DPI)
+    """curves.png: `curves_figure` of the history."""
+    fig = curves_figure(history, fine_tune_start)
+    fig.savefig(path)
+    return Path(path)
+
+
+def curves_figure(history: dict[str, list[float]], fine_tune_start: int | None = None, size=(10, 4)):
+    """Training vs validation accuracy and loss per epoch, each on its own axes (accuracy in %, from 0 to 100),
+    whole epochs on the x axis; a dashed line where fine-tuning began. The same figure is curves.png and the Train
+    tab's live curve. A `matplotlib.figure.Figure` outside pyplot's registry: freed when dropped."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    fig = Figure(figsize=size, dpi=DPI)
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
+        scale = 100 if metric == "accuracy" else 1
         for key, label, style in ((metric, "training", "o-"), (f"val_{metric}", "validation", "s-")):
             values = history.get(key, [])
-            ax.plot(range(1, len(values) + 1), values, style, markersize=3, label=label)
+            ax.plot(range(1, len(values) + 1), [v * scale for v in values], style, markersize=3, label=label)
         if fine_tune_start is not None:
             ax.axvline(fine_tune_start + 0.5, color="grey", linestyle="--", label="fine-tuning starts")
+        if scale == 100:
+            ax.set_ylim(0, 101)
+            ax.yaxis.set_major_formatter(PercentFormatter(100, decimals=0))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs 1, 2, 3: never 1.5
         ax.set_title(metric)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def plot_confusion_matrix(

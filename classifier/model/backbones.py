@@ -46,6 +46,19 @@ WEIGHTS_DIR_ENV = "CLASSIFIER_WEIGHTS_DIR"  # --weights-dir when the flag is not
 BATCH_NORM = keras.layers.BatchNormalization  # never unfrozen (finetune.py), so never where fine-tuning starts
 
 
+class WeightsUnavailable(UsageError):
+    """A backbone's ImageNet weights could not be downloaded (offline, or the server refused): the command line's
+    message names its flags; `backbone` and `reason` let the page word it its own way (serving/wording.py)."""
+
+    def __init__(self, backbone: str, reason: str, names: str):
+        super().__init__(
+            f"--weights imagenet: could not get the {backbone} ImageNet weights ({reason}); "
+            f"put {names} in a folder and pass --weights-dir DIR, or pass --weights FILE, or --weights none to "
+            "train from scratch"
+        )
+        self.backbone, self.reason, self.names = backbone, reason, names
+
+
 @dataclass(frozen=True)
 class PageChoice:
     """One choice of the web page's Train tab for a backbone: its dropdown label (an API value of /train: keep it
@@ -367,6 +380,16 @@ def page_choices() -> dict[str, dict]:
     }
 
 
+def downloads_weights(backbone_name: str, alpha: float = 1.0, size: int = 224) -> bool:
+    """Whether `--weights imagenet` of this backbone needs Keras' download: it has weights, the package ships no file
+    of them and the weights folder of the environment ($CLASSIFIER_WEIGHTS_DIR) holds none."""
+    backbone = BACKBONES[backbone_name]
+    if not backbone.pretrained or bundled_weights(backbone_name, alpha) is not None:
+        return False
+    folder = os.environ.get(WEIGHTS_DIR_ENV)
+    return not (folder and any(Path(folder, name).is_file() for name in backbone.weights_files(alpha, size)))
+
+
 def get_backbone(name: str) -> Backbone:
     if name.startswith(HUB_PREFIX):
         return hub_backbone(name[len(HUB_PREFIX) :])
@@ -546,11 +569,7 @@ def build_feature_extractor(
     except Exception as error:  # Keras raises bare Exception for failed downloads
         if source == "imagenet":
             names = " or ".join(backbone.weights_files(alpha, image_size[0])) or "its weights file"
-            raise UsageError(
-                f"--weights imagenet: could not get the {backbone.name} ImageNet weights ({first_line(error)}); "
-                f"put {names} in a folder and pass --weights-dir DIR, or pass --weights FILE, or --weights none to "
-                "train from scratch"
-            ) from None
+            raise WeightsUnavailable(backbone.name, first_line(error), names) from None
         raise UsageError(f"--weights {weights}: cannot load into {backbone.name} ({first_line(error)})") from None
     if cut_layer == TOP:
         return keras.Model(network.inputs, network.output, name="backbone")

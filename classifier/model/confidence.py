@@ -5,6 +5,13 @@ Given one image's probabilities and a threshold `min_confidence`, the answer is 
 threshold. No threshold (None) always answers. Ties go to the first class in output order, as in
 `Predictor.top_k`.
 
+One rounding rule for a probability, wherever it is shown (`percent`): a percentage with one decimal, a
+probability rounded down to its 0.1% step, a threshold rounded up to its step. "Not sure" is decided on those
+same steps (`answered`: the top probability's step below the threshold's), so a shown answer and a shown
+threshold never seem to disagree: a threshold of 0.98635 reads "98.7%", and an image at 0.9855 is "not sure"
+at "98.5%", one at 0.9871 answered at "98.7%". A probability within `NOISE` of a step counts as that step
+(float32 rounding: an image at exactly the threshold is answered).
+
 A model's own threshold is suggested by training from its validation images
 (`metrics.suggest_min_confidence`) and kept in metadata.json as `min_confidence`; a
 `--min-confidence` option replaces it (`in_effect`), and exports record it for deployers.
@@ -22,10 +29,13 @@ import numpy as np
 from ..errors import ArgumentParser, UsageError
 
 NOT_SURE = "not sure"
+STEPS = 1000  # a probability is shown, and "not sure" decided, in steps of 0.1%
+NOISE = 1e-4  # of a step (1e-7 of a probability): float32 rounding, not a difference
 # The rule in words, for export.json and anyone who applies it outside this package.
 RULE = (
-    "answer the top class, or 'not sure' (top class as the top guess) when its probability is below min_confidence; "
-    "null: always answer the top class"
+    "answer the top class, or 'not sure' (top class as the top guess) when its probability is below min_confidence, "
+    "both counted in steps of 0.1% (the probability rounded down, min_confidence up); null: always answer the top "
+    "class"
 )
 
 
@@ -39,15 +49,34 @@ class Answer:
 
     @property
     def text(self) -> str:
-        """The answer in words: `cats`, or `not sure (top guess: cats, 0.41)`."""
-        return f"{NOT_SURE} (top guess: {self.label}, {self.confidence:.2f})" if self.not_sure else self.label
+        """The answer in words: `cats`, or `not sure (top guess: cats, 41.0%)`."""
+        return f"{NOT_SURE} (top guess: {self.label}, {percent(self.confidence)})" if self.not_sure else self.label
+
+
+def steps(probability, up: bool = False):
+    """A probability (or an array of them) in 0.1% steps: rounded down, or `up` (a threshold); ints."""
+    scaled = np.asarray(probability, np.float64) * STEPS
+    counted = np.ceil(scaled - NOISE) if up else np.floor(scaled + NOISE)
+    return counted.astype(np.int64) if counted.ndim else int(counted)
+
+
+def percent(probability, up: bool = False) -> str:
+    """A probability as the page and the commands show it: "98.6%" (one decimal, rounded down; `up`: a threshold,
+    rounded up). The one rounding rule for a probability (the module docstring)."""
+    return f"{steps(probability, up) / (STEPS / 100):.1f}%"
+
+
+def on_steps(probability: float) -> float:
+    """A threshold on the 0.1% steps it is applied on (rounded up): what `answered` compares with."""
+    return steps(probability, up=True) / STEPS
 
 
 def answered(confidence, min_confidence: float | None):
-    """Whether a top probability (or an array of them) is answered at `min_confidence`: at or above it; None: all."""
+    """Whether a top probability (or an array of them) is answered at `min_confidence`: its step at or above the
+    threshold's (`steps`: the probability rounded down, the threshold up); None: all."""
     if min_confidence is None:
         return np.ones_like(confidence, dtype=bool)
-    return np.asarray(confidence) >= min_confidence
+    return np.asarray(steps(confidence) >= steps(min_confidence, up=True))
 
 
 def answer(probabilities: np.ndarray, class_names: Sequence[str], min_confidence: float | None) -> Answer:

@@ -21,9 +21,10 @@ refuses URLs (`no_fetch`); a folder on the server is read only when the app runs
   into the model's training folder under that class at once, and says so; "Add to <predicted class>"
   saves it under the prediction's class (a right answer worth learning from). `/retrain` trains the
   model again on its folder with the tab's options it was trained with, a combined backbone's parts and sizes as
-  saved (the feature cache makes only the new images cost a backbone pass). The row shows only for a model the page
-  can correct: one of models-dir/NAME with its training folder models-dir/NAME.data (not a CLI-trained model, nor a
-  --model).
+  saved (the feature cache makes only the new images cost a backbone pass); its stages and how it ended show in
+  the row (its own timer polls the job) as in the Train tab, and once done the card beside the prediction turns to
+  the new model. The row shows only for a model the page can correct: one of models-dir/NAME with its training
+  folder models-dir/NAME.data (not a CLI-trained model, nor a --model).
 - A class the user named is never dropped or merged silently: a named slot with no photo, a class none of
   whose photos training can read, a zip's or folder's class folder with no image, and two classes of the
   same name (or names differing only in case) are refused naming the class, before anything is written.
@@ -33,7 +34,9 @@ refuses URLs (`no_fetch`); a folder on the server is read only when the app runs
   (`metadata.public_json`): every absolute path of the server in them cut to its last part. The model
   folder keeps its own (export and evaluate read the training folder back from data.root).
   Gradio serves that folder in place (a static path, no copy in its cache) and `SentOnce` deletes a
-  download once sent whole; at most KEPT_DOWNLOADS never fetched are kept.
+  download once sent whole; at most KEPT_DOWNLOADS never fetched are kept. A zip holds the files at its
+  top, so the folder it is unpacked into is the model. While one is made the page says the time so far
+  (its own timer), not Gradio's progress, which shows a total guessed from earlier calls.
 
 A served model is the operator's: Train refuses any name the page serves (a `--model` from outside the
 models folder too) and any name the models folder already holds, and the models folder is never a model
@@ -59,26 +62,31 @@ from pathlib import Path
 from typing import Iterator
 
 import gradio as gr
-import pandas as pd
 
 from ..atomic import recover
 from ..console import silent
 from ..data import trainset
 from ..data.images import ImageError
 from ..errors import UsageError, quoted
+from ..evaluation.plots import curves_figure
 from ..exporters.registry import EXPORTERS, page_downloads
 from ..model.artifacts import is_model_dir, read_metadata
+from ..model.backbones import downloads_weights
+from ..model.confidence import percent
 from ..model.metadata import public_json
 from .app_guard import FETCH_ROUTE, no_fetch, text_inputs, upload_path, upload_source
 from .cards import CSS as CARD_CSS
 from .cards import EMPTY as EMPTY_CARD
 from .cards import Preview, Thumbnails, capture
 from .limits import MAX_TEXT, check_models_dir, limit_hit
+from .wording import page_message
 from .workbench import (
     BACKBONES,
+    CANCELLED,
     DEFAULT_BACKBONE,
     DONE,
     EPOCHS,
+    FAILED,
     FINISHED,
     IMAGE_SIZE,
     Job,
@@ -90,6 +98,9 @@ from .workbench import (
 CLASS_SLOTS = 6  # class slots the tab can show; a zip or a folder brings more classes
 FIRST_SLOTS = 2  # shown at first
 POLL_SECONDS = 1.0
+KEPT_CURVES = 8  # jobs' curves kept drawn, for the pages that poll them
+CURVE = gr.Plot(format="png", render=False)  # draws a job's curves once for every page (`TrainPage.curve`)
+PREPARING = "⏳ Preparing the download: {seconds:.0f} s so far"
 BURST = 10  # photos a card's "Take 10 photos" button takes
 PREVIEW_EVERY, PREVIEW_LIMIT_SECONDS = 0.5, 120  # the live preview: a frame every 0.5 s, a stream for 2 min at most
 DOWNLOADS = {"model folder (zip)": "zip", **page_downloads()}  # label -> kind: /download takes the kind
@@ -99,11 +110,12 @@ KEPT_DOWNLOADS, KEPT_DOWNLOAD_SECONDS = 3, 600
 
 @contextlib.contextmanager
 def page_errors() -> Iterator[None]:
-    """A user's mistake (UsageError, ImageError) as the page's error: its one line, no traceback."""
+    """A user's mistake (UsageError, ImageError) as the page's error: its one line in the page's words
+    (`wording.page_message`), no traceback."""
     try:
         yield
     except (UsageError, ImageError) as error:
-        raise gr.Error(str(error), print_exception=False) from None
+        raise gr.Error(page_message(error), print_exception=False) from None
 
 
 class TrainPage:
@@ -123,6 +135,9 @@ class TrainPage:
         gr.set_static_paths([self.downloads])
         self._starting = threading.Lock()  # one Train at a time fills a training folder
         self._correcting = threading.Lock()  # a correction's limits are checked and its image written as one step
+        self._curves: dict[tuple[str, int], object] = {}  # (job id, epochs) -> its curves, drawn (`curve`)
+        self._drawing = threading.Lock()
+        self.view_size = 0  # how many outputs the model view beside a prediction has (`wire_corrections` sets it)
         self.thumbnails = Thumbnails()  # the class cards' thumbnails, made once per upload
         self.pace = Preview()  # the live preview's pace, per visitor
 
@@ -189,7 +204,8 @@ class TrainPage:
                 shutil.rmtree(self.training_folder(job.name), ignore_errors=True)
 
     def retrain(self, model):
-        """Train the picked model again on its training folder, with the tab's options it was trained with."""
+        """Train the picked model again on its training folder, with the tab's options it was trained with: the
+        Train tab's job, progress and timer, then the correction row's (`retrain_status` polls it there)."""
         text_inputs(model=model)
         with page_errors():
             name = self.own_model(model)
@@ -201,7 +217,24 @@ class TrainPage:
             if config is None:
                 raise UsageError(f"model {name!r}: its backbone is not one of the Train tab's; retrain it with the CLI")
             job = self.workbench.submit(name, config)
-        return self.started(job)
+        return (*self.started(job), job.id, self.retrain_line(job), gr.Timer(active=True))
+
+    def retrain_status(self, job_id: str, model):
+        """The correction row's retrain, polled: (its line, its timer, then the model view: updated once the job is
+        done when the page still shows that model, else left as it is)."""
+        text_inputs(model=model)
+        with page_errors():
+            job = self.job(job_id)
+        done = job.state == DONE and job.name == model
+        view = self.app.model_view(job.name) if done else [gr.skip()] * self.view_size
+        return (self.retrain_line(job), gr.Timer(active=job.state not in FINISHED), *view)
+
+    def retrain_line(self, job: Job) -> str:
+        """Where a retrain is, under the prediction: its stage, then how it ended."""
+        line = self.describe(job, job.snapshot())
+        if job.state == DONE:
+            return f"Retrained. {line} The card shows the new model; classify again to use it."
+        return {FAILED: "Retrain failed. ", CANCELLED: "Retrain cancelled. "}.get(job.state, "Retraining… ") + line
 
     def job(self, job_id: str | None) -> Job:
         """The job `job_id`, or the server's current job when no id is given (a page loaded after it started)."""
@@ -281,16 +314,25 @@ class TrainPage:
         return (model or None) if names else None
 
     def view(self, job: Job):
-        """(status line, curve table or None, details as JSON) of a job."""
+        """(status line, curves figure or None, details as JSON) of a job: the figure is curves.png's (accuracy and
+        loss on their own axes, whole epochs), drawn from the epochs so far."""
         snapshot = job.snapshot()
-        rows = [
-            (epoch["epoch"], metric, value)
-            for epoch in snapshot["epochs"]
-            for metric, value in epoch.items()
-            if metric != "epoch"
-        ]
-        curve = pd.DataFrame(rows, columns=["epoch", "metric", "value"]) if rows else None
-        return self.describe(job, snapshot), curve, snapshot
+        return self.describe(job, snapshot), self.curve(job.id, snapshot["epochs"]), snapshot
+
+    def curve(self, job_id: str, epochs: list[dict]):
+        """The curves of a job's epochs so far, as the page's plot takes them, or None before the first epoch. Drawn
+        once per epoch, not once per poll of each page: a drawing costs most of a second on 2 busy cores."""
+        if not epochs:
+            return None
+        key = (job_id, len(epochs))
+        with self._drawing:  # one drawing of each epoch, however many pages poll at once
+            if key not in self._curves:
+                history = {metric: [epoch[metric] for epoch in epochs if metric in epoch] for metric in epochs[-1]}
+                history.pop("epoch")
+                while len(self._curves) >= KEPT_CURVES:  # the oldest first (dicts keep their order)
+                    del self._curves[next(iter(self._curves))]
+                self._curves[key] = CURVE.postprocess(curves_figure(history, size=(8, 3.2)))
+            return self._curves[key]
 
     def describe(self, job: Job, snapshot: dict) -> str:
         """One line on where the job is."""
@@ -302,8 +344,7 @@ class TrainPage:
         features, epochs = snapshot["features"], snapshot["epochs"]
         if epochs:
             last = epochs[-1]
-            scores = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k != "epoch")
-            return f"**{job.name}:** epoch {last['epoch']} of {snapshot['total_epochs']}: {scores}"
+            return f"**{job.name}:** epoch {last['epoch']} of {snapshot['total_epochs']}: {epoch_scores(last)}"
         if features and job.phase != "training the head":
             left = "" if features["seconds_left"] is None else f", about {features['seconds_left']:.0f} s left"
             return (
@@ -470,6 +511,23 @@ class TrainPage:
                 shutil.rmtree(out, ignore_errors=True)
                 raise
 
+    @staticmethod
+    def preparing():
+        """A download starts: (what the page says, its start, its timer on)."""
+        return PREPARING.format(seconds=0), time.time(), gr.Timer(active=True)
+
+    @staticmethod
+    def still_preparing(started: float | None):
+        """Each second while a download is made (its timer): the time so far, no guessed total (a first TFLite
+        conversion takes far longer than the next, a zip a moment); nothing once it is made (`started` is None)."""
+        return gr.skip() if started is None else PREPARING.format(seconds=time.time() - started)
+
+    @staticmethod
+    def prepared(started: float | None, file) -> tuple:
+        """Once the download has been made (or refused: no file): how long it took, no start, the timer off."""
+        took = f"Ready, prepared in {time.time() - started:.0f} s" if file and started else ""
+        return took, None, gr.Timer(active=False)
+
     def export(self, folder: Path, name: str, kind: str, out: Path) -> Path:
         """The one file of a download, in `out`; the export it was made from is deleted."""
         from ..exporters.export import export_model
@@ -498,6 +556,16 @@ class TrainPage:
             if mtime < old or rank >= KEPT_DOWNLOADS:  # with the one made now, at most KEPT_DOWNLOADS
                 shutil.rmtree(entry, ignore_errors=True)
         return Path(tempfile.mkdtemp(dir=self.downloads))
+
+
+def epoch_scores(epoch: dict) -> str:
+    """An epoch's figures in words: "training accuracy 91.6% (loss 0.234), validation accuracy 87.5% (loss 0.345)"."""
+    parts = []
+    for split, prefix in (("training", ""), ("validation", "val_")):
+        accuracy, loss = epoch.get(prefix + "accuracy"), epoch.get(prefix + "loss")
+        if accuracy is not None:
+            parts.append(f"{split} accuracy {percent(accuracy)}" + ("" if loss is None else f" (loss {loss:.3f})"))
+    return ", ".join(parts)
 
 
 def _mtime(path: Path) -> float | None:
@@ -549,13 +617,14 @@ def _as_file(source, shown: str) -> Iterator[Path]:
 
 
 def zip_folder(folder: Path, dest: Path) -> Path:
-    """The regular files of `folder` in a zip at `dest`, its JSON files as their public copies (no absolute path of
-    the server); symlinks are left out (nothing from elsewhere)."""
+    """The regular files of `folder` in a zip at `dest`, at its top (no folder inside: unpacked into a folder, or by
+    an unzip that makes one named after the zip, that folder is the model's, as `Predictor` loads it), its JSON files
+    as their public copies (no absolute path of the server); symlinks are left out (nothing from elsewhere)."""
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as archive:
         for root, _, files in os.walk(folder):  # does not enter symlinked folders
             for file in sorted(files):
                 path = Path(root) / file
-                name = Path(folder.name) / path.relative_to(folder)
+                name = path.relative_to(folder)
                 if not path.is_file() or path.is_symlink():
                     continue
                 public = public_copy(path)
@@ -596,7 +665,7 @@ class TrainTab:
     job: gr.State
     timer: gr.Timer
     status: gr.Markdown
-    curve: gr.LinePlot
+    curve: gr.Plot
     details: gr.JSON
     controls: dict = field(default_factory=dict)  # the inputs and buttons wire_train_tab gives events
 
@@ -622,8 +691,9 @@ def build_train_tab(page: TrainPage) -> TrainTab:
     with gr.Accordion("Or: one zip of class folders" + (", or a folder on this machine" if local else ""), open=False):
         archive = no_fetch(gr.File(file_types=[".zip"], type="filepath", label="Zip of class folders"))
         folder = gr.Textbox(label="Folder of class folders on this machine", visible=local, max_length=MAX_TEXT)
+    # A row of its own: the backbones' labels are long ("MobileNetV2 0.35 (bundled weights, fastest)").
+    backbone = gr.Dropdown(backbone_choices(), value=DEFAULT_BACKBONE, label="Backbone")
     with gr.Row():
-        backbone = gr.Dropdown(list(BACKBONES), value=DEFAULT_BACKBONE, label="Backbone", min_width=200)
         size = gr.Number(IMAGE_SIZE, label="Image size (px)", precision=0, minimum=32, maximum=320, min_width=100)
         epochs = gr.Number(EPOCHS, label="Epochs", precision=0, minimum=1, maximum=100, min_width=100)
     with gr.Row():
@@ -635,7 +705,8 @@ def build_train_tab(page: TrainPage) -> TrainTab:
                 job=gr.State(""),
                 timer=gr.Timer(POLL_SECONDS, active=False),
                 status=gr.Markdown(),
-                curve=gr.LinePlot(x="epoch", y="value", color="metric", label="Accuracy and loss per epoch"),
+                # curves.png's figure (drawn once per epoch: `TrainPage.curve`); its panels have titles
+                curve=gr.Plot(label="Accuracy and loss per epoch", format=CURVE.format, show_label=False),
                 details=gr.JSON(label="Job details", visible=False),
             )
         with gr.Column(min_width=280):
@@ -643,11 +714,14 @@ def build_train_tab(page: TrainPage) -> TrainTab:
     with gr.Accordion("Download the picked model", open=False):
         kind = gr.Radio(list(DOWNLOADS.items()), value="zip", label="As")
         download = gr.Button("Prepare the download")
+        prepared = gr.Markdown()  # the time so far while it is made, then how long it took
         file = gr.File(label="Download", interactive=False)
     tab.controls.update(count=count, add=add, remove=remove, train=train, cancel=cancel, kind=kind, download=download)
     tab.controls.update(groups=slots["groups"], cards=slots["cards"], webcams=slots["webcams"], **live)
     labels, uploads = slots["labels"], slots["uploads"]
-    tab.controls.update(file=file, inputs=[name, backbone, size, epochs, archive, folder, *labels, *uploads])
+    tab.controls.update(
+        file=file, prepared=prepared, inputs=[name, backbone, size, epochs, archive, folder, *labels, *uploads]
+    )
     tab.controls.update(slots=[*labels, *uploads], uploads=uploads)
     return tab
 
@@ -661,8 +735,10 @@ def build_preview() -> dict:
     dropped = gr.Image(
         sources=["upload", "clipboard"], type="filepath", label="Or drop an image", height=140, elem_id="live-image"
     )
-    label = gr.Label(num_top_classes=3, label="Live prediction", elem_id="live-label")
-    return {"live_webcam": no_fetch(webcam), "live_image": no_fetch(dropped), "live_label": label}
+    # As on the predict tab: the answer kept as Gradio's Label value, shown as `App.answer_html` draws it (one rule).
+    label = gr.Label(num_top_classes=3, label="Live prediction", visible="hidden", elem_id="live-label-value")
+    shown = gr.HTML(label="Live prediction", show_label=True, container=True, elem_id="live-label")
+    return {"live_webcam": no_fetch(webcam), "live_image": no_fetch(dropped), "live_label": label, "live_shown": shown}
 
 
 def wire_train_tab(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
@@ -679,15 +755,36 @@ def wire_train_tab(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
     )
     tab.timer.tick(page.status, tab.job, [*tab.progress, tab.timer, model], api_name="train_status")
     controls["cancel"].click(page.cancel, tab.job, tab.progress, api_name="train_cancel")
+    # The time so far while a download is made (`prepared`, ticked by its timer), not Gradio's own progress: that
+    # shows a total guessed from earlier downloads ("5.1/11.9s" for one that takes 21 s).
+    prepared, ticking, started = controls["prepared"], gr.Timer(1.0, active=False), gr.State(None)
+    ticking.tick(page.still_preparing, started, prepared, api_visibility="private")
     controls["download"].click(
+        page.preparing, None, [prepared, started, ticking], api_visibility="private", concurrency_limit=None
+    ).then(
         page.download,
         [model, controls["kind"]],
         controls["file"],
         api_name="download",
+        show_progress="hidden",
         preprocess=False,  # the model's name as sent, as for a retrain
         concurrency_limit=1,
         concurrency_id="export",
-    )
+    ).then(page.prepared, [started, controls["file"]], [prepared, started, ticking], api_visibility="private")
+
+
+def backbone_choices() -> list[tuple[str, str]]:
+    """The backbone dropdown's (shown label, value): the value is the /train API's label as it is; a backbone whose
+    ImageNet weights are not bundled says it downloads them (offline, it cannot train)."""
+    return [
+        (
+            f"{label} (downloads its weights)"
+            if downloads_weights(opts["backbone"], opts.get("alpha", 1.0))
+            else label,
+            label,
+        )
+        for label, opts in BACKBONES.items()
+    ]
 
 
 def wire_cards(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
@@ -712,6 +809,8 @@ def wire_cards(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
         **private,
     )
     webcam.stream(**preview, stream_every=PREVIEW_EVERY, time_limit=PREVIEW_LIMIT_SECONDS)
+    # No model runs here: never waits behind predictions (no concurrency limit).
+    label.change(page.app.answer_html, label, controls["live_shown"], **private, concurrency_limit=None)
     image.change(**{**preview, "fn": page.live, "inputs": [image, tab.job, model]})  # a dropped image, or cleared
 
 
@@ -806,16 +905,34 @@ def shown_slots(count: int) -> list:
     ]
 
 
-def build_correction_row(page: TrainPage, app) -> tuple:
+@dataclass
+class CorrectionRow:
+    """The correction row under a prediction, and its retrain's progress (its own job id and timer: the Train tab
+    shows the job too, the row only the retrain pressed there)."""
+
+    column: gr.Column
+    label: gr.Dropdown
+    save: gr.Button
+    retrain: gr.Button
+    said: gr.Markdown
+    progress: gr.Markdown
+    job: gr.State
+    timer: gr.Timer
+
+
+def build_correction_row(page: TrainPage, app) -> CorrectionRow:
     """Under a prediction: "Wrong? It is: [class]" (choosing one saves the image there), "Add to <predicted class>",
-    Retrain, and what happened (inside the tab). Shown only for a model the page can correct (`correctable`)."""
-    with gr.Column(visible=page.correctable(None)) as row:
+    Retrain, what happened (inside the tab), and the retrain's stages and how it ended. Shown only for a model the
+    page can correct (`correctable`)."""
+    with gr.Column(visible=page.correctable(None)) as column:
         with gr.Row():
             label = gr.Dropdown(page.classes(None), value=None, label="Wrong? It is:", scale=2)
             save = gr.Button("Add to the predicted class", size="sm", scale=1, visible=False)
             retrain = gr.Button("Retrain", size="sm", scale=1)
         said = gr.Markdown()
-    return row, label, save, retrain, said
+        progress = gr.Markdown(elem_id="retrain-progress")
+    timer = gr.Timer(POLL_SECONDS, active=False)
+    return CorrectionRow(column, label, save, retrain, said, progress, gr.State(""), timer)
 
 
 def predicted_class(prediction) -> str | None:
@@ -826,9 +943,11 @@ def predicted_class(prediction) -> str | None:
     return top.get("label") if isinstance(top, dict) and isinstance(top.get("label"), str) else None
 
 
-def wire_corrections(page: TrainPage, model, image, prediction, row: tuple, tab: TrainTab) -> None:
-    """The correction row's events; a retrain reports its progress in the Train tab."""
-    column, label, save, retrain, said = row
+def wire_corrections(page: TrainPage, model, image, prediction, row: CorrectionRow, tab: TrainTab, view) -> None:
+    """The correction row's events; a retrain reports its progress in the row and in the Train tab, and once done
+    updates `view` (the model's card and plots beside the prediction: `App.model_view`'s outputs)."""
+    column, label, save, retrain, said = row.column, row.label, row.save, row.retrain, row.said
+    page.view_size = len(view)
     # Choosing a class saves the image there at once: `select` is the user's choice only (not a new prediction's
     # reset, as `change` would be), and once (`input` fires again when the list loses focus).
     label.select(page.correct, [image, model, label], said, api_name="correct", preprocess=False)
@@ -836,5 +955,10 @@ def wire_corrections(page: TrainPage, model, image, prediction, row: tuple, tab:
     fresh = dict(api_visibility="private", preprocess=False)  # the prediction as sent (a `gr.Label` value)
     prediction.change(page.prediction_view, [prediction, model], [save, label, said, column], **fresh)
     # The model's name as sent (preprocess=False): a model trained since the page loaded is not among its choices.
-    retrain.click(page.retrain, model, [tab.job, *tab.progress, tab.timer], api_name="retrain", preprocess=False)
+    retrained = [tab.job, *tab.progress, tab.timer, row.job, row.progress, row.timer]
+    retrain.click(page.retrain, model, retrained, api_name="retrain", preprocess=False)
+    row.timer.tick(
+        page.retrain_status, [row.job, model], [row.progress, row.timer, *view], api_visibility="private",
+        preprocess=False,
+    )  # fmt: skip
     model.change(page.correction_view, model, [label, column], api_visibility="private")

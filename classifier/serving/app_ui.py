@@ -6,12 +6,17 @@ preprocessing path (`images.model_pixels`: the accepted formats, EXIF, every mod
 budget, then the model's resize). A bad upload, or a model folder refused at load, raises `gr.Error`
 naming it, shown on the page and returned to API callers; the server keeps serving.
 
+The page shows figures as serving/wording.py words them: one rounding rule for a probability (the answer, its
+bars drawn by `answer_html`, the card's threshold, the Many images table, the metrics), every accuracy beside the
+images it was measured on, dates in the browser's time zone.
+
 `launch` serves the page to strangers: what they can send, fetch and cost the server is set there
 and in app_guard.py (queue only, `Limits`, uploads only, no URLs, only the shown files readable).
 """
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +29,10 @@ from starlette.middleware import Middleware
 
 from ..data.images import ImageError
 from ..errors import UsageError, clipped
-from ..evaluation.metrics import METRICS_FILE, TARGET_PRECISION, format_table, report_prefix
+from ..evaluation.metrics import METRICS_FILE, TARGET_PRECISION, report_prefix
+from ..evaluation.plots import curves_figure
 from ..model.artifacts import read_metadata
-from ..model.confidence import in_effect
+from ..model.confidence import NOT_SURE, in_effect, percent
 from ..model.metadata import ModelMetadata
 from .app_guard import (
     CONFUSION_FILE,
@@ -49,6 +55,7 @@ from .app_train import (
 )
 from .library import ModelLibrary, ModelLoading
 from .limits import DEFAULT_LIMITS, LOOPBACK_HOSTS, Limits
+from .wording import LOCAL_TIME_SCRIPT, accuracy_words, few_images_warning, local_time
 
 TOP_K = 5
 TRAIN_COMMAND = "python -m classifier.train --data PATH_OR_NAME --out {models_dir}/NAME"
@@ -56,7 +63,18 @@ DEMO_COMMAND = (
     "python -m classifier.shapes datasets/shapes && python -m classifier.train --data datasets/shapes "
     "--out {models_dir}/shapes --backbone mobilenet_v2 --alpha 0.35 --image-size 96 --epochs 5"
 )
-BATCH_COLUMNS = ["file", "prediction", "confidence", "not sure", f"top {TOP_K}", "error"]
+# The answer's bars (`App.answer_html`), as Gradio's gr.Label draws its own.
+ANSWER_CSS = """
+.answer h2 { margin: 0 0 0.6em; }
+.answer .bar { position: relative; display: flex; justify-content: space-between; padding: 0.25em 0.5em;
+  margin-bottom: 0.3em; border-radius: 4px; overflow: hidden; }
+.answer .bar .fill { position: absolute; left: 0; top: 0; bottom: 0; z-index: 0;
+  background: var(--stat-background-fill); opacity: 0.35; }
+.answer .bar .name, .answer .bar .figure { position: relative; z-index: 1; }
+"""
+# The error before the top classes: a bad file's reason is read first, and the long list last (it wraps).
+BATCH_COLUMNS = ["file", "prediction", "confidence", "error", f"top {TOP_K}"]
+BATCH_WIDTHS = ["17%", "19%", "14%", "28%", "22%"]
 
 
 def no_model_message(models_dir: str | Path) -> str:
@@ -133,7 +151,8 @@ class App:
 
     def classify(self, upload: dict | None, model: str | None = None) -> dict:
         """One image -> a `gr.Label` value as sent: the answer as `label` (the top class, or "Not sure (top guess:
-        ...)"), and the top classes' `confidences` either way."""
+        ..., 98.5%)"), and the top classes' `confidences` (probabilities, unrounded) either way. The page shows it
+        with `answer_html`."""
         text_inputs(model=model)
         predictor = self.predictor(model)
         source, name = upload_source(upload, self.limits)
@@ -167,22 +186,37 @@ class App:
         rows, good, pixels = [], [], []
         for path in paths:
             name = clipped(Path(path).name)
-            rows.append([name, "", None, None, "", ""])
+            rows.append([name, "", "", "", ""])
             try:
                 pixels.append(predictor.pixels(upload_path(path, name)))
                 good.append(len(rows) - 1)
             except ImageError as error:
-                rows[-1][-1] = _shown(error, path, name)
+                rows[-1][3] = _shown(error, path, name)
         if pixels:
             for row, probabilities in zip(good, predictor.probabilities_of_pixels(np.stack(pixels)), strict=True):
                 said, ranked = predictor.answer(probabilities), predictor.top_k(probabilities, TOP_K)
                 rows[row][1:5] = [
-                    said.label,  # the top class; "not sure" says whether it is only a guess
-                    round(said.confidence, 4),
-                    said.not_sure,
-                    ", ".join(f"{label} {p:.3f}" for label, p in ranked),
+                    f"{NOT_SURE} (top guess: {said.label})" if said.not_sure else said.label,
+                    percent(said.confidence),
+                    "",
+                    ", ".join(f"{label} {percent(p)}" for label, p in ranked),
                 ]
         return pd.DataFrame(rows, columns=BATCH_COLUMNS)
+
+    @staticmethod
+    def answer_html(prediction) -> str:
+        """A `classify` value as the page shows it: the answer, then a bar per top class with its `percent`, the one
+        rounding rule of the page (the card's threshold and the answer's figure use it too)."""
+        if not isinstance(prediction, dict) or not isinstance(prediction.get("label"), str):
+            return ""
+        bars = [
+            f'<div class="bar"><span class="name">{html.escape(str(item.get("label")))}</span>'
+            f'<span class="figure">{percent(item["confidence"])}</span>'
+            f'<span class="fill" style="width:{percent(max(0.0, min(1.0, item["confidence"])))}"></span></div>'
+            for item in prediction.get("confidences") or []
+            if isinstance(item, dict) and isinstance(item.get("confidence"), (int, float))
+        ]
+        return f'<div class="answer"><h2>{html.escape(prediction["label"])}</h2>{"".join(bars)}</div>'
 
     # -- the model's card, curves and examples --------------------------------------------------
     def examples(self, model: str | None) -> list[Path]:
@@ -204,11 +238,10 @@ class App:
             f"- **Classes ({len(meta.class_names)}):** {meta.class_list(30)}",
             f"- **Backbone:** {meta.describe_backbone()}",
             f"- **Image size:** {' x '.join(str(side) for side in meta.image_size)} px",
-            f"- **Validation accuracy:** {_fraction(meta.val_accuracy)} after the last epoch, "
-            f"{_fraction(meta.best_val_accuracy)} at the best (on the validation split)",
+            *validation_lines(meta),
             *held_out_line(meta),
             *levers_lines(meta),
-            f"- **Trained:** {meta.trained_at or 'unknown'}, {_known(meta.epochs_run)} epochs on "
+            f"- **Trained:** {local_time(meta.trained_at)}, {_known(meta.epochs_run)} epochs on "
             f"{_known(meta.data.train_images)} images",
             self.not_sure_line(meta),
         ]
@@ -219,29 +252,25 @@ class App:
         threshold = in_effect(self.library.min_confidence, meta.min_confidence)
         if threshold is None:
             return "- **Not sure:** never (this model has no threshold; `--min-confidence P` sets one)"
+        shown = percent(threshold, up=True)  # rounded up, as "not sure" is decided (model/confidence.py)
         if self.library.min_confidence is not None:
-            return f"- **Not sure below:** {threshold:.3f} top probability (set by `--min-confidence`)"
-        coverage = "" if meta.min_confidence_coverage is None else f"{meta.min_confidence_coverage:.0%} of "
+            return f"- **Not sure below:** {shown} top probability (set by `--min-confidence`)"
+        coverage = "" if meta.min_confidence_coverage is None else f"{percent(meta.min_confidence_coverage)} of "
         return (
-            f"- **Not sure below:** {threshold:.3f} top probability (the model's own: it answers {coverage}validation "
-            f"images, at least {TARGET_PRECISION:.0%} of them right)"
+            f"- **Not sure below:** {shown} top probability (the model's own: it answers {coverage}validation "
+            f"images, at least {percent(TARGET_PRECISION)} of them right)"
         )
 
     def curves(self, model: str | None):
-        """(curves.png or None, history table or None): the picture when the folder has one, else the history."""
+        """(curves.png or None, a figure or None): the picture when the folder has one, else the history drawn as
+        training draws curves.png (evaluation/plots.py)."""
         if not self.library.names:
             return None, None
         path = self.shown.path(self.name(model), CURVES_FILE)
         if path:
             return str(path), None
-        history = self.metadata(model).history
-        rows = [
-            (epoch + 1, metric, value)
-            for metric, values in history.items()
-            if "accuracy" in metric
-            for epoch, value in enumerate(values)
-        ]
-        return None, (pd.DataFrame(rows, columns=["epoch", "metric", "value"]) if rows else None)
+        meta = self.metadata(model)
+        return None, (curves_figure(meta.history, meta.fine_tune_start_epoch) if meta.history else None)
 
     def evaluation(self, model: str | None):
         """(metrics tables as Markdown or None, confusion_matrix.png or None): what training measured on the held-out
@@ -251,10 +280,14 @@ class App:
         metrics_file = self.folder(model) / METRICS_FILE
         confusion = self.shown.path(self.name(model), CONFUSION_FILE)
         tables = [
-            f"**{title}**\n\n```\n{format_table(json.loads(path.read_text()))}\n```"
-            for title, path in (
-                ("Test metrics (held-out test split)", metrics_file.with_name(report_prefix("test") + METRICS_FILE)),
-                ("Validation metrics", metrics_file),
+            f"**{title}**\n\n{metrics_markdown(json.loads(path.read_text()), split)}"
+            for title, path, split in (
+                (
+                    "Test metrics (held-out test split)",
+                    metrics_file.with_name(report_prefix("test") + METRICS_FILE),
+                    "test",
+                ),
+                ("Validation metrics", metrics_file, "validation"),
             )
             if path.is_file()
         ]
@@ -270,7 +303,7 @@ class App:
         return (
             self.card(model),
             gr.Image(value=picture, visible=picture is not None),
-            gr.LinePlot(value=history, visible=history is not None),
+            gr.Plot(value=history, visible=history is not None),
             gr.Markdown(value=table or "", visible=table is not None),
             gr.Image(value=confusion, visible=confusion is not None),
             gr.Dataset(samples=[[str(p)] for p in examples], visible=bool(examples)),
@@ -304,6 +337,7 @@ class Page:
     model: gr.Dropdown
     blocks: gr.Blocks  # the page, for its load events
     built: dict[str, Any] = field(default_factory=dict)
+    view: list = field(default_factory=list)  # the model's card and plots beside the tabs (`App.model_view`'s outputs)
 
 
 @dataclass(frozen=True)
@@ -321,12 +355,15 @@ def _build_one_image(page: Page) -> dict:
         gr.Image(sources=["upload", "clipboard", "webcam"], type="filepath", image_mode=None, label="Image", height=320)
     )
     button = gr.Button("Classify", variant="primary")
-    label = gr.Label(num_top_classes=TOP_K, label="Prediction")
+    # The API's value (the answer and unrounded probabilities), kept in the page but shown as `answer_html` draws it:
+    # Gradio's own bars round to whole percents, the page's one rule is percent() (model/confidence.py).
+    label = gr.Label(num_top_classes=TOP_K, label="Prediction", visible="hidden")
+    shown = gr.HTML(label="Prediction", show_label=True, container=True, elem_id="prediction")
     correction = build_correction_row(page.trainer, page.app) if page.trainer else None
     examples = gr.Dataset(
         components=[gr.Image(visible=False)], samples=[], type="index", label="Examples", visible=False
     )
-    return dict(image=image, button=button, label=label, correction=correction, examples=examples)
+    return dict(image=image, button=button, label=label, shown=shown, correction=correction, examples=examples)
 
 
 def _predict_event(page: Page) -> dict:
@@ -347,6 +384,11 @@ def _wire_one_image(page: Page, built: dict) -> None:
     built["button"].click(**predict, api_name="predict")
     # Any new image (drop, upload, paste, webcam, an example) is classified without a click.
     image.change(**{**predict, "fn": app.classify_if_any}, api_visibility="private")
+    # No model runs here: never waits behind predictions (no concurrency limit).
+    built["label"].change(
+        app.answer_html, built["label"], built["shown"], api_visibility="private", preprocess=False,
+        concurrency_limit=None,
+    )  # fmt: skip
     examples.click(app.example, [examples, page.model], image, api_visibility="private")
 
 
@@ -355,7 +397,9 @@ def _build_many_images(page: Page) -> dict:
         gr.File(file_count="multiple", type="filepath", label=f"Images (up to {page.app.limits.max_batch})")
     )
     button = gr.Button("Classify all", variant="primary")
-    table = gr.Dataframe(headers=BATCH_COLUMNS, label="Predictions", interactive=False)
+    table = gr.Dataframe(
+        headers=BATCH_COLUMNS, label="Predictions", interactive=False, wrap=True, column_widths=BATCH_WIDTHS
+    )
     return dict(files=files, button=button, table=table)
 
 
@@ -371,13 +415,14 @@ def _build_train(page: Page) -> TrainTab:
 
 
 def _wire_train(page: Page, tab: TrainTab) -> None:
-    """The Train tab's events, and the correction row's under a prediction (a retrain reports in the Train tab)."""
+    """The Train tab's events, and the correction row's under a prediction (a retrain reports in the row and in the
+    Train tab, and updates the card)."""
     wire_train_tab(page.trainer, tab, page.model)
     # A page that loads shows the server's current job (started from another page, or before a reload) and polls it.
     page.blocks.load(page.trainer.resume, None, [tab.job, *tab.progress, tab.timer], api_visibility="private")
     one_image = page.built[ONE_IMAGE.label]
     built = [one_image[part] for part in ("image", "label", "correction")]
-    wire_corrections(page.trainer, page.model, *built, tab)
+    wire_corrections(page.trainer, page.model, *built, tab, page.view)
 
 
 ONE_IMAGE = PageTab("One image", _build_one_image, _wire_one_image)
@@ -395,7 +440,7 @@ def build_model_view(page: Page) -> list:
     names = page.app.library.names
     card = gr.Markdown(page.app.card(names[0] if names else None))
     curves = gr.Image(label="Training curves", interactive=False, visible=False)
-    history = gr.LinePlot(x="epoch", y="value", color="metric", label="Training curves", visible=False)
+    history = gr.Plot(label="Training curves", visible=False, format="png", show_label=False)
     metrics = gr.Markdown(visible=False)
     confusion = gr.Image(label="Confusion matrix (validation)", interactive=False, visible=False)
     return [card, curves, history, metrics, confusion]
@@ -415,7 +460,7 @@ def build_app(app: App, trainer: TrainPage | None = None) -> gr.Blocks:
                     with gr.Tab(tab.label):
                         page.built[tab.label] = tab.build(page)
             with gr.Column():
-                view = [*build_model_view(page), page.built[ONE_IMAGE.label]["examples"]]
+                view = page.view = [*build_model_view(page), page.built[ONE_IMAGE.label]["examples"]]
         for tab in tabs:
             tab.wire(page, page.built[tab.label])
         demo.load(app.page_load, model, [model, *view], api_visibility="private")
@@ -459,6 +504,8 @@ def launch(
                 *([Middleware(SentOnce, folder=trainer.downloads)] if trainer else []),  # downloads go once sent
             ]
         },
+        css=ANSWER_CSS,
+        head=LOCAL_TIME_SCRIPT,  # dates in the browser's time zone (wording.local_time)
         mcp_server=False,  # Gradio's MCP server (GRADIO_MCP_SERVER=true) would be another way in
         enable_monitoring=False,  # /monitoring: traffic figures for anyone who asks
         run_history=False,  # /gradio_api/runs: calls the Hugging Face Hub on a visitor's behalf
@@ -473,15 +520,39 @@ def _shown(error: Exception, source, name: str) -> str:
     return str(error).replace(str(source) if isinstance(source, str) else "image bytes", name)
 
 
+def validation_lines(meta: ModelMetadata) -> list[str]:
+    """The card's validation accuracy, the images it was measured on, and a warning when they are few."""
+    images = meta.data.validation_images
+    best = "" if meta.best_val_accuracy is None else f" ({percent(meta.best_val_accuracy)} at the best epoch)"
+    line = f"- **{accuracy_words(meta.val_accuracy, images).capitalize()}**{best}"
+    warning = few_images_warning(images)
+    return [line] + ([f"- ⚠️ {warning}"] if warning else [])
+
+
 def held_out_line(meta: ModelMetadata) -> list[str]:
-    """The card's line on the held-out test split ("test accuracy 0.913 on 240 held-out images"), or none."""
+    """The card's line on the held-out test split ("test accuracy 91.3% on 240 images"), or none."""
     if meta.test is None:
         return []
     source = "a test/ folder" if meta.test.get("from") == "folder" else "--test-split"
+    count = meta.test["count"]
+    warning = few_images_warning(count, "test")
     return [
-        f"- **Test accuracy:** {_fraction(meta.test['accuracy'])} on {meta.test['count']} held-out images (test split "
-        f"from {source}: never trained on, nor used to choose anything)"
+        f"- **{accuracy_words(meta.test['accuracy'], count, 'test').capitalize()}** held out (test split from "
+        f"{source}: never trained on, nor used to choose anything)" + (f"; ⚠️ {warning}" if warning else "")
     ]
+
+
+def metrics_markdown(metrics: dict, split: str) -> str:
+    """A split's metrics.json as a Markdown table in percentages (`percent`), one row per class and the macro
+    average, then the accuracy on the images it was measured on (and a warning when they are few)."""
+    rows = ["| class | precision | recall | F1 | images |", "| --- | ---: | ---: | ---: | ---: |"]
+    named = [(html.escape(name), row) for name, row in metrics["per_class"].items()]
+    for name, row in [*named, ("*macro average*", {**metrics["macro_avg"], "support": metrics["images"]})]:
+        figures = " | ".join(percent(row[key]) for key in ("precision", "recall", "f1"))
+        rows.append(f"| {name} | {figures} | {row['support']} |")
+    warning = few_images_warning(metrics["images"], split)
+    accuracy = f"**{accuracy_words(metrics['accuracy'], metrics['images'], split).capitalize()}**"
+    return "\n".join(rows) + f"\n\n{accuracy}" + (f"\n\n⚠️ {warning}" if warning else "")
 
 
 def levers_lines(meta: ModelMetadata) -> list[str]:
@@ -505,7 +576,7 @@ def levers_lines(meta: ModelMetadata) -> list[str]:
 
 
 def _fraction(value) -> str:
-    return f"{value:.3f}" if isinstance(value, (int, float)) else "unknown"
+    return percent(value) if isinstance(value, (int, float)) else "unknown"
 
 
 def _known(value) -> str:

@@ -44,6 +44,7 @@ from ..model.metadata import public_text
 from ..training.control import Cancelled
 from ..training.pipeline import TrainResult, train
 from .limits import DEFAULT_LIMITS, Limits, limit_hit
+from .wording import accuracy_words, few_images_warning, page_message
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
@@ -62,6 +63,18 @@ SIZE_RANGE, EPOCHS_RANGE = (32, 320), (1, 100)  # what a page may ask for: a bou
 # The tab trains the head alone on cached features in 10 epochs: 2.5 times the CLI's rate converges in them (scaled
 # by the head's batch as the CLI's is, train.Run.head_learning_rate; figures: benchmarks/README.md).
 LEARNING_RATE = 2.5e-4
+
+
+def done_message(name: str, meta) -> str:
+    """A finished job's line: the model saved, its validation accuracy and the images it was measured on (the saved
+    model's; none without validation images), and a warning when they are few."""
+    images = meta.data.validation_images
+    if meta.val_accuracy is None:
+        return f"done: model {name!r} saved"
+    warning = few_images_warning(images)
+    return f"done: model {name!r} saved, {accuracy_words(meta.val_accuracy, images)}" + (
+        f" ({warning})" if warning else ""
+    )
 
 
 def tab_config(
@@ -293,15 +306,12 @@ class Workbench:
                 self.on_done(job, result)
         except Cancelled:
             return CANCELLED, CANCELLED_MESSAGE
-        except (UsageError, ImageError) as error:  # what the user can fix, in their words
-            return FAILED, str(error)
+        except (UsageError, ImageError) as error:  # what the user can fix, in the page's words
+            return FAILED, page_message(error)
         except Exception as error:  # a bug or the machine (out of memory, disk full): the server keeps serving
             say(f"training job {job.id} failed:\n{traceback.format_exc()}")
             return FAILED, f"training failed ({type(error).__name__}: {first_line(error)}); the previous model is kept"
-        accuracy = result.metadata.val_accuracy  # the saved model's (None without validation images)
-        return DONE, f"done: model {job.name!r} saved" + (
-            f", validation accuracy {accuracy:.3f}" if accuracy is not None else ""
-        )
+        return DONE, done_message(job.name, result.metadata)
 
     def _finish(self, job: Job, state: str, message: str) -> None:
         """Record how `job` ended (the caller holds the lock) and wake whoever waits on it."""
