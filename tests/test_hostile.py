@@ -74,10 +74,10 @@ def test_batch_rows_are_independent(model_dir, predictor, hostile_files, shapes_
     table = app.classify_files(sent)
     shutil.rmtree(uploaded)
     expected = {p.name: predictor.top_k(row)[0][0] for p, row in zip(good, predictor.predict_proba(good), strict=True)}
-    for (file, label, confidence, _, _, error), path in zip(table.itertuples(index=False), paths, strict=True):
+    for (file, label, confidence, error, _), path in zip(table.itertuples(index=False), paths, strict=True):
         assert file == path.name
-        if path in good:
-            assert label == expected[file] and 0 < confidence <= 1 and not error, file
+        if path in good:  # the label is the class, or "not sure (top guess: class)"; the confidence in percent
+            assert expected[file] in label and 0 < float(confidence.rstrip("%")) <= 100 and not error, file
         else:
             assert error.startswith(f"{file}: ") and not label, file
 
