@@ -534,9 +534,10 @@ def _sha256_at(path: str, size: int, mtime_ns: int) -> str:
 def backbone_key(name: str) -> str:
     """A backbone name for cache keys: a registry or hub: name as it is, each keras: file (parts join by +) by its
     content's sha256, so that the file and its copy in a model folder share cached features."""
-    return "+".join(
-        f"{KERAS_PREFIX}sha256:{_file_sha256(part[len(KERAS_PREFIX) :])}" if part.startswith(KERAS_PREFIX) else part
-        for part in name.split("+")
+    return PART_SEPARATOR.join(
+        (f"{KERAS_PREFIX}sha256:{_file_sha256(part[len(KERAS_PREFIX) :])}" if part.startswith(KERAS_PREFIX) else part)
+        + ("" if size is None else f"{SIZE_MARK}{size}")
+        for part, size in backbone_parts(name)  # a part's @SIZE is not part of its file's path
     )
 
 
