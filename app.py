@@ -4,7 +4,7 @@
                   [--concurrency 4] [--max-queue 64] [--max-batch 32] [--min-confidence P]
                   [--allow-training | --no-allow-training] [--max-classes 20] [--max-class-images 1000]
                   [--max-train-mb 500] [--max-train-queue 2] [--max-model-data-mb 600]
-                  [--max-page-models 20]
+                  [--max-page-models 20] [--max-drafts 20]
 
 Environment: CLASSIFIER_MODEL, CLASSIFIER_MODELS_DIR, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT,
 CLASSIFIER_CONCURRENCY, CLASSIFIER_MAX_QUEUE, CLASSIFIER_MAX_BATCH, CLASSIFIER_MIN_CONFIDENCE (flags win).
@@ -21,7 +21,7 @@ only parses and launches.
 Training from the page (the Train tab, corrections, downloads; classifier/serving/app_train.py) is on when
 the app runs locally and off on a public deployment (SPACE_ID set, --share, or a --host other than
 loopback) unless --allow-training; --no-allow-training turns it off locally. Its limits are the
---max-class*/--max-train-*/--max-model-data-mb/--max-page-models flags; the page names the flag of each
+--max-class*/--max-train-*/--max-model-data-mb/--max-page-models/--max-drafts flags; the page names the flag of each
 limit it hits. With training on, --models-dir must not be (or be inside) a model folder: visitors' models
 would land in it.
 
@@ -52,7 +52,10 @@ TRAINING_LIMITS = {  # flag option -> its help
     "added since); a correction beyond it is refused",
     "max_page_models": "models trained from the page that the models folder may hold (those with a NAME.data "
     "training folder); Train beyond it is refused until one is deleted",
+    "max_drafts": "Train tabs' unsaved work kept on the server so a reload loses nothing (one per browser, each within "
+    "--max-train-mb; the least recently used goes first; 0 turns drafts off)",
 }
+OFF_AT_ZERO = {"max_drafts"}  # limits whose 0 turns the feature off; the others must be at least 1
 
 
 def build_parser() -> ArgumentParser:
@@ -130,8 +133,9 @@ def parse_args(argv: Sequence[str] | None):
             setattr(args, option, int(value))
         except ValueError:
             raise UsageError(f"{flag} {value}: not a whole number") from None
-        if getattr(args, option) < 1:
-            raise UsageError(f"{flag} {value}: must be at least 1")
+        least = 0 if option in OFF_AT_ZERO else 1
+        if getattr(args, option) < least:
+            raise UsageError(f"{flag} {value}: must be at least {least}")
     args.min_confidence = min_confidence_option(args.min_confidence)
     return args
 

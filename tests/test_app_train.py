@@ -410,8 +410,19 @@ def test_browser_a_new_page_sees_the_servers_models_and_its_job(server, drawn, m
         first.reload()  # the job id the page held is gone with it; the server still knows its job
         first.get_by_role("tab", name="Train").click()
         first.get_by_text("held: epoch 1 of").wait_for(timeout=30_000)
+        # What the tab held is back too (its draft, on the server): the names, the photos as cards, the options.
+        for slot, label in enumerate(("circle", "square"), start=1):
+            first.locator(f"#class-{slot}-card").get_by_text("6 photos").wait_for(timeout=30_000)
+            assert first.get_by_label(f"Class {slot}").input_value() == label
+        assert first.get_by_label("Model name").input_value() == "held"
+        assert first.get_by_label("Image size (px)").input_value() == SIZE
         first.get_by_role("button", name="Cancel").click()
         first.get_by_text("held: cancelled").wait_for(timeout=60_000)
+        second.reload()  # another browser (its own context: no draft of its own) sees an empty tab
+        second.get_by_role("tab", name="Train").click()
+        second.get_by_text("held: cancelled").wait_for(timeout=30_000)
+        assert second.get_by_label("Model name").input_value() == ""
+        assert second.locator("#class-1-card").get_by_text("No photos yet").is_visible()
     # A new API session with no job id hears of the server's current job, and nothing of the cancelled one is left.
     _, _, details, *_ = Client(url, verbose=False).predict(api_name="/train_status")
     assert details["model"] == "held" and details["state"] == "cancelled"

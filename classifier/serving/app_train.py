@@ -13,6 +13,9 @@ refuses URLs (`no_fetch`); a folder on the server is read only when the app runs
   (`Workbench.current`: running, else waiting, else finished in the last minutes), and a page that loads shows
   that job, its curve and its Cancel, and polls it (`resume`), so a reload or a new tab loses nothing.
   When it finishes, the model joins the picker (`ModelLibrary.add`) with its card and plots.
+- Drafts (`drafts.py`): what the tab holds before Train (name, classes and their photos, slots shown, options) is
+  saved on the server at each change, one draft per browser (its token in the browser's localStorage), and comes
+  back when the page loads: a reload or a closed tab loses nothing. "Start over" empties the tab and deletes it.
 - Class cards and the live preview (`cards.py`): each class slot shows its count and server-made thumbnails (a file
   Train would refuse is one tile with its reason); its webcam's every photo joins the slot's box (`capture`), "Take
   10 photos" presses it ten times; beside the progress, a webcam stream or a dropped image is classified with the
@@ -78,6 +81,7 @@ from .app_guard import FETCH_ROUTE, no_fetch, text_inputs, upload_path, upload_s
 from .cards import CSS as CARD_CSS
 from .cards import EMPTY as EMPTY_CARD
 from .cards import Preview, Thumbnails, capture
+from .drafts import STORAGE_KEY, Drafts
 from .limits import MAX_TEXT, check_models_dir, limit_hit
 from .wording import page_message
 from .workbench import (
@@ -140,6 +144,7 @@ class TrainPage:
         self.view_size = 0  # how many outputs the model view beside a prediction has (`wire_corrections` sets it)
         self.thumbnails = Thumbnails()  # the class cards' thumbnails, made once per upload
         self.pace = Preview()  # the live preview's pace, per visitor
+        self.drafts = Drafts(self.models_dir, app.limits) if app.limits.max_drafts else None  # None: drafts off
 
     def publish(self, job: Job, result) -> None:
         """A finished job's model joins the page: predictions use the new folder, loaded here, so the first one does
@@ -271,6 +276,27 @@ class TrainPage:
 
     def started(self, job: Job):
         return (job.id, *self.view(job), gr.Timer(active=True))
+
+    # -- drafts: the tab's unsaved work ---------------------------------------------------------------
+    def restore_draft(self, token):
+        """On a page load: the browser's draft back in the tab (slots shown, names, photos as uploads, model name,
+        options; `Drafts.restore`), or nothing changed when it has none."""
+        form = self.drafts.restore(token)
+        if form is None:
+            return [gr.skip()] * (1 + 3 * CLASS_SLOTS + 4)
+        labels = (form.labels + [""] * CLASS_SLOTS)[:CLASS_SLOTS]
+        files = (form.files + [[]] * CLASS_SLOTS)[:CLASS_SLOTS]
+        backbone = form.backbone if form.backbone in BACKBONES else gr.skip()
+        options = [gr.skip() if value is None else value for value in (form.size, form.epochs)]
+        slots = shown_slots(form.count)[: 1 + CLASS_SLOTS]  # the count and the slots shown
+        return [*slots, *labels, *(paths or None for paths in files), form.name, backbone, *options]
+
+    def start_over(self, token=None):
+        """ "Start over": the tab's name, classes and photos emptied, two slots shown, and the draft deleted."""
+        text_inputs(draft=token)
+        if self.drafts is not None:
+            self.drafts.delete(token)
+        return [*shown_slots(FIRST_SLOTS, empty=True), ""]
 
     # -- the class cards and the live preview --------------------------------------------------------
     def card(self, files) -> str:
@@ -687,6 +713,9 @@ def build_train_tab(page: TrainPage) -> TrainTab:
     with gr.Row():
         add = gr.Button("Add a class", size="sm", min_width=120)
         remove = gr.Button("Remove the last class", size="sm", min_width=120)
+        start_over = gr.Button("Start over", size="sm", min_width=120)
+    # The browser's draft token (drafts.py), in its localStorage under a key whose secret survives a restart.
+    draft = gr.BrowserState("", storage_key=STORAGE_KEY, secret=page.drafts.secret) if page.drafts else None
     local = page.limits.local
     with gr.Accordion("Or: one zip of class folders" + (", or a folder on this machine" if local else ""), open=False):
         archive = no_fetch(gr.File(file_types=[".zip"], type="filepath", label="Zip of class folders"))
@@ -722,7 +751,8 @@ def build_train_tab(page: TrainPage) -> TrainTab:
     tab.controls.update(
         file=file, prepared=prepared, inputs=[name, backbone, size, epochs, archive, folder, *labels, *uploads]
     )
-    tab.controls.update(slots=[*labels, *uploads], uploads=uploads)
+    tab.controls.update(slots=[*labels, *uploads], labels=labels, uploads=uploads, start_over=start_over, draft=draft)
+    tab.controls.update(name=name, backbone=backbone, size=size, epochs=epochs)
     return tab
 
 
@@ -785,6 +815,32 @@ def backbone_choices() -> list[tuple[str, str]]:
         )
         for label, opts in BACKBONES.items()
     ]
+
+
+def wire_drafts(page: TrainPage, tab: TrainTab, blocks: gr.Blocks) -> None:
+    """The tab's draft (drafts.py): saved at each change of its fields (the latest change only, its own queue group:
+    never in another visitor's way), back when the page loads; and "Start over". Private: no API endpoint."""
+    controls = tab.controls
+    slots = [controls["count"], *controls["groups"], *controls["labels"], *controls["uploads"]]
+    options = [controls[key] for key in ("name", "backbone", "size", "epochs")]
+    draft = [controls["draft"]] if page.drafts else []
+    controls["start_over"].click(page.start_over, draft, [*slots, controls["name"]], api_visibility="private")
+    if page.drafts is None:
+        return
+    fields = [*options, controls["count"], *controls["labels"], *controls["uploads"]]
+    gr.on(
+        [field.change for field in fields],
+        page.drafts.on_change,
+        [controls["draft"], *fields],
+        controls["draft"],
+        trigger_mode="always_last",
+        preprocess=False,  # the boxes' paths as sent: each checked as an upload there
+        show_progress="hidden",
+        api_visibility="private",
+        concurrency_limit=2,
+        concurrency_id="drafts",
+    )
+    blocks.load(page.restore_draft, controls["draft"], [*slots, *options], api_visibility="private")
 
 
 def wire_cards(page: TrainPage, tab: TrainTab, model: gr.Dropdown) -> None:
@@ -892,14 +948,16 @@ def class_slots() -> dict[str, list]:
     return slots
 
 
-def shown_slots(count: int) -> list:
-    """The slots' count, their groups shown or not, and the hidden ones emptied: a removed class's name and photos
-    are not sent with Train (a hidden named slot would be refused as a class with no photos, or train unseen)."""
+def shown_slots(count: int, empty: bool = False) -> list:
+    """The slots' count, their groups shown or not, and the hidden ones emptied (every one with `empty`): a removed
+    class's name and photos are not sent with Train (a hidden named slot would be refused as a class with no photos,
+    or train unseen)."""
     count = max(FIRST_SLOTS, min(CLASS_SLOTS, count))
-    cleared = [i >= count for i in range(CLASS_SLOTS)]
+    hidden = [i >= count for i in range(CLASS_SLOTS)]
+    cleared = [empty or gone for gone in hidden]
     return [
         count,
-        *(gr.Column(visible=not hidden) for hidden in cleared),
+        *(gr.Column(visible=not gone) for gone in hidden),
         *(gr.Textbox(value="") if hidden else gr.skip() for hidden in cleared),
         *(gr.File(value=None) if hidden else gr.skip() for hidden in cleared),
     ]

@@ -51,6 +51,7 @@ from .app_train import (
     build_correction_row,
     build_train_tab,
     wire_corrections,
+    wire_drafts,
     wire_train_tab,
 )
 from .library import ModelLibrary, ModelLoading
@@ -420,6 +421,7 @@ def _wire_train(page: Page, tab: TrainTab) -> None:
     wire_train_tab(page.trainer, tab, page.model)
     # A page that loads shows the server's current job (started from another page, or before a reload) and polls it.
     page.blocks.load(page.trainer.resume, None, [tab.job, *tab.progress, tab.timer], api_visibility="private")
+    wire_drafts(page.trainer, tab, page.blocks)  # the tab's unsaved work, saved and back on a load (drafts.py)
     one_image = page.built[ONE_IMAGE.label]
     built = [one_image[part] for part in ("image", "label", "correction")]
     wire_corrections(page.trainer, page.model, *built, tab, page.view)

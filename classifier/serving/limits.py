@@ -63,12 +63,18 @@ class Limits(TrainsetLimits):
     # max_model_data_mb, what visitors can make the server keep is at most max_page_models x max_model_data_mb,
     # plus the models themselves.
     max_page_models: int = 20
+    # Drafts (serving/drafts.py): the Train tab's unsaved work, one per browser, kept on the server so a reload loses
+    # nothing. Each holds at most max_train_mb of photos (max_class_images a class), the least recently used goes
+    # first, and one untouched for a week goes too: what visitors' drafts can take is at most max_drafts x
+    # max_train_mb (20 x 500 MB by default). 0 turns drafts off.
+    max_drafts: int = 20
 
     # The flag that sets each training limit, for the message that says it was hit.
     FLAGS: ClassVar[dict[str, str]] = {
         **TrainsetLimits.FLAGS,
         "max_train_queue": "--max-train-queue",
         "max_page_models": "--max-page-models",
+        "max_drafts": "--max-drafts",
     }
 
     @property
