@@ -714,8 +714,6 @@ def build_train_tab(page: TrainPage) -> TrainTab:
         add = gr.Button("Add a class", size="sm", min_width=120)
         remove = gr.Button("Remove the last class", size="sm", min_width=120)
         start_over = gr.Button("Start over", size="sm", min_width=120)
-    # The browser's draft token (drafts.py), in its localStorage under a key whose secret survives a restart.
-    draft = gr.BrowserState("", storage_key=STORAGE_KEY, secret=page.drafts.secret) if page.drafts else None
     local = page.limits.local
     with gr.Accordion("Or: one zip of class folders" + (", or a folder on this machine" if local else ""), open=False):
         archive = no_fetch(gr.File(file_types=[".zip"], type="filepath", label="Zip of class folders"))
@@ -751,7 +749,7 @@ def build_train_tab(page: TrainPage) -> TrainTab:
     tab.controls.update(
         file=file, prepared=prepared, inputs=[name, backbone, size, epochs, archive, folder, *labels, *uploads]
     )
-    tab.controls.update(slots=[*labels, *uploads], labels=labels, uploads=uploads, start_over=start_over, draft=draft)
+    tab.controls.update(slots=[*labels, *uploads], labels=labels, uploads=uploads, start_over=start_over)
     tab.controls.update(name=name, backbone=backbone, size=size, epochs=epochs)
     return tab
 
@@ -819,8 +817,11 @@ def backbone_choices() -> list[tuple[str, str]]:
 
 def wire_drafts(page: TrainPage, tab: TrainTab, blocks: gr.Blocks) -> None:
     """The tab's draft (drafts.py): saved at each change of its fields (the latest change only, its own queue group:
-    never in another visitor's way), back when the page loads; and "Start over". Private: no API endpoint."""
+    never in another visitor's way), back when the page loads; and "Start over". Private: no API endpoint. Called
+    outside the page's tabs: the browser's draft token is made here, so it is read before the (hidden) tab shows."""
     controls = tab.controls
+    # The browser's draft token (drafts.py), in its localStorage under a key whose secret survives a restart.
+    controls["draft"] = gr.BrowserState("", storage_key=STORAGE_KEY, secret=page.drafts.secret) if page.drafts else None
     slots = [controls["count"], *controls["groups"], *controls["labels"], *controls["uploads"]]
     options = [controls[key] for key in ("name", "backbone", "size", "epochs")]
     draft = [controls["draft"]] if page.drafts else []
