@@ -423,6 +423,13 @@ def test_browser_a_new_page_sees_the_servers_models_and_its_job(server, drawn, m
         second.get_by_text("held: cancelled").wait_for(timeout=30_000)
         assert second.get_by_label("Model name").input_value() == ""
         assert second.locator("#class-1-card").get_by_text("No photos yet").is_visible()
+        first.get_by_role("button", name="Start over").click()  # the tab emptied, and its draft gone
+        first.locator("#class-1-card").get_by_text("No photos yet").wait_for(timeout=30_000)
+        first.reload()
+        first.get_by_role("tab", name="Train").click()
+        first.get_by_text("held: cancelled").wait_for(timeout=30_000)
+        first.wait_for_timeout(1000)  # the page's load events have answered
+        assert [first.get_by_label(field).input_value() for field in ("Model name", "Class 1")] == ["", ""]
     # A new API session with no job id hears of the server's current job, and nothing of the cancelled one is left.
     _, _, details, *_ = Client(url, verbose=False).predict(api_name="/train_status")
     assert details["model"] == "held" and details["state"] == "cancelled"

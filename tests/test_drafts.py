@@ -15,10 +15,13 @@ import gradio as gr
 import pytest
 from gradio.utils import get_upload_folder
 
+import app as app_cli
 from classifier.data import trainset
 from classifier.errors import UsageError
+from classifier.serving.app_train import TrainPage
+from classifier.serving.app_ui import App
 from classifier.serving.drafts import DRAFT_FILE, DRAFTS_DIR, FILES_DIR, Drafts, Form, valid
-from classifier.serving.library import find_models
+from classifier.serving.library import ModelLibrary, find_models
 from classifier.serving.limits import Limits
 
 LIMITS = Limits(training=True, max_class_images=3, max_train_mb=1, max_drafts=2)
@@ -119,7 +122,7 @@ def test_at_most_max_drafts_the_least_recently_used_go_first_and_old_ones_expire
     os.utime(drafts.root / third / DRAFT_FILE, (week, week))
     Drafts(models, LIMITS)  # a start deletes what expired meanwhile
     assert not (drafts.root / third).exists()
-    emptied, _ = drafts.save(second, form([[], [], []], name="", labels=("", "", "")))
+    drafts.save(second, form([[], [], []], name="", labels=("", "", "")))
     assert drafts.count() == 0  # an empty tab keeps no draft
 
 
@@ -149,3 +152,13 @@ def test_the_drafts_folder_is_no_model_nor_training_folder_nor_a_name(tmp_path):
     assert find_models(models) == {} and trainset.data_folders(models) == []
     with pytest.raises(UsageError):
         trainset.check_model_name(DRAFTS_DIR)
+
+
+def test_max_drafts_is_a_flag_whose_zero_turns_drafts_off(tmp_path):
+    assert app_cli.app_limits(app_cli.parse_args([])).max_drafts == 20
+    assert app_cli.app_limits(app_cli.parse_args(["--max-drafts", "0"])).max_drafts == 0
+    with pytest.raises(UsageError, match="--max-drafts -1: must be at least 0"):
+        app_cli.parse_args(["--max-drafts", "-1"])
+    models = tmp_path / "models"
+    assert TrainPage(App(ModelLibrary({}), models, Limits(training=True, max_drafts=0))).drafts is None
+    assert not (models / DRAFTS_DIR).exists()
