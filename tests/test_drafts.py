@@ -9,6 +9,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gradio as gr
@@ -162,3 +163,16 @@ def test_max_drafts_is_a_flag_whose_zero_turns_drafts_off(tmp_path):
     models = tmp_path / "models"
     assert TrainPage(App(ModelLibrary({}), models, Limits(training=True, max_drafts=0))).drafts is None
     assert not (models / DRAFTS_DIR).exists()
+
+
+def test_two_tabs_saving_one_draft_at_once_leave_one_whole_draft(tmp_path, uploads):
+    """Two tabs of one browser save the same draft: one lock per draft, so the last save wins, whole."""
+    drafts = Drafts(tmp_path / "models", LIMITS)
+    token, _ = drafts.save("", form([[uploads("0.png")], [], []]))
+    tabs = [[[uploads(f"{tab}-{i}.png") for i in range(3)], [], []] for tab in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        saved = list(pool.map(lambda files: drafts.save(token, form(files))[0], tabs))
+    assert saved == [token] * 8 and drafts.count() == 1
+    back = drafts.restore(token)
+    assert [Path(path).name for path in back.files[0]] in [[Path(path).name for path in files[0]] for files in tabs]
+    assert len(kept(drafts, token)) == 3  # the files of the last save only

@@ -23,11 +23,11 @@ browser, kept in `models_dir/.drafts/TOKEN/` (a dot-folder: never a model, a tra
   restored) deleted to make room for a new one; a draft untouched for `DRAFT_DAYS` is deleted (at start, when a
   draft is made, and when it is asked for). So drafts take at most max_drafts x max_train_mb of disk.
 - One lock per draft (two tabs of one browser save the same draft; the last save wins), and one brief lock for
-  making and evicting drafts: a save never waits for another browser's, and with nothing new it only compares and
-  rewrites a small JSON file.
+  making and evicting drafts: a save never waits for another browser's, and with nothing new it only reads and
+  compares the draft's JSON file (no file is copied).
 
-Gradio only for the upload folder and `upload_path`'s refusal; the logic is tested without a page
-(tests/test_drafts.py).
+Gradio for the upload folder, `upload_path`'s refusal and the page's save event (`on_change`: its warnings); the
+rest is tested without a page (tests/test_drafts.py).
 """
 
 from __future__ import annotations
@@ -274,6 +274,7 @@ class Drafts:
         """Under the guard: delete expired drafts, then the least recently used until `room` more fit within
         max_drafts. A draft being saved or restored (its lock held) is left alone."""
         now, drafts = time.time(), []
+        self.root.mkdir(parents=True, exist_ok=True)  # deleted by hand meanwhile: made again
         for folder in self.root.iterdir():
             if folder.is_dir() and TOKEN.fullmatch(folder.name):
                 drafts.append((_used(folder), folder))
