@@ -124,9 +124,11 @@ class Drafts:
     def save(self, token, form: Form) -> tuple[str, list[str]]:
         """Keep `form` as the draft of `token` (a new draft, and token, when it names none): (the token, what the
         caps left out, in words naming their flags: empty when nothing new was left out since the last save)."""
+        known = _mapping((read_json(self.root / token / DRAFT_FILE) or {}).get("sources")) if valid(token) else {}
         for paths in form.files:
             for path in paths:
-                upload_path(path, Path(str(path)).name)  # every file an upload, before anything is written
+                if not (isinstance(path, str) and path in known):  # a path kept before was checked then
+                    upload_path(path, Path(str(path)).name)  # every file an upload, before anything is written
         if form.empty:
             self.delete(token)
             return (token if valid(token) else ""), []
@@ -139,14 +141,14 @@ class Drafts:
                 os.utime(folder / DRAFT_FILE)  # used now: the last to be evicted
             else:
                 write_json(folder / DRAFT_FILE, data)
-            for path in (folder / FILES_DIR).iterdir():  # after draft.json names only the files kept
-                if path.name not in data["stored"]:
-                    path.unlink(missing_ok=True)
+            for name in set(os.listdir(folder / FILES_DIR)) - data["stored"].keys():  # once draft.json is without them
+                (folder / FILES_DIR / name).unlink(missing_ok=True)
         return token, said
 
     def _kept(self, form: Form, folder: Path, old: dict) -> tuple[dict, list[str]]:
         """draft.json's new content (new files kept in `folder`), and what the caps left out."""
-        before = (_mapping(old.get("sources")), _mapping(old.get("stored")))
+        present = set(os.listdir(folder / FILES_DIR))  # one listing, not a stat a file
+        before = (_mapping(old.get("sources")), _mapping(old.get("stored")), present)
         stored, sources, slots, left_out = {}, {}, [], []
         room, most, full = self.limits.max_train_mb * 2**20, self.limits.max_class_images, False
         labels = [text(label) for label in form.labels]
@@ -175,11 +177,11 @@ class Drafts:
         fields.update(epochs=number(form.epochs), count=0 if count is None else int(count))
         return dict(fields, labels=labels, files=slots, stored=stored, sources=sources), left_out
 
-    def _kept_file(self, path: str, folder: Path, sources: dict, stored: dict) -> tuple[str | None, dict | None]:
-        """(kept name, its facts) of an upload: kept before (by its path), or kept now."""
+    def _kept_file(self, path: str, folder: Path, sources: dict, stored: dict, present: set) -> tuple:
+        """(kept name, its facts) of an upload: kept before (by its path), or kept now; (None, None) if it cannot be."""
         name = sources.get(path)
         meta = stored.get(name) if isinstance(name, str) else None
-        if isinstance(meta, dict) and isinstance(meta.get("bytes"), int) and (folder / FILES_DIR / name).is_file():
+        if isinstance(meta, dict) and isinstance(meta.get("bytes"), int) and name in present:
             return name, meta
         return self._keep(Path(path), folder / FILES_DIR)
 
