@@ -292,7 +292,7 @@ class TrainPage:
         return [*slots, *labels, *(paths or None for paths in files), form.name, backbone, *options]
 
     def start_over(self, token=None):
-        """ "Start over": the tab's name, classes and photos emptied, two slots shown, and the draft deleted."""
+        """The "Start over" button: the tab's name, classes and photos emptied, two slots shown, the draft deleted."""
         text_inputs(draft=token)
         if self.drafts is not None:
             self.drafts.delete(token)
@@ -959,8 +959,8 @@ def shown_slots(count: int, empty: bool = False) -> list:
     return [
         count,
         *(gr.Column(visible=not gone) for gone in hidden),
-        *(gr.Textbox(value="") if hidden else gr.skip() for hidden in cleared),
-        *(gr.File(value=None) if hidden else gr.skip() for hidden in cleared),
+        *(gr.Textbox(value="") if clear else gr.skip() for clear in cleared),
+        *(gr.File(value=None) if clear else gr.skip() for clear in cleared),
     ]
 
 
