@@ -257,15 +257,16 @@ class Drafts:
         while True:
             with self._guard:
                 folder = self.root / token if valid(token) else None
-                if folder is None or not folder.is_dir():
-                    if not make:
-                        yield None
-                        return
+                missing = folder is None or not folder.is_dir()
+                if missing and make:
                     self._sweep(room=1)
                     token = secrets.token_urlsafe(24)
                     folder = self.root / token
                     (folder / FILES_DIR).mkdir(parents=True)
-                lock = self._locks.setdefault(token, threading.Lock())
+                lock = None if missing and not make else self._locks.setdefault(token, threading.Lock())
+            if lock is None:
+                yield None
+                return
             with lock:  # another tab's save of this draft: waited for
                 if folder.is_dir():  # not evicted while we waited
                     (folder / FILES_DIR).mkdir(exist_ok=True)
