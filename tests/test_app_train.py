@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -588,6 +589,9 @@ def test_backbones_that_download_say_so_and_fail_offline_in_the_pages_words(serv
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))  # where Keras keeps what it downloads
     if (keras_home / "models" / "efficientnetb0_notop.h5").exists():
         pytest.skip("EfficientNetB0's weights are in Keras' cache: no download to fail")
+    # urlopen's opener, built on first use, keeps the proxies of that moment: the one Keras builds here (dead proxies)
+    # goes with this test, or every later urlopen of this process (hostile.running_server's) would be refused.
+    monkeypatch.setattr(urllib.request, "_opener", None)
     for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):  # offline: nothing answers there
         monkeypatch.setenv(variable, f"http://127.0.0.1:{free_port()}")
     for variable in ("NO_PROXY", "no_proxy"):  # the app itself is still reached
