@@ -29,12 +29,16 @@ MOBILENET_STEM = dict(backbone="mobilenet_v2", alpha=0.35, cut_layer="block_1_ex
 
 
 @pytest.fixture(scope="session", autouse=True)
-def user_cache(tmp_path_factory):
-    """The session's ~/.cache (XDG_CACHE_HOME, which commands started by a test inherit): the default feature
-    cache and LiteRT conversions (model/litert.py) start empty, are shared by the session's tests, and never
-    touch the user's own."""
+def user_cache(tmp_path_factory, worker_id):
+    """The run's ~/.cache (XDG_CACHE_HOME, which commands started by a test inherit): the default feature cache and
+    LiteRT conversions (model/litert.py) start empty, are shared by the run's tests, and never touch the user's own.
+    The xdist workers share one (both caches are made for several writers: atomic files, a segment per writer), so a
+    backbone both convert is converted once (a conversion is 10-30 s); a test that needs a cold cache sets its own."""
+    root = tmp_path_factory.getbasetemp()
+    folder = root.parent / "user-cache" if worker_id != "master" else root / "user-cache"  # the run's own folder
+    folder.mkdir(exist_ok=True)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))
+        patch.setenv("XDG_CACHE_HOME", str(folder))
         yield
 
 

@@ -105,11 +105,10 @@ def test_api_trains_reports_progress_and_predicts(server, drawn):
     for label in ("circle", "square"):
         result = client.predict(handle_file(str(drawn[label][-1])), "api_shapes", api_name="/predict")
         assert result["label"] == label
-    # Issue 26: a new client, without a restart, is offered the model: /predict's schema pins no list of models
-    # taken at the start, the model answers by name, and the server's last job is the new client's to see.
+    # Issue 26: a new client, without a restart, is offered the model (in the config's choices and /predict's
+    # schema, as the job finished: no rescan needed), it answers by name, and the server's last job is its to see.
     fresh = Client(url, verbose=False)
-    model = fresh.view_api(print_info=False, return_format="dict")["named_endpoints"]["/predict"]["parameters"][1]
-    assert "enum" not in json.dumps(model) and "models folder" in model["type"]["description"]
+    assert "api_shapes" in offered(fresh)
     assert fresh.predict(handle_file(str(drawn["circle"][-1])), "api_shapes", api_name="/predict")["label"] == "circle"
     assert fresh.predict(api_name="/train_status")[2]["model"] == "api_shapes"
 
@@ -164,12 +163,13 @@ def test_models_come_and_go_with_the_models_folder_without_a_restart(server, dra
     training folders never are."""
     url, models = server
     client = Client(url, verbose=False)
-    assert "enum" not in json.dumps(
-        client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/predict"]
-    )
+    assert "copied" not in offered(client)
     shutil.copytree(model_dir, models / "copied")
     shutil.copytree(model_dir, models / ".copied2.partial-1234")  # a folder being written: dotted, skipped
     shutil.copytree(model_dir, models / "copied3.data")  # a training folder's name is never a model's
+    time.sleep(1.1)  # RESCAN_SECONDS: a client connecting now reads the models folder as it is
+    assert offered(Client(url, verbose=False)) >= {"copied"}
+    assert not {".copied2.partial-1234", "copied3.data"} & offered(Client(url, verbose=False))
     circle = handle_file(str(drawn["circle"][-1]))
     assert client.predict(circle, "copied", api_name="/predict")["label"] in ("circle", "square", "triangle")
     for name in (".copied2.partial-1234", "copied3.data"):
@@ -180,9 +180,20 @@ def test_models_come_and_go_with_the_models_folder_without_a_restart(server, dra
     shutil.rmtree(models / "copied")
     with pytest.raises(AppError, match=r"unknown model 'copied'; this app serves: "):
         client.predict(circle, "copied", api_name="/predict")
+    assert "copied" not in offered(Client(url, verbose=False))
     # Still refused (with no model left at all, by saying how to train one; the file's other tests leave some).
     with pytest.raises(AppError, match=r"unknown model 'copied'|No trained model yet"):
         client.predict([handle_file(str(drawn["circle"][-1]))], "copied", api_name="/predict_batch")
+
+
+def offered(client: Client) -> set[str]:
+    """The models a gradio_client sees offered when it connects: the picker's choices in the app's config, which
+    must be the model names /predict's schema lists."""
+    picker = next(c for c in client.config["components"] if c["props"].get("label") == "Model")
+    choices = {value for _, value in picker["props"]["choices"]}
+    schema = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/predict"]
+    assert set(next(p for p in schema["parameters"] if p["label"] == "Model")["type"]["enum"]) == choices
+    return choices
 
 
 def test_a_rescan_keeps_a_model_from_elsewhere_and_closes_a_removed_ones_predictor(model_dir, tmp_path):

@@ -41,6 +41,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import anyio
 import gradio as gr
 from gradio.utils import get_upload_folder, is_in_or_equal
 from gradio_client.utils import is_http_url_like
@@ -214,16 +215,20 @@ class ShownFiles:
 FETCH_ROUTE = re.compile(r"/gradio_api/file[=/](.*)$")  # /file=<path or URL>, and its older /file/ spelling
 UPLOAD_ROUTE = "/gradio_api/upload"  # multipart; Gradio itself caps each file at max_file_size
 CLOSED_ROUTES = ("/gradio_api/process_recording",)  # the footer's screen recorder: ffmpeg outside the queue
+SCHEMA_ROUTES = ("/config", "/config/", "/gradio_api/info", "/gradio_api/info/")  # what a new client reads first
 
 
 class RequestGuard:
     """ASGI middleware in front of Gradio: refuses the routes above, caps request bodies and their strings, and
-    with `hosts` (the app runs locally: the names it answers to) refuses requests addressed to any other name."""
+    with `hosts` (the app runs locally: the names it answers to) refuses requests addressed to any other name.
+    `before_schema` (in a worker thread) runs before Gradio answers a request for the app's config or API schema:
+    the app rescans its models folder, so a new client reads the models offered now."""
 
-    def __init__(self, app, max_body: int, hosts: tuple[str, ...] | None = None):
+    def __init__(self, app, max_body: int, hosts: tuple[str, ...] | None = None, before_schema=None):
         self.app = app
         self.max_body = max_body
         self.hosts = {host.lower().strip("[]") for host in hosts} if hosts else None
+        self.before_schema = before_schema
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):  # lifespan
@@ -242,6 +247,8 @@ class RequestGuard:
             return await _respond(send, 403, URL_REFUSED)
         if path.endswith(CLOSED_ROUTES):
             return await _respond(send, 404, "Not served by this app")
+        if self.before_schema is not None and scope["method"] == "GET" and path.endswith(SCHEMA_ROUTES):
+            await anyio.to_thread.run_sync(self.before_schema)
         if scope["method"] not in ("POST", "PUT", "PATCH") or path.endswith(UPLOAD_ROUTE):
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"0")

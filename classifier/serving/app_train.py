@@ -107,6 +107,11 @@ CURVE = gr.Plot(format="png", render=False)  # draws a job's curves once for eve
 PREPARING = "⏳ Preparing the download: {seconds:.0f} s so far"
 BURST = 10  # photos a card's "Take 10 photos" button takes
 PREVIEW_EVERY, PREVIEW_LIMIT_SECONDS = 0.5, 120  # the live preview: a frame every 0.5 s, a stream for 2 min at most
+# Gradio's webcam (6.31, pinned in requirements.txt): its "Click to Access Webcam" and capture buttons, by markup its
+# frontend writes in English whatever the browser's language (a title and an aria-label, the class as a fallback).
+# test_app_train's webcam test presses them through this code: an upgrade that renames them fails it.
+WEBCAM_GRANT = '[title="grant webcam access"] button'
+WEBCAM_CAPTURE = 'button[aria-label="capture photo"], button.capture-button'
 DOWNLOADS = {"model folder (zip)": "zip", **page_downloads()}  # label -> kind: /download takes the kind
 # Prepared downloads never fetched: at most this many are kept (the oldest go first), none longer than this.
 KEPT_DOWNLOADS, KEPT_DOWNLOAD_SECONDS = 3, 600
@@ -155,6 +160,7 @@ class TrainPage:
         engine = self.app.library.get(job.name).engine
         job.log(f"model loaded for predictions, the backbone in {engine}")
         self.app.shown.publish(job.name, result.model_dir)
+        self.app.offered()  # a new model: in the choices a new page or API client reads
 
     # -- Train, status, cancel, retrain ------------------------------------------------------------
     def train(self, name, backbone, image_size, epochs, archive, folder, *slots):
@@ -877,7 +883,7 @@ def webcam_again(elem_id: str) -> str:
     return f"""() => {{
         let tries = 0;
         const again = () => {{
-            const button = document.querySelector('#{elem_id} [title="grant webcam access"] button');
+            const button = document.querySelector('#{elem_id} {WEBCAM_GRANT}');
             if (button) button.click(); else if (tries++ < 30) setTimeout(again, 100);
         }};
         again();
@@ -889,6 +895,7 @@ def webcam_burst(elem_id: str, count: int) -> str:
     each time once the camera is live again (`webcam_again` switches it back on after each photo)."""
     return f"""async () => {{
         const root = document.querySelector('#{elem_id}');
+        const GRANT = '{WEBCAM_GRANT}', CAPTURE = '{WEBCAM_CAPTURE}';
         const live = () => {{
             const video = root.querySelector('video:not(.hide)');
             return video !== null && video.readyState >= 2 && video.videoWidth > 0;
@@ -898,10 +905,10 @@ def webcam_burst(elem_id: str, count: int) -> str:
             while (!done() && Date.now() < end) await new Promise((wake) => setTimeout(wake, 50));
             return done();
         }};
-        if (!live()) root.querySelector('[title="grant webcam access"] button')?.click();
+        if (!live()) root.querySelector(GRANT)?.click();
         for (let taken = 0; taken < {count}; taken++) {{
             if (!(await until(live, 5000))) break;
-            root.querySelector('button[aria-label="capture photo"]').click();
+            root.querySelector(CAPTURE)?.click();
             await until(() => !live(), 3000);
         }}
     }}"""

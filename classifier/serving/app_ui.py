@@ -16,8 +16,10 @@ and in app_guard.py (queue only, `Limits`, uploads only, no URLs, only the shown
 
 from __future__ import annotations
 
+import functools
 import html
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -59,6 +61,7 @@ from .limits import DEFAULT_LIMITS, LOOPBACK_HOSTS, Limits
 from .wording import LOCAL_TIME_SCRIPT, accuracy_words, few_images_warning, local_time
 
 TOP_K = 5
+RESCAN_SECONDS = 1.0  # a request for the config or schema rescans the models folder at most this often
 TRAIN_COMMAND = "python -m classifier.train --data PATH_OR_NAME --out {models_dir}/NAME"
 DEMO_COMMAND = (
     "python -m classifier.shapes datasets/shapes && python -m classifier.train --data datasets/shapes "
@@ -97,6 +100,8 @@ class App:
         self.limits = limits
         self.shown = ShownFiles(library.paths)  # the only files of the model folders the page can show
         library.on_change = self.changed  # models added to or removed from the models folder since the start
+        self.on_offer: Callable[[list[str]], None] | None = None  # told the names offered after each change
+        self._rescanned = float("-inf")  # when `rescan` last listed the models folder (time.monotonic)
         library.wait_for_loads(limits.concurrency - 1)  # a queue worker is always left for the loaded models
 
     def changed(self, added: dict[str, Path], removed: list[str]) -> None:
@@ -105,6 +110,21 @@ class App:
             self.shown.publish(name, path)
         for name in removed:
             self.shown.drop(name)
+        self.offered()
+
+    def rescan(self) -> None:
+        """Before the app's config or API schema is read: the models folder rescanned (a listing, nothing loaded), at
+        most once every RESCAN_SECONDS however often strangers ask; a change reaches the schema through `offered`."""
+        now = time.monotonic()
+        if now - self._rescanned >= RESCAN_SECONDS:
+            self._rescanned = now
+            self.library.refresh()
+
+    def offered(self) -> None:
+        """The models offered changed (a rescan, or a model trained on the page joined): `on_offer` hears the names
+        now offered (`build_app`: the picker's choices in the page's config and the API's schema)."""
+        if self.on_offer is not None:
+            self.on_offer(self.library.names)
 
     def page_load(self, model: str | None):
         """A page (re)loads: the picker's choices from the models folder as it is now (rescanned; `model` stays
@@ -317,15 +337,38 @@ class App:
 
 
 def model_picker(names: list[str]) -> gr.Dropdown:
-    """The model picker. Its choices are refreshed from the models folder at each page load (`App.page_load`); a
-    name typed, or sent by the API, that is not among them is checked by the library (allow_custom_value: a model
-    added since), and the API's schema names no fixed list of models (they come and go)."""
+    """The model picker. Its choices are refreshed from the models folder at each page load (`App.page_load`) and,
+    in the page's config and the API's schema, whenever the models offered change (`offer`); a name typed, or sent
+    by the API, that is not among them is checked by the library (allow_custom_value: a model added since)."""
     picker = gr.Dropdown(
         names, value=names[0] if names else None, label="Model", visible=len(names) > 1, allow_custom_value=True
     )
     # An instance attribute, not a subclass: Gradio writes a .pyi stub beside the module of a Component subclass.
-    picker.api_info = lambda: {"type": "string", "description": "the name of a model in the app's models folder"}
+    picker.api_info = lambda: {
+        "type": "string",
+        "enum": [value for _, value in picker.choices],
+        "description": "the name of a model in the app's models folder (they come and go: a client that connected "
+        "before a model was added may still name it)",
+    }
     return picker
+
+
+def offer(blocks: gr.Blocks, picker: gr.Dropdown, names: list[str]) -> None:
+    """The picker's choices are `names` in what a new page or client reads of the app: its config (/config, which
+    gradio_client reads when it connects) and its API schema (/info, view_api). Gradio works both out once, at
+    launch: the picker's entry in the config is updated in place (its keys only: a request copying the config
+    meanwhile sees the old list or the new one) and the schemas Gradio derived from it are dropped, to be derived
+    again at the next request. A page already open refreshes its own picker (`App.page_load`, a finished job)."""
+    picker.choices = [(name, name) for name in names]
+    config = getattr(blocks, "config", None) or {}  # set when the Blocks is built, again at launch
+    for component in config.get("components", []):
+        if component.get("id") == picker._id:
+            component["props"]["choices"] = picker.choices
+            component["api_info"] = component["api_info_as_input"] = picker.api_info()
+    server = getattr(blocks, "server_app", None)  # None until launched
+    if server is not None:  # gradio/routes.py's App caches the API schema it derives from the config
+        server.api_info = server.all_app_info = None
+        server.page_api_info = {}
 
 
 @dataclass
@@ -466,6 +509,7 @@ def build_app(app: App, trainer: TrainPage | None = None) -> gr.Blocks:
         for tab in tabs:
             tab.wire(page, page.built[tab.label])
         demo.load(app.page_load, model, [model, *view], api_visibility="private")
+        app.on_offer = functools.partial(offer, demo, model)
         model.change(app.model_view, model, view, api_visibility="private")
     # api_open=False: POST /gradio_api/run/<name> (which would skip the queue and its limits) answers 404;
     # the page and gradio_client join the queue (/gradio_api/queue/join), and so does /gradio_api/call/<name>.
@@ -502,7 +546,7 @@ def launch(
         # Run locally, the app answers only requests addressed to this machine (no DNS-rebinding page).
         app_kwargs={
             "middleware": [
-                Middleware(RequestGuard, max_body=limits.max_body, hosts=hosts),
+                Middleware(RequestGuard, max_body=limits.max_body, hosts=hosts, before_schema=app.rescan),
                 *([Middleware(SentOnce, folder=trainer.downloads)] if trainer else []),  # downloads go once sent
             ]
         },
