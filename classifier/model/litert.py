@@ -36,7 +36,7 @@ from ..atomic import write_atomic
 from ..config import user_cache_dir
 from ..console import Log, say
 from ..errors import first_line
-from .tflite import LiteRTModel, convert_tflite
+from .tflite import LiteRTModel, convert_frozen, convert_tflite
 
 CACHE_FORMAT = 1  # bump when what a cache entry holds changes, so older entries are not used
 FEATURE_TOLERANCE = 1e-4  # largest accepted |LiteRT - TensorFlow| on the probe, relative to its largest feature
@@ -78,10 +78,15 @@ def litert_features(
             log(f"note: {path}: the cached conversion cannot be used ({first_line(error)}); {then}")
     if not convert:
         return None
-    log("converting the model's backbone for LiteRT, once on this machine (about 20 s on 2 cores)")
+    # In a child process, through a SavedModel (what crosses to it); here, from the frozen graph: about 5x faster.
+    about = "about 20 s" if in_subprocess else "a few seconds"
+    log(f"converting the model's backbone for LiteRT, once on this machine ({about} on 2 cores)")
     started = time.monotonic()
     try:
-        flatbuffer = convert_tflite(extractor, size, output="features", in_subprocess=in_subprocess)
+        if in_subprocess:
+            flatbuffer = convert_tflite(extractor, size, output="features", in_subprocess=True)
+        else:
+            flatbuffer = convert_frozen(extractor, size, output="features")
         features = LiteRTModel(flatbuffer, threads=cpu_count())
         check(features, extractor, size)
     except Exception as error:  # noqa: BLE001 - the converter raises many kinds; TensorFlow still serves

@@ -70,6 +70,29 @@ def convert_tflite(
             return _converter(saved, quantize, calibration).convert()
 
 
+def convert_frozen(model, size: tuple[int, int], output="features") -> bytes:
+    """`model` from pixels at its size to its output (named `output`) as a float TFLite flatbuffer, converted from
+    its traced graph with the variables frozen into constants: what `convert_tflite` makes, without writing a
+    SavedModel and reading it back (about 5x faster: 4 s for EfficientNet-B0 at 224 px against 25 s, 2 cores). For
+    a model's frozen part in LiteRT (model/litert.py), in this process; the flatbuffer has no named signature
+    (`LiteRTModel` reads its one input and output), so exported files keep `convert_tflite`'s."""
+    # TensorFlow's own freezing (tf.lite uses it too): Keras 3 variables are resource variables a concrete function
+    # only captures, which the converter would otherwise keep as uninitialised inputs.
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    at_size = _at_size(model)
+    function = tf.function(lambda images: {output: at_size(images, training=False)})
+    frozen = convert_variables_to_constants_v2(function.get_concrete_function(pixels_spec(size)))
+    return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
+
+
+def _at_size(model):
+    """`model` from pixels at its size: after its Resizing layer ("resize") where it has one (a combined model's part
+    takes them as its input)."""
+    resize = next((layer for layer in model.layers if layer.name == RESIZE_LAYER), None)
+    return keras.Model(model.input if resize is None else resize.output, model.output)
+
+
 @contextlib.contextmanager
 def tflite_converter(
     model, size: tuple[int, int], quantize: str, calibration: np.ndarray | None = None, output="probabilities"
@@ -81,10 +104,8 @@ def tflite_converter(
 
 @contextlib.contextmanager
 def _saved_model(model, size: tuple[int, int], output: str) -> Iterator[Path]:
-    """A temporary SavedModel of `model` from pixels at its size (after its Resizing layer, "resize", where it has
-    one; a combined model's part takes them as its input) to `output`."""
-    resize = next((layer for layer in model.layers if layer.name == RESIZE_LAYER), None)
-    at_size = keras.Model(model.input if resize is None else resize.output, model.output)
+    """A temporary SavedModel of `model` from pixels at its size (`_at_size`) to `output`."""
+    at_size = _at_size(model)
     with tempfile.TemporaryDirectory(prefix="classifier-tflite-") as work:
         saved = Path(work) / "saved"
         # Through a SavedModel: the converter freezes its variables into constants (a concrete
