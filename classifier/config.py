@@ -166,8 +166,8 @@ class TrainConfig:
     feature_engine: str = option(
         "auto",
         "what runs the frozen backbone over the images the feature cache lacks: litert (converted once per machine, "
-        "15-20 s, and cached, the conversion serving uses), auto (litert for a backbone with depthwise convolutions, "
-        "converting only for a pass of 1,000 images or more unless the conversion is cached; tensorflow for plain "
+        "seconds, and cached, the conversion serving uses), auto (litert for a backbone with depthwise convolutions, "
+        "converting only for a pass of 250 images or more unless the conversion is cached; tensorflow for plain "
         "convolutions, which it runs as fast on batches) or tensorflow; the features are the same to float rounding",
         choices=ENGINES,
     )

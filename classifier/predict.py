@@ -50,7 +50,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print one JSON list instead of text")
     add_min_confidence_flag(parser)
     add_trust_flag(parser)
-    # A one-off command: converting (15-20 s) would cost more than it saves on a few images.
+    # A one-off command: converting (5-13 s) would cost more than it saves on a few images.
     add_engine_flag(parser, default="auto")
     return parser
 

@@ -181,7 +181,7 @@ def add_engine_flag(parser, default: str = DEFAULT_ENGINE, env: str | None = Non
         choices=ENGINES,
         default=os.environ.get(env, default) if env else default,
         help=(
-            "what runs the backbone: litert (about twice as fast on a CPU; converted on first use, 15-20 s, then "
+            "what runs the backbone: litert (about twice as fast on a CPU; converted on first use, in seconds, then "
             "cached in ~/.cache/classifier/litert), auto (litert where that conversion is cached, else tensorflow) "
             f"or tensorflow ({f'env {env}; ' if env else ''}default: {default})"
         ),

@@ -6,7 +6,8 @@ model's size -> feature vector) is most of a prediction's and of a feature pass'
 run it faster than TensorFlow's on a CPU, with the same features to float rounding (`FEATURE_TOLERANCE`; figures:
 benchmarks/README.md).
 
-Converting takes a while (about 20 s for InceptionV3 to mixed7 on 2 cores), so it is done once per
+Converting takes seconds (InceptionV3 to mixed7 at 150 px: 5 s here, 13 s in a child process that imports
+TensorFlow first; 2 cores: benchmarks/README.md), so it is done once per
 distinct frozen part and kept in ~/.cache/classifier/litert/ (under $XDG_CACHE_HOME when set). The
 key hashes the part's architecture and weights and the TensorFlow and LiteRT versions: a retrain on
 the same frozen backbone (only the head changes) finds the conversion, a fine-tuned backbone gets its own.
@@ -36,7 +37,7 @@ from ..atomic import write_atomic
 from ..config import user_cache_dir
 from ..console import Log, say
 from ..errors import first_line
-from .tflite import LiteRTModel, convert_frozen, convert_tflite
+from .tflite import LiteRTModel, convert_frozen
 
 CACHE_FORMAT = 1  # bump when what a cache entry holds changes, so older entries are not used
 FEATURE_TOLERANCE = 1e-4  # largest accepted |LiteRT - TensorFlow| on the probe, relative to its largest feature
@@ -78,15 +79,10 @@ def litert_features(
             log(f"note: {path}: the cached conversion cannot be used ({first_line(error)}); {then}")
     if not convert:
         return None
-    # In a child process, through a SavedModel (what crosses to it); here, from the frozen graph: about 5x faster.
-    about = "about 20 s" if in_subprocess else "a few seconds"
-    log(f"converting the model's backbone for LiteRT, once on this machine ({about} on 2 cores)")
+    log("converting the model's backbone for LiteRT, once on this machine (seconds on 2 cores)")
     started = time.monotonic()
     try:
-        if in_subprocess:
-            flatbuffer = convert_tflite(extractor, size, output="features", in_subprocess=True)
-        else:
-            flatbuffer = convert_frozen(extractor, size, output="features")
+        flatbuffer = convert_frozen(extractor, size, output="features", in_subprocess=in_subprocess)
         features = LiteRTModel(flatbuffer, threads=cpu_count())
         check(features, extractor, size)
     except Exception as error:  # noqa: BLE001 - the converter raises many kinds; TensorFlow still serves

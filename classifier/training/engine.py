@@ -11,12 +11,12 @@ calls it once per part. The conversion is model/litert.py's, the very one servin
   backbone with depthwise convolutions (MobileNet, EfficientNet), where XNNPACK takes about half TensorFlow's CPU
   time an image and the pass runs about twice as fast: with its conversion when cached (free, and serving loads it
   anyway), else converting only for a pass of at least CONVERT_FROM_IMAGES images, where the conversion's cost on
-  a cold machine (15-20 s on 2 cores) is won back within the pass, and never for a run that fine-tunes (the model
-  will serve another backbone). TensorFlow for plain convolutions (InceptionV3): on batches of 32 it runs them at
-  the CPU cost an image XNNPACK does, and its pass measured no slower (LiteRT's 2x there is for single images,
-  serving's case). Always TensorFlow under a distribution strategy or mixed precision, whose replicas and float16
-  computation the extractor in LiteRT would not follow. No feature cache (--no-feature-cache, --weights none): no
-  pass at all.
+  a cold machine (Lite2: 5 s, 11 s in the page's child process; 2 cores) is won back within the pass, and never for
+  a run that fine-tunes (the model will serve another backbone). TensorFlow for plain convolutions (InceptionV3): on
+  batches of 32 it runs them at the CPU cost an image XNNPACK does, and its pass measured no slower (LiteRT's 2x
+  there is for single images, serving's case). Always TensorFlow under a distribution strategy or mixed precision,
+  whose replicas and float16 computation the extractor in LiteRT would not follow. No feature cache
+  (--no-feature-cache, --weights none): no pass at all.
 - What the feature cache holds: LiteRT's features equal TensorFlow's to float rounding (litert.check's tolerance,
   1e-4 of the largest feature on the probe batch, at every load), far inside what the head can tell apart. So the
   cache key does not name the engine: an entry computed by either serves both, and a run mixes them freely.
@@ -36,7 +36,7 @@ from ..config import TrainConfig
 from ..console import Log, say
 from ..model.litert import cache_dir, cpu_count, depthwise_layers, litert_features
 
-CONVERT_FROM_IMAGES = 1000  # auto converts for a pass of at least this many images (the crossover: benchmarks/)
+CONVERT_FROM_IMAGES = 250  # auto converts for a pass of at least this many images (the crossover: benchmarks/)
 INSTEAD = "backbone pass in TensorFlow"  # what runs where LiteRT does not, as the one line says
 
 
