@@ -7,6 +7,8 @@ are made here in code: crafted `ZipInfo`s, and header bytes patched where zipfil
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import shutil
 import subprocess
@@ -62,7 +64,11 @@ def inputs_of(url: str, api_name: str) -> int:
 
 
 def rss_bytes() -> int:
-    """This process's resident memory (the app runs in it)."""
+    """This process's resident memory (the app runs in it), once glibc has given its free heap pages back to the system
+    (malloc_trim): what the process holds, not what its allocator keeps free from earlier tests in the same worker (a
+    worker that had grown to 3.6 GiB before this test measured 684 MiB more after the calls; the test alone, 8)."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: the figure as it is
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
