@@ -84,7 +84,8 @@ def convert_frozen(model, size: tuple[int, int], output="features", in_subproces
             return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
         graph = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="classifier-tflite-"))) / "graph.pb"
         graph.write_bytes(frozen.graph.as_graph_def().SerializeToString())
-        return child.send({"graph": str(graph), "input": frozen.inputs[0].name, "output": frozen.outputs[0].name})
+        request = {"graph": str(graph), "input": frozen.inputs[0].name, "output": frozen.outputs[0].name}
+        return child.send(request, graph.parent)
 
 
 def _frozen(model, size: tuple[int, int], output: str):
@@ -181,12 +182,12 @@ class ConverterProcess:
         if calibration is not None:
             request["calibration"] = str(saved.parent / "calibration.npy")
             np.save(request["calibration"], calibration)
-        return self.send(request)
+        return self.send(request, saved.parent)
 
-    def send(self, request: dict) -> bytes:
-        """The flatbuffer the child makes of `request` (a SavedModel's, or a frozen graph's: `main`), written beside
-        the request's file; a RuntimeError as `convert` says."""
-        request = {**request, "out": str(Path(request.get("saved") or request["graph"]).parent / "converted.tflite")}
+    def send(self, request: dict, work: Path) -> bytes:
+        """The flatbuffer the child makes of `request` (a SavedModel's, or a frozen graph's: `main`), written in the
+        folder `work`; a RuntimeError as `convert` says."""
+        request = {**request, "out": str(work / "converted.tflite")}
         try:
             _, errors = self._process.communicate(json.dumps(request) + "\n", timeout=CONVERT_TIMEOUT)
         except subprocess.TimeoutExpired:
